@@ -1,0 +1,52 @@
+namespace ProxyBackup.XmlRpc;
+
+/// <summary>Base of every error the XML-RPC layer raises, so callers can catch the layer as a whole.</summary>
+public abstract class XmlRpcException : Exception
+{
+    protected XmlRpcException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>The peer answered with a well-formed &lt;fault&gt;.</summary>
+public sealed class XmlRpcFaultException : XmlRpcException
+{
+    public XmlRpcFaultException(int faultCode, string faultString)
+        : base($"XML-RPC fault {faultCode}: {faultString}")
+    {
+        FaultCode = faultCode;
+        FaultString = faultString;
+    }
+
+    public int FaultCode { get; }
+    public string FaultString { get; }
+
+    /// <summary>Codes used by xmlrpc-c (and so by oned) and by the simulator.</summary>
+    public const int TypeMismatch = -501;
+    public const int ParseError = -503;
+    public const int NoSuchMethod = -506;
+    public const int InternalError = -500;
+}
+
+/// <summary>The bytes received are not a valid XML-RPC document (malformed, DTD, wrong shape, too large).</summary>
+public sealed class XmlRpcProtocolException : XmlRpcException
+{
+    public XmlRpcProtocolException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>The HTTP exchange failed: connection, TLS, timeout or a non-200 status.</summary>
+public sealed class XmlRpcTransportException : XmlRpcException
+{
+    public XmlRpcTransportException(string message, bool requestMayHaveBeenProcessed, Exception? inner = null, int? httpStatus = null)
+        : base(message, inner)
+    {
+        RequestMayHaveBeenProcessed = requestMayHaveBeenProcessed;
+        HttpStatus = httpStatus;
+    }
+
+    /// <summary>
+    /// False only when the request certainly never reached the server (connection refused, name
+    /// not resolved): the one case where repeating a call that creates something is safe.
+    /// </summary>
+    public bool RequestMayHaveBeenProcessed { get; }
+
+    public int? HttpStatus { get; }
+}

@@ -1,0 +1,45 @@
+using System.Diagnostics;
+
+namespace ProxyBackup.TestSupport;
+
+/// <summary>A process started by a test, killed (with its children) at dispose.</summary>
+public sealed class ChildProcess : IDisposable
+{
+    private ChildProcess(Process process) => Process = process;
+
+    public Process Process { get; }
+
+    public static ChildProcess Start(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return new ChildProcess(Process.Start(psi) ?? throw new InvalidOperationException($"Could not start {file}."));
+    }
+
+    public async Task<string> ReadLineAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        var line = await Process.StandardOutput.ReadLineAsync(cts.Token);
+        return line ?? throw new InvalidOperationException($"Process exited early: {await Process.StandardError.ReadToEndAsync(cts.Token)}");
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            if (!Process.HasExited)
+            {
+                Process.Kill(entireProcessTree: true);
+                Process.WaitForExit(5000);
+            }
+        }
+        catch (InvalidOperationException) { }
+        Process.Dispose();
+    }
+}
