@@ -1,0 +1,133 @@
+using System.Text;
+using System.Xml.Linq;
+using ProxyBackup.OpenNebula;
+
+namespace ProxyBackup.Simulator;
+
+/// <summary>The demo cloud created on first start, and the tool that changes a VM's disk content.</summary>
+public sealed partial class SimCloud
+{
+    private static readonly string[] Words =
+    [
+        "backup", "restore", "snapshot", "cloud", "volume", "chunk", "proxy", "image", "datastore", "cluster",
+        "kernel", "journal", "request", "session", "replica", "network", "schedule", "policy", "retention", "verify",
+        "select", "insert", "update", "order", "customer", "invoice", "payment", "status", "error", "warning",
+    ];
+
+    /// <summary>
+    /// Two hosts, a system and an image datastore, a proxy VM (USER_TEMPLATE/PROXY=YES) and three
+    /// protected VMs whose disks hold a realistic mix: a third zeros, a third text-like, a third random.
+    /// </summary>
+    public void SeedDemo(long diskMb, int seed = 42)
+    {
+        lock (_gate)
+        {
+            if (!IsEmpty) return;
+            _s.Hosts.Add(new SimHost { Id = _s.NextHostId++, Name = "kvm-01" });
+            _s.Hosts.Add(new SimHost { Id = _s.NextHostId++, Name = "kvm-02" });
+            _s.Datastores.Add(new SimDatastore { Id = _s.NextDatastoreId++, Name = "system", Type = DatastoreType.System, TmMad = "qcow2", TotalMb = 1_000_000, AllowOrphans = "FORMAT" });
+            _s.Datastores.Add(new SimDatastore { Id = _s.NextDatastoreId++, Name = "default", Type = DatastoreType.Image, TmMad = "qcow2", TotalMb = 1_000_000, AllowOrphans = "FORMAT" });
+            _s.Datastores.Add(new SimDatastore { Id = _s.NextDatastoreId++, Name = "files", Type = DatastoreType.File, TmMad = "ssh", TotalMb = 100_000 });
+            var rnd = new Random(seed);
+            var os = SeedImage("debian12", ImageType.Os, diskMb, persistent: false, rnd);
+            var web = SeedImage("web-data", ImageType.Datablock, Math.Max(1, diskMb / 2), persistent: false, rnd);
+            var db = SeedImage("db-data", ImageType.Datablock, diskMb, persistent: true, rnd);
+            var proxyOs = SeedImage("proxybackup-appliance", ImageType.Os, Math.Max(1, diskMb / 4), persistent: false, rnd);
+            Save();
+            string Disk(int image) => $"DISK = [ IMAGE_ID = \"{image}\", DEV_PREFIX = \"vd\" ]\n";
+            const string Common = "CPU = \"1\"\nVCPU = \"2\"\nMEMORY = \"2048\"\nOS = [ ARCH = \"x86_64\" ]\nGRAPHICS = [ TYPE = \"vnc\", LISTEN = \"0.0.0.0\" ]\nNIC = [ NETWORK = \"lan\", NETWORK_UNAME = \"oneadmin\" ]\nCONTEXT = [ NETWORK = \"YES\", SSH_PUBLIC_KEY = \"$USER[SSH_PUBLIC_KEY]\" ]\n";
+            CreateVm(TemplateParser.Parse($"NAME = \"proxybackup\"\n{Common}{Disk(proxyOs)}PROXY = \"YES\"\n"), false, 0, null, null);
+            CreateVm(TemplateParser.Parse($"NAME = \"web-01\"\n{Common}{Disk(os)}{Disk(web)}LABELS = \"prod,web\"\nBACKUP_POLICY = \"gold\"\n"), false, 0, null, null);
+            CreateVm(TemplateParser.Parse($"NAME = \"db-01\"\n{Common}{Disk(os)}{Disk(db)}DISK = [ TYPE = \"swap\", SIZE = \"{Math.Max(1, diskMb / 4)}\" ]\nLABELS = \"prod,db\"\nBACKUP_POLICY = \"gold\"\n"), false, 0, null, null);
+            CreateVm(TemplateParser.Parse($"NAME = \"dev-01\"\n{Common}{Disk(os)}LABELS = \"dev\"\n"), false, 0, null, null);
+        }
+    }
+
+    private int SeedImage(string name, ImageType type, long sizeMb, bool persistent, Random rnd)
+    {
+        var image = NewImage(name, type, sizeMb, 1, "raw", persistent);
+        image.Template["DEV_PREFIX"] = "vd";
+        image.State = ImageState.Ready;
+        WriteMixedContent(ImageFile(image.Id), sizeMb * MiB, rnd);
+        return image.Id;
+    }
+
+    private static void WriteMixedContent(string path, long bytes, Random rnd)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var f = new FileStream(path, FileMode.Create, FileAccess.Write);
+        f.SetLength(bytes);
+        var third = bytes / 3 / 4096 * 4096;
+        f.Position = third; // the first third stays zero (a hole)
+        var line = 0L;
+        var text = new StringBuilder();
+        while (f.Position < 2 * third)
+        {
+            text.Clear();
+            while (text.Length < 1 << 20)
+            {
+                text.Append("row ").Append(line++).Append(':');
+                for (var w = 0; w < 8; w++) text.Append(' ').Append(Words[rnd.Next(Words.Length)]);
+                text.Append('\n');
+            }
+            var chunk = Encoding.ASCII.GetBytes(text.ToString());
+            f.Write(chunk, 0, (int)Math.Min(chunk.Length, 2 * third - f.Position));
+        }
+        var random = new byte[1 << 20];
+        while (f.Position < bytes)
+        {
+            rnd.NextBytes(random);
+            f.Write(random, 0, (int)Math.Min(random.Length, bytes - f.Position));
+        }
+    }
+
+    /// <summary>Writes random blocks at random offsets of a VM's disk, as a running guest would; returns the bytes written.</summary>
+    public long MutateDisk(int vmId, int diskId, int blocks, int blockSize, int seed)
+    {
+        if (blocks < 0 || blockSize <= 0) throw new SimFailure(OneErrorCode.XmlRpcApi, "blocks must be ≥ 0 and block size > 0.");
+        lock (_gate)
+        {
+            var vm = VmOrThrow(vmId);
+            var disk = vm.Disk(diskId) ?? throw new SimFailure(OneErrorCode.Action, "VM disk does not exist.", vmId);
+            if (Yes(disk, "READONLY")) throw new SimFailure(OneErrorCode.Action, "The disk is read-only.", vmId);
+            var path = DiskFile(vm, disk);
+            var rnd = new Random(seed);
+            var data = new byte[blockSize];
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+            var slots = f.Length / blockSize;
+            if (slots == 0) return 0;
+            for (var i = 0; i < blocks; i++)
+            {
+                rnd.NextBytes(data);
+                f.Position = rnd.NextInt64(slots) * blockSize;
+                f.Write(data);
+            }
+            f.Flush(flushToDisk: true);
+            return (long)blocks * blockSize;
+        }
+    }
+
+    /// <summary>The path of the file that holds a VM disk's current content (for tests and checksums).</summary>
+    public string DiskContentPath(int vmId, int diskId)
+    {
+        lock (_gate)
+        {
+            var vm = VmOrThrow(vmId);
+            return DiskFile(vm, vm.Disk(diskId) ?? throw new SimFailure(OneErrorCode.Action, "VM disk does not exist.", vmId));
+        }
+    }
+
+    /// <summary>Waits (outside any call) until no VM is in a transient state: the seeded VMs take a moment to boot.</summary>
+    public async Task WaitIdleAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            lock (_gate)
+                if (_s.Vms.All(v => v.State is VmState.Done or VmState.Hold || (v.State == VmState.Active && v.Lcm == LcmState.Running) || OneStateNames.Settlement(v.State, v.Lcm) == VmSettlement.Settled && v.State != VmState.Pending))
+                    return;
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+        throw new TimeoutException("The simulated cloud did not settle.");
+    }
+}
