@@ -1,5 +1,6 @@
 using ProxyBackup.OpenNebula;
 using ProxyBackup.XmlRpc;
+using ProxyBackup.XmlRpc.Server;
 
 namespace ProxyBackup.Simulator;
 
@@ -11,7 +12,9 @@ public sealed class SimApi
 {
     private delegate object Handler(Args a, OpOutcome outcome, SimUser caller);
 
-    private sealed record Method(string Signature, int LockLevel, Handler Run);
+    /// <param name="LockLevel">The operation's auth level (2 MANAGE, 3 ADMIN) checked against a VM lock; 0 when locks do not apply.</param>
+    /// <param name="VmArg">Which argument holds the VM id (one.vm.action takes the action first).</param>
+    private sealed record Method(string Signature, int LockLevel, Handler Run, int VmArg = 0);
 
     private readonly SimCloud _cloud;
     private readonly SimFaults _faults;
@@ -39,7 +42,7 @@ public sealed class SimApi
             ["one.vm.disksaveas"] = new("iissi", Manage, (a, o, _) => _cloud.DiskSaveAs(a.I(0), a.I(1), a.S(2), a.S(3), a.I(4), o)),
             ["one.vm.attach"] = new("is", Manage, (a, o, _) => _cloud.Attach(a.I(0), a.S(1), o)),
             ["one.vm.detach"] = new("ii", Manage, (a, o, _) => _cloud.Detach(a.I(0), a.I(1), o)),
-            ["one.vm.action"] = new("si", Manage, (a, o, _) => _cloud.VmAction(a.S(0), a.I(1), o)),
+            ["one.vm.action"] = new("si", Manage, (a, o, _) => _cloud.VmAction(a.S(0), a.I(1), o), VmArg: 1),
             ["one.vm.lock"] = new("ii|b", 0, (a, _, _) => _cloud.VmLock(a.I(0), a.I(1), a.Count > 2 && a.B(2))),
             ["one.vm.unlock"] = new("i", 0, (a, _, _) => _cloud.VmUnlock(a.I(0))),
             ["one.vm.update"] = new("is|i", Manage, (a, _, _) => _cloud.VmUpdate(a.I(0), a.S(1), a.Count > 2 ? a.I(2) : 0)),
@@ -99,7 +102,7 @@ public sealed class SimApi
             };
             try
             {
-                if (method.LockLevel > 0) _cloud.CheckLock(args.I(0), method.LockLevel, call.MethodName);
+                if (method.LockLevel > 0) _cloud.CheckLock(args.I(method.VmArg), method.LockLevel, call.MethodName);
                 reply = [true, method.Run(args, outcome, caller), 0];
             }
             catch (SimFailure f)

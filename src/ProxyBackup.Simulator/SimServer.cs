@@ -1,5 +1,6 @@
 using System.Net;
 using ProxyBackup.XmlRpc;
+using ProxyBackup.XmlRpc.Server;
 
 namespace ProxyBackup.Simulator;
 

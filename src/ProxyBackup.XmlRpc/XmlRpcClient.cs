@@ -53,6 +53,8 @@ public sealed class XmlRpcClient : IDisposable
                     requestMayHaveBeenProcessed: (int)response.StatusCode >= 500, httpStatus: (int)response.StatusCode);
             if (mediaType.Contains("html", StringComparison.OrdinalIgnoreCase) || LooksLikeHtml(bytes))
                 throw new XmlRpcProtocolException($"{_options.Endpoint} answered with an HTML page, not XML-RPC; check the endpoint URL (usually http://<front-end>:2633/RPC2).");
+            if (bytes.Length == 0)
+                throw new XmlRpcProtocolException($"{_options.Endpoint} answered {method} with an empty body.");
             using var ms = new MemoryStream(bytes, writable: false);
             return XmlRpcReader.ParseResponse(ms, _options.MaxResponseBytes);
         }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using ProxyBackup.TestSupport;
+using ProxyBackup.XmlRpc.Server;
 
 namespace ProxyBackup.XmlRpc.Tests;
 

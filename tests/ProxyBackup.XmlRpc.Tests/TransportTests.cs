@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using ProxyBackup.XmlRpc.Server;
 
 namespace ProxyBackup.XmlRpc.Tests;
 

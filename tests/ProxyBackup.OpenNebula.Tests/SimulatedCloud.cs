@@ -1,0 +1,78 @@
+using System.Net;
+using System.Security.Cryptography;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Simulator;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.OpenNebula.Tests;
+
+/// <summary>A seeded simulator on a free loopback port, a client logged in to it, and quick polling.</summary>
+public sealed class SimulatedCloud : IAsyncDisposable
+{
+    public const string Password = "s3cret-pw";
+    private readonly TempDirectory _dir;
+
+    private SimulatedCloud(TempDirectory dir, SimServer server, OneClient client)
+    {
+        _dir = dir;
+        Server = server;
+        Client = client;
+        Waiter = new OneWaiter(client, TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(100));
+    }
+
+    public SimServer Server { get; private set; }
+    public OneClient Client { get; private set; }
+    public OneWaiter Waiter { get; private set; }
+    public string DataDirectory => _dir.Path;
+    public string DevicesDirectory => Server.Cloud.Devices.Directory;
+    public static TimeSpan Timeout => TimeSpan.FromSeconds(30);
+
+    public static async Task<SimulatedCloud> StartAsync(int opMs = 30, long diskMb = 4, TempDirectory? reuse = null)
+    {
+        var dir = reuse ?? new TempDirectory("pb-sim");
+        var server = SimServer.Start(new SimOptions { DataDirectory = dir.Path, OperationTime = TimeSpan.FromMilliseconds(opMs) }, IPAddress.Loopback, 0, Password);
+        server.Cloud.SeedDemo(diskMb);
+        await server.Cloud.WaitIdleAsync(TimeSpan.FromSeconds(30));
+        return new SimulatedCloud(dir, server, NewClient(server.Endpoint, Password));
+    }
+
+    public static OneClient NewClient(Uri endpoint, string password, int retries = 2) => new(new OneClientOptions
+    {
+        Endpoint = endpoint,
+        Credentials = new OneCredentials("oneadmin", password),
+        CallTimeout = TimeSpan.FromSeconds(10),
+        Retries = retries,
+        RetryDelay = TimeSpan.FromMilliseconds(20),
+    });
+
+    /// <summary>Stops the simulator and starts it again on the same data directory (and a new port).</summary>
+    public async Task RestartAsync()
+    {
+        Client.Dispose();
+        await Server.DisposeAsync();
+        Server = SimServer.Start(new SimOptions { DataDirectory = _dir.Path, OperationTime = TimeSpan.FromMilliseconds(30) }, IPAddress.Loopback, 0, Password);
+        Client = NewClient(Server.Endpoint, Password);
+        Waiter = new OneWaiter(Client, TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(100));
+    }
+
+    public async Task<VirtualMachine> VmNamedAsync(string name) =>
+        (await Client.VmPoolAsync()).Single(v => v.Name == name) is var shortVm ? await Client.VmInfoAsync(shortVm.Id) : throw new InvalidOperationException();
+
+    public async Task<VirtualMachine> ProxyAsync() => await VmNamedAsync("proxybackup");
+
+    public IReadOnlySet<string> DeviceNames() =>
+        Directory.EnumerateFileSystemEntries(DevicesDirectory).Select(Path.GetFileName).OfType<string>().ToHashSet();
+
+    public static string Sha256OfFile(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return Convert.ToHexString(SHA256.HashData(f));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Server.DisposeAsync();
+        _dir.Dispose();
+    }
+}
