@@ -1,0 +1,57 @@
+using System.Diagnostics;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>Backup, restore and export entry points.</summary>
+public sealed partial class BackupRepository
+{
+    /// <summary>Starts a restore point of <paramref name="source"/>; with a parent, disks are compared with the parent's.</summary>
+    public RestorePointWriter StartRestorePoint(string source, RestorePointIndex? parent = null, IReadOnlyDictionary<string, string>? tags = null) =>
+        new(this, source, parent, tags);
+
+    /// <summary>The newest restore point of a source, or null.</summary>
+    public RestorePointIndex? Latest(string source) => ListRestorePoints(source).LastOrDefault();
+
+    public async Task<DiskRestoreStats> RestoreDiskAsync(RestorePointIndex point, string disk, string targetPath, RestoreOptions? options = null,
+        IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    {
+        using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"restore of {point.Source}/{point.Id}");
+        var manifest = LoadManifest(point, disk);
+        return await new DiskRestore(this).RunAsync(manifest, targetPath, options ?? new RestoreOptions(), progress, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>A seekable read-only stream over one disk of a restore point.</summary>
+    public Stream OpenDisk(RestorePointIndex point, string disk) => new RestorePointStream(this, LoadManifest(point, disk));
+
+    /// <summary>Exports a disk as a raw sparse file, or as qcow2 through qemu-img (Debian qemu-utils).</summary>
+    public async Task ExportAsync(RestorePointIndex point, string disk, string outputPath, DiskFormat format,
+        IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    {
+        if (format == DiskFormat.Raw)
+        {
+            await RestoreDiskAsync(point, disk, outputPath, null, progress, ct).ConfigureAwait(false);
+            return;
+        }
+        var qemuImg = FindQemuImg() ?? throw new RepositoryException("qcow2 export needs qemu-img, which is not installed: apt-get install qemu-utils (or export raw).");
+        var raw = outputPath + ".raw.part";
+        try
+        {
+            await RestoreDiskAsync(point, disk, raw, null, progress, ct).ConfigureAwait(false);
+            var psi = new ProcessStartInfo(qemuImg) { RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in new[] { "convert", "-q", "-f", "raw", "-O", "qcow2", raw, outputPath }) psi.ArgumentList.Add(a);
+            using var p = Process.Start(psi)!;
+            var error = await p.StandardError.ReadToEndAsync(ct).ConfigureAwait(false);
+            await p.WaitForExitAsync(ct).ConfigureAwait(false);
+            if (p.ExitCode != 0) throw new RepositoryException($"qemu-img convert failed: {error.Trim()}");
+        }
+        finally
+        {
+            AtomicFile.TryDelete(raw);
+        }
+    }
+
+    private static string? FindQemuImg() =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin").Split(':').Select(d => Path.Combine(d, "qemu-img")).FirstOrDefault(File.Exists);
+}
+
+public enum DiskFormat { Raw, Qcow2 }

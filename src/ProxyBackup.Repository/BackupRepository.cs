@@ -1,0 +1,256 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// A repository directory (docs/repository-format.md): config, keys, content-addressed chunks and
+/// restore points. Knows nothing of OpenNebula: it stores disks and opaque metadata per source.
+/// </summary>
+public sealed partial class BackupRepository
+{
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys)
+    {
+        Root = path;
+        Config = config;
+        Keys = keys;
+    }
+
+    public string Root { get; }
+    public RepositoryConfig Config { get; }
+    internal MasterKeys? Keys { get; }
+
+    internal string TmpDirectory => Path.Combine(Root, "tmp");
+    internal string ChunksDirectory => Path.Combine(Root, "chunks");
+    internal string PointsDirectory => Path.Combine(Root, "points");
+    internal string LocksDirectory => Path.Combine(Root, "locks");
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,127}$")]
+    private static partial Regex SourceName();
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex ItemName();
+
+    public static BackupRepository Create(string path, RepositoryCreateOptions options)
+    {
+        path = Path.GetFullPath(path);
+        if (File.Exists(Path.Combine(path, "config")))
+            throw new RepositoryException($"{path} already holds a repository; open it instead.");
+        if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any())
+            throw new RepositoryException($"{path} is not empty; create the repository in an empty or new directory.");
+        var config = new RepositoryConfig
+        {
+            Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
+            ChunkSize = options.ChunkSize,
+            Compression = new CompressionConfig { Level = options.CompressionLevel },
+            Encryption = options.Key is null ? null : new EncryptionConfig(),
+            Created = DateTimeOffset.UtcNow,
+        };
+        config.Validate(path);
+        foreach (var d in new[] { "", "chunks", "points", "locks", "tmp", "keys" }) Directory.CreateDirectory(Path.Combine(path, d));
+        MasterKeys? keys = null;
+        if (options.Key is { } key)
+        {
+            keys = MasterKeys.Generate();
+            AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), durable: true);
+        }
+        AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, Json), durable: true);
+        return new BackupRepository(path, config, keys);
+    }
+
+    public static BackupRepository Open(string path, RepositoryKey? key)
+    {
+        path = Path.GetFullPath(path);
+        var configPath = Path.Combine(path, "config");
+        if (!File.Exists(configPath))
+            throw new RepositoryException(Directory.Exists(path)
+                ? $"{path} is not a ProxyBackup repository (no config file); create one with 'repository init'."
+                : $"Repository {path} does not exist (is the disk or NFS share mounted?).");
+        RepositoryConfig config;
+        try
+        {
+            config = JsonSerializer.Deserialize<RepositoryConfig>(File.ReadAllBytes(configPath)) ?? throw new JsonException("empty");
+        }
+        catch (JsonException e)
+        {
+            throw new CorruptDataException($"{configPath} is damaged: {e.Message}");
+        }
+        config.Validate(path);
+        MasterKeys? keys = null;
+        if (config.Encrypted)
+        {
+            if (key is null) throw new WrongKeyException($"Repository {path} is encrypted: give its passphrase or key file.");
+            keys = MasterKeys.Unwrap(Directory.EnumerateFiles(Path.Combine(path, "keys")).Select(File.ReadAllBytes), key);
+        }
+        foreach (var d in new[] { "chunks", "points", "locks", "tmp" }) Directory.CreateDirectory(Path.Combine(path, d));
+        return new BackupRepository(path, config, keys);
+    }
+
+    /// <summary>Adds another passphrase or key file that opens this (encrypted) repository.</summary>
+    public void AddKey(RepositoryKey key)
+    {
+        if (Keys is null) throw new RepositoryException("This repository is not encrypted.");
+        AtomicFile.Write(TmpDirectory, Path.Combine(Root, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), Keys.Wrap(key), durable: true);
+    }
+
+    public static void CheckSourceName(string source)
+    {
+        if (!SourceName().IsMatch(source)) throw new ArgumentException($"'{source}' is not a valid source name ([a-z0-9._-], starting with a letter or digit).");
+    }
+
+    public static void CheckItemName(string name)
+    {
+        if (!ItemName().IsMatch(name)) throw new ArgumentException($"'{name}' is not a valid disk or metadata name ([A-Za-z0-9._-]).");
+    }
+
+    internal static string NewRestorePointId(DateTimeOffset time) =>
+        $"{time.UtcDateTime:yyyyMMdd'T'HHmmss'Z'}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
+
+    // ---- chunks -----------------------------------------------------------------------------
+
+    internal string ChunkPath(ChunkId id)
+    {
+        var hex = id.ToString();
+        return Path.Combine(ChunksDirectory, hex[..2], hex);
+    }
+
+    internal bool HasChunk(ChunkId id) => File.Exists(ChunkPath(id));
+
+    /// <summary>tmp + rename, no fsync: the writer syncs the file system once before committing the index.</summary>
+    internal void WriteChunk(ChunkId id, ReadOnlySpan<byte> file)
+    {
+        var path = ChunkPath(id);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        try
+        {
+            AtomicFile.Write(TmpDirectory, path, file, durable: false);
+        }
+        catch (IOException e) when (Native.IsNoSpace(e))
+        {
+            throw new RepositoryFullException(Root, e);
+        }
+    }
+
+    internal byte[] ReadChunkFile(ChunkId id)
+    {
+        try
+        {
+            return File.ReadAllBytes(ChunkPath(id));
+        }
+        catch (FileNotFoundException)
+        {
+            throw new CorruptDataException($"Chunk {id} is missing from the repository.");
+        }
+        catch (DirectoryNotFoundException)
+        {
+            throw new CorruptDataException($"Chunk {id} is missing from the repository.");
+        }
+    }
+
+    // ---- restore point files ----------------------------------------------------------------
+
+    internal string PointDirectory(string source, string id) => Path.Combine(PointsDirectory, source, id);
+
+    private byte[] Associated(string source, string id, string file) => Encoding.UTF8.GetBytes($"point:{source}/{id}/{file}");
+
+    internal void WritePointFile(string source, string id, string file, ReadOnlySpan<byte> plaintext, bool durable)
+    {
+        var content = Keys is null ? plaintext.ToArray() : BlobCipher.Seal(Keys.DataKey, plaintext, Associated(source, id, file));
+        try
+        {
+            AtomicFile.Write(TmpDirectory, Path.Combine(PointDirectory(source, id), file), content, durable);
+        }
+        catch (IOException e) when (Native.IsNoSpace(e))
+        {
+            throw new RepositoryFullException(Root, e);
+        }
+    }
+
+    internal byte[] ReadPointFile(string source, string id, string file)
+    {
+        var path = Path.Combine(PointDirectory(source, id), file);
+        byte[] content;
+        try
+        {
+            content = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new CorruptDataException($"{source}/{id}/{file} is missing from the repository.");
+        }
+        if (Keys is null) return content;
+        try
+        {
+            return BlobCipher.Open(Keys.DataKey, content, Associated(source, id, file));
+        }
+        catch (CryptographicException)
+        {
+            throw new CorruptDataException($"{source}/{id}/{file} does not decrypt (damaged or altered).");
+        }
+    }
+
+    // ---- reading restore points -------------------------------------------------------------
+
+    /// <summary>Every complete restore point (those with an index), oldest first; of one source when given.</summary>
+    public IReadOnlyList<RestorePointIndex> ListRestorePoints(string? source = null)
+    {
+        var sources = source is null
+            ? (Directory.Exists(PointsDirectory) ? Directory.EnumerateDirectories(PointsDirectory).Select(Path.GetFileName).OfType<string>() : [])
+            : [source];
+        var result = new List<RestorePointIndex>();
+        foreach (var s in sources)
+        {
+            var dir = Path.Combine(PointsDirectory, s);
+            if (!Directory.Exists(dir)) continue;
+            foreach (var point in Directory.EnumerateDirectories(dir))
+                if (File.Exists(Path.Combine(point, "index")))
+                    result.Add(LoadIndex(s, Path.GetFileName(point)));
+        }
+        return [.. result.OrderBy(p => p.Time).ThenBy(p => p.Id, StringComparer.Ordinal)];
+    }
+
+    public RestorePointIndex LoadIndex(string source, string id)
+    {
+        if (!File.Exists(Path.Combine(PointDirectory(source, id), "index")))
+            throw new RepositoryException($"There is no restore point {source}/{id}.");
+        try
+        {
+            var index = JsonSerializer.Deserialize<RestorePointIndex>(ReadPointFile(source, id, "index")) ?? throw new JsonException("empty");
+            if (index.Source != source || index.Id != id) throw new CorruptDataException($"{source}/{id}/index names another restore point ({index.Source}/{index.Id}).");
+            return index;
+        }
+        catch (JsonException e)
+        {
+            throw new CorruptDataException($"{source}/{id}/index is damaged: {e.Message}");
+        }
+    }
+
+    public Manifest LoadManifest(RestorePointIndex point, string disk)
+    {
+        var entry = point.Disk(disk);
+        var bytes = ReadPointFile(point.Source, point.Id, ManifestFile(disk));
+        if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(bytes)), entry.ManifestSha256, StringComparison.Ordinal))
+            throw new CorruptDataException($"{point.Source}/{point.Id}/{ManifestFile(disk)} does not match its index (damaged or replaced).");
+        return Manifest.Parse(bytes, $"{point.Source}/{point.Id}/{ManifestFile(disk)}");
+    }
+
+    public byte[] LoadMetadata(RestorePointIndex point, string name)
+    {
+        var entry = point.Metadata.FirstOrDefault(m => m.Name == name) ?? throw new RepositoryException($"Restore point {point.Source}/{point.Id} has no metadata '{name}'.");
+        var bytes = ReadPointFile(point.Source, point.Id, MetadataFile(name));
+        if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(bytes)), entry.Sha256, StringComparison.Ordinal))
+            throw new CorruptDataException($"Metadata {name} of {point.Source}/{point.Id} does not match its index.");
+        return bytes;
+    }
+
+    internal static string ManifestFile(string disk) => $"disk-{disk}.manifest";
+    internal static string MetadataFile(string name) => $"meta-{name}";
+}
+
+/// <summary>The repository's file system is full. Nothing half-written became visible.</summary>
+public sealed class RepositoryFullException(string root, Exception inner)
+    : RepositoryException($"The repository's disk is full ({root}): no restore point was written. Free space (apply retention and run gc) or grow the disk, then retry.", inner);

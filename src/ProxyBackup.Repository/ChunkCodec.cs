@@ -1,0 +1,106 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// Turns a chunk's bytes into its name and stored form, and back, checking integrity on the way in.
+/// One codec per worker thread: it owns a zstd context and scratch buffers.
+/// </summary>
+internal sealed class ChunkCodec : IDisposable
+{
+    private const byte Raw = 0x00;
+    private const byte Compressed = 0x01;
+
+    private readonly MasterKeys? _keys;
+    private readonly int _level;
+    private readonly byte[] _encoded;
+    private readonly byte[] _sealed;
+    private readonly byte[] _plain;
+    private readonly Zstd.Compressor _compressor = new();
+    private readonly Zstd.Decompressor _decompressor = new();
+
+    public ChunkCodec(int chunkSize, int level, MasterKeys? keys)
+    {
+        _keys = keys;
+        _level = level;
+        _encoded = new byte[1 + Math.Max(Zstd.Bound(chunkSize), chunkSize)];
+        _sealed = keys is null ? [] : new byte[_encoded.Length + BlobCipher.Overhead];
+        _plain = new byte[1 + Math.Max(Zstd.Bound(chunkSize), chunkSize)];
+    }
+
+    public ChunkId Name(ReadOnlySpan<byte> data)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        if (_keys is null) SHA256.HashData(data, digest);
+        else HMACSHA256.HashData(_keys.NameKey, data, digest);
+        var id = ChunkId.Read(digest);
+        // An all-zero name is the zero-chunk marker; a real digest of zeros is beyond any chance.
+        return id.IsZero ? throw new CryptographicException("Digest collided with the zero marker.") : id;
+    }
+
+    /// <summary>The bytes of the chunk file for <paramref name="data"/>; valid until the next call.</summary>
+    public ReadOnlyMemory<byte> Encode(ChunkId id, ReadOnlySpan<byte> data)
+    {
+        var n = _compressor.Compress(data, _encoded.AsSpan(1), _level);
+        int length;
+        if (n < data.Length)
+        {
+            _encoded[0] = Compressed;
+            length = 1 + n;
+        }
+        else
+        {
+            _encoded[0] = Raw;
+            data.CopyTo(_encoded.AsSpan(1));
+            length = 1 + data.Length;
+        }
+        if (_keys is null) return _encoded.AsMemory(0, length);
+        BlobCipher.Seal(_keys.DataKey, _encoded.AsSpan(0, length), Associated(id), _sealed.AsSpan(0, length + BlobCipher.Overhead));
+        return _sealed.AsMemory(0, length + BlobCipher.Overhead);
+    }
+
+    /// <summary>Decodes a chunk file into <paramref name="destination"/> and checks that it hashes to its name.</summary>
+    public int Decode(ChunkId id, ReadOnlySpan<byte> file, Span<byte> destination)
+    {
+        ReadOnlySpan<byte> encoded = file;
+        if (_keys is not null)
+        {
+            try
+            {
+                var n = BlobCipher.Open(_keys.DataKey, file, Associated(id), _plain);
+                encoded = _plain.AsSpan(0, n);
+            }
+            catch (CryptographicException)
+            {
+                throw new CorruptDataException($"Chunk {id} does not decrypt (damaged or altered).");
+            }
+        }
+        if (encoded.Length == 0) throw new CorruptDataException($"Chunk {id} is empty.");
+        int length;
+        switch (encoded[0])
+        {
+            case Raw:
+                if (encoded.Length - 1 > destination.Length) throw new CorruptDataException($"Chunk {id} is larger than a chunk.");
+                encoded[1..].CopyTo(destination);
+                length = encoded.Length - 1;
+                break;
+            case Compressed:
+                try { length = _decompressor.Decompress(encoded[1..], destination); }
+                catch (InvalidDataException e) { throw new CorruptDataException($"Chunk {id}: {e.Message}"); }
+                break;
+            default:
+                throw new CorruptDataException($"Chunk {id} has an unknown encoding {encoded[0]}.");
+        }
+        if (Name(destination[..length]) != id) throw new CorruptDataException($"Chunk {id} does not hash to its name (damaged).");
+        return length;
+    }
+
+    private static byte[] Associated(ChunkId id) => Encoding.ASCII.GetBytes("chunk:" + id);
+
+    public void Dispose()
+    {
+        _compressor.Dispose();
+        _decompressor.Dispose();
+    }
+}

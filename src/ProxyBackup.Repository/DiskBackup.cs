@@ -1,0 +1,135 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// Reads one disk into the repository: a reader fills a fixed set of aligned chunk buffers in disk
+/// order; workers (one per core) detect zero chunks without hashing, hash the others, skip those
+/// equal to the previous restore point at the same position, and compress, encrypt and write only
+/// the chunks the repository lacks. Memory stays at (buffers + per-worker scratch) × chunk size
+/// whatever the disk size.
+/// </summary>
+internal sealed class DiskBackup(BackupRepository repository)
+{
+    public async Task<(Manifest Manifest, DiskBackupStats Stats)> RunAsync(string sourcePath, Manifest? previous, IProgress<TransferProgress>? progress, CancellationToken ct)
+    {
+        using var source = BlockSource.OpenRead(sourcePath);
+        var chunkSize = repository.Config.ChunkSize;
+        var count = Manifest.ChunkCount(source.Size, chunkSize);
+        var ids = new ChunkId[count];
+        var workers = Math.Clamp(Environment.ProcessorCount, 1, 8);
+        var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress);
+        long zero = 0, changed = 0, newStored = 0;
+        var newChunks = 0;
+        var written = new ConcurrentDictionary<ChunkId, byte>();
+        var buffers = Enumerable.Range(0, workers * 2 + 2).Select(_ => new AlignedBuffer(chunkSize)).ToList();
+        var free = Channel.CreateUnbounded<AlignedBuffer>();
+        foreach (var b in buffers) free.Writer.TryWrite(b);
+        var work = Channel.CreateBounded<(int Index, AlignedBuffer Buffer, int Length)>(buffers.Count);
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var token = failed.Token;
+
+        async Task ReadAll()
+        {
+            try
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    var buffer = await free.Reader.ReadAsync(token).ConfigureAwait(false);
+                    var offset = (long)i * chunkSize;
+                    var expected = (int)Math.Min(chunkSize, source.Size - offset);
+                    var n = source.ReadFull(buffer.GetSpan()[..expected], offset);
+                    if (n != expected) throw new IOException($"{sourcePath} ended at byte {offset + n}, before its size of {source.Size} bytes.");
+                    await work.Writer.WriteAsync((i, buffer, n), token).ConfigureAwait(false);
+                }
+                work.Writer.Complete();
+            }
+            catch (Exception e)
+            {
+                work.Writer.TryComplete(e);
+                throw;
+            }
+        }
+
+        void Work()
+        {
+            using var codec = new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys);
+            while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
+            {
+                while (work.Reader.TryRead(out var item))
+                {
+                    var data = item.Buffer.GetSpan()[..item.Length];
+                    long stored = 0;
+                    if (!data.ContainsAnyExcept((byte)0))
+                    {
+                        ids[item.Index] = ChunkId.Zero;
+                        Interlocked.Add(ref zero, item.Length);
+                        if (previous is not null && item.Index < previous.Chunks.Count && !previous.Chunks[item.Index].IsZero)
+                            Interlocked.Add(ref changed, item.Length);
+                    }
+                    else
+                    {
+                        var id = codec.Name(data);
+                        ids[item.Index] = id;
+                        var unchanged = previous is not null && item.Index < previous.Chunks.Count && previous.Chunks[item.Index] == id;
+                        if (!unchanged)
+                        {
+                            Interlocked.Add(ref changed, item.Length);
+                            if (written.TryAdd(id, 0) && !repository.HasChunk(id))
+                            {
+                                var file = codec.Encode(id, data);
+                                repository.WriteChunk(id, file.Span);
+                                stored = file.Length;
+                                Interlocked.Add(ref newStored, stored);
+                                Interlocked.Increment(ref newChunks);
+                            }
+                        }
+                    }
+                    free.Writer.TryWrite(item.Buffer);
+                    meter.Add(item.Length, stored);
+                }
+            }
+        }
+
+        var tasks = new List<Task> { Task.Run(ReadAll, token) };
+        tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(Work, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+        try
+        {
+            await WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var b in buffers) ((IDisposable)b).Dispose();
+        }
+        meter.Report();
+        var stats = new DiskBackupStats
+        {
+            Read = source.Size, Zero = zero, Changed = previous is null ? source.Size - zero : changed,
+            NewStored = newStored, NewChunks = newChunks, Seconds = meter.Elapsed.TotalSeconds,
+        };
+        return (new Manifest(source.Size, chunkSize, ids), stats);
+    }
+
+    /// <summary>Waits for all; the first failure cancels the others and is the one thrown (not a cancellation it caused).</summary>
+    internal static async Task WhenAllOrFirstFailure(List<Task> tasks, CancellationTokenSource cancelOthers)
+    {
+        Exception? first = null;
+        var pending = tasks.ToList();
+        while (pending.Count > 0)
+        {
+            var done = await Task.WhenAny(pending).ConfigureAwait(false);
+            pending.Remove(done);
+            if (done.IsFaulted && first is null)
+            {
+                first = done.Exception!.InnerException!;
+                await cancelOthers.CancelAsync().ConfigureAwait(false);
+            }
+            else if (done.IsCanceled && first is null && cancelOthers.IsCancellationRequested)
+            {
+                first ??= new OperationCanceledException(cancelOthers.Token);
+            }
+        }
+        if (first is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+    }
+}

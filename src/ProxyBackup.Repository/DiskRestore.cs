@@ -1,0 +1,84 @@
+using System.Threading.Channels;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>How a restore writes its target.</summary>
+public sealed record RestoreOptions
+{
+    /// <summary>
+    /// The target block device is known to read as zeros (a freshly allocated image): zero chunks are
+    /// skipped. Files are always created sparse, so this only matters for devices.
+    /// </summary>
+    public bool TargetIsZeroed { get; init; }
+}
+
+public sealed record DiskRestoreStats(long Bytes, long ZeroBytes, long WrittenBytes, double Seconds);
+
+/// <summary>
+/// Writes a restore point's disk to a block device or a file. Workers fetch, decrypt, decompress
+/// and verify chunks in parallel and write them at their offsets; every chunk's name is checked.
+/// </summary>
+internal sealed class DiskRestore(BackupRepository repository)
+{
+    public async Task<DiskRestoreStats> RunAsync(Manifest manifest, string targetPath, RestoreOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
+    {
+        using var target = BlockSource.OpenWrite(targetPath, manifest.DiskSize);
+        var skipZeros = !target.IsBlockDevice || options.TargetIsZeroed;
+        var meter = new ProgressMeter($"restore {Path.GetFileName(targetPath)}", manifest.DiskSize, progress);
+        var work = Channel.CreateBounded<int>(64);
+        var zeros = new byte[manifest.ChunkSize];
+        long zeroBytes = 0, written = 0;
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var token = failed.Token;
+
+        async Task Feed()
+        {
+            try
+            {
+                for (var i = 0; i < manifest.Chunks.Count; i++) await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
+                work.Writer.Complete();
+            }
+            catch (Exception e)
+            {
+                work.Writer.TryComplete(e);
+                throw;
+            }
+        }
+
+        void Work()
+        {
+            using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
+            var plain = new byte[manifest.ChunkSize];
+            while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
+            {
+                while (work.Reader.TryRead(out var i))
+                {
+                    var length = manifest.ChunkLength(i);
+                    var offset = (long)i * manifest.ChunkSize;
+                    var id = manifest.Chunks[i];
+                    if (id.IsZero)
+                    {
+                        Interlocked.Add(ref zeroBytes, length);
+                        if (!skipZeros) RandomAccess.Write(target.Handle, zeros.AsSpan(0, length), offset);
+                    }
+                    else
+                    {
+                        var n = codec.Decode(id, repository.ReadChunkFile(id), plain);
+                        if (n != length) throw new CorruptDataException($"Chunk {id} holds {n} bytes where the manifest needs {length}.");
+                        RandomAccess.Write(target.Handle, plain.AsSpan(0, n), offset);
+                        Interlocked.Add(ref written, n);
+                    }
+                    meter.Add(length, 0);
+                }
+            }
+        }
+
+        var workers = Math.Clamp(Environment.ProcessorCount, 1, 8);
+        var tasks = new List<Task> { Task.Run(Feed, token) };
+        tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(Work, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+        await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
+        target.Flush();
+        meter.Report();
+        return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);
+    }
+}

@@ -1,0 +1,80 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>The few libc calls .NET does not expose: O_DIRECT opens, device sizes, syncfs, directory fsync.</summary>
+internal static partial class Native
+{
+    private const int ORdOnly = 0x0;
+    private const int ORdWr = 0x2;
+    private const int ODirect = 0x4000;     // x86_64 / aarch64 Linux
+    private const int ODirectory = 0x10000;
+    private const int OCloexec = 0x80000;
+    private const ulong BlkGetSize64 = 0x80081272;
+    private const ulong BlkFlsBuf = 0x1261;
+    public const int Enospc = 28;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "syncfs", SetLastError = true)]
+    private static partial int Syncfs(int fd);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int Ioctl(int fd, ulong request, out ulong value);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int Ioctl(int fd, ulong request, nint zero);
+
+    /// <summary>Opens with O_DIRECT, or returns null when the file system refuses it (tmpfs, some FUSE).</summary>
+    public static SafeFileHandle? OpenDirect(string path, bool write)
+    {
+        var fd = Open(path, (write ? ORdWr : ORdOnly) | ODirect | OCloexec);
+        return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>Size of a block device in bytes (BLKGETSIZE64).</summary>
+    public static long BlockDeviceSize(SafeFileHandle handle)
+    {
+        if (Ioctl((int)handle.DangerousGetHandle(), BlkGetSize64, out var size) != 0)
+            throw new IOException($"Cannot read the block device's size (errno {Marshal.GetLastPInvokeError()}).");
+        return checked((long)size);
+    }
+
+    /// <summary>Drops the kernel's buffers of a block device (BLKFLSBUF) after writing, before it is detached.</summary>
+    public static void FlushBlockDeviceBuffers(SafeFileHandle handle) => _ = Ioctl((int)handle.DangerousGetHandle(), BlkFlsBuf, 0);
+
+    /// <summary>Makes every write to the file system that holds <paramref name="path"/> durable.</summary>
+    public static void SyncFileSystem(string path)
+    {
+        var fd = Open(path, ORdOnly | ODirectory | OCloexec);
+        if (fd < 0) throw new IOException($"Cannot open {path} (errno {Marshal.GetLastPInvokeError()}).");
+        try
+        {
+            if (Syncfs(fd) != 0) throw new IOException($"syncfs failed on {path} (errno {Marshal.GetLastPInvokeError()}).");
+        }
+        finally
+        {
+            Close(fd);
+        }
+    }
+
+    /// <summary>fsync of a directory, so that a rename inside it survives a crash.</summary>
+    public static void FsyncDirectory(string path)
+    {
+        var fd = Open(path, ORdOnly | ODirectory | OCloexec);
+        if (fd < 0) return;
+        try { Fsync(fd); }
+        finally { Close(fd); }
+    }
+
+    public static bool IsNoSpace(IOException e) => (e.HResult & 0xFFFF) == Enospc || e.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase);
+
+}

@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// The lock protocol of docs/repository-format.md: shared for backups and restores, exclusive for
+/// retention and garbage collection; files in locks/, refreshed while held, and judged stale when
+/// not refreshed for 30 minutes or when their process on this host is gone.
+/// </summary>
+public sealed class RepositoryLock : IDisposable
+{
+    public static readonly TimeSpan RefreshInterval = TimeSpan.FromMinutes(5);
+    public static readonly TimeSpan StaleAfter = TimeSpan.FromMinutes(30);
+
+    private readonly string _path;
+    private readonly LockInfo _info;
+    private readonly Timer _refresh;
+    private bool _released;
+
+    private RepositoryLock(string path, LockInfo info)
+    {
+        _path = path;
+        _info = info;
+        _refresh = new Timer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
+    }
+
+    public sealed record LockInfo(
+        [property: JsonPropertyName("host")] string Host,
+        [property: JsonPropertyName("pid")] int Pid,
+        [property: JsonPropertyName("process_start")] long ProcessStart,
+        [property: JsonPropertyName("purpose")] string Purpose,
+        [property: JsonPropertyName("created")] DateTimeOffset Created,
+        [property: JsonPropertyName("refreshed")] DateTimeOffset Refreshed);
+
+    /// <summary>Takes the lock, waiting up to <paramref name="wait"/> for a conflicting holder to finish.</summary>
+    public static RepositoryLock Acquire(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null)
+    {
+        var deadline = DateTime.UtcNow + (wait ?? TimeSpan.Zero);
+        var dir = repository.LocksDirectory;
+        Directory.CreateDirectory(dir);
+        while (true)
+        {
+            var now = DateTimeOffset.UtcNow;
+            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessStartTicks(Environment.ProcessId) ?? 0, purpose, now, now);
+            var path = Path.Combine(dir, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
+            AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), durable: true);
+            var conflict = Holders(dir).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive));
+            if (conflict.Path is null) return new RepositoryLock(path, info);
+            File.Delete(path);
+            if (DateTime.UtcNow >= deadline)
+                throw new RepositoryLockedException(
+                    $"The repository is locked {(conflict.Exclusive ? "exclusively" : "")} by {conflict.Info.Purpose} (host {conflict.Info.Host}, pid {conflict.Info.Pid}, since {conflict.Info.Created:u}); retry when it has finished.");
+            Thread.Sleep(TimeSpan.FromMilliseconds(500));
+        }
+    }
+
+    /// <summary>The live locks; stale ones are removed on the way.</summary>
+    public static IEnumerable<(string Path, bool Exclusive, LockInfo Info)> Holders(string directory)
+    {
+        foreach (var file in Directory.EnumerateFiles(directory))
+        {
+            var name = Path.GetFileName(file);
+            var exclusive = name.StartsWith("exclusive-", StringComparison.Ordinal);
+            if (!exclusive && !name.StartsWith("shared-", StringComparison.Ordinal)) continue;
+            LockInfo? info;
+            try { info = JsonSerializer.Deserialize<LockInfo>(File.ReadAllBytes(file)); }
+            catch (Exception e) when (e is IOException or JsonException) { continue; }
+            if (info is null) continue;
+            if (IsStale(info))
+            {
+                AtomicFile.TryDelete(file);
+                continue;
+            }
+            yield return (file, exclusive, info);
+        }
+    }
+
+    private static bool IsStale(LockInfo info)
+    {
+        if (DateTimeOffset.UtcNow - info.Refreshed > StaleAfter) return true;
+        if (info.Host != Environment.MachineName) return false;
+        var start = ProcessStartTicks(info.Pid);
+        return start is null || (info.ProcessStart != 0 && start != info.ProcessStart);
+    }
+
+    /// <summary>The process's start time (field 22 of /proc/PID/stat): a reused pid has another one.</summary>
+    private static long? ProcessStartTicks(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[19], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
+    private void Refresh()
+    {
+        if (_released) return;
+        try
+        {
+            var updated = _info with { Refreshed = DateTimeOffset.UtcNow };
+            File.WriteAllBytes(_path, JsonSerializer.SerializeToUtf8Bytes(updated));
+        }
+        catch (IOException e)
+        {
+            Trace.TraceWarning($"Could not refresh repository lock {_path}: {e.Message}");
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_released) return;
+        _released = true;
+        _refresh.Dispose();
+        AtomicFile.TryDelete(_path);
+    }
+}
+
+public sealed class RepositoryLockedException(string message) : RepositoryException(message);

@@ -1,0 +1,89 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// Builds one restore point: metadata and disks go into its directory as they come; <see cref="Commit"/>
+/// makes everything durable and only then writes the index. Disposed without a commit, it removes
+/// what it wrote (a crash leaves the same, minus the cleanup, which garbage collection does).
+/// </summary>
+public sealed class RestorePointWriter : IDisposable
+{
+    private readonly BackupRepository _repository;
+    private readonly RepositoryLock _lock;
+    private readonly RestorePointIndex? _parent;
+    private readonly List<DiskEntry> _disks = [];
+    private readonly List<MetadataEntry> _metadata = [];
+    private readonly Dictionary<string, string> _tags;
+    private bool _committed;
+
+    internal RestorePointWriter(BackupRepository repository, string source, RestorePointIndex? parent, IReadOnlyDictionary<string, string>? tags)
+    {
+        BackupRepository.CheckSourceName(source);
+        if (parent is not null && parent.Source != source) throw new ArgumentException($"The parent {parent.Source}/{parent.Id} belongs to another source than {source}.");
+        _repository = repository;
+        _parent = parent;
+        _tags = tags?.ToDictionary() ?? [];
+        Source = source;
+        Time = DateTimeOffset.UtcNow;
+        Id = BackupRepository.NewRestorePointId(Time);
+        _lock = RepositoryLock.Acquire(repository, exclusive: false, purpose: $"backup of {source}");
+        Directory.CreateDirectory(repository.PointDirectory(source, Id));
+    }
+
+    public string Source { get; }
+    public string Id { get; }
+    public DateTimeOffset Time { get; }
+
+    public void AddMetadata(string name, ReadOnlySpan<byte> content)
+    {
+        BackupRepository.CheckItemName(name);
+        _repository.WritePointFile(Source, Id, BackupRepository.MetadataFile(name), content, durable: false);
+        _metadata.RemoveAll(m => m.Name == name);
+        _metadata.Add(new MetadataEntry(name, Convert.ToHexStringLower(SHA256.HashData(content))));
+    }
+
+    /// <summary>
+    /// Reads a disk (block device or file) into the restore point. With a parent, chunks equal to
+    /// the parent's at the same position are neither compressed nor written.
+    /// </summary>
+    public async Task<DiskBackupStats> AddDiskAsync(string disk, string sourcePath, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    {
+        BackupRepository.CheckItemName(disk);
+        if (_disks.Any(d => d.Disk == disk)) throw new ArgumentException($"Disk '{disk}' is already in this restore point.");
+        var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
+        var (manifest, stats) = await new DiskBackup(_repository).RunAsync(sourcePath, previous, progress, ct).ConfigureAwait(false);
+        var bytes = manifest.ToBytes();
+        _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, durable: false);
+        _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });
+        return stats;
+    }
+
+    /// <summary>Syncs the file system, then writes the index durably: from here on the restore point exists.</summary>
+    public RestorePointIndex Commit()
+    {
+        if (_committed) throw new InvalidOperationException("Already committed.");
+        var index = new RestorePointIndex
+        {
+            Source = Source, Id = Id, Time = Time, Parent = _parent?.Id, Tags = _tags,
+            Disks = [.. _disks], Metadata = [.. _metadata],
+        };
+        Native.SyncFileSystem(_repository.Root);
+        _repository.WritePointFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index), durable: true);
+        _committed = true;
+        _lock.Dispose();
+        return index;
+    }
+
+    public void Dispose()
+    {
+        if (!_committed)
+        {
+            try { Directory.Delete(_repository.PointDirectory(Source, Id), recursive: true); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        _lock.Dispose();
+    }
+}

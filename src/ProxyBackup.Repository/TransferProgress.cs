@@ -1,0 +1,39 @@
+namespace ProxyBackup.Repository;
+
+/// <summary>Where a long transfer stands: what the CLI's progress bar and the daemon's log show.</summary>
+public sealed record TransferProgress(string What, long TotalBytes, long DoneBytes, long NewBytes, TimeSpan Elapsed)
+{
+    public double BytesPerSecond => Elapsed.TotalSeconds > 0 ? DoneBytes / Elapsed.TotalSeconds : 0;
+
+    public TimeSpan? Eta => BytesPerSecond > 0 && TotalBytes >= DoneBytes
+        ? TimeSpan.FromSeconds((TotalBytes - DoneBytes) / BytesPerSecond) : null;
+
+    public double Fraction => TotalBytes > 0 ? (double)DoneBytes / TotalBytes : 1;
+
+    public override string ToString() =>
+        $"{What}: {DoneBytes / 1048576.0:0} / {TotalBytes / 1048576.0:0} MiB ({Fraction:P0}), {BytesPerSecond / 1e6:0.0} MB/s, new {NewBytes / 1048576.0:0.0} MiB" +
+        (Eta is { } eta ? $", ETA {eta:hh\\:mm\\:ss}" : "");
+}
+
+/// <summary>Counts bytes from several workers and reports at most a few times a second.</summary>
+internal sealed class ProgressMeter(string what, long total, IProgress<TransferProgress>? sink)
+{
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    private long _done;
+    private long _new;
+    private long _lastReport;
+
+    public TimeSpan Elapsed => _clock.Elapsed;
+
+    public void Add(long done, long newBytes)
+    {
+        Interlocked.Add(ref _done, done);
+        Interlocked.Add(ref _new, newBytes);
+        if (sink is null) return;
+        var now = _clock.ElapsedMilliseconds;
+        var last = Interlocked.Read(ref _lastReport);
+        if (now - last >= 250 && Interlocked.CompareExchange(ref _lastReport, now, last) == last) Report();
+    }
+
+    public void Report() => sink?.Report(new TransferProgress(what, total, Interlocked.Read(ref _done), Interlocked.Read(ref _new), _clock.Elapsed));
+}
