@@ -59,6 +59,7 @@ internal sealed class DiskBackup(BackupRepository repository)
             {
                 while (work.Reader.TryRead(out var item))
                 {
+                    token.ThrowIfCancellationRequested();
                     var data = item.Buffer.GetSpan()[..item.Length];
                     long stored = 0;
                     if (!data.ContainsAnyExcept((byte)0))

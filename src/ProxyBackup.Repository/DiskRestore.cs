@@ -53,6 +53,7 @@ internal sealed class DiskRestore(BackupRepository repository)
             {
                 while (work.Reader.TryRead(out var i))
                 {
+                    token.ThrowIfCancellationRequested();
                     var length = manifest.ChunkLength(i);
                     var offset = (long)i * manifest.ChunkSize;
                     var id = manifest.Chunks[i];

@@ -21,7 +21,7 @@ internal sealed class ProgressMeter(string what, long total, IProgress<TransferP
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private long _done;
     private long _new;
-    private long _lastReport;
+    private long _lastReport = -1000; // the first update is reported at once
 
     public TimeSpan Elapsed => _clock.Elapsed;
 

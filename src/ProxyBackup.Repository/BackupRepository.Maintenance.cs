@@ -1,0 +1,44 @@
+namespace ProxyBackup.Repository;
+
+/// <summary>Verify, retention, garbage collection and statistics.</summary>
+public sealed partial class BackupRepository
+{
+    public async Task<VerifyReport> VerifyAsync(bool readData, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    {
+        using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: "verify");
+        return await new Verifier(this).RunAsync(readData, progress, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Decides what a retention policy keeps; with <paramref name="dryRun"/> false, removes the rest.</summary>
+    public IReadOnlyList<RetentionDecision> ApplyRetention(RetentionPolicy policy, string? source = null, bool dryRun = true, DateTimeOffset? now = null, TimeZoneInfo? zone = null)
+    {
+        using var held = dryRun ? null : RepositoryLock.Acquire(this, exclusive: true, purpose: "retention", wait: TimeSpan.FromSeconds(30));
+        var plan = Retention.Plan(ListRestorePoints(source), policy, now ?? DateTimeOffset.UtcNow, zone);
+        if (!dryRun)
+            foreach (var d in plan.Where(d => !d.Keep)) Remove(d.Point);
+        return plan;
+    }
+
+    /// <summary>Removes one restore point: its index first, so that it vanishes at once; its chunks go at the next gc.</summary>
+    public void Forget(RestorePointIndex point)
+    {
+        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: $"forget {point.Source}/{point.Id}", wait: TimeSpan.FromSeconds(30));
+        Remove(point);
+    }
+
+    private void Remove(RestorePointIndex point)
+    {
+        var dir = PointDirectory(point.Source, point.Id);
+        File.Delete(Path.Combine(dir, "index"));
+        Native.FsyncDirectory(dir);
+        Directory.Delete(dir, recursive: true);
+    }
+
+    public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
+    {
+        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: TimeSpan.FromSeconds(30));
+        return new GarbageCollector(this).Run(grace ?? TimeSpan.FromHours(24), ct);
+    }
+
+    public RepositoryStats Stats() => RepositoryStats.Compute(this);
+}

@@ -1,0 +1,96 @@
+using System.Collections.Concurrent;
+
+namespace ProxyBackup.Repository;
+
+public sealed record VerifyReport(
+    int RestorePointsChecked,
+    int ChunksChecked,
+    IReadOnlyDictionary<string, IReadOnlyList<string>> DamagedRestorePoints,
+    IReadOnlyList<string> DamagedChunks)
+{
+    public bool Ok => DamagedRestorePoints.Count == 0;
+}
+
+/// <summary>
+/// Checks that every restore point can be restored: its index, manifests and metadata read and
+/// match, every chunk it references exists, and with <c>readData</c> every chunk decrypts,
+/// decompresses and hashes to its name. Reports which restore points are damaged and why.
+/// </summary>
+internal sealed class Verifier(BackupRepository repository)
+{
+    public async Task<VerifyReport> RunAsync(bool readData, IProgress<TransferProgress>? progress, CancellationToken ct)
+    {
+        var problems = new ConcurrentDictionary<string, ConcurrentBag<string>>();
+        void Damage(string point, string why) => problems.GetOrAdd(point, _ => []).Add(why);
+        var users = new Dictionary<ChunkId, List<string>>();
+        var points = 0;
+        foreach (var (source, id) in AllPointIds())
+        {
+            ct.ThrowIfCancellationRequested();
+            var name = $"{source}/{id}";
+            points++;
+            RestorePointIndex index;
+            try { index = repository.LoadIndex(source, id); }
+            catch (RepositoryException e) { Damage(name, e.Message); continue; }
+            foreach (var m in index.Metadata)
+            {
+                try { repository.LoadMetadata(index, m.Name); }
+                catch (RepositoryException e) { Damage(name, e.Message); }
+            }
+            foreach (var d in index.Disks)
+            {
+                try
+                {
+                    foreach (var chunk in repository.LoadManifest(index, d.Disk).Chunks.Where(c => !c.IsZero).Distinct())
+                    {
+                        if (!users.TryGetValue(chunk, out var list)) users[chunk] = list = [];
+                        list.Add(name);
+                    }
+                }
+                catch (RepositoryException e) { Damage(name, e.Message); }
+            }
+        }
+
+        var damagedChunks = new ConcurrentBag<string>();
+        var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", users.Count, progress);
+        var chunkSize = repository.Config.ChunkSize;
+        await Parallel.ForEachAsync(users, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
+            (pair, _) =>
+            {
+                string? why = null;
+                if (!readData)
+                {
+                    if (!repository.HasChunk(pair.Key)) why = $"chunk {pair.Key} is missing";
+                }
+                else
+                {
+                    try
+                    {
+                        using var codec = new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys);
+                        codec.Decode(pair.Key, repository.ReadChunkFile(pair.Key), new byte[chunkSize]);
+                    }
+                    catch (CorruptDataException e) { why = e.Message; }
+                }
+                if (why is not null)
+                {
+                    damagedChunks.Add(pair.Key.ToString());
+                    foreach (var point in pair.Value.Distinct()) Damage(point, why);
+                }
+                meter.Add(1, 0);
+                return ValueTask.CompletedTask;
+            }).ConfigureAwait(false);
+        meter.Report();
+        return new VerifyReport(points, users.Count,
+            problems.ToDictionary(p => p.Key, p => (IReadOnlyList<string>)[.. p.Value.Distinct().Order(StringComparer.Ordinal)]),
+            [.. damagedChunks.Order(StringComparer.Ordinal)]);
+    }
+
+    private IEnumerable<(string Source, string Id)> AllPointIds()
+    {
+        if (!Directory.Exists(repository.PointsDirectory)) yield break;
+        foreach (var s in Directory.EnumerateDirectories(repository.PointsDirectory).Order(StringComparer.Ordinal))
+            foreach (var p in Directory.EnumerateDirectories(s).Order(StringComparer.Ordinal))
+                if (File.Exists(Path.Combine(p, "index")))
+                    yield return (Path.GetFileName(s), Path.GetFileName(p));
+    }
+}

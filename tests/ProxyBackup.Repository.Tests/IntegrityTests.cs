@@ -1,0 +1,105 @@
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Repository.Tests;
+
+/// <summary>Damage of every kind is found by verify and refused by restore, naming the restore points hit.</summary>
+public class IntegrityTests
+{
+    private const int Chunk = 64 << 10;
+
+    private static async Task<(BackupRepository Repo, RestorePointIndex A, RestorePointIndex B, string Disk)> TwoPointsAsync(TempDirectory dir, RepositoryKey? key = null)
+    {
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk, Key = key });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 2L << 20);
+        RestorePointIndex a, b;
+        using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); a = w.Commit(); }
+        var other = dir.Combine("other.img");
+        TestDisks.WriteMixed(other, 1L << 20, seed: 77);
+        using (var w = repo.StartRestorePoint("vm-2")) { await w.AddDiskAsync("0", other); b = w.Commit(); }
+        return (repo, a, b, disk);
+    }
+
+    private static string SomeChunkFileOf(BackupRepository repo, RestorePointIndex point) =>
+        repo.ChunkPath(repo.LoadManifest(point, "0").Chunks.Last(c => !c.IsZero));
+
+    public static TheoryData<string> Damages => ["flip", "truncate", "delete"];
+
+    [Theory]
+    [MemberData(nameof(Damages))]
+    public async Task Damaged_chunk_is_found_by_verify_and_by_restore(string damage)
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, b, _) = await TwoPointsAsync(dir);
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        var file = SomeChunkFileOf(repo, a);
+        switch (damage)
+        {
+            case "flip":
+                var bytes = File.ReadAllBytes(file);
+                bytes[bytes.Length / 2] ^= 0x40;
+                File.WriteAllBytes(file, bytes);
+                break;
+            case "truncate":
+                File.WriteAllBytes(file, File.ReadAllBytes(file)[..10]);
+                break;
+            default:
+                File.Delete(file);
+                break;
+        }
+        var report = await repo.VerifyAsync(readData: true);
+        Assert.False(report.Ok);
+        Assert.True(report.DamagedRestorePoints.ContainsKey($"vm-1/{a.Id}"));
+        Assert.False(report.DamagedRestorePoints.ContainsKey($"vm-2/{b.Id}"));
+        Assert.Single(report.DamagedChunks);
+
+        var quick = await repo.VerifyAsync(readData: false);
+        Assert.Equal(damage == "delete", !quick.Ok); // existence check sees only a missing chunk
+
+        await Assert.ThrowsAsync<CorruptDataException>(() => repo.RestoreDiskAsync(a, "0", dir.Combine("out.img")));
+        await repo.RestoreDiskAsync(b, "0", dir.Combine("fine.img"));
+    }
+
+    [Fact]
+    public async Task Damaged_manifest_index_and_encrypted_chunk_are_found()
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, b, _) = await TwoPointsAsync(dir, RepositoryKey.FromPassphrase("pw"));
+        var chunk = SomeChunkFileOf(repo, b);
+        var bytes = File.ReadAllBytes(chunk);
+        bytes[^1] ^= 1; // the GCM tag
+        File.WriteAllBytes(chunk, bytes);
+        var manifest = Path.Combine(repo.Root, "points", "vm-1", a.Id, "disk-0.manifest");
+        var m = File.ReadAllBytes(manifest);
+        m[40] ^= 1;
+        File.WriteAllBytes(manifest, m);
+        var report = await repo.VerifyAsync(readData: true);
+        Assert.Contains(report.DamagedRestorePoints[$"vm-2/{b.Id}"], r => r.Contains("does not decrypt", StringComparison.Ordinal));
+        Assert.Contains(report.DamagedRestorePoints[$"vm-1/{a.Id}"], r => r.Contains("disk-0.manifest", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_backup_that_fails_leaves_no_restore_point_and_the_next_one_works()
+    {
+        using var dir = new TempDirectory();
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 4L << 20);
+        using var cts = new CancellationTokenSource();
+        using (var w = repo.StartRestorePoint("vm-1"))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => w.AddDiskAsync("0", disk, new CancelAfterFirst(cts), cts.Token));
+        }
+        Assert.Empty(repo.ListRestorePoints());
+        Assert.Empty(Directory.EnumerateDirectories(Path.Combine(repo.Root, "points", "vm-1")));
+        using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); w.Commit(); }
+        Assert.Single(repo.ListRestorePoints());
+        Assert.True((await repo.VerifyAsync(true)).Ok);
+        Assert.Equal(0, repo.CollectGarbage(TimeSpan.Zero).ChunksRemoved);
+    }
+
+    private sealed class CancelAfterFirst(CancellationTokenSource cts) : IProgress<TransferProgress>
+    {
+        public void Report(TransferProgress value) => cts.Cancel();
+    }
+}
