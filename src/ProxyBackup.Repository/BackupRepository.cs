@@ -118,7 +118,11 @@ public sealed partial class BackupRepository
         return Path.Combine(ChunksDirectory, hex[..2], hex);
     }
 
-    internal bool HasChunk(ChunkId id) => File.Exists(ChunkPath(id));
+    /// <summary>
+    /// Whether the chunk is stored. An empty file does not count: after a power loss a renamed but
+    /// unflushed file can be left empty, and must be written again rather than trusted.
+    /// </summary>
+    internal bool HasChunk(ChunkId id) => new FileInfo(ChunkPath(id)) is { Exists: true, Length: > 0 };
 
     /// <summary>tmp + rename, no fsync: the writer syncs the file system once before committing the index.</summary>
     internal void WriteChunk(ChunkId id, ReadOnlySpan<byte> file)

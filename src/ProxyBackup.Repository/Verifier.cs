@@ -52,7 +52,7 @@ internal sealed class Verifier(BackupRepository repository)
         }
 
         var damagedChunks = new ConcurrentBag<string>();
-        var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", users.Count, progress);
+        var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", (long)users.Count * repository.Config.ChunkSize, progress);
         var chunkSize = repository.Config.ChunkSize;
         await Parallel.ForEachAsync(users, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
             (pair, _) =>
@@ -76,7 +76,7 @@ internal sealed class Verifier(BackupRepository repository)
                     damagedChunks.Add(pair.Key.ToString());
                     foreach (var point in pair.Value.Distinct()) Damage(point, why);
                 }
-                meter.Add(1, 0);
+                meter.Add(chunkSize, 0);
                 return ValueTask.CompletedTask;
             }).ConfigureAwait(false);
         meter.Report();

@@ -1,0 +1,51 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>Parsing and printing of sizes, durations and JSON for the command line.</summary>
+internal static class CliFormat
+{
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    /// <summary>"4M", "64K", "1G", or bytes.</summary>
+    public static long ParseSize(string text)
+    {
+        var t = text.Trim().ToUpperInvariant().TrimEnd('B', 'I');
+        long unit = 1;
+        if (t.Length > 0 && char.IsLetter(t[^1]))
+        {
+            unit = t[^1] switch { 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, 'T' => 1L << 40, _ => throw new CliException($"'{text}' is not a size (e.g. 4M, 64K, 1G).") };
+            t = t[..^1];
+        }
+        return long.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n * unit : throw new CliException($"'{text}' is not a size (e.g. 4M, 64K, 1G).");
+    }
+
+    /// <summary>"30m", "24h", "7d", "2w".</summary>
+    public static TimeSpan ParseDuration(string text)
+    {
+        var t = text.Trim().ToLowerInvariant();
+        if (t.Length >= 2 && double.TryParse(t[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && n >= 0)
+            return t[^1] switch
+            {
+                's' => TimeSpan.FromSeconds(n), 'm' => TimeSpan.FromMinutes(n), 'h' => TimeSpan.FromHours(n),
+                'd' => TimeSpan.FromDays(n), 'w' => TimeSpan.FromDays(7 * n),
+                _ => throw new CliException($"'{text}' is not a duration (e.g. 30m, 24h, 7d, 2w)."),
+            };
+        throw new CliException($"'{text}' is not a duration (e.g. 30m, 24h, 7d, 2w).");
+    }
+
+    public static string Bytes(long bytes) => bytes switch
+    {
+        >= 1L << 40 => $"{bytes / (double)(1L << 40):0.00} TiB",
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):0.00} GiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):0.0} MiB",
+        >= 1L << 10 => $"{bytes / 1024.0:0.0} KiB",
+        _ => $"{bytes} B",
+    };
+
+    public static void PrintJson<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, Json));
+}
+
+/// <summary>Bad input on the command line: one message that says what to fix.</summary>
+internal sealed class CliException(string message) : Exception(message);

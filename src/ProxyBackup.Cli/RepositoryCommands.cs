@@ -1,0 +1,253 @@
+using System.CommandLine;
+using ProxyBackup.Repository;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>`proxybackup repository ...`: the repository on its own, without the cloud (files and block devices).</summary>
+internal static class RepositoryCommands
+{
+    private static readonly Option<string> Repo = new("--repo", "-r")
+    {
+        Description = "Repository directory (default: $PROXYBACKUP_REPOSITORY).",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("PROXYBACKUP_REPOSITORY") ?? "",
+    };
+    private static readonly Option<string?> PassphraseFile = new("--passphrase-file") { Description = "File holding the repository passphrase (or set $PROXYBACKUP_PASSPHRASE)." };
+    private static readonly Option<string?> KeyFile = new("--key-file") { Description = "Key file (at least 32 random bytes) instead of a passphrase." };
+    private static readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON." };
+
+    public static Command Build()
+    {
+        var cmd = new Command("repository", "Work on a backup repository directly: init, backup files or devices, list, restore, export, verify, forget, gc, stats.");
+        cmd.Aliases.Add("repo");
+        foreach (var o in new Option[] { Repo, PassphraseFile, KeyFile }) { o.Recursive = true; cmd.Options.Add(o); }
+        cmd.Subcommands.Add(Init());
+        cmd.Subcommands.Add(Backup());
+        cmd.Subcommands.Add(List());
+        cmd.Subcommands.Add(Restore());
+        cmd.Subcommands.Add(Export());
+        cmd.Subcommands.Add(Verify());
+        cmd.Subcommands.Add(Forget());
+        cmd.Subcommands.Add(Gc());
+        cmd.Subcommands.Add(Stats());
+        return cmd;
+    }
+
+    private static string RepoPath(ParseResult p) =>
+        p.GetValue(Repo) is { Length: > 0 } r ? r : throw new CliException("Name the repository with --repo PATH or $PROXYBACKUP_REPOSITORY.");
+
+    private static RepositoryKey? Key(ParseResult p)
+    {
+        if (p.GetValue(KeyFile) is { } kf) return RepositoryKey.FromKeyFile(kf);
+        if (p.GetValue(PassphraseFile) is { } pf)
+        {
+            if (!File.Exists(pf)) throw new CliException($"Passphrase file {pf} does not exist.");
+            return RepositoryKey.FromPassphrase(File.ReadAllText(pf).TrimEnd('\r', '\n'));
+        }
+        return Environment.GetEnvironmentVariable("PROXYBACKUP_PASSPHRASE") is { Length: > 0 } env ? RepositoryKey.FromPassphrase(env) : null;
+    }
+
+    private static BackupRepository Open(ParseResult p) => BackupRepository.Open(RepoPath(p), Key(p));
+
+    private static RestorePointIndex FindPoint(BackupRepository repo, string source, string point) =>
+        point == "latest"
+            ? repo.Latest(source) ?? throw new CliException($"Source '{source}' has no restore point in {repo.Root}.")
+            : repo.LoadIndex(source, point);
+
+    private static Command Init()
+    {
+        var chunk = new Option<string>("--chunk-size") { DefaultValueFactory = _ => "4M", Description = "Chunk size, a power of two from 64K to 64M. Fixed for the repository's life." };
+        var level = new Option<int>("--compression-level") { DefaultValueFactory = _ => 1, Description = "zstd level (1 fastest; 3 saves a few percent more)." };
+        var encrypt = new Option<bool>("--encrypt") { Description = "Encrypt with AES-256-GCM; needs --passphrase-file, --key-file or $PROXYBACKUP_PASSPHRASE." };
+        var c = new Command("init", "Create a repository in an empty directory.") { chunk, level, encrypt };
+        c.SetAction(p =>
+        {
+            var key = Key(p);
+            if (p.GetValue(encrypt) && key is null) throw new CliException("--encrypt needs a passphrase (--passphrase-file or $PROXYBACKUP_PASSPHRASE) or --key-file.");
+            var size = CliFormat.ParseSize(p.GetValue(chunk)!);
+            if (size > int.MaxValue) throw new CliException("--chunk-size is too large (64M at most).");
+            var repo = BackupRepository.Create(RepoPath(p), new RepositoryCreateOptions { ChunkSize = (int)size, CompressionLevel = p.GetValue(level), Key = p.GetValue(encrypt) ? key : null });
+            Console.WriteLine($"Created repository {repo.Root} (id {repo.Config.Id}, chunks {CliFormat.Bytes(repo.Config.ChunkSize)}, {(repo.Config.Encrypted ? "encrypted" : "not encrypted")}).");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Backup()
+    {
+        var source = new Option<string>("--source") { Required = true, Description = "What is backed up, e.g. vm-42 ([a-z0-9._-])." };
+        var disks = new Option<string[]>("--disk") { Required = true, Description = "NAME=PATH of a file or block device; repeatable.", AllowMultipleArgumentsPerToken = false };
+        var meta = new Option<string[]>("--metadata") { Description = "NAME=FILE stored beside the disks; repeatable." };
+        var full = new Option<bool>("--full") { Description = "Do not compare with the previous restore point (every chunk is hashed either way)." };
+        var c = new Command("backup", "Back up files or block devices as one restore point (incremental against the source's latest).") { source, disks, meta, full, Json };
+        c.SetAction(async (p, ct) =>
+        {
+            var repo = Open(p);
+            var src = p.GetValue(source)!;
+            var parent = p.GetValue(full) ? null : repo.Latest(src);
+            using var writer = repo.StartRestorePoint(src, parent, new Dictionary<string, string> { ["kind"] = parent is null ? "full" : "incremental" });
+            foreach (var m in p.GetValue(meta) ?? [])
+            {
+                var (name, file) = Pair(m, "--metadata");
+                writer.AddMetadata(name, File.ReadAllBytes(file));
+            }
+            var stats = new Dictionary<string, DiskBackupStats>();
+            foreach (var d in p.GetValue(disks)!)
+            {
+                var (name, path) = Pair(d, "--disk");
+                stats[name] = await ProgressDisplay.RunAsync($"backup {name}", progress => writer.AddDiskAsync(name, path, progress, ct)).ConfigureAwait(false);
+            }
+            var index = writer.Commit();
+            if (p.GetValue(Json)) CliFormat.PrintJson(index);
+            else
+            {
+                Console.WriteLine($"Restore point {index.Source}/{index.Id} ({(parent is null ? "full" : $"incremental on {parent.Id}")})");
+                foreach (var (name, s) in stats)
+                    Console.WriteLine($"  disk {name}: read {CliFormat.Bytes(s.Read)}, zero {CliFormat.Bytes(s.Zero)}, changed {CliFormat.Bytes(s.Changed)}, new {CliFormat.Bytes(s.NewStored)} stored in {s.NewChunks} chunks, {s.Seconds:0.0} s ({s.Read / Math.Max(s.Seconds, 1e-3) / 1e6:0} MB/s)");
+            }
+            return 0;
+        });
+        return c;
+    }
+
+    private static (string Name, string Value) Pair(string text, string option)
+    {
+        var i = text.IndexOf('=', StringComparison.Ordinal);
+        if (i <= 0 || i == text.Length - 1) throw new CliException($"{option} takes NAME=PATH, got '{text}'.");
+        return (text[..i], text[(i + 1)..]);
+    }
+
+    private static Command List()
+    {
+        var source = new Option<string?>("--source") { Description = "Only this source." };
+        var c = new Command("list", "List restore points, oldest first.") { source, Json };
+        c.SetAction(p =>
+        {
+            var points = Open(p).ListRestorePoints(p.GetValue(source));
+            if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
+            foreach (var pt in points)
+                Console.WriteLine($"{pt.Source,-12} {pt.Id}  {pt.Time:yyyy-MM-dd HH:mm:ss}Z  {pt.Tags.GetValueOrDefault("kind", ""),-11}  {string.Join(", ", pt.Disks.Select(d => $"disk {d.Disk} {CliFormat.Bytes(d.Size)}"))}");
+            if (points.Count == 0) Console.WriteLine("No restore points.");
+            return 0;
+        });
+        return c;
+    }
+
+    private static readonly Option<string> Source = new("--source") { Required = true };
+    private static readonly Option<string> Point = new("--point") { DefaultValueFactory = _ => "latest", Description = "Restore point id, or 'latest'." };
+    private static readonly Option<string> Disk = new("--disk") { Required = true };
+    private static readonly Option<string> To = new("--to") { Required = true, Description = "Target file or block device." };
+
+    private static Command Restore()
+    {
+        var zeroed = new Option<bool>("--target-zeroed") { Description = "The target device reads as zeros (a fresh image): skip writing zero chunks." };
+        var c = new Command("restore", "Write a disk of a restore point to a file (sparse) or a block device; every chunk is verified.") { Source, Point, Disk, To, zeroed };
+        c.SetAction(async (p, ct) =>
+        {
+            var repo = Open(p);
+            var point = FindPoint(repo, p.GetValue(Source)!, p.GetValue(Point)!);
+            var stats = await ProgressDisplay.RunAsync("restore", progress =>
+                repo.RestoreDiskAsync(point, p.GetValue(Disk)!, p.GetValue(To)!, new RestoreOptions { TargetIsZeroed = p.GetValue(zeroed) }, progress, ct)).ConfigureAwait(false);
+            Console.WriteLine($"Restored {point.Source}/{point.Id} disk {p.GetValue(Disk)} to {p.GetValue(To)}: {CliFormat.Bytes(stats.Bytes)} in {stats.Seconds:0.0} s ({stats.Bytes / Math.Max(stats.Seconds, 1e-3) / 1e6:0} MB/s).");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Export()
+    {
+        var format = new Option<DiskFormat>("--format") { DefaultValueFactory = _ => DiskFormat.Raw, Description = "raw (sparse file) or qcow2 (needs qemu-img)." };
+        var c = new Command("export", "Export a disk of a restore point as a raw or qcow2 file.") { Source, Point, Disk, To, format };
+        c.SetAction(async (p, ct) =>
+        {
+            var repo = Open(p);
+            var point = FindPoint(repo, p.GetValue(Source)!, p.GetValue(Point)!);
+            await ProgressDisplay.RunAsync("export", async progress => { await repo.ExportAsync(point, p.GetValue(Disk)!, p.GetValue(To)!, p.GetValue(format), progress, ct).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
+            Console.WriteLine($"Exported {point.Source}/{point.Id} disk {p.GetValue(Disk)} to {p.GetValue(To)} ({p.GetValue(format).ToString().ToLowerInvariant()}).");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Verify()
+    {
+        var readData = new Option<bool>("--read-data") { Description = "Decrypt, decompress and hash every chunk (slow); otherwise check that every chunk exists." };
+        var c = new Command("verify", "Check that every restore point can be restored; names the damaged ones.") { readData, Json };
+        c.SetAction(async (p, ct) =>
+        {
+            var repo = Open(p);
+            var report = await ProgressDisplay.RunAsync("verify", progress => repo.VerifyAsync(p.GetValue(readData), progress, ct)).ConfigureAwait(false);
+            if (p.GetValue(Json)) CliFormat.PrintJson(report);
+            else
+            {
+                Console.WriteLine($"Checked {report.RestorePointsChecked} restore points, {report.ChunksChecked} chunks{(p.GetValue(readData) ? " (data read)" : " (existence)")}.");
+                foreach (var (point, reasons) in report.DamagedRestorePoints)
+                {
+                    Console.WriteLine($"DAMAGED {point}");
+                    foreach (var r in reasons.Take(5)) Console.WriteLine($"  {r}");
+                    if (reasons.Count > 5) Console.WriteLine($"  ... and {reasons.Count - 5} more");
+                }
+                if (report.Ok) Console.WriteLine("No damage found.");
+            }
+            return report.Ok ? 0 : 3;
+        });
+        return c;
+    }
+
+    private static Command Forget()
+    {
+        var last = new Option<int>("--keep-last");
+        var daily = new Option<int>("--keep-daily");
+        var weekly = new Option<int>("--keep-weekly");
+        var monthly = new Option<int>("--keep-monthly");
+        var yearly = new Option<int>("--keep-yearly");
+        var within = new Option<string?>("--keep-within") { Description = "Keep everything newer than this (e.g. 7d)." };
+        var source = new Option<string?>("--source");
+        var dry = new Option<bool>("--dry-run") { Description = "Only list what would be removed." };
+        var c = new Command("forget", "Apply a retention policy: remove the restore points it does not keep (run gc afterwards to free space).") { last, daily, weekly, monthly, yearly, within, source, dry, Json };
+        c.SetAction(p =>
+        {
+            var policy = new RetentionPolicy
+            {
+                KeepLast = p.GetValue(last), KeepDaily = p.GetValue(daily), KeepWeekly = p.GetValue(weekly),
+                KeepMonthly = p.GetValue(monthly), KeepYearly = p.GetValue(yearly),
+                KeepWithin = p.GetValue(within) is { } w ? CliFormat.ParseDuration(w) : null,
+            };
+            if (policy.IsEmpty) throw new CliException("Give at least one --keep-* rule; forget without one would keep everything.");
+            var plan = Open(p).ApplyRetention(policy, p.GetValue(source), p.GetValue(dry));
+            if (p.GetValue(Json)) { CliFormat.PrintJson(plan.Select(d => new { d.Point.Source, d.Point.Id, d.Keep, d.Reasons })); return 0; }
+            foreach (var d in plan)
+                Console.WriteLine($"{(d.Keep ? "keep  " : p.GetValue(dry) ? "would remove" : "removed")} {d.Point.Source}/{d.Point.Id}  {string.Join(", ", d.Reasons)}");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Gc()
+    {
+        var grace = new Option<string>("--grace") { DefaultValueFactory = _ => "24h", Description = "Keep unreferenced chunks younger than this (protects backups running elsewhere)." };
+        var c = new Command("gc", "Remove chunks no restore point references (takes the exclusive lock).") { grace, Json };
+        c.SetAction(p =>
+        {
+            var report = Open(p).CollectGarbage(CliFormat.ParseDuration(p.GetValue(grace)!));
+            if (p.GetValue(Json)) CliFormat.PrintJson(report);
+            else Console.WriteLine($"Removed {report.ChunksRemoved} chunks ({CliFormat.Bytes(report.BytesFreed)}); {report.ChunksReferenced} referenced; {report.ChunksInGrace} unreferenced kept for the grace period; {report.IncompletePointsRemoved} incomplete restore points and {report.TmpFilesRemoved} temporary files removed.");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Stats()
+    {
+        var c = new Command("stats", "Logical and stored size, dedup and compression ratios, per source.") { Json };
+        c.SetAction(p =>
+        {
+            var s = Open(p).Stats();
+            if (p.GetValue(Json)) { CliFormat.PrintJson(new { s.RestorePoints, s.LogicalBytes, s.NonZeroBytes, s.UniqueChunks, s.UniqueChunkBytes, s.StoredBytes, s.DedupRatio, s.CompressionRatio, s.Sources }); return 0; }
+            Console.WriteLine($"{s.RestorePoints} restore points, logical {CliFormat.Bytes(s.LogicalBytes)} (non-zero {CliFormat.Bytes(s.NonZeroBytes)}), stored {CliFormat.Bytes(s.StoredBytes)} in {s.UniqueChunks} chunks; dedup {s.DedupRatio:0.00}x, compression {s.CompressionRatio:0.00}x");
+            foreach (var src in s.Sources)
+                Console.WriteLine($"  {src.Source,-12} {src.RestorePoints,4} points  logical {CliFormat.Bytes(src.LogicalBytes),11}  stored {CliFormat.Bytes(src.StoredBytes),11}");
+            return 0;
+        });
+        return c;
+    }
+}

@@ -1,0 +1,60 @@
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Repository.Tests;
+
+/// <summary>A backup process killed half-way through, as a crash or reboot of the proxy would.</summary>
+public class CrashTests
+{
+    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
+
+    [Fact]
+    public async Task A_killed_backup_leaves_no_restore_point_and_the_next_backup_and_gc_succeed()
+    {
+        using var dir = new TempDirectory();
+        var repoPath = dir.Combine("repo");
+        var repo = BackupRepository.Create(repoPath, new RepositoryCreateOptions { ChunkSize = 256 << 10 });
+        var disk = dir.Combine("disk.img");
+        var random = new byte[1 << 20];
+        var rnd = new Random(11);
+        await using (var f = File.Create(disk))
+            for (var i = 0; i < 384; i++) { rnd.NextBytes(random); await f.WriteAsync(random); }
+
+        using (var victim = ChildProcess.Start("dotnet", Cli, "repository", "backup", "--repo", repoPath, "--source", "vm-7", "--disk", $"0={disk}"))
+        {
+            // The first progress line means chunks are being written: kill it there, without warning.
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            var line = await victim.Process.StandardError.ReadLineAsync(timeout.Token);
+            Assert.Contains("backup", line, StringComparison.Ordinal);
+            victim.Process.Kill();
+            await victim.Process.WaitForExitAsync(timeout.Token);
+        }
+        Assert.Empty(repo.ListRestorePoints());
+        var leftovers = Directory.EnumerateFiles(Path.Combine(repoPath, "chunks"), "*", SearchOption.AllDirectories).Count();
+        Assert.True(leftovers < 384 * 4, "the backup was killed before it finished");
+
+        // The crashed process's lock does not block the next backup, which succeeds and is complete.
+        using (var w = repo.StartRestorePoint("vm-7"))
+        {
+            await w.AddDiskAsync("0", disk);
+            w.Commit();
+        }
+        var point = Assert.Single(repo.ListRestorePoints());
+        var gc = repo.CollectGarbage(TimeSpan.Zero);
+        Assert.Equal(1, gc.IncompletePointsRemoved);
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        var restored = dir.Combine("restored.img");
+        await repo.RestoreDiskAsync(point, "0", restored);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+    }
+
+    [Fact]
+    public async Task The_cli_gives_one_clear_message_and_a_nonzero_exit_on_bad_input()
+    {
+        using var dir = new TempDirectory();
+        using var p = ChildProcess.Start("dotnet", Cli, "repository", "list", "--repo", dir.Combine("missing"));
+        var error = await p.Process.StandardError.ReadToEndAsync();
+        await p.Process.WaitForExitAsync();
+        Assert.Equal(1, p.Process.ExitCode);
+        Assert.Equal($"proxybackup: Repository {dir.Combine("missing")} does not exist (is the disk or NFS share mounted?).", error.Trim());
+    }
+}
