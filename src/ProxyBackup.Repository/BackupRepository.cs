@@ -12,6 +12,7 @@ namespace ProxyBackup.Repository;
 public sealed partial class BackupRepository
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _fanOutDirectories = new(StringComparer.Ordinal);
 
     private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys)
     {
@@ -128,7 +129,8 @@ public sealed partial class BackupRepository
     internal void WriteChunk(ChunkId id, ReadOnlySpan<byte> file)
     {
         var path = ChunkPath(id);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var fanOut = Path.GetDirectoryName(path)!;
+        if (_fanOutDirectories.TryAdd(fanOut, 0)) Directory.CreateDirectory(fanOut);
         try
         {
             AtomicFile.Write(TmpDirectory, path, file, durable: false);
@@ -141,9 +143,26 @@ public sealed partial class BackupRepository
 
     internal byte[] ReadChunkFile(ChunkId id)
     {
+        var buffer = Array.Empty<byte>();
+        return ReadChunkFile(id, ref buffer).ToArray();
+    }
+
+    /// <summary>Reads a chunk file into a caller's buffer (grown when too small): restores read thousands of them.</summary>
+    internal ReadOnlySpan<byte> ReadChunkFile(ChunkId id, ref byte[] buffer)
+    {
         try
         {
-            return File.ReadAllBytes(ChunkPath(id));
+            using var handle = File.OpenHandle(ChunkPath(id), FileMode.Open, FileAccess.Read, FileShare.Read);
+            var length = checked((int)RandomAccess.GetLength(handle));
+            if (buffer.Length < length) buffer = new byte[length];
+            var read = 0;
+            while (read < length)
+            {
+                var n = RandomAccess.Read(handle, buffer.AsSpan(read, length - read), read);
+                if (n == 0) break;
+                read += n;
+            }
+            return buffer.AsSpan(0, read);
         }
         catch (FileNotFoundException)
         {

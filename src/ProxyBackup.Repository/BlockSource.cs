@@ -77,11 +77,16 @@ internal sealed class BlockSource : IDisposable
         return total;
     }
 
-    /// <summary>Makes written data durable and, on a block device, drops its buffers before it is detached.</summary>
-    public void Flush()
+    /// <summary>
+    /// A restored block device is flushed and its buffers dropped, because it is detached next and
+    /// nothing may stay behind in the proxy's cache. A restored file is left to the page cache, as
+    /// cp does: it stays on this machine.
+    /// </summary>
+    public void FlushIfDevice()
     {
+        if (!IsBlockDevice) return;
         RandomAccess.FlushToDisk(Handle);
-        if (IsBlockDevice) Native.FlushBlockDeviceBuffers(Handle);
+        Native.FlushBlockDeviceBuffers(Handle);
     }
 
     public void Dispose() => Handle.Dispose();

@@ -49,6 +49,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         {
             using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
             var plain = new byte[manifest.ChunkSize];
+            var file = new byte[manifest.ChunkSize + 64];
             while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
             {
                 while (work.Reader.TryRead(out var i))
@@ -64,7 +65,7 @@ internal sealed class DiskRestore(BackupRepository repository)
                     }
                     else
                     {
-                        var n = codec.Decode(id, repository.ReadChunkFile(id), plain);
+                        var n = codec.Decode(id, repository.ReadChunkFile(id, ref file), plain);
                         if (n != length) throw new CorruptDataException($"Chunk {id} holds {n} bytes where the manifest needs {length}.");
                         RandomAccess.Write(target.Handle, plain.AsSpan(0, n), offset);
                         Interlocked.Add(ref written, n);
@@ -78,7 +79,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         var tasks = new List<Task> { Task.Run(Feed, token) };
         tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(Work, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
         await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
-        target.Flush();
+        target.FlushIfDevice();
         meter.Report();
         return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);
     }
