@@ -5,34 +5,39 @@ using Microsoft.Win32.SafeHandles;
 namespace ProxyBackup.Repository;
 
 /// <summary>
-/// A disk to read or write: a block device (opened with O_DIRECT when reading, so a backup does not
-/// evict the proxy's page cache and reads what is on the device) or a regular file.
+/// A disk to read or write: a block device or a regular file. Block devices are read with O_DIRECT
+/// (a backup reads what is on the device and does not evict the proxy's page cache); restore
+/// targets, devices and files alike, are written with O_DIRECT where the file system allows, so
+/// that restored data goes to the disk instead of filling the page cache.
 /// </summary>
 internal sealed class BlockSource : IDisposable
 {
-    private BlockSource(SafeFileHandle handle, long size, bool isBlockDevice, bool direct)
+    private const int DirectAlignment = 4096;
+    private readonly SafeFileHandle? _direct;
+
+    private BlockSource(SafeFileHandle handle, SafeFileHandle? direct, long size, bool isBlockDevice)
     {
         Handle = handle;
+        _direct = direct;
         Size = size;
         IsBlockDevice = isBlockDevice;
-        Direct = direct;
     }
 
+    /// <summary>The handle reads use; for writes, the buffered handle that takes unaligned pieces.</summary>
     public SafeFileHandle Handle { get; }
     public long Size { get; }
     public bool IsBlockDevice { get; }
-    public bool Direct { get; }
 
     public static BlockSource OpenRead(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"The source {path} does not exist.", path);
         var buffered = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.SequentialScan);
         var blockSize = TryBlockDeviceSize(buffered);
-        if (blockSize is null) return new BlockSource(buffered, RandomAccess.GetLength(buffered), false, false);
+        if (blockSize is null) return new BlockSource(buffered, null, RandomAccess.GetLength(buffered), false);
         var direct = Native.OpenDirect(path, write: false);
-        if (direct is null) return new BlockSource(buffered, blockSize.Value, true, false);
+        if (direct is null) return new BlockSource(buffered, null, blockSize.Value, true);
         buffered.Dispose();
-        return new BlockSource(direct, blockSize.Value, true, true);
+        return new BlockSource(direct, null, blockSize.Value, true);
     }
 
     /// <summary>Opens a restore target: a block device as it is, or a file created (or emptied) sparse at the disk's size.</summary>
@@ -48,14 +53,14 @@ internal sealed class BlockSource : IDisposable
                     existing.Dispose();
                     throw new RepositoryException($"Target {path} holds {deviceSize} bytes, the disk needs {diskSize}.");
                 }
-                return new BlockSource(existing, deviceSize, true, false);
+                return new BlockSource(existing, Native.OpenDirect(path, write: true), deviceSize, true);
             }
             existing.Dispose();
         }
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read);
+        var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite);
         RandomAccess.SetLength(handle, diskSize);
-        return new BlockSource(handle, diskSize, false, false);
+        return new BlockSource(handle, Native.OpenDirect(path, write: true), diskSize, false);
     }
 
     private static long? TryBlockDeviceSize(SafeFileHandle handle)
@@ -77,19 +82,32 @@ internal sealed class BlockSource : IDisposable
         return total;
     }
 
-    /// <summary>
-    /// A restored block device is flushed and its buffers dropped, because it is detached next and
-    /// nothing may stay behind in the proxy's cache. A restored file is left to the page cache, as
-    /// cp does: it stays on this machine.
-    /// </summary>
-    public void FlushIfDevice()
+    /// <summary>Writes at an offset: aligned pieces from aligned memory go direct, the rest (a short tail) buffered.</summary>
+    public unsafe void Write(ReadOnlySpan<byte> data, long offset)
     {
-        if (!IsBlockDevice) return;
-        RandomAccess.FlushToDisk(Handle);
-        Native.FlushBlockDeviceBuffers(Handle);
+        fixed (byte* p = data)
+        {
+            var aligned = _direct is not null && offset % DirectAlignment == 0 && data.Length % DirectAlignment == 0 && (nuint)p % DirectAlignment == 0;
+            RandomAccess.Write(aligned ? _direct! : Handle, data, offset);
+        }
     }
 
-    public void Dispose() => Handle.Dispose();
+    /// <summary>
+    /// Makes the restored data durable before the target is detached or used: fsync, and on a block
+    /// device BLKFLSBUF so that nothing of it stays in the proxy's buffers.
+    /// </summary>
+    public void Flush()
+    {
+        RandomAccess.FlushToDisk(_direct ?? Handle);
+        if (_direct is not null) RandomAccess.FlushToDisk(Handle);
+        if (IsBlockDevice) Native.FlushBlockDeviceBuffers(Handle);
+    }
+
+    public void Dispose()
+    {
+        _direct?.Dispose();
+        Handle.Dispose();
+    }
 }
 
 /// <summary>Chunk buffers aligned to 4 KiB (O_DIRECT needs it), allocated once, outside the GC heap.</summary>

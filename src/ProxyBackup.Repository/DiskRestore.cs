@@ -26,7 +26,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         var skipZeros = !target.IsBlockDevice || options.TargetIsZeroed;
         var meter = new ProgressMeter($"restore {Path.GetFileName(targetPath)}", manifest.DiskSize, progress);
         var work = Channel.CreateBounded<int>(64);
-        var zeros = new byte[manifest.ChunkSize];
+        using var zeros = new AlignedBuffer(manifest.ChunkSize);
         long zeroBytes = 0, written = 0;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
@@ -48,7 +48,8 @@ internal sealed class DiskRestore(BackupRepository repository)
         void Work()
         {
             using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
-            var plain = new byte[manifest.ChunkSize];
+            using var plainBuffer = new AlignedBuffer(manifest.ChunkSize);
+            var plain = plainBuffer.GetSpan();
             var file = new byte[manifest.ChunkSize + 64];
             while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
             {
@@ -61,13 +62,13 @@ internal sealed class DiskRestore(BackupRepository repository)
                     if (id.IsZero)
                     {
                         Interlocked.Add(ref zeroBytes, length);
-                        if (!skipZeros) RandomAccess.Write(target.Handle, zeros.AsSpan(0, length), offset);
+                        if (!skipZeros) target.Write(zeros.GetSpan()[..length], offset);
                     }
                     else
                     {
                         var n = codec.Decode(id, repository.ReadChunkFile(id, ref file), plain);
                         if (n != length) throw new CorruptDataException($"Chunk {id} holds {n} bytes where the manifest needs {length}.");
-                        RandomAccess.Write(target.Handle, plain.AsSpan(0, n), offset);
+                        target.Write(plain[..n], offset);
                         Interlocked.Add(ref written, n);
                     }
                     meter.Add(length, 0);
@@ -75,11 +76,12 @@ internal sealed class DiskRestore(BackupRepository repository)
             }
         }
 
-        var workers = Math.Clamp(Environment.ProcessorCount, 1, 8);
+        // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to another.
+        var workers = Math.Clamp(2 * Environment.ProcessorCount, 2, 16);
         var tasks = new List<Task> { Task.Run(Feed, token) };
         tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(Work, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
         await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
-        target.FlushIfDevice();
+        target.Flush();
         meter.Report();
         return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);
     }
