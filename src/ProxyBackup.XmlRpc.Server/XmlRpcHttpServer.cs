@@ -24,7 +24,9 @@ public sealed class XmlRpcHttpServer : IAsyncDisposable
     private readonly Func<XmlRpcCall, CancellationToken, Task<object?>> _handler;
     private readonly long _maxRequestBytes;
 
-    public XmlRpcHttpServer(IPAddress address, int port, Func<XmlRpcCall, CancellationToken, Task<object?>> handler, long maxRequestBytes = 64L << 20)
+    /// <param name="certificate">Serve HTTPS with this certificate (as a TLS proxy in front of oned would); null: plain HTTP.</param>
+    public XmlRpcHttpServer(IPAddress address, int port, Func<XmlRpcCall, CancellationToken, Task<object?>> handler,
+        long maxRequestBytes = 64L << 20, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null)
     {
         _handler = handler;
         _maxRequestBytes = maxRequestBytes;
@@ -32,7 +34,10 @@ public sealed class XmlRpcHttpServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(o =>
         {
-            o.Listen(address, port);
+            o.Listen(address, port, listen =>
+            {
+                if (certificate is not null) listen.UseHttps(certificate);
+            });
             o.Limits.MaxRequestBodySize = maxRequestBytes;
             o.AddServerHeader = false;
         });
