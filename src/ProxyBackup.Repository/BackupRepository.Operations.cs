@@ -32,7 +32,7 @@ public sealed partial class BackupRepository
             await RestoreDiskAsync(point, disk, outputPath, null, progress, ct).ConfigureAwait(false);
             return;
         }
-        var qemuImg = FindQemuImg() ?? throw new RepositoryException("qcow2 export needs qemu-img, which is not installed: apt-get install qemu-utils (or export raw).");
+        var qemuImg = LocateQemuImg() ?? throw new RepositoryException("qcow2 export needs qemu-img, which is not installed: apt-get install qemu-utils (or export raw).");
         var raw = outputPath + ".raw.part";
         try
         {
@@ -50,7 +50,10 @@ public sealed partial class BackupRepository
         }
     }
 
-    private static string? FindQemuImg() =>
+    /// <summary>Where qemu-img is; replaceable so that its absence can be tested without touching PATH.</summary>
+    internal static Func<string?> LocateQemuImg { get; set; } = FindQemuImgOnPath;
+
+    private static string? FindQemuImgOnPath() =>
         (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin").Split(':').Select(d => Path.Combine(d, "qemu-img")).FirstOrDefault(File.Exists);
 }
 
