@@ -1,0 +1,149 @@
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using ProxyBackup.Engine;
+
+namespace ProxyBackup.Catalog;
+
+/// <summary>
+/// The appliance's catalog in one SQLite file (WAL, so that a killed process loses nothing
+/// committed). It holds the cleanup journal and the per-VM job guards; settings, policies and jobs
+/// join them with later schema versions. Readable by its owner only.
+/// </summary>
+public sealed class SqliteCatalog : ICloudJournal, IVmGuard
+{
+    private static readonly string[] Migrations =
+    [
+        """
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, kind TEXT NOT NULL,
+            vm_id INTEGER NOT NULL, disk_id INTEGER NOT NULL, name TEXT NOT NULL, object_id INTEGER, created TEXT NOT NULL);
+        CREATE INDEX journal_job ON journal(job_id);
+        CREATE TABLE vm_guards (vm_id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, what TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL);
+        """,
+    ];
+
+    private readonly string _connectionString;
+
+    public SqliteCatalog(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        if (!File.Exists(Path))
+            using (File.Create(Path, 0, FileOptions.None)) { }
+        File.SetUnixFileMode(Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _connectionString = new SqliteConnectionStringBuilder { DataSource = Path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true, DefaultTimeout = 30 }.ToString();
+        using var c = Open();
+        Execute(c, "PRAGMA journal_mode=WAL;");
+        Execute(c, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);");
+        var version = Convert.ToInt32(Scalar(c, "SELECT COALESCE(MAX(version), 0) FROM schema_version;"), CultureInfo.InvariantCulture);
+        if (version > Migrations.Length)
+            throw new InvalidOperationException($"The catalog {Path} was written by a newer ProxyBackup (schema {version}); upgrade this one.");
+        for (var v = version; v < Migrations.Length; v++)
+        {
+            using var tx = c.BeginTransaction();
+            Execute(c, Migrations[v], tx);
+            Execute(c, $"INSERT INTO schema_version VALUES ({v + 1});", tx);
+            tx.Commit();
+        }
+    }
+
+    public string Path { get; }
+
+    private SqliteConnection Open()
+    {
+        var c = new SqliteConnection(_connectionString);
+        c.Open();
+        Execute(c, "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;");
+        return c;
+    }
+
+    private static void Execute(SqliteConnection c, string sql, SqliteTransaction? tx = null, params (string Name, object? Value)[] parameters)
+    {
+        using var cmd = Command(c, sql, tx, parameters);
+        cmd.ExecuteNonQuery();
+    }
+
+    private static object? Scalar(SqliteConnection c, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var cmd = Command(c, sql, null, parameters);
+        return cmd.ExecuteScalar();
+    }
+
+    private static SqliteCommand Command(SqliteConnection c, string sql, SqliteTransaction? tx, (string Name, object? Value)[] parameters)
+    {
+        var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.Transaction = tx;
+        foreach (var (name, value) in parameters) cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        return cmd;
+    }
+
+    // ---- journal ----------------------------------------------------------------------------
+
+    public long Record(string jobId, CloudObjectKind kind, int vmId, int diskId, string name)
+    {
+        using var c = Open();
+        return (long)Scalar(c, "INSERT INTO journal (job_id, kind, vm_id, disk_id, name, created) VALUES ($job, $kind, $vm, $disk, $name, $created) RETURNING id;",
+            ("$job", jobId), ("$kind", kind.ToString()), ("$vm", vmId), ("$disk", diskId), ("$name", name), ("$created", DateTimeOffset.UtcNow.ToString("o")))!;
+    }
+
+    public void SetObjectId(long entryId, int objectId)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE journal SET object_id = $o WHERE id = $id;", null, ("$o", objectId), ("$id", entryId));
+    }
+
+    public void Remove(long entryId)
+    {
+        using var c = Open();
+        Execute(c, "DELETE FROM journal WHERE id = $id;", null, ("$id", entryId));
+    }
+
+    public IReadOnlyList<JournalEntry> Pending(string? jobId = null)
+    {
+        using var c = Open();
+        using var cmd = Command(c, "SELECT id, job_id, kind, vm_id, disk_id, name, object_id, created FROM journal WHERE $job IS NULL OR job_id = $job ORDER BY id;", null, [("$job", jobId)]);
+        using var r = cmd.ExecuteReader();
+        var list = new List<JournalEntry>();
+        while (r.Read())
+            list.Add(new JournalEntry(r.GetInt64(0), r.GetString(1), Enum.Parse<CloudObjectKind>(r.GetString(2)), r.GetInt32(3), r.GetInt32(4), r.GetString(5),
+                r.IsDBNull(6) ? null : r.GetInt32(6), DateTimeOffset.Parse(r.GetString(7), CultureInfo.InvariantCulture)));
+        return list;
+    }
+
+    // ---- VM guards --------------------------------------------------------------------------
+
+    public IDisposable Acquire(int vmId, string jobId, string what)
+    {
+        using var c = Open();
+        using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
+        using (var cmd = Command(c, "SELECT job_id, what, host, pid, since FROM vm_guards WHERE vm_id = $vm;", tx, [("$vm", vmId)]))
+        using (var r = cmd.ExecuteReader())
+        {
+            if (r.Read())
+            {
+                var (holder, holderWhat, host, pid, since) = (r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetString(4));
+                // A guard of a process that died (same host, pid gone) is stale: the cleanup pass deals with its leftovers.
+                var alive = host != Environment.MachineName || Directory.Exists($"/proc/{pid}");
+                if (alive) throw new VmBusyException($"VM {vmId} is busy with {holderWhat} job {holder} (since {since}); retry when it has finished.");
+            }
+        }
+        Execute(c, "INSERT OR REPLACE INTO vm_guards (vm_id, job_id, what, host, pid, since) VALUES ($vm, $job, $what, $host, $pid, $since);", tx,
+            ("$vm", vmId), ("$job", jobId), ("$what", what), ("$host", Environment.MachineName), ("$pid", Environment.ProcessId), ("$since", DateTimeOffset.UtcNow.ToString("u")));
+        tx.Commit();
+        return new Release(this, vmId, jobId);
+    }
+
+    private sealed class Release(SqliteCatalog catalog, int vmId, string jobId) : IDisposable
+    {
+        private bool _done;
+
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            using var c = catalog.Open();
+            Execute(c, "DELETE FROM vm_guards WHERE vm_id = $vm AND job_id = $job;", null, ("$vm", vmId), ("$job", jobId));
+        }
+    }
+}

@@ -1,0 +1,148 @@
+using System.Text;
+using Microsoft.Extensions.Logging;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+
+namespace ProxyBackup.Engine;
+
+public sealed record BackupOptions
+{
+    /// <summary>Do not compare with the previous restore point.</summary>
+    public bool Full { get; init; }
+
+    /// <summary>DISK_IDs not to back up (they are restored as empty disks).</summary>
+    public IReadOnlySet<int> ExcludeDisks { get; init; } = new HashSet<int>();
+}
+
+public sealed record DiskBackupResult(int DiskId, string? Image, DiskBackupStats Stats);
+
+public sealed record BackupResult(string JobId, int VmId, string VmName, RestorePointIndex RestorePoint, IReadOnlyList<DiskBackupResult> Disks, IReadOnlyList<string> Warnings);
+
+/// <summary>
+/// Backs up one VM through the proxy (brief, "The backup flow"): metadata, a snapshot of every disk
+/// taken back to back (crash-consistent set), then per disk save-as, attach to the proxy, read into
+/// the repository, detach, delete image and snapshot; the restore point is committed last. On any
+/// failure, what the job created is removed again before the error is reported.
+/// </summary>
+public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, BackupRepository repository, ILogger logger)
+{
+    public static string SourceOf(int vmId) => $"vm-{vmId}";
+
+    public async Task<BackupResult> RunAsync(int vmId, BackupOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    {
+        var jobId = JobIds.New("b");
+        using var held = guard.Acquire(vmId, jobId, "backup");
+        try
+        {
+            return await RunGuardedAsync(jobId, vmId, options, progress, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || ct.IsCancellationRequested)
+        {
+            logger.LogError("Backup {Job} of VM {Vm} failed: {Error}; removing what it created", jobId, vmId, e.Message);
+            var report = await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);
+            if (report.Failures.Count > 0)
+                logger.LogError("Left on the cloud after the failed backup {Job}, for the next cleanup pass: {Failures}", jobId, string.Join("; ", report.Failures));
+            throw;
+        }
+    }
+
+    private async Task<BackupResult> RunGuardedAsync(string jobId, int vmId, BackupOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
+    {
+        var client = steps.Client;
+        if (vmId == steps.Options.ProxyVmId) throw new JobFailedException($"VM {vmId} is the proxy VM itself; it cannot back itself up this way.");
+        var vm = await client.VmInfoAsync(vmId, ct).ConfigureAwait(false);
+        CheckBackupable(vm);
+        var warnings = new List<string>();
+        var disks = new List<VmDisk>();
+        foreach (var d in vm.Disks)
+        {
+            if (options.ExcludeDisks.Contains(d.DiskId)) { warnings.Add($"disk {d.DiskId} excluded by request"); continue; }
+            if (d.IsVolatile) { warnings.Add($"disk {d.DiskId} is volatile ({d.Type}): not backed up, it is re-created empty on restore"); continue; }
+            if (d.IsCdrom) { warnings.Add($"disk {d.DiskId} is a CD-ROM (image {d.ImageId}): its image is referenced, not copied"); continue; }
+            disks.Add(d);
+        }
+        foreach (var w in warnings) logger.LogWarning("VM {Vm}: {Warning}", vmId, w);
+        if (disks.Count == 0) throw new JobFailedException($"VM {vmId} ({vm.Name}) has no disk that can be backed up.");
+
+        var source = SourceOf(vmId);
+        var parent = options.Full ? null : repository.Latest(source);
+        using var writer = repository.StartRestorePoint(source, parent, new Dictionary<string, string>
+        {
+            ["vm_id"] = vmId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["vm_name"] = vm.Name,
+            ["kind"] = parent is null ? "full" : "incremental",
+            ["job"] = jobId,
+            ["disks_excluded"] = string.Join(',', options.ExcludeDisks.Order()),
+        });
+        writer.AddMetadata("vm.xml", Encoding.UTF8.GetBytes(vm.Xml.ToString()));
+        foreach (var imageId in vm.Disks.Select(d => d.ImageId).OfType<int>().Distinct())
+        {
+            var image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
+            writer.AddMetadata($"image-{imageId}.xml", Encoding.UTF8.GetBytes(image.Xml.ToString()));
+        }
+
+        // Snapshots back to back: together they are one crash-consistent moment of the VM.
+        var snapshots = new Dictionary<int, int>();
+        foreach (var d in disks)
+        {
+            ct.ThrowIfCancellationRequested();
+            snapshots[d.DiskId] = await steps.CreateSnapshotAsync(jobId, vmId, d.DiskId, ct).ConfigureAwait(false);
+        }
+
+        var results = new List<DiskBackupResult>();
+        foreach (var d in disks)
+        {
+            ct.ThrowIfCancellationRequested();
+            var imageId = await steps.SaveAsAsync(jobId, vmId, d.DiskId, snapshots[d.DiskId], ct).ConfigureAwait(false);
+            var image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
+            // A persistent image is attached in place; a non-persistent one would be copied again (fixtures README).
+            await client.ImagePersistentAsync(imageId, true, ct).ConfigureAwait(false);
+            var sizeBytes = image.SizeMb << 20;
+            var (_, device) = await steps.AttachToProxyAsync(jobId, imageId, image.Name, sizeBytes, readOnly: true, ct).ConfigureAwait(false);
+            DiskBackupStats stats;
+            try
+            {
+                stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), device, progress, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
+            }
+            ForgetAttachment(jobId, imageId);
+            await steps.DeleteImageAsync(imageId, ct).ConfigureAwait(false);
+            ForgetEntry(jobId, CloudObjectKind.Image, imageId);
+            await steps.DeleteSnapshotAsync(vmId, d.DiskId, snapshots[d.DiskId], ct).ConfigureAwait(false);
+            ForgetEntry(jobId, CloudObjectKind.DiskSnapshot, snapshots[d.DiskId]);
+            results.Add(new DiskBackupResult(d.DiskId, d.Image, stats));
+            logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
+        }
+        var index = writer.Commit();
+        logger.LogInformation("Backup {Job} of VM {Vm} committed as restore point {Point}", jobId, vmId, index.Id);
+        return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
+    }
+
+    private void ForgetAttachment(string jobId, int imageId) => ForgetEntry(jobId, CloudObjectKind.Attachment, imageId);
+
+    private void ForgetEntry(string jobId, CloudObjectKind kind, int objectId)
+    {
+        foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == kind && e.ObjectId == objectId)) steps.Journal.Remove(e.Id);
+    }
+
+    private static void CheckBackupable(VirtualMachine vm)
+    {
+        var ok = vm is { State: VmState.Active, LcmState: LcmState.Running } || vm.State is VmState.Poweroff or VmState.Suspended;
+        if (!ok)
+            throw new JobFailedException($"VM {vm.Id} ({vm.Name}) is {vm.StateName}: a backup needs it RUNNING, POWEROFF or SUSPENDED. Retry when its current operation has ended.");
+        if (string.Equals(vm.BackupMode, "INCREMENT", StringComparison.OrdinalIgnoreCase))
+            throw new JobFailedException($"VM {vm.Id} ({vm.Name}) uses OpenNebula's native incremental backups (BACKUP_CONFIG/MODE=INCREMENT), which forbid disk snapshots; switch it to FULL mode to protect it with ProxyBackup.");
+        if (vm.CurrentHistory?.VmMad is { } mad && !mad.StartsWith("kvm", StringComparison.OrdinalIgnoreCase) && !mad.StartsWith("qemu", StringComparison.OrdinalIgnoreCase))
+            throw new JobFailedException($"VM {vm.Id} ({vm.Name}) runs on the '{mad}' hypervisor; ProxyBackup protects KVM VMs.");
+    }
+}
+
+/// <summary>Short, unique, sortable job ids that are also valid in OpenNebula object names.</summary>
+public static class JobIds
+{
+    public static string New(string kind) =>
+        $"{kind}{DateTime.UtcNow:yyyyMMddHHmmss}{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(2))}";
+}

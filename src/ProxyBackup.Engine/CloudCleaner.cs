@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Logging;
+using ProxyBackup.OpenNebula;
+
+namespace ProxyBackup.Engine;
+
+public sealed record CleanupReport(int Removed, IReadOnlyList<string> Failures);
+
+/// <summary>
+/// Removes what jobs left on the cloud, from the journal: attachments first (an attached image
+/// cannot be deleted), then images, disk snapshots and templates. Runs at start-up, before every
+/// job, and after a failed job. An object found gone counts as removed; one that cannot be removed
+/// yet stays in the journal for the next pass.
+/// </summary>
+public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogger logger)
+{
+    public async Task<CleanupReport> CleanAsync(string? jobId = null, CancellationToken ct = default)
+    {
+        var failures = new List<string>();
+        var removed = 0;
+        var order = new[] { CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
+        foreach (var entry in journal.Pending(jobId).OrderBy(e => Array.IndexOf(order, e.Kind)).ThenByDescending(e => e.Id))
+        {
+            try
+            {
+                await RemoveAsync(entry, ct).ConfigureAwait(false);
+                journal.Remove(entry.Id);
+                removed++;
+            }
+            catch (Exception e) when (e is OneException or JobFailedException or OneWaitTimeoutException or OneOperationFailedException or ProxyBackup.XmlRpc.XmlRpcException)
+            {
+                failures.Add($"{entry.Kind} {entry.Name}: {e.Message}");
+                logger.LogWarning("Cleanup of {Kind} {Name} failed, kept for the next pass: {Error}", entry.Kind, entry.Name, e.Message);
+            }
+        }
+        if (removed > 0) logger.LogInformation("Cleanup removed {Count} leftover object(s) from the cloud", removed);
+        return new CleanupReport(removed, failures);
+    }
+
+    private async Task RemoveAsync(JournalEntry entry, CancellationToken ct)
+    {
+        var client = steps.Client;
+        switch (entry.Kind)
+        {
+            case CloudObjectKind.Attachment when entry.ObjectId is { } imageId:
+                await steps.DetachFromProxyAsync(imageId, ct).ConfigureAwait(false);
+                break;
+            case CloudObjectKind.Image:
+                var id = entry.ObjectId ?? (await client.ImagePoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(i => i.Name == entry.Name)?.Id;
+                if (id is null) return;
+                // An image left attached by a job killed before it journaled the attachment.
+                var image = await client.ImageInfoAsync(id.Value, ct).ConfigureAwait(false);
+                if (image.Vms.Contains(steps.Options.ProxyVmId)) await steps.DetachFromProxyAsync(id.Value, ct).ConfigureAwait(false);
+                await steps.DeleteImageAsync(id.Value, ct).ConfigureAwait(false);
+                break;
+            case CloudObjectKind.DiskSnapshot:
+                VirtualMachine vm;
+                try { vm = await client.VmInfoAsync(entry.VmId, ct).ConfigureAwait(false); }
+                catch (OneNotFoundException) { return; }
+                if (vm.State == VmState.Done) return;
+                var snap = vm.SnapshotsOf(entry.DiskId).FirstOrDefault(s => s.Id == entry.ObjectId || s.Name == entry.Name);
+                if (snap is not null) await steps.DeleteSnapshotAsync(entry.VmId, entry.DiskId, snap.Id, ct).ConfigureAwait(false);
+                break;
+            case CloudObjectKind.Template:
+                var tid = entry.ObjectId ?? (await client.TemplatePoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(t => t.Name == entry.Name)?.Id;
+                if (tid is null) return;
+                try { await client.TemplateDeleteAsync(tid.Value, recursive: false, ct).ConfigureAwait(false); }
+                catch (OneNotFoundException) { }
+                break;
+        }
+    }
+}

@@ -1,0 +1,160 @@
+using Microsoft.Extensions.Logging;
+using ProxyBackup.Devices;
+using ProxyBackup.OpenNebula;
+
+namespace ProxyBackup.Engine;
+
+/// <summary>
+/// The cloud operations the jobs are made of, each journaled before it creates anything and
+/// verified afterwards in the documents (a call's success only means "accepted").
+/// </summary>
+public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLocator locator, EngineOptions options, ILogger logger)
+{
+    // One hot-plug at a time on the proxy: a before/after device scan is only unambiguous that way.
+    private static readonly SemaphoreSlim ProxyHotplug = new(1, 1);
+    private readonly OneWaiter _waiter = new(client, options.FirstPoll, options.MaxPoll);
+
+    public OneClient Client => client;
+    public ICloudJournal Journal => journal;
+    public OneWaiter Waiter => _waiter;
+    public EngineOptions Options => options;
+
+    public async Task<int> CreateSnapshotAsync(string jobId, int vmId, int diskId, CancellationToken ct)
+    {
+        var name = $"{options.NamePrefix}-{jobId}-d{diskId}";
+        var entry = journal.Record(jobId, CloudObjectKind.DiskSnapshot, vmId, diskId, name);
+        var snapId = await client.VmDiskSnapshotCreateAsync(vmId, diskId, name, ct).ConfigureAwait(false);
+        journal.SetObjectId(entry, snapId);
+        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+        if (vm.SnapshotsOf(diskId).All(s => s.Id != snapId))
+        {
+            journal.Remove(entry);
+            throw new JobFailedException($"OpenNebula accepted the snapshot of disk {diskId} of VM {vmId} but did not create it{Why(vm)}.");
+        }
+        logger.LogInformation("VM {Vm} disk {Disk}: snapshot {Snap} taken", vmId, diskId, snapId);
+        return snapId;
+    }
+
+    public async Task DeleteSnapshotAsync(int vmId, int diskId, int snapId, CancellationToken ct)
+    {
+        var vm = await client.VmInfoAsync(vmId, ct).ConfigureAwait(false);
+        if (vm.SnapshotsOf(diskId).All(s => s.Id != snapId)) return;
+        await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+        await client.VmDiskSnapshotDeleteAsync(vmId, diskId, snapId, ct).ConfigureAwait(false);
+        vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+        if (vm.SnapshotsOf(diskId).Any(s => s.Id == snapId))
+            throw new JobFailedException($"Snapshot {snapId} of disk {diskId} of VM {vmId} could not be deleted{Why(vm)}.");
+    }
+
+    /// <summary>Saves a snapshot as a new image and waits until it is READY.</summary>
+    public async Task<int> SaveAsAsync(string jobId, int vmId, int diskId, int snapId, CancellationToken ct)
+    {
+        var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
+        var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
+        var imageId = await client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, ct).ConfigureAwait(false);
+        journal.SetObjectId(entry, imageId);
+        await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
+        await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+        return imageId;
+    }
+
+    /// <summary>Allocates an empty persistent DATABLOCK (a restore target) and waits until it is READY.</summary>
+    public async Task<int> AllocateImageAsync(string jobId, int vmId, int diskId, string name, long sizeBytes, int datastoreId, string devPrefix, CancellationToken ct)
+    {
+        var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
+        var template = new OneTemplate().Set("NAME", name).Set("TYPE", "DATABLOCK").Set("SIZE", (sizeBytes + (1 << 20) - 1) >> 20)
+            .Set("FORMAT", "raw").Set("PERSISTENT", "YES").Set("DEV_PREFIX", devPrefix)
+            .Set("DESCRIPTION", $"ProxyBackup restore of VM {vmId} disk {diskId}");
+        var imageId = await client.ImageAllocateAsync(template, datastoreId, ct).ConfigureAwait(false);
+        journal.SetObjectId(entry, imageId);
+        await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
+        return imageId;
+    }
+
+    public async Task DeleteImageAsync(int imageId, CancellationToken ct)
+    {
+        OneImage image;
+        try { image = await _waiter.ImageReadyAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false); }
+        catch (OneNotFoundException) { return; }
+        catch (OneOperationFailedException) { image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false); }
+        if (image.RunningVms > 0)
+            throw new JobFailedException($"Image {imageId} ({image.Name}) is still used by VM(s) {string.Join(", ", image.Vms)}; not deleting it.");
+        await client.ImageDeleteAsync(imageId, force: false, ct).ConfigureAwait(false);
+        await _waiter.ImageGoneAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Attaches an image to the proxy with an sd TARGET chosen here (so that its SCSI target is
+    /// known), waits for the hot-plug, and finds the block device. Returns the proxy's DISK_ID and the device.
+    /// </summary>
+    public async Task<(int DiskId, string Device)> AttachToProxyAsync(string jobId, int imageId, string imageName, long sizeBytes, bool readOnly, CancellationToken ct)
+    {
+        await ProxyHotplug.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+            var target = FreeScsiTarget(proxy);
+            var before = locator.Snapshot();
+            var entry = journal.Record(jobId, CloudObjectKind.Attachment, options.ProxyVmId, -1, imageName);
+            journal.SetObjectId(entry, imageId);
+            var disk = new List<KeyValuePair<string, object>> { new("IMAGE_ID", imageId), new("TARGET", target) };
+            if (readOnly) disk.Add(new("READONLY", "YES"));
+            await client.VmAttachAsync(options.ProxyVmId, new OneTemplate().AddVector("DISK", disk), ct).ConfigureAwait(false);
+            proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+            var attached = proxy.Disks.FirstOrDefault(d => d.ImageId == imageId)
+                ?? throw new JobFailedException($"Attaching image {imageId} to the proxy VM {options.ProxyVmId} failed{Why(proxy)}.");
+            var device = await locator.LocateAsync(new AttachedDisk(imageId, attached.Target, attached.Serial, sizeBytes), before, options.DeviceTimeout, ct).ConfigureAwait(false);
+            logger.LogInformation("Image {Image} attached to the proxy as disk {Disk} ({Target}), device {Device}", imageId, attached.DiskId, attached.Target, device);
+            return (attached.DiskId, device);
+        }
+        finally
+        {
+            ProxyHotplug.Release();
+        }
+    }
+
+    /// <summary>sd letters a..z not used by the proxy's disks: the letter index is the SCSI target (facts sheet 5.2).</summary>
+    private static string FreeScsiTarget(VirtualMachine proxy)
+    {
+        var used = proxy.Disks.Select(d => d.Target).Append(proxy.Template.Element("CONTEXT")?.Element("TARGET")?.Value).OfType<string>().ToHashSet();
+        for (var c = 'a'; c <= 'z'; c++)
+            if (!used.Contains($"sd{c}")) return $"sd{c}";
+        throw new JobFailedException("The proxy VM has no free sd target (26 SCSI disks attached): detach leftovers (proxybackup cleanup).");
+    }
+
+    /// <summary>Detaches the proxy's disk that holds the image; a detach the guest refuses (device still held) is retried.</summary>
+    public async Task DetachFromProxyAsync(int imageId, CancellationToken ct)
+    {
+        await ProxyHotplug.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                var proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+                var disk = proxy.Disks.FirstOrDefault(d => d.ImageId == imageId);
+                if (disk is null) return;
+                await client.VmDetachAsync(options.ProxyVmId, disk.DiskId, ct).ConfigureAwait(false);
+                proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+                if (proxy.Disks.All(d => d.ImageId != imageId))
+                {
+                    logger.LogInformation("Image {Image} detached from the proxy", imageId);
+                    return;
+                }
+                if (attempt >= options.DetachAttempts)
+                    throw new JobFailedException($"Image {imageId} could not be detached from the proxy VM {options.ProxyVmId} after {attempt} attempts{Why(proxy)}.");
+                logger.LogWarning("Detach of image {Image} refused (attempt {Attempt}){Why}; retrying", imageId, attempt, Why(proxy));
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, attempt))) * (options.FirstPoll.TotalMilliseconds / 500), ct).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ProxyHotplug.Release();
+        }
+    }
+
+    /// <summary>USER_TEMPLATE/ERROR is never cleared by a later success: shown as a hint, never used to judge.</summary>
+    private static string Why(VirtualMachine vm) => vm.LastError is { Length: > 0 } e ? $" (last OpenNebula error: {e})" : "";
+}
+
+/// <summary>A job could not do its work; the message says what happened and, where it can, what to do.</summary>
+public sealed class JobFailedException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,0 +1,26 @@
+namespace ProxyBackup.Engine;
+
+public sealed record EngineOptions
+{
+    /// <summary>The proxy VM: where disks are attached and read.</summary>
+    public required int ProxyVmId { get; init; }
+
+    /// <summary>How long a disk snapshot, detach, deletion may take.</summary>
+    public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>A save-as copies the whole disk: allow more time.</summary>
+    public TimeSpan CopyTimeout { get; init; } = TimeSpan.FromHours(6);
+
+    /// <summary>How long a hot-plugged disk may take to show up as a block device.</summary>
+    public TimeSpan DeviceTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Polling of OpenNebula while waiting (first and longest interval).</summary>
+    public TimeSpan FirstPoll { get; init; } = TimeSpan.FromMilliseconds(500);
+    public TimeSpan MaxPoll { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A detach refused because the guest still holds the device is retried this many times.</summary>
+    public int DetachAttempts { get; init; } = 5;
+
+    /// <summary>Prefix of every object the appliance creates on the cloud, so that an operator recognises them.</summary>
+    public string NamePrefix { get; init; } = "pb";
+}

@@ -1,0 +1,73 @@
+using System.Net;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging.Abstractions;
+using ProxyBackup.Catalog;
+using ProxyBackup.Devices;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+using ProxyBackup.Simulator;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>A simulated cloud, a repository, a catalog and the engine wired to them, as the appliance wires them.</summary>
+public sealed class EngineWorld : IAsyncDisposable
+{
+    private readonly TempDirectory _dir = new("pb-engine");
+
+    private EngineWorld() { }
+
+    public SimServer Sim { get; private set; } = null!;
+    public OneClient Client { get; private set; } = null!;
+    public BackupRepository Repository { get; private set; } = null!;
+    public SqliteCatalog Catalog { get; private set; } = null!;
+    public CloudSteps Steps { get; private set; } = null!;
+    public CloudCleaner Cleaner { get; private set; } = null!;
+    public BackupJob Backup { get; private set; } = null!;
+    public RestoreJob Restore { get; private set; } = null!;
+    public int ProxyId { get; private set; }
+    public string Root => _dir.Path;
+
+    public static async Task<EngineWorld> StartAsync(long diskMb = 4)
+    {
+        var w = new EngineWorld();
+        w.Sim = SimServer.Start(new SimOptions { DataDirectory = w._dir.Combine("cloud"), OperationTime = TimeSpan.FromMilliseconds(20) }, IPAddress.Loopback, 0, "pw");
+        w.Sim.Cloud.SeedDemo(diskMb);
+        await w.Sim.Cloud.WaitIdleAsync(TimeSpan.FromSeconds(30));
+        w.Client = new OneClient(new OneClientOptions { Endpoint = w.Sim.Endpoint, Credentials = new OneCredentials("oneadmin", "pw"), Retries = 2, RetryDelay = TimeSpan.FromMilliseconds(20) });
+        w.ProxyId = (await w.Client.VmPoolAsync()).Single(v => v.Name == "proxybackup").Id;
+        w.Repository = BackupRepository.Create(w._dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 256 << 10 });
+        w.Catalog = new SqliteCatalog(w._dir.Combine("catalog.db"));
+        var options = new EngineOptions
+        {
+            ProxyVmId = w.ProxyId, FirstPoll = TimeSpan.FromMilliseconds(10), MaxPoll = TimeSpan.FromMilliseconds(100),
+            OperationTimeout = TimeSpan.FromSeconds(20), CopyTimeout = TimeSpan.FromSeconds(30), DeviceTimeout = TimeSpan.FromSeconds(10), DetachAttempts = 3,
+        };
+        var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = w.Sim.Cloud.Devices.Directory, PollInterval = TimeSpan.FromMilliseconds(20) });
+        w.Steps = new CloudSteps(w.Client, w.Catalog, locator, options, NullLogger.Instance);
+        w.Cleaner = new CloudCleaner(w.Steps, w.Catalog, NullLogger.Instance);
+        w.Backup = new BackupJob(w.Steps, w.Cleaner, w.Catalog, w.Repository, NullLogger.Instance);
+        w.Restore = new RestoreJob(w.Steps, w.Cleaner, w.Repository, NullLogger.Instance);
+        return w;
+    }
+
+    public async Task<VirtualMachine> VmAsync(string name) =>
+        await Client.VmInfoAsync((await Client.VmPoolAsync()).Single(v => v.Name == name).Id);
+
+    public string DiskSha256(int vmId, int diskId)
+    {
+        using var f = new FileStream(Sim.Cloud.DiskContentPath(vmId, diskId), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return Convert.ToHexString(SHA256.HashData(f));
+    }
+
+    /// <summary>What a job may leave behind: snapshots, images, proxy disks and devices, templates, busy VMs.</summary>
+    public Dictionary<string, object?> Inventory() => Sim.Cloud.Inventory();
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Sim.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        _dir.Dispose();
+    }
+}
