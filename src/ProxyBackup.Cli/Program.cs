@@ -4,13 +4,18 @@ using ProxyBackup.Repository;
 
 var root = new RootCommand("proxybackup: agentless backup of OpenNebula VMs through a proxy VM.");
 root.Subcommands.Add(RepositoryCommands.Build());
+foreach (var c in CloudCommands.Build()) root.Subcommands.Add(c);
+root.Subcommands.Add(DemoCommand.Build());
 
 var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
 try
 {
     return await root.Parse(args).InvokeAsync(config);
 }
-catch (Exception e) when (e is CliException or RepositoryException or IOException or UnauthorizedAccessException or ArgumentException)
+catch (Exception e) when (e is CliException or RepositoryException or IOException or UnauthorizedAccessException or ArgumentException
+    or ProxyBackup.Engine.JobFailedException or ProxyBackup.Engine.VmBusyException or ProxyBackup.OpenNebula.OneException
+    or ProxyBackup.OpenNebula.OneOperationFailedException or ProxyBackup.OpenNebula.OneWaitTimeoutException
+    or ProxyBackup.XmlRpc.XmlRpcException or ProxyBackup.Devices.DeviceNotFoundException)
 {
     Console.Error.WriteLine($"proxybackup: {e.Message}");
     return 1;

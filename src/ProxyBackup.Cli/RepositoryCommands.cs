@@ -6,13 +6,13 @@ namespace ProxyBackup.Cli;
 /// <summary>`proxybackup repository ...`: the repository on its own, without the cloud (files and block devices).</summary>
 internal static class RepositoryCommands
 {
-    private static readonly Option<string> Repo = new("--repo", "-r")
+    internal static readonly Option<string> Repo = new("--repo", "-r")
     {
         Description = "Repository directory (default: $PROXYBACKUP_REPOSITORY).",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("PROXYBACKUP_REPOSITORY") ?? "",
     };
-    private static readonly Option<string?> PassphraseFile = new("--passphrase-file") { Description = "File holding the repository passphrase (or set $PROXYBACKUP_PASSPHRASE)." };
-    private static readonly Option<string?> KeyFile = new("--key-file") { Description = "Key file (at least 32 random bytes) instead of a passphrase." };
+    internal static readonly Option<string?> PassphraseFile = new("--passphrase-file") { Description = "File holding the repository passphrase (or set $PROXYBACKUP_PASSPHRASE)." };
+    internal static readonly Option<string?> KeyFile = new("--key-file") { Description = "Key file (at least 32 random bytes) instead of a passphrase." };
     private static readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON." };
 
     public static Command Build()
@@ -46,7 +46,7 @@ internal static class RepositoryCommands
         return Environment.GetEnvironmentVariable("PROXYBACKUP_PASSPHRASE") is { Length: > 0 } env ? RepositoryKey.FromPassphrase(env) : null;
     }
 
-    private static BackupRepository Open(ParseResult p) => BackupRepository.Open(RepoPath(p), Key(p));
+    internal static BackupRepository Open(ParseResult p) => BackupRepository.Open(RepoPath(p), Key(p));
 
     private static RestorePointIndex FindPoint(BackupRepository repo, string source, string point) =>
         point == "latest"

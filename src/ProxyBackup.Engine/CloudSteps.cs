@@ -143,7 +143,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
                 if (attempt >= options.DetachAttempts)
                     throw new JobFailedException($"Image {imageId} could not be detached from the proxy VM {options.ProxyVmId} after {attempt} attempts{Why(proxy)}.");
                 logger.LogWarning("Detach of image {Image} refused (attempt {Attempt}){Why}; retrying", imageId, attempt, Why(proxy));
-                await Task.Delay(TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, attempt))) * (options.FirstPoll.TotalMilliseconds / 500), ct).ConfigureAwait(false);
+                await Task.Delay(options.DetachRetryDelay * Math.Pow(2, attempt - 1), ct).ConfigureAwait(false);
             }
         }
         finally

@@ -18,8 +18,11 @@ public sealed record EngineOptions
     public TimeSpan FirstPoll { get; init; } = TimeSpan.FromMilliseconds(500);
     public TimeSpan MaxPoll { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>A detach refused because the guest still holds the device is retried this many times.</summary>
+    /// <summary>A detach refused because the guest still holds the device is retried this many times,</summary>
     public int DetachAttempts { get; init; } = 5;
+
+    /// <summary>after this delay, doubled each time.</summary>
+    public TimeSpan DetachRetryDelay { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>Prefix of every object the appliance creates on the cloud, so that an operator recognises them.</summary>
     public string NamePrefix { get; init; } = "pb";

@@ -29,6 +29,9 @@ public sealed class VirtualMachine
     public required XElement Xml { get; init; }
 
     public VmSettlement Settlement => OneStateNames.Settlement(State, LcmState);
+
+    /// <summary>Whether PREV_LCM_STATE names this state: tells "back to RUNNING after a failed operation" from "never left it".</summary>
+    public bool PrevLcmIs(LcmState lcm) => Xml.Int("PREV_LCM_STATE") == (int)lcm;
     public string StateName => OneStateNames.Describe(State, LcmState);
 
     /// <summary>USER_TEMPLATE/ERROR: the last driver error; never cleared by a later success, so compare before and after.</summary>

@@ -1,0 +1,191 @@
+using System.CommandLine;
+using ProxyBackup.Engine;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>`proxybackup vm ...`, `snapshot ...`, `cleanup`: the engine on a real (or simulated) cloud, onevm-style.</summary>
+internal static class CloudCommands
+{
+    private static readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON." };
+    private static readonly Argument<string> Vm = new("vm") { Description = "VM ID or name." };
+
+    public static IEnumerable<Command> Build() => [VmCommand(), SnapshotCommand(), Cleanup()];
+
+    private static Command VmCommand()
+    {
+        var vm = new Command("vm", "Protected VMs: list, backup, points (restore points), restore.");
+        foreach (var o in EngineHost.Options) vm.Options.Add(o);
+        vm.Subcommands.Add(List());
+        vm.Subcommands.Add(Backup());
+        vm.Subcommands.Add(Points());
+        vm.Subcommands.Add(Restore());
+        return vm;
+    }
+
+    private static Command List()
+    {
+        var c = new Command("list", "VMs with their last restore point.") { Json };
+        c.SetAction(async (p, ct) =>
+        {
+            using var client = EngineHost.Connect(p);
+            var repo = RepositoryCommands.Open(p);
+            var vms = await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
+            var rows = vms.Select(v => (Vm: v, Last: repo.Latest(BackupJob.SourceOf(v.Id)))).ToList();
+            if (p.GetValue(Json)) { CliFormat.PrintJson(rows.Select(r => new { r.Vm.Id, r.Vm.Name, State = r.Vm.StateName, LastRestorePoint = r.Last?.Id, LastTime = r.Last?.Time })); return 0; }
+            Console.WriteLine($"{"ID",5}  {"NAME",-20} {"STATE",-14} LAST RESTORE POINT");
+            foreach (var (v, last) in rows)
+                Console.WriteLine($"{v.Id,5}  {v.Name,-20} {v.StateName,-14} {(last is null ? "never" : $"{last.Time:yyyy-MM-dd HH:mm}Z {last.Id}")}");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Backup()
+    {
+        var full = new Option<bool>("--full") { Description = "Do not compare with the previous restore point." };
+        var exclude = new Option<int[]>("--exclude-disk") { Description = "DISK_ID not to back up; repeatable." };
+        var c = new Command("backup", "Back up a VM now (incremental against its latest restore point unless --full).") { Vm, full, exclude, Json };
+        c.SetAction(async (p, ct) =>
+        {
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
+            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            var result = await ProgressDisplay.RunAsync($"backup VM {id}", progress =>
+                host.Backup.RunAsync(id, new BackupOptions { Full = p.GetValue(full), ExcludeDisks = (p.GetValue(exclude) ?? []).ToHashSet() }, progress, ct)).ConfigureAwait(false);
+            if (p.GetValue(Json)) { CliFormat.PrintJson(result); return 0; }
+            Console.WriteLine($"VM {result.VmId} ({result.VmName}): restore point {result.RestorePoint.Id} ({result.RestorePoint.Tags["kind"]})");
+            foreach (var d in result.Disks)
+                Console.WriteLine($"  disk {d.DiskId}: read {CliFormat.Bytes(d.Stats.Read)}, changed {CliFormat.Bytes(d.Stats.Changed)}, stored {CliFormat.Bytes(d.Stats.NewStored)} new, {d.Stats.Seconds:0.0} s");
+            foreach (var w in result.Warnings) Console.WriteLine($"  note: {w}");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Points()
+    {
+        var c = new Command("points", "Restore points of a VM, oldest first.") { Vm, Json };
+        c.SetAction(async (p, ct) =>
+        {
+            using var client = EngineHost.Connect(p);
+            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            var points = RepositoryCommands.Open(p).ListRestorePoints(BackupJob.SourceOf(id));
+            if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
+            foreach (var pt in points)
+                Console.WriteLine($"{pt.Id}  {pt.Time:yyyy-MM-dd HH:mm:ss}Z  {pt.Tags.GetValueOrDefault("kind"),-11}  {string.Join(", ", pt.Disks.Select(d => $"disk {d.Disk} {CliFormat.Bytes(d.Size)}"))}");
+            if (points.Count == 0) Console.WriteLine($"VM {id} has no restore point.");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command Restore()
+    {
+        var point = new Option<string>("--point") { DefaultValueFactory = _ => "latest", Description = "Restore point id, or 'latest'." };
+        var imageDs = new Option<int>("--image-ds") { DefaultValueFactory = _ => 1, Description = "Image datastore for the restored disks." };
+        var systemDs = new Option<int?>("--system-ds") { Description = "System datastore for the new VM." };
+        var name = new Option<string?>("--name") { Description = "Name of the new VM." };
+        var nics = new Option<NicMode>("--nics") { DefaultValueFactory = _ => NicMode.NoIp, Description = "Keep, NoIp (default: same networks, new addresses) or NoNic." };
+        var disk = new Option<int?>("--disk") { Description = "Restore only this DISK_ID: as a new image, or to a file with --to." };
+        var to = new Option<string?>("--to") { Description = "With --disk: write to this file instead of the cloud." };
+        var format = new Option<DiskFormat>("--format") { DefaultValueFactory = _ => DiskFormat.Raw, Description = "With --to: raw or qcow2." };
+        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, Json };
+        c.SetAction(async (p, ct) =>
+        {
+            var repo = RepositoryCommands.Open(p);
+            using var client = EngineHost.Connect(p);
+            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            var source = BackupJob.SourceOf(id);
+            var pt = p.GetValue(point) == "latest" ? repo.Latest(source) ?? throw new CliException($"VM {id} has no restore point.") : repo.LoadIndex(source, p.GetValue(point)!);
+            if (p.GetValue(to) is { } file)
+            {
+                var d = p.GetValue(disk) ?? throw new CliException("--to needs --disk DISK_ID.");
+                await ProgressDisplay.RunAsync("export", async progress => { await repo.ExportAsync(pt, d.ToString(System.Globalization.CultureInfo.InvariantCulture), file, p.GetValue(format), progress, ct).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
+                Console.WriteLine($"Disk {d} of {pt.Id} written to {file}.");
+                return 0;
+            }
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
+            RestoreResult result;
+            if (p.GetValue(disk) is { } only)
+                result = await ProgressDisplay.RunAsync("restore disk", progress => host.Restore.RestoreDiskAsImageAsync(pt, only, p.GetValue(imageDs), progress, ct)).ConfigureAwait(false);
+            else
+                result = await ProgressDisplay.RunAsync("restore VM", progress => host.Restore.RestoreVmAsync(pt, new RestoreVmOptions
+                {
+                    ImageDatastoreId = p.GetValue(imageDs), SystemDatastoreId = p.GetValue(systemDs), Name = p.GetValue(name), Nics = p.GetValue(nics),
+                }, progress, ct)).ConfigureAwait(false);
+            if (p.GetValue(Json)) { CliFormat.PrintJson(result); return 0; }
+            Console.WriteLine(result.VmId is { } vmId ? $"Restored {pt.Id} as VM {vmId}; disks in images {string.Join(", ", result.Images.Values)}." : $"Restored disk as image {string.Join(", ", result.Images.Values)}.");
+            return 0;
+        });
+        return c;
+    }
+
+    private static Command SnapshotCommand()
+    {
+        var s = new Command("snapshot", "Disk snapshots of a VM: list, create, revert, delete.");
+        foreach (var o in EngineHost.Options) s.Options.Add(o);
+        var diskOpt = new Option<int>("--disk") { Required = true };
+        var snapOpt = new Option<int>("--snapshot") { Required = true };
+        var list = new Command("list", "List a VM's disk snapshots.") { Vm, Json };
+        list.SetAction(async (p, ct) =>
+        {
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            var snaps = await host.Snapshots.ListAsync(id, ct).ConfigureAwait(false);
+            if (p.GetValue(Json)) { CliFormat.PrintJson(snaps.Select(x => new { x.DiskId, x.Snapshot.Id, x.Snapshot.Name, x.Snapshot.Date, x.Snapshot.Active, x.Snapshot.Parent })); return 0; }
+            foreach (var (disk, snap) in snaps)
+                Console.WriteLine($"disk {disk}  snapshot {snap.Id,3}  {DateTimeOffset.FromUnixTimeSeconds(snap.Date):yyyy-MM-dd HH:mm}Z  {(snap.Active ? "active" : "      ")}  {snap.Name}");
+            if (snaps.Count == 0) Console.WriteLine($"VM {id} has no disk snapshot.");
+            return 0;
+        });
+        var nameOpt = new Option<string>("--name") { DefaultValueFactory = _ => "" };
+        var create = new Command("create", "Take a disk snapshot.") { Vm, diskOpt, nameOpt };
+        create.SetAction(async (p, ct) =>
+        {
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            Console.WriteLine($"Snapshot {await host.Snapshots.CreateAsync(id, p.GetValue(diskOpt), p.GetValue(nameOpt)!, ct).ConfigureAwait(false)} of disk {p.GetValue(diskOpt)} taken.");
+            return 0;
+        });
+        var poweroff = new Option<bool>("--poweroff") { Description = "Power a running VM off for the revert (OpenNebula 6.8+ needs POWEROFF), then resume it." };
+        var hard = new Option<bool>("--hard") { Description = "With --poweroff: power off hard (the guest is not asked)." };
+        var revert = new Command("revert", "Revert a disk to a snapshot.") { Vm, diskOpt, snapOpt, poweroff, hard };
+        revert.SetAction(async (p, ct) =>
+        {
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            await host.Snapshots.RevertAsync(id, new Dictionary<int, int> { [p.GetValue(diskOpt)] = p.GetValue(snapOpt) }, p.GetValue(poweroff), p.GetValue(hard), ct).ConfigureAwait(false);
+            Console.WriteLine($"Disk {p.GetValue(diskOpt)} of VM {id} reverted to snapshot {p.GetValue(snapOpt)}.");
+            return 0;
+        });
+        var delete = new Command("delete", "Delete a disk snapshot.") { Vm, diskOpt, snapOpt };
+        delete.SetAction(async (p, ct) =>
+        {
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            await host.Snapshots.DeleteAsync(id, p.GetValue(diskOpt), p.GetValue(snapOpt), ct).ConfigureAwait(false);
+            Console.WriteLine($"Snapshot {p.GetValue(snapOpt)} of disk {p.GetValue(diskOpt)} deleted.");
+            return 0;
+        });
+        foreach (var x in new[] { list, create, revert, delete }) s.Subcommands.Add(x);
+        return s;
+    }
+
+    private static Command Cleanup()
+    {
+        var c = new Command("cleanup", "Remove what failed or interrupted jobs left on the cloud (snapshots, temporary images, attachments).");
+        foreach (var o in EngineHost.Options) c.Options.Add(o);
+        c.SetAction(async (p, ct) =>
+        {
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            var report = await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
+            Console.WriteLine($"Removed {report.Removed} leftover object(s).");
+            foreach (var f in report.Failures) Console.WriteLine($"  still there: {f}");
+            return report.Failures.Count == 0 ? 0 : 1;
+        });
+        return c;
+    }
+}

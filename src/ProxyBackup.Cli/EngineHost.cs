@@ -1,0 +1,95 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+using ProxyBackup.Catalog;
+using ProxyBackup.Devices;
+using ProxyBackup.Engine;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>The engine wired from command-line options and environment: what every cloud verb needs.</summary>
+internal sealed class EngineHost : IDisposable
+{
+    public static readonly Option<string> Endpoint = new("--endpoint") { Description = "OpenNebula XML-RPC URL ($ONE_XMLRPC).", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("ONE_XMLRPC") ?? "http://localhost:2633/RPC2", Recursive = true };
+    public static readonly Option<string?> AuthFile = new("--auth-file") { Description = "File holding user:password ($ONE_AUTH, else ~/.one/one_auth).", Recursive = true };
+    public static readonly Option<int?> ProxyVm = new("--proxy-vm") { Description = "ID of the proxy VM (default: VMID from OpenNebula's context).", Recursive = true };
+    public static readonly Option<string> Catalog = new("--catalog") { Description = "Catalog file.", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("PROXYBACKUP_CATALOG") ?? "/var/lib/proxybackup/catalog.db", Recursive = true };
+    public static readonly Option<string?> DevicesDir = new("--devices-dir") { Description = "Find attached disks in this directory (the simulator's proxy) instead of sysfs.", Recursive = true };
+
+    public static IEnumerable<Option> Options => [Endpoint, AuthFile, ProxyVm, Catalog, DevicesDir, RepositoryCommands.Repo, RepositoryCommands.PassphraseFile, RepositoryCommands.KeyFile];
+
+    private EngineHost(OneClient client, SqliteCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs)
+    {
+        Client = client;
+        CatalogDb = catalog;
+        Repository = repository;
+        Steps = steps;
+        Logs = logs;
+        var logger = logs.CreateLogger("proxybackup");
+        Cleaner = new CloudCleaner(steps, catalog, logger);
+        Backup = new BackupJob(steps, Cleaner, catalog, repository, logger);
+        Restore = new RestoreJob(steps, Cleaner, repository, logger);
+        Snapshots = new SnapshotManager(steps, catalog, logger);
+    }
+
+    public OneClient Client { get; }
+    public SqliteCatalog CatalogDb { get; }
+    public BackupRepository Repository { get; }
+    public CloudSteps Steps { get; }
+    public CloudCleaner Cleaner { get; }
+    public BackupJob Backup { get; }
+    public RestoreJob Restore { get; }
+    public SnapshotManager Snapshots { get; }
+    public ILoggerFactory Logs { get; }
+
+    public static OneClient Connect(ParseResult p)
+    {
+        var authFile = p.GetValue(AuthFile) ?? Environment.GetEnvironmentVariable("ONE_AUTH") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".one", "one_auth");
+        if (!File.Exists(authFile)) throw new CliException($"No OpenNebula credentials: write user:password to {authFile} (mode 0600) or name a file with --auth-file.");
+        if (!Uri.TryCreate(p.GetValue(Endpoint), UriKind.Absolute, out var endpoint))
+            throw new CliException($"--endpoint '{p.GetValue(Endpoint)}' is not a URL (e.g. http://front-end:2633/RPC2).");
+        return new OneClient(new OneClientOptions { Endpoint = endpoint, Credentials = OneCredentials.FromAuthString(File.ReadAllText(authFile)) });
+    }
+
+    public static async Task<EngineHost> CreateAsync(ParseResult p, CancellationToken ct)
+    {
+        var client = Connect(p);
+        try
+        {
+            var proxyId = p.GetValue(ProxyVm) ?? ProxyIdentity.FromContext()
+                ?? throw new CliException("Which VM is the proxy? Give --proxy-vm ID (no VMID was found in OpenNebula's context files).");
+            await ProxyIdentity.VerifyAsync(client, proxyId, ct).ConfigureAwait(false);
+            var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
+            var catalog = new SqliteCatalog(p.GetValue(Catalog)!);
+            var repository = RepositoryCommands.Open(p);
+            var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = p.GetValue(DevicesDir) });
+            var steps = new CloudSteps(client, catalog, locator, new EngineOptions { ProxyVmId = proxyId }, logs.CreateLogger("proxybackup"));
+            return new EngineHost(client, catalog, repository, steps, logs);
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A VM by ID or by name (unique among the VMs the user sees).</summary>
+    public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct)
+    {
+        if (int.TryParse(idOrName, out var id)) return id;
+        var matches = (await client.VmPoolAsync(ct: ct).ConfigureAwait(false)).Where(v => v.Name == idOrName).ToList();
+        return matches.Count switch
+        {
+            1 => matches[0].Id,
+            0 => throw new CliException($"No VM is named '{idOrName}'."),
+            _ => throw new CliException($"Several VMs are named '{idOrName}' ({string.Join(", ", matches.Select(v => v.Id))}); give the ID."),
+        };
+    }
+
+    public void Dispose()
+    {
+        Client.Dispose();
+        Logs.Dispose();
+    }
+}

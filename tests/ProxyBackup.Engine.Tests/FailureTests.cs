@@ -1,0 +1,106 @@
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Simulator;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>Every cloud call of the backup and restore flows fails once: the job fails cleanly, leaves nothing, and the next one works.</summary>
+public class FailureTests
+{
+    public static TheoryData<string, string> BackupCalls => new()
+    {
+        { "one.vm.info", "error" }, { "one.image.info", "error" }, { "one.vm.disksnapshotcreate", "error" }, { "one.vm.disksnapshotcreate", "fail-async" },
+        { "one.vm.disksaveas", "error" }, { "one.vm.disksaveas", "fail-async" }, { "one.image.persistent", "error" },
+        { "one.vm.attach", "error" }, { "one.vm.attach", "fail-async" }, { "one.vm.detach", "error" },
+        { "one.image.delete", "error" }, { "one.vm.disksnapshotdelete", "error" }, { "one.vm.disksnapshotdelete", "fail-async" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BackupCalls))]
+    public async Task Backup_survives_a_failure_of(string method, string action)
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        // Skip the calls made before the first snapshot where a method is also used for reading (nth picks a call inside the flow).
+        var nth = method is "one.vm.info" or "one.image.info" ? 3 : 1;
+        w.Sim.Faults.Set([FaultRule.Parse($"{method},nth={nth},action={action},code=2048,message=injected {method} failure")]);
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => w.Backup.RunAsync(web.Id, new BackupOptions()));
+        Assert.False(string.IsNullOrWhiteSpace(e.Message));
+        if (action == "error") Assert.Contains("injected", e.Message, StringComparison.Ordinal);
+        w.Sim.Faults.Set([]);
+        // Whatever the failure left (a failed detach leaves the disk attached), the next cleanup pass removes.
+        await w.Cleaner.CleanAsync();
+        Assert.Empty(w.Catalog.Pending());
+        Assert.Empty(w.Repository.ListRestorePoints());
+        AssertClean(before, w.Inventory());
+        var ok = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.Equal(2, ok.Disks.Count);
+        AssertClean(before, w.Inventory());
+    }
+
+    public static TheoryData<string, string> RestoreCalls => new()
+    {
+        { "one.image.allocate", "error" }, { "one.image.allocate", "fail-async" }, { "one.vm.attach", "error" }, { "one.vm.detach", "error" },
+        { "one.image.persistent", "error" }, { "one.template.allocate", "error" }, { "one.template.instantiate", "error" },
+    };
+
+    [Theory]
+    [MemberData(nameof(RestoreCalls))]
+    public async Task Restore_survives_a_failure_of(string method, string action)
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        var before = w.Inventory();
+        w.Sim.Faults.Set([FaultRule.Parse($"{method},nth=1,action={action},code=2048,message=injected {method} failure")]);
+        await Assert.ThrowsAnyAsync<Exception>(() => w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1 }));
+        w.Sim.Faults.Set([]);
+        await w.Cleaner.CleanAsync();
+        Assert.Empty(w.Catalog.Pending());
+        AssertClean(before, w.Inventory());
+        var ok = await w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1 });
+        Assert.NotNull(ok.VmId);
+    }
+
+    [Fact]
+    public async Task A_detach_the_guest_refuses_once_is_retried_and_the_job_succeeds()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.detach,nth=1,action=fail-async")]);
+        var result = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.Equal(2, result.Disks.Count);
+        AssertClean(before, w.Inventory());
+        var restored = await w.Restore.RestoreVmAsync(result.RestorePoint, new RestoreVmOptions { ImageDatastoreId = 1 });
+        Assert.NotNull(restored.VmId);
+    }
+
+    [Fact]
+    public async Task A_cancelled_backup_cleans_up_at_once()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        using var cts = new CancellationTokenSource();
+        var progress = new SyncProgress(_ => cts.Cancel());
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => w.Backup.RunAsync(web.Id, new BackupOptions(), progress, cts.Token));
+        Assert.Empty(w.Catalog.Pending());
+        AssertClean(before, w.Inventory());
+    }
+
+    private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
+    {
+        public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
+    }
+
+    private static void AssertClean(Dictionary<string, object?> before, Dictionary<string, object?> after)
+    {
+        Assert.Equal(before["disk_snapshots"], after["disk_snapshots"]);
+        Assert.Equal(before["proxy_disks"], after["proxy_disks"]);
+        Assert.Equal(before["proxy_devices"], after["proxy_devices"]);
+        Assert.Equal(before["templates"], after["templates"]);
+        Assert.Equal(((List<object?>)before["images"]!).Cast<string>().Order(), ((List<object?>)after["images"]!).Cast<string>().Order());
+        Assert.Equal(0, after["busy_vms"]);
+    }
+}

@@ -1,0 +1,79 @@
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>The appliance process is killed in the middle of reading a disk; the next start cleans up.</summary>
+public class KilledApplianceTests
+{
+    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
+
+    [Fact]
+    public async Task A_backup_killed_mid_read_leaves_leftovers_that_the_next_start_removes()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 64);
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        var auth = Path.Combine(w.Root, "one_auth");
+        await File.WriteAllTextAsync(auth, "oneadmin:pw");
+        string[] common = ["--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--catalog", w.Catalog.Path, "--devices-dir", w.Sim.Cloud.Devices.Directory, "--repo", w.Repository.Root];
+
+        using (var appliance = ChildProcess.Start("dotnet", [Cli, "vm", "backup", "web-01", .. common]))
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+            string? line;
+            do line = await appliance.Process.StandardError.ReadLineAsync(timeout.Token);
+            while (line is not null && !line.StartsWith("backup", StringComparison.Ordinal));
+            Assert.NotNull(line);
+            appliance.Process.Kill(entireProcessTree: true);
+            await appliance.Process.WaitForExitAsync(timeout.Token);
+        }
+        var mid = w.Inventory();
+        Assert.True((int)mid["disk_snapshots"]! > 0, "the killed job had taken snapshots");
+        Assert.Equal(2, mid["proxy_disks"]);
+        Assert.NotEmpty(w.Catalog.Pending());
+        Assert.Empty(w.Repository.ListRestorePoints());
+
+        // The next start of the appliance runs the cleanup pass first.
+        var report = await w.Cleaner.CleanAsync();
+        Assert.Empty(report.Failures);
+        Assert.Empty(w.Catalog.Pending());
+        var after = w.Inventory();
+        Assert.Equal(before["disk_snapshots"], after["disk_snapshots"]);
+        Assert.Equal(before["proxy_disks"], after["proxy_disks"]);
+        Assert.Equal(((List<object?>)before["images"]!).Count, ((List<object?>)after["images"]!).Count);
+
+        // The dead process's guard on the VM does not block the next backup.
+        var ok = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.Equal(2, ok.Disks.Count);
+    }
+
+    [Fact]
+    public async Task Bad_credentials_and_an_unreachable_endpoint_give_one_clear_line()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var auth = Path.Combine(w.Root, "bad_auth");
+        await File.WriteAllTextAsync(auth, "oneadmin:wrong");
+        var (code, error) = await RunAsync("vm", "list", "--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--repo", w.Repository.Root);
+        Assert.Equal(1, code);
+        Assert.Equal("proxybackup: [one.vmpool.info] User couldn't be authenticated, aborting call.", error);
+
+        await File.WriteAllTextAsync(auth, "oneadmin:pw");
+        (code, error) = await RunAsync("vm", "list", "--endpoint", "http://127.0.0.1:9/RPC2", "--auth-file", auth, "--repo", w.Repository.Root);
+        Assert.Equal(1, code);
+        Assert.StartsWith("proxybackup: Cannot reach http://127.0.0.1:9/RPC2: the connection was refused.", error, StringComparison.Ordinal);
+
+        (code, error) = await RunAsync("vm", "backup", "424242", "--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--catalog", Path.Combine(w.Root, "c2.db"), "--repo", w.Repository.Root);
+        Assert.Equal(1, code);
+        Assert.Equal("proxybackup: [one.vm.info] Error getting virtual machine [424242].", error);
+    }
+
+    private static async Task<(int Code, string Error)> RunAsync(params string[] args)
+    {
+        using var p = ChildProcess.Start("dotnet", [Cli, .. args]);
+        var error = await p.Process.StandardError.ReadToEndAsync();
+        await p.Process.WaitForExitAsync();
+        return (p.Process.ExitCode, error.Trim());
+    }
+}
