@@ -89,39 +89,54 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             snapshots[d.DiskId] = await steps.CreateSnapshotAsync(jobId, vmId, d.DiskId, ct).ConfigureAwait(false);
         }
 
+        // Overlap: while the proxy reads disk N, OpenNebula already saves disk N+1. The snapshots are
+        // deleted at the end, since a VM busy saving refuses any other operation.
         var results = new List<DiskBackupResult>();
+        Task<int>? nextSave = steps.SaveAsAsync(jobId, vmId, disks[0].DiskId, snapshots[disks[0].DiskId], ct);
+        try
+        {
+            for (var i = 0; i < disks.Count; i++)
+            {
+                var d = disks[i];
+                var imageId = await nextSave!.ConfigureAwait(false);
+                nextSave = null;
+                var image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
+                // A persistent image is attached in place; a non-persistent one would be copied again (fixtures README).
+                await client.ImagePersistentAsync(imageId, true, ct).ConfigureAwait(false);
+                var (_, device) = await steps.AttachToProxyAsync(jobId, imageId, image.Name, image.SizeMb << 20, readOnly: true, ct).ConfigureAwait(false);
+                if (i + 1 < disks.Count) nextSave = steps.SaveAsAsync(jobId, vmId, disks[i + 1].DiskId, snapshots[disks[i + 1].DiskId], ct);
+                DiskBackupStats stats;
+                try
+                {
+                    stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), device, progress, ct).ConfigureAwait(false);
+                }
+                finally
+                {
+                    await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
+                }
+                ForgetEntry(jobId, CloudObjectKind.Attachment, imageId);
+                await steps.DeleteImageAsync(imageId, ct).ConfigureAwait(false);
+                ForgetEntry(jobId, CloudObjectKind.Image, imageId);
+                results.Add(new DiskBackupResult(d.DiskId, d.Image, stats));
+                logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
+            }
+        }
+        finally
+        {
+            // A save started in the background must have ended (and journaled its image) before any cleanup.
+            if (nextSave is not null)
+                try { await nextSave.ConfigureAwait(false); }
+                catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background save-as ended with: {Error}", e.Message); }
+        }
         foreach (var d in disks)
         {
-            ct.ThrowIfCancellationRequested();
-            var imageId = await steps.SaveAsAsync(jobId, vmId, d.DiskId, snapshots[d.DiskId], ct).ConfigureAwait(false);
-            var image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
-            // A persistent image is attached in place; a non-persistent one would be copied again (fixtures README).
-            await client.ImagePersistentAsync(imageId, true, ct).ConfigureAwait(false);
-            var sizeBytes = image.SizeMb << 20;
-            var (_, device) = await steps.AttachToProxyAsync(jobId, imageId, image.Name, sizeBytes, readOnly: true, ct).ConfigureAwait(false);
-            DiskBackupStats stats;
-            try
-            {
-                stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), device, progress, ct).ConfigureAwait(false);
-            }
-            finally
-            {
-                await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
-            }
-            ForgetAttachment(jobId, imageId);
-            await steps.DeleteImageAsync(imageId, ct).ConfigureAwait(false);
-            ForgetEntry(jobId, CloudObjectKind.Image, imageId);
             await steps.DeleteSnapshotAsync(vmId, d.DiskId, snapshots[d.DiskId], ct).ConfigureAwait(false);
             ForgetEntry(jobId, CloudObjectKind.DiskSnapshot, snapshots[d.DiskId]);
-            results.Add(new DiskBackupResult(d.DiskId, d.Image, stats));
-            logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
         }
         var index = writer.Commit();
         logger.LogInformation("Backup {Job} of VM {Vm} committed as restore point {Point}", jobId, vmId, index.Id);
         return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
     }
-
-    private void ForgetAttachment(string jobId, int imageId) => ForgetEntry(jobId, CloudObjectKind.Attachment, imageId);
 
     private void ForgetEntry(string jobId, CloudObjectKind kind, int objectId)
     {

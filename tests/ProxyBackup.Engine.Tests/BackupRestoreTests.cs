@@ -113,3 +113,30 @@ public class BackupRestoreTests
         }
     }
 }
+
+public class SnapshotManagerTests
+{
+    [Fact]
+    public async Task Revert_powers_off_only_when_allowed_and_resumes()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var manager = new SnapshotManager(w.Steps, w.Catalog, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var web = await w.VmAsync("web-01");
+        var original = w.DiskSha256(web.Id, 0);
+        var snap = await manager.CreateAsync(web.Id, 0, "before-upgrade");
+        Assert.Contains(await manager.ListAsync(web.Id), x => x.DiskId == 0 && x.Snapshot.Id == snap && x.Snapshot.Name == "before-upgrade");
+        w.Sim.Cloud.MutateDisk(web.Id, 0, 4, 4096, 1);
+        Assert.NotEqual(original, w.DiskSha256(web.Id, 0));
+
+        var refused = await Assert.ThrowsAsync<JobFailedException>(() => manager.RevertAsync(web.Id, new Dictionary<int, int> { [0] = snap }, allowPowerOff: false, hard: false));
+        Assert.Contains("--poweroff", refused.Message, StringComparison.Ordinal);
+        await manager.RevertAsync(web.Id, new Dictionary<int, int> { [0] = snap }, allowPowerOff: true, hard: false);
+        Assert.Equal(original, w.DiskSha256(web.Id, 0));
+        var vm = await w.Client.VmInfoAsync(web.Id);
+        Assert.Equal(ProxyBackup.OpenNebula.LcmState.Running, vm.LcmState);
+
+        await manager.DeleteAsync(web.Id, 0, snap);
+        Assert.Empty(await manager.ListAsync(web.Id));
+        await Assert.ThrowsAsync<JobFailedException>(() => manager.RevertAsync(web.Id, new Dictionary<int, int> { [0] = 99 }, true, false));
+    }
+}
