@@ -44,22 +44,44 @@ internal static class CloudCommands
 
     private static Command Backup()
     {
+        var vms = new Argument<string[]>("vms") { Description = "VM IDs or names.", Arity = ArgumentArity.OneOrMore };
         var full = new Option<bool>("--full") { Description = "Do not compare with the previous restore point." };
-        var exclude = new Option<int[]>("--exclude-disk") { Description = "DISK_ID not to back up; repeatable." };
-        var c = new Command("backup", "Back up a VM now (incremental against its latest restore point unless --full).") { Vm, full, exclude, Json };
+        var exclude = new Option<int[]>("--exclude-disk") { Description = "DISK_ID not to back up (with one VM); repeatable." };
+        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 1, Description = "How many VMs at once (disks are hot-plugged into the proxy one at a time)." };
+        var c = new Command("backup", "Back up VMs now (incremental against each VM's latest restore point unless --full).") { vms, full, exclude, parallel, Json };
         c.SetAction(async (p, ct) =>
         {
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
             await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
-            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
-            var result = await ProgressDisplay.RunAsync($"backup VM {id}", progress =>
-                host.Backup.RunAsync(id, new BackupOptions { Full = p.GetValue(full), ExcludeDisks = (p.GetValue(exclude) ?? []).ToHashSet() }, progress, ct)).ConfigureAwait(false);
-            if (p.GetValue(Json)) { CliFormat.PrintJson(result); return 0; }
-            Console.WriteLine($"VM {result.VmId} ({result.VmName}): restore point {result.RestorePoint.Id} ({result.RestorePoint.Tags["kind"]})");
-            foreach (var d in result.Disks)
-                Console.WriteLine($"  disk {d.DiskId}: read {CliFormat.Bytes(d.Stats.Read)}, changed {CliFormat.Bytes(d.Stats.Changed)}, stored {CliFormat.Bytes(d.Stats.NewStored)} new, {d.Stats.Seconds:0.0} s");
-            foreach (var w in result.Warnings) Console.WriteLine($"  note: {w}");
-            return 0;
+            var ids = new List<int>();
+            foreach (var v in p.GetValue(vms)!) ids.Add(await EngineHost.ResolveVmAsync(host.Client, v, ct).ConfigureAwait(false));
+            if (ids.Count > 1 && p.GetValue(exclude) is { Length: > 0 }) throw new CliException("--exclude-disk applies to one VM at a time.");
+            if (p.GetValue(parallel) < 1) throw new CliException("--parallel must be at least 1.");
+            var options = new BackupOptions { Full = p.GetValue(full), ExcludeDisks = (p.GetValue(exclude) ?? []).ToHashSet() };
+            var results = new System.Collections.Concurrent.ConcurrentBag<BackupResult>();
+            var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+            async Task One(int id, IProgress<TransferProgress>? progress)
+            {
+                try { results.Add(await host.Backup.RunAsync(id, options, progress, ct).ConfigureAwait(false)); }
+                catch (Exception e) when (ids.Count > 1 && e is not OperationCanceledException) { failures.Add($"VM {id}: {e.Message}"); }
+            }
+            if (ids.Count == 1)
+                await ProgressDisplay.RunAsync($"backup VM {ids[0]}", async progress => { await One(ids[0], progress).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
+            else
+                await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = p.GetValue(parallel), CancellationToken = ct }, async (id, _) => await One(id, null).ConfigureAwait(false)).ConfigureAwait(false);
+            if (p.GetValue(Json)) CliFormat.PrintJson(new { results = results.OrderBy(r => r.VmId), failures });
+            else
+            {
+                foreach (var result in results.OrderBy(r => r.VmId))
+                {
+                    Console.WriteLine($"VM {result.VmId} ({result.VmName}): restore point {result.RestorePoint.Id} ({result.RestorePoint.Tags["kind"]})");
+                    foreach (var d in result.Disks)
+                        Console.WriteLine($"  disk {d.DiskId}: read {CliFormat.Bytes(d.Stats.Read)}, changed {CliFormat.Bytes(d.Stats.Changed)}, stored {CliFormat.Bytes(d.Stats.NewStored)} new, {d.Stats.Seconds:0.0} s");
+                    foreach (var w in result.Warnings) Console.WriteLine($"  note: {w}");
+                }
+                foreach (var f in failures) Console.Error.WriteLine($"proxybackup: {f}");
+            }
+            return failures.IsEmpty ? 0 : 1;
         });
         return c;
     }

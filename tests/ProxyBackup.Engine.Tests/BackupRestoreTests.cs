@@ -140,3 +140,28 @@ public class SnapshotManagerTests
         await Assert.ThrowsAsync<JobFailedException>(() => manager.RevertAsync(web.Id, new Dictionary<int, int> { [0] = 99 }, true, false));
     }
 }
+
+public class ConcurrencyTests
+{
+    [Fact]
+    public async Task Several_vms_back_up_at_once_through_one_proxy()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var names = new[] { "web-01", "db-01", "dev-01" };
+        var vms = new List<ProxyBackup.OpenNebula.VirtualMachine>();
+        foreach (var n in names) vms.Add(await w.VmAsync(n));
+        var sums = vms.ToDictionary(v => v.Id, v => v.Disks.Where(d => !d.IsVolatile).ToDictionary(d => d.DiskId, d => w.DiskSha256(v.Id, d.DiskId)));
+        var results = await Task.WhenAll(vms.Select(v => w.Backup.RunAsync(v.Id, new BackupOptions())));
+        Assert.Equal(3, results.Length);
+        Assert.Equal(0, w.Inventory()["disk_snapshots"]);
+        Assert.Equal(1, w.Inventory()["proxy_disks"]);
+        foreach (var r in results)
+            foreach (var d in r.Disks)
+            {
+                var restored = Path.Combine(w.Root, $"vm{r.VmId}-d{d.DiskId}.img");
+                await w.Repository.RestoreDiskAsync(r.RestorePoint, d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), restored);
+                using var f = File.OpenRead(restored);
+                Assert.Equal(sums[r.VmId][d.DiskId], Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(f)));
+            }
+    }
+}
