@@ -122,8 +122,9 @@ public sealed partial class SimCloud : IDisposable
         return mode;
     }
 
+    /// <summary>A VM by id; DONE VMs stay readable, as in oned, and their state refuses every operation.</summary>
     private SimVm VmOrThrow(int id) =>
-        _s.Vms.FirstOrDefault(v => v.Id == id && v.State != VmState.Done)
+        _s.Vms.FirstOrDefault(v => v.Id == id)
         ?? throw new SimFailure(OneErrorCode.NoExists, $"Error getting virtual machine [{id}].", id);
 
     private SimImage ImageOrThrow(int id) =>

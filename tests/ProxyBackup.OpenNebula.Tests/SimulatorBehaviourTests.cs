@@ -249,3 +249,59 @@ public class SimulatorBehaviourTests
         Assert.Equal("pb-keep", (await cloud.Client.ImageInfoAsync(img)).Name);
     }
 }
+
+public class RemainingMethodsTests
+{
+    [Fact]
+    public async Task Update_deploy_recover_and_info_calls()
+    {
+        await using var cloud = await SimulatedCloud.StartAsync();
+        var c = cloud.Client;
+        var web = await cloud.VmNamedAsync("web-01");
+        await c.VmUpdateAsync(web.Id, new OneTemplate().Set("BACKUP_POLICY", "silver"), merge: true);
+        var updated = await c.VmInfoAsync(web.Id);
+        Assert.Equal("silver", updated.UserTemplate.Text("BACKUP_POLICY"));
+        Assert.Equal("prod,web", updated.UserTemplate.Text("LABELS")); // merge keeps the rest
+        await c.VmUpdateAsync(web.Id, new OneTemplate().Set("ONLY", "this"), merge: false);
+        Assert.Null((await c.VmInfoAsync(web.Id)).UserTemplate.Text("LABELS"));
+
+        var held = await c.VmAllocateAsync(new OneTemplate().Set("NAME", "held").Set("CPU", 1).Set("MEMORY", 64), hold: true);
+        Assert.Equal(VmState.Hold, (await c.VmInfoAsync(held)).State);
+        await c.VmDeployAsync(held, hostId: 1, systemDatastoreId: 0);
+        var deployed = await cloud.Waiter.VmRunningAsync(held, SimulatedCloud.Timeout);
+        Assert.Equal("kvm-02", deployed.CurrentHistory!.HostName);
+
+        cloud.Server.Faults.Set([FaultRule.Parse("one.vm.disksnapshotcreate,nth=1,action=stuck")]);
+        await c.VmDiskSnapshotCreateAsync(web.Id, 0, "stuck");
+        Assert.Equal(LcmState.DiskSnapshot, (await c.VmInfoAsync(web.Id)).LcmState);
+        await c.VmRecoverAsync(web.Id, 0); // failure: back to where it was
+        Assert.Equal(LcmState.Running, (await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout)).LcmState);
+
+        var img = await c.ImageAllocateAsync(new OneTemplate().Set("NAME", "pb-upd").Set("TYPE", "DATABLOCK").Set("SIZE", 1).Set("TARGET", "vdz"), 1);
+        await cloud.Waiter.ImageReadyAsync(img, SimulatedCloud.Timeout);
+        Assert.Equal("vdz", (await c.ImageInfoAsync(img)).Template.Text("TARGET"));
+        await c.ImageUpdateAsync(img, new OneTemplate().Set("DEV_PREFIX", "sd"), merge: false);
+        Assert.Null((await c.ImageInfoAsync(img)).Template.Text("TARGET"));
+        await c.ImagePersistentAsync(img, true);
+        Assert.True((await c.ImageInfoAsync(img)).Persistent);
+
+        var tid = await c.TemplateAllocateAsync(new OneTemplate().Set("NAME", "tpl").Set("CPU", 1).Set("MEMORY", 64));
+        Assert.Equal("tpl", (await c.TemplateInfoAsync(tid)).Name);
+        var dup = await Assert.ThrowsAsync<OneInternalException>(() => c.TemplateAllocateAsync(new OneTemplate().Set("NAME", "tpl").Set("CPU", 1).Set("MEMORY", 64)));
+        Assert.Contains("NAME is already taken by TEMPLATE", dup.Message, StringComparison.Ordinal);
+        Assert.Single(await c.TemplatePoolAsync());
+        await c.TemplateDeleteAsync(tid);
+        await Assert.ThrowsAsync<OneNotFoundException>(() => c.TemplateInfoAsync(tid));
+
+        Assert.Equal(DatastoreType.Image, (await c.DatastoreInfoAsync(1)).Type);
+        Assert.Equal("kvm-01", (await c.HostInfoAsync(0)).Name);
+        await Assert.ThrowsAsync<OneNotFoundException>(() => c.HostInfoAsync(99));
+
+        await c.VmActionAsync("terminate-hard", held);
+        var done = await cloud.Waiter.VmUntilAsync(held, "DONE", v => v.State == VmState.Done, SimulatedCloud.Timeout);
+        Assert.Equal(VmSettlement.Gone, done.Settlement); // still readable, as in oned
+        var refused = await Assert.ThrowsAsync<OneActionException>(() => c.VmActionAsync("suspend", held));
+        Assert.Contains("wrong state DONE", refused.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<OneOperationFailedException>(() => cloud.Waiter.VmSettledAsync(held, SimulatedCloud.Timeout));
+    }
+}
