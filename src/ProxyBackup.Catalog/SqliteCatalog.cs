@@ -9,7 +9,7 @@ namespace ProxyBackup.Catalog;
 /// committed). It holds the cleanup journal and the per-VM job guards; settings, policies and jobs
 /// join them with later schema versions. Readable by its owner only.
 /// </summary>
-public sealed class SqliteCatalog : ICloudJournal, IVmGuard
+public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder
 {
     private static readonly string[] Migrations =
     [
@@ -19,6 +19,12 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard
             vm_id INTEGER NOT NULL, disk_id INTEGER NOT NULL, name TEXT NOT NULL, object_id INTEGER, created TEXT NOT NULL);
         CREATE INDEX journal_job ON journal(job_id);
         CREATE TABLE vm_guards (vm_id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, what TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, since TEXT NOT NULL);
+        """,
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, vm_id INTEGER NOT NULL, state TEXT NOT NULL, started TEXT NOT NULL, ended TEXT,
+            bytes_read INTEGER NOT NULL DEFAULT 0, bytes_stored INTEGER NOT NULL DEFAULT 0, restore_point TEXT, error TEXT);
+        CREATE INDEX jobs_started ON jobs(started);
         """,
     ];
 
@@ -108,6 +114,36 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard
         while (r.Read())
             list.Add(new JournalEntry(r.GetInt64(0), r.GetString(1), Enum.Parse<CloudObjectKind>(r.GetString(2)), r.GetInt32(3), r.GetInt32(4), r.GetString(5),
                 r.IsDBNull(6) ? null : r.GetInt32(6), DateTimeOffset.Parse(r.GetString(7), CultureInfo.InvariantCulture)));
+        return list;
+    }
+
+    // ---- jobs -------------------------------------------------------------------------------
+
+    public void Started(string jobId, string kind, int vmId)
+    {
+        using var c = Open();
+        Execute(c, "INSERT INTO jobs (id, kind, vm_id, state, started) VALUES ($id, $kind, $vm, 'running', $t);", null,
+            ("$id", jobId), ("$kind", kind), ("$vm", vmId), ("$t", DateTimeOffset.UtcNow.ToString("o")));
+    }
+
+    public void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET state = $s, ended = $t, bytes_read = $r, bytes_stored = $w, restore_point = $p, error = $e WHERE id = $id;", null,
+            ("$s", succeeded ? "succeeded" : "failed"), ("$t", DateTimeOffset.UtcNow.ToString("o")), ("$r", bytesRead), ("$w", bytesStored),
+            ("$p", restorePoint), ("$e", error), ("$id", jobId));
+    }
+
+    public IReadOnlyList<JobRecord> Recent(int count)
+    {
+        using var c = Open();
+        using var cmd = Command(c, "SELECT id, kind, vm_id, state, started, ended, bytes_read, bytes_stored, restore_point, error FROM jobs ORDER BY started DESC LIMIT $n;", null, [("$n", count)]);
+        using var r = cmd.ExecuteReader();
+        var list = new List<JobRecord>();
+        while (r.Read())
+            list.Add(new JobRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), r.GetString(3), DateTimeOffset.Parse(r.GetString(4), CultureInfo.InvariantCulture),
+                r.IsDBNull(5) ? null : DateTimeOffset.Parse(r.GetString(5), CultureInfo.InvariantCulture), r.GetInt64(6), r.GetInt64(7),
+                r.IsDBNull(8) ? null : r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9)));
         return list;
     }
 

@@ -11,7 +11,26 @@ internal static class CloudCommands
     private static readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON." };
     private static readonly Argument<string> Vm = new("vm") { Description = "VM ID or name." };
 
-    public static IEnumerable<Command> Build() => [VmCommand(), SnapshotCommand(), Cleanup()];
+    public static IEnumerable<Command> Build() => [VmCommand(), SnapshotCommand(), Cleanup(), Jobs()];
+
+    private static Command Jobs()
+    {
+        var last = new Option<int>("--last") { DefaultValueFactory = _ => 20, Description = "How many recent jobs." };
+        var c = new Command("jobs", "Recent backup and restore jobs from the catalog, newest first.") { last, Json };
+        c.Options.Add(EngineHost.Catalog);
+        c.SetAction(p =>
+        {
+            var path = p.GetValue(EngineHost.Catalog)!;
+            if (!File.Exists(path)) throw new CliException($"No catalog at {path} (no job has run yet, or give --catalog).");
+            var jobs = new ProxyBackup.Catalog.SqliteCatalog(path).Recent(p.GetValue(last));
+            if (p.GetValue(Json)) { CliFormat.PrintJson(jobs); return 0; }
+            foreach (var j in jobs)
+                Console.WriteLine($"{j.Id}  {j.Kind,-8} VM {j.VmId,-5} {j.State,-10} {j.Started:yyyy-MM-dd HH:mm:ss}Z  {(j.Ended is { } e ? $"{(e - j.Started).TotalSeconds,7:0.0} s" : "running"),10}  read {CliFormat.Bytes(j.BytesRead),10}  stored {CliFormat.Bytes(j.BytesStored),10}  {j.RestorePoint}{(j.Error is null ? "" : "  " + j.Error)}");
+            if (jobs.Count == 0) Console.WriteLine("No jobs recorded.");
+            return 0;
+        });
+        return c;
+    }
 
     private static Command VmCommand()
     {

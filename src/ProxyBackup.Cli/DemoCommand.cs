@@ -57,8 +57,8 @@ internal static class DemoCommand
             var steps = new CloudSteps(client, catalog, new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = sim.Cloud.Devices.Directory }),
                 new EngineOptions { ProxyVmId = proxy.Id, FirstPoll = TimeSpan.FromMilliseconds(50), MaxPoll = TimeSpan.FromMilliseconds(500), DetachRetryDelay = TimeSpan.FromMilliseconds(200) }, log);
             var cleaner = new CloudCleaner(steps, catalog, log);
-            var backup = new BackupJob(steps, cleaner, catalog, repo, log);
-            var restore = new RestoreJob(steps, cleaner, repo, log);
+            var backup = new BackupJob(steps, cleaner, catalog, catalog, repo, log);
+            var restore = new RestoreJob(steps, cleaner, catalog, repo, log);
 
             Say($"Protecting VM {vm.Id} ({vm.Name}): full backup of {vm.Disks.Count(d => !d.IsVolatile)} disk(s) ...");
             var full = await Progress(json, "full backup", pr => backup.RunAsync(vm.Id, new BackupOptions(), pr, ct)).ConfigureAwait(false);

@@ -24,7 +24,7 @@ public sealed record BackupResult(string JobId, int VmId, string VmName, Restore
 /// the repository, detach, delete image and snapshot; the restore point is committed last. On any
 /// failure, what the job created is removed again before the error is reported.
 /// </summary>
-public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, BackupRepository repository, ILogger logger)
+public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger)
 {
     public static string SourceOf(int vmId) => $"vm-{vmId}";
 
@@ -32,12 +32,16 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
     {
         var jobId = JobIds.New("b");
         using var held = guard.Acquire(vmId, jobId, "backup");
+        jobs.Started(jobId, "backup", vmId);
         try
         {
-            return await RunGuardedAsync(jobId, vmId, options, progress, ct).ConfigureAwait(false);
+            var result = await RunGuardedAsync(jobId, vmId, options, progress, ct).ConfigureAwait(false);
+            jobs.Finished(jobId, true, result.Disks.Sum(d => d.Stats.Read), result.Disks.Sum(d => d.Stats.NewStored), result.RestorePoint.Id, null);
+            return result;
         }
         catch (Exception e) when (e is not OperationCanceledException || ct.IsCancellationRequested)
         {
+            jobs.Finished(jobId, false, 0, 0, null, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Backup {Job} of VM {Vm} failed: {Error}; removing what it created", jobId, vmId, e.Message);
             var report = await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);
             if (report.Failures.Count > 0)

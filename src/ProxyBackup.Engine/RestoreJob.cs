@@ -25,12 +25,12 @@ public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<
 /// image attached to the proxy and written, then a VM created from the saved document. Until the
 /// job succeeds, every image and template it made is in the journal, and is removed if it fails.
 /// </summary>
-public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, BackupRepository repository, ILogger logger)
+public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecorder jobs, BackupRepository repository, ILogger logger)
 {
     public async Task<RestoreResult> RestoreVmAsync(RestorePointIndex point, RestoreVmOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         var jobId = JobIds.New("r");
-        return await Guarded(jobId, async () =>
+        return await Guarded(jobId, point, async () =>
         {
             var saved = SavedVm(point);
             var images = await RestoreDisksAsync(jobId, point, saved, options.ImageDatastoreId, options.Disks, progress, ct).ConfigureAwait(false);
@@ -55,7 +55,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, BackupRep
     public async Task<RestoreResult> RestoreDiskAsImageAsync(RestorePointIndex point, int diskId, int datastoreId, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         var jobId = JobIds.New("r");
-        return await Guarded(jobId, async () =>
+        return await Guarded(jobId, point, async () =>
         {
             var saved = SavedVm(point);
             var images = await RestoreDisksAsync(jobId, point, saved, datastoreId, new HashSet<int> { diskId }, progress, ct, onlyListed: true).ConfigureAwait(false);
@@ -64,14 +64,19 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, BackupRep
         }, ct).ConfigureAwait(false);
     }
 
-    private async Task<RestoreResult> Guarded(string jobId, Func<Task<RestoreResult>> work, CancellationToken ct)
+    private async Task<RestoreResult> Guarded(string jobId, RestorePointIndex point, Func<Task<RestoreResult>> work, CancellationToken ct)
     {
+        var vmId = int.TryParse(point.Tags.GetValueOrDefault("vm_id"), out var v) ? v : -1;
+        jobs.Started(jobId, "restore", vmId);
         try
         {
-            return await work().ConfigureAwait(false);
+            var result = await work().ConfigureAwait(false);
+            jobs.Finished(jobId, true, point.Disks.Sum(d => d.Size), 0, point.Id, null);
+            return result;
         }
         catch (Exception e) when (e is not OperationCanceledException || ct.IsCancellationRequested)
         {
+            jobs.Finished(jobId, false, 0, 0, point.Id, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Restore {Job} failed: {Error}; removing what it created", jobId, e.Message);
             await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);
             throw;

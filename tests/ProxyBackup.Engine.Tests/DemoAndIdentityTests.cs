@@ -1,0 +1,60 @@
+using System.Text.Json;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Engine.Tests;
+
+public class DemoAndIdentityTests
+{
+    [Fact]
+    public async Task The_demo_restores_bit_exact_and_leaves_nothing_on_the_cloud()
+    {
+        using var p = ChildProcess.Start("dotnet", Path.Combine(AppContext.BaseDirectory, "proxybackup.dll"), "demo", "--json", "--disk-mb", "64");
+        var output = await p.Process.StandardOutput.ReadToEndAsync();
+        await p.Process.WaitForExitAsync();
+        Assert.True(p.Process.ExitCode == 0, output + await p.Process.StandardError.ReadToEndAsync());
+        using var doc = JsonDocument.Parse(output);
+        var root = doc.RootElement;
+        Assert.True(root.GetProperty("ok").GetBoolean());
+        Assert.Equal(0, root.GetProperty("leftoverObjects").GetInt32());
+        var disks = root.GetProperty("disks").EnumerateArray().ToList();
+        Assert.Equal(2, disks.Count);
+        foreach (var d in disks)
+            Assert.Equal(d.GetProperty("SourceSha256").GetString(), d.GetProperty("RestoredSha256").GetString());
+        // The incremental read every byte but only the chunks the guest wrote to count as changed.
+        Assert.True(disks.Sum(d => d.GetProperty("IncrementalBytesChanged").GetInt64()) < disks.Sum(d => d.GetProperty("IncrementalBytesRead").GetInt64()));
+    }
+
+    [Fact]
+    public void The_proxy_vm_id_comes_from_the_context_files()
+    {
+        using var dir = new TempDirectory();
+        var env = dir.Combine("one_env");
+        File.WriteAllText(env, "export ONEGATE_ENDPOINT=\"http://x\"\nexport VMID=\"42\"\n");
+        var sh = dir.Combine("context.sh");
+        File.WriteAllText(sh, "DISK_ID='1'\nVMID='7'\n");
+        Assert.Equal(42, ProxyIdentity.FromContext([dir.Combine("missing"), env, sh]));
+        Assert.Equal(7, ProxyIdentity.FromContext([sh]));
+        Assert.Null(ProxyIdentity.FromContext([dir.Combine("missing")]));
+    }
+
+    [Fact]
+    public async Task Jobs_are_recorded_with_their_outcome()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var ok = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        await Assert.ThrowsAnyAsync<Exception>(() => w.Backup.RunAsync(424242, new BackupOptions()));
+        var jobs = w.Catalog.Recent(10);
+        Assert.Equal(2, jobs.Count);
+        var good = jobs.Single(j => j.Id == ok.JobId);
+        Assert.Equal("succeeded", good.State);
+        Assert.Equal(ok.RestorePoint.Id, good.RestorePoint);
+        Assert.True(good.BytesRead > 0);
+        var bad = jobs.Single(j => j.VmId == 424242);
+        Assert.Equal("failed", bad.State);
+        Assert.Contains("424242", bad.Error, StringComparison.Ordinal);
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => ProxyIdentity.VerifyAsync(w.Client, 424242));
+        Assert.Contains("does not exist", e.Message, StringComparison.Ordinal);
+        Assert.Equal("proxybackup", (await ProxyIdentity.VerifyAsync(w.Client, w.ProxyId)).Name);
+    }
+}
