@@ -143,32 +143,35 @@ public sealed partial class BackupRepository
 
     internal byte[] ReadChunkFile(ChunkId id)
     {
-        var buffer = Array.Empty<byte>();
-        return ReadChunkFile(id, ref buffer).ToArray();
+        var length = ChunkFileLength(id);
+        var buffer = new byte[length];
+        return buffer.AsSpan(0, ReadChunkFile(id, buffer)).ToArray();
     }
 
-    /// <summary>Reads a chunk file into a caller's buffer (grown when too small): restores read thousands of them.</summary>
-    internal ReadOnlySpan<byte> ReadChunkFile(ChunkId id, ref byte[] buffer)
+    private long ChunkFileLength(ChunkId id)
+    {
+        var info = new FileInfo(ChunkPath(id));
+        return info.Exists ? info.Length : throw new CorruptDataException($"Chunk {id} is missing from the repository.");
+    }
+
+    /// <summary>Reads a chunk file into a caller's buffer (restores read thousands of them); returns its length.</summary>
+    internal int ReadChunkFile(ChunkId id, Span<byte> buffer)
     {
         try
         {
             using var handle = File.OpenHandle(ChunkPath(id), FileMode.Open, FileAccess.Read, FileShare.Read);
-            var length = checked((int)RandomAccess.GetLength(handle));
-            if (buffer.Length < length) buffer = new byte[length];
+            var length = RandomAccess.GetLength(handle);
+            if (length > buffer.Length) throw new CorruptDataException($"Chunk {id} is larger than any chunk can be ({length} bytes).");
             var read = 0;
             while (read < length)
             {
-                var n = RandomAccess.Read(handle, buffer.AsSpan(read, length - read), read);
+                var n = RandomAccess.Read(handle, buffer[read..(int)length], read);
                 if (n == 0) break;
                 read += n;
             }
-            return buffer.AsSpan(0, read);
+            return read;
         }
-        catch (FileNotFoundException)
-        {
-            throw new CorruptDataException($"Chunk {id} is missing from the repository.");
-        }
-        catch (DirectoryNotFoundException)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             throw new CorruptDataException($"Chunk {id} is missing from the repository.");
         }

@@ -63,6 +63,17 @@ internal sealed class ChunkCodec : IDisposable
     /// <summary>Decodes a chunk file into <paramref name="destination"/> and checks that it hashes to its name.</summary>
     public int Decode(ChunkId id, ReadOnlySpan<byte> file, Span<byte> destination)
     {
+        var data = Open(id, file, destination);
+        if (!data.Overlaps(destination)) data.CopyTo(destination);
+        return data.Length;
+    }
+
+    /// <summary>
+    /// The verified bytes of a chunk: a slice of <paramref name="file"/> when it is stored raw and
+    /// unencrypted (no copy), else decoded into <paramref name="scratch"/>.
+    /// </summary>
+    public ReadOnlySpan<byte> Open(ChunkId id, ReadOnlySpan<byte> file, Span<byte> scratch)
+    {
         ReadOnlySpan<byte> encoded = file;
         if (_keys is not null)
         {
@@ -77,23 +88,22 @@ internal sealed class ChunkCodec : IDisposable
             }
         }
         if (encoded.Length == 0) throw new CorruptDataException($"Chunk {id} is empty.");
-        int length;
+        ReadOnlySpan<byte> data;
         switch (encoded[0])
         {
             case Raw:
-                if (encoded.Length - 1 > destination.Length) throw new CorruptDataException($"Chunk {id} is larger than a chunk.");
-                encoded[1..].CopyTo(destination);
-                length = encoded.Length - 1;
+                if (encoded.Length - 1 > scratch.Length) throw new CorruptDataException($"Chunk {id} is larger than a chunk.");
+                data = encoded[1..];
                 break;
             case Compressed:
-                try { length = _decompressor.Decompress(encoded[1..], destination); }
+                try { data = scratch[.._decompressor.Decompress(encoded[1..], scratch)]; }
                 catch (InvalidDataException e) { throw new CorruptDataException($"Chunk {id}: {e.Message}"); }
                 break;
             default:
                 throw new CorruptDataException($"Chunk {id} has an unknown encoding {encoded[0]}.");
         }
-        if (Name(destination[..length]) != id) throw new CorruptDataException($"Chunk {id} does not hash to its name (damaged).");
-        return length;
+        if (Name(data) != id) throw new CorruptDataException($"Chunk {id} does not hash to its name (damaged).");
+        return data;
     }
 
     private static byte[] Associated(ChunkId id) => Encoding.ASCII.GetBytes("chunk:" + id);

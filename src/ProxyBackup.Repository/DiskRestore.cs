@@ -50,7 +50,10 @@ internal sealed class DiskRestore(BackupRepository repository)
             using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
             using var plainBuffer = new AlignedBuffer(manifest.ChunkSize);
             var plain = plainBuffer.GetSpan();
-            var file = new byte[manifest.ChunkSize + 64];
+            // The file is read one byte before a 4 KiB boundary: a raw chunk's data (after its
+            // encoding byte) is then aligned, and goes from the file buffer to O_DIRECT with no copy.
+            using var fileBuffer = new AlignedBuffer(manifest.ChunkSize + 2 * 4096 + BlobCipher.Overhead);
+            var file = fileBuffer.GetSpan()[4095..];
             while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
             {
                 while (work.Reader.TryRead(out var i))
@@ -66,10 +69,10 @@ internal sealed class DiskRestore(BackupRepository repository)
                     }
                     else
                     {
-                        var n = codec.Decode(id, repository.ReadChunkFile(id, ref file), plain);
-                        if (n != length) throw new CorruptDataException($"Chunk {id} holds {n} bytes where the manifest needs {length}.");
-                        target.Write(plain[..n], offset);
-                        Interlocked.Add(ref written, n);
+                        var data = codec.Open(id, file[..repository.ReadChunkFile(id, file)], plain);
+                        if (data.Length != length) throw new CorruptDataException($"Chunk {id} holds {data.Length} bytes where the manifest needs {length}.");
+                        target.Write(data, offset);
+                        Interlocked.Add(ref written, data.Length);
                     }
                     meter.Add(length, 0);
                 }
