@@ -1,0 +1,62 @@
+namespace ProxyBackup.Scheduler;
+
+/// <summary>Limits on what runs at once: overall, per host, per datastore (0: no limit).</summary>
+public sealed record QueueLimits(int MaxConcurrent = 2, int MaxPerHost = 1, int MaxPerDatastore = 2);
+
+/// <summary>One VM waiting to be backed up.</summary>
+public sealed record QueuedBackup(int VmId, string VmName, int HostId, IReadOnlyList<int> DatastoreIds, DueRun Run, int Attempt = 1)
+{
+    public int Priority => Run.Policy.Priority;
+}
+
+/// <summary>
+/// The backup queue: highest priority first, then first come; an item starts only while the
+/// overall, per-host and per-datastore limits allow, and never after its backup window closed.
+/// A VM is queued once at a time.
+/// </summary>
+public sealed class JobQueue(QueueLimits limits)
+{
+    private readonly object _gate = new();
+    private readonly List<(QueuedBackup Item, long Order)> _waiting = [];
+    private readonly List<QueuedBackup> _running = [];
+    private long _order;
+
+    public int Waiting { get { lock (_gate) return _waiting.Count; } }
+    public IReadOnlyList<QueuedBackup> Running { get { lock (_gate) return [.. _running]; } }
+
+    /// <summary>False when the VM is already waiting or running.</summary>
+    public bool Enqueue(QueuedBackup item)
+    {
+        lock (_gate)
+        {
+            if (_waiting.Any(w => w.Item.VmId == item.VmId) || _running.Any(r => r.VmId == item.VmId)) return false;
+            _waiting.Add((item, _order++));
+            return true;
+        }
+    }
+
+    /// <summary>The next item that may start now, marked running; items whose window closed are returned as expired.</summary>
+    public (QueuedBackup? Next, IReadOnlyList<QueuedBackup> Expired) TryStart(DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            var expired = _waiting.Where(w => w.Item.Run.StartNoLaterThan is { } d && d < now).Select(w => w.Item).ToList();
+            _waiting.RemoveAll(w => expired.Contains(w.Item));
+            if (limits.MaxConcurrent > 0 && _running.Count >= limits.MaxConcurrent) return (null, expired);
+            foreach (var (item, _) in _waiting.OrderByDescending(w => w.Item.Priority).ThenBy(w => w.Order))
+            {
+                if (limits.MaxPerHost > 0 && _running.Count(r => r.HostId == item.HostId) >= limits.MaxPerHost) continue;
+                if (limits.MaxPerDatastore > 0 && item.DatastoreIds.Any(ds => _running.Count(r => r.DatastoreIds.Contains(ds)) >= limits.MaxPerDatastore)) continue;
+                _waiting.RemoveAll(w => w.Item == item);
+                _running.Add(item);
+                return (item, expired);
+            }
+            return (null, expired);
+        }
+    }
+
+    public void Finished(QueuedBackup item)
+    {
+        lock (_gate) _running.Remove(item);
+    }
+}
