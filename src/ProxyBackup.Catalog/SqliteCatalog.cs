@@ -1,6 +1,8 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
+using System.Text.Json;
 using ProxyBackup.Engine;
+using ProxyBackup.Scheduler;
 
 namespace ProxyBackup.Catalog;
 
@@ -9,7 +11,7 @@ namespace ProxyBackup.Catalog;
 /// committed). It holds the cleanup journal and the per-VM job guards; settings, policies and jobs
 /// join them with later schema versions. Readable by its owner only.
 /// </summary>
-public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder
+public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPolicyStore
 {
     private static readonly string[] Migrations =
     [
@@ -25,6 +27,10 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder
             id TEXT PRIMARY KEY, kind TEXT NOT NULL, vm_id INTEGER NOT NULL, state TEXT NOT NULL, started TEXT NOT NULL, ended TEXT,
             bytes_read INTEGER NOT NULL DEFAULT 0, bytes_stored INTEGER NOT NULL DEFAULT 0, restore_point TEXT, error TEXT);
         CREATE INDEX jobs_started ON jobs(started);
+        """,
+        """
+        CREATE TABLE policies (name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated TEXT NOT NULL);
+        CREATE TABLE policy_runs (policy TEXT PRIMARY KEY, last_slot TEXT NOT NULL);
         """,
     ];
 
@@ -115,6 +121,53 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder
             list.Add(new JournalEntry(r.GetInt64(0), r.GetString(1), Enum.Parse<CloudObjectKind>(r.GetString(2)), r.GetInt32(3), r.GetInt32(4), r.GetString(5),
                 r.IsDBNull(6) ? null : r.GetInt32(6), DateTimeOffset.Parse(r.GetString(7), CultureInfo.InvariantCulture)));
         return list;
+    }
+
+    // ---- policies ---------------------------------------------------------------------------
+
+    private static readonly JsonSerializerOptions PolicyJson = new() { WriteIndented = false };
+
+    /// <summary>Adds or replaces a policy; an invalid one is refused whole, naming every problem.</summary>
+    public void SavePolicy(ProtectionPolicy policy)
+    {
+        policy.Validate();
+        using var c = Open();
+        Execute(c, "INSERT OR REPLACE INTO policies (name, definition, updated) VALUES ($n, $d, $t);", null,
+            ("$n", policy.Name), ("$d", JsonSerializer.Serialize(policy, PolicyJson)), ("$t", DateTimeOffset.UtcNow.ToString("o")));
+    }
+
+    public bool RemovePolicy(string name)
+    {
+        using var c = Open();
+        Execute(c, "DELETE FROM policy_runs WHERE policy = $n;", null, ("$n", name));
+        using var cmd = Command(c, "DELETE FROM policies WHERE name = $n;", null, [("$n", name)]);
+        return cmd.ExecuteNonQuery() > 0;
+    }
+
+    public IReadOnlyList<ProtectionPolicy> Policies()
+    {
+        using var c = Open();
+        using var cmd = Command(c, "SELECT definition FROM policies ORDER BY name;", null, []);
+        using var r = cmd.ExecuteReader();
+        var list = new List<ProtectionPolicy>();
+        while (r.Read()) list.Add(JsonSerializer.Deserialize<ProtectionPolicy>(r.GetString(0), PolicyJson)!);
+        return list;
+    }
+
+    public IReadOnlyDictionary<string, DateTimeOffset> LastSlots()
+    {
+        using var c = Open();
+        using var cmd = Command(c, "SELECT policy, last_slot FROM policy_runs;", null, []);
+        using var r = cmd.ExecuteReader();
+        var map = new Dictionary<string, DateTimeOffset>();
+        while (r.Read()) map[r.GetString(0)] = DateTimeOffset.Parse(r.GetString(1), CultureInfo.InvariantCulture);
+        return map;
+    }
+
+    public void SetLastSlot(string policy, DateTimeOffset slot)
+    {
+        using var c = Open();
+        Execute(c, "INSERT OR REPLACE INTO policy_runs (policy, last_slot) VALUES ($p, $s);", null, ("$p", policy), ("$s", slot.ToString("o")));
     }
 
     // ---- jobs -------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+using Microsoft.Extensions.Logging;
+using ProxyBackup.Engine;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+
+namespace ProxyBackup.Scheduler;
+
+/// <summary>Where policies and their last handled slots live (the catalog).</summary>
+public interface IPolicyStore
+{
+    IReadOnlyList<ProtectionPolicy> Policies();
+    IReadOnlyDictionary<string, DateTimeOffset> LastSlots();
+    void SetLastSlot(string policy, DateTimeOffset slot);
+}
+
+/// <summary>Failed jobs are told to someone: a log line at error level always, a webhook when configured.</summary>
+public interface IFailureNotifier
+{
+    Task NotifyAsync(string policy, int vmId, string vmName, string error, CancellationToken ct);
+}
+
+/// <summary>
+/// The daemon's core: turns due policy runs into queued VM backups, starts them within the queue's
+/// limits, retries failures, applies the policy's retention after each success and garbage
+/// collection once a run has drained. All time comes from a TimeProvider, so tests drive it.
+/// </summary>
+public sealed class PolicyRunner(
+    IPolicyStore store, OneClient client, BackupJob backup, BackupRepository repository, int proxyVmId,
+    QueueLimits limits, TimeProvider time, DateTimeOffset since, ILogger logger, IFailureNotifier? notifier = null, TimeSpan? gcGrace = null)
+{
+    private readonly JobQueue _queue = new(limits);
+    private readonly List<Task> _running = [];
+    private bool _forgotSomething;
+
+    public JobQueue Queue => _queue;
+
+    /// <summary>One scheduling step: plan, enqueue, start what may start. Returns the number of jobs started.</summary>
+    public async Task<int> TickAsync(CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var (due, skipped) = RunPlanner.Plan(store.Policies(), store.LastSlots(), since, now);
+        foreach (var (policy, slot) in skipped)
+        {
+            logger.LogWarning("Policy {Policy}: the run of {Slot:u} was missed and its window has closed; skipped", policy.Name, slot);
+            store.SetLastSlot(policy.Name, slot);
+        }
+        if (due.Count > 0)
+        {
+            var vms = await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
+            foreach (var run in due)
+            {
+                var selected = vms.Where(v => v.Id != proxyVmId && run.Policy.Selection.Matches(v)).ToList();
+                logger.LogInformation("Policy {Policy}: run of {Slot:u}, {Count} VM(s) selected", run.Policy.Name, run.Slot, selected.Count);
+                foreach (var vm in selected)
+                    if (!_queue.Enqueue(new QueuedBackup(vm.Id, vm.Name, vm.CurrentHistory?.HostId ?? -1, [.. vm.Disks.Select(d => d.DatastoreId).OfType<int>().Distinct()], run)))
+                        logger.LogInformation("VM {Vm} is already queued or running; not queued again for {Policy}", vm.Id, run.Policy.Name);
+                store.SetLastSlot(run.Policy.Name, run.Slot);
+            }
+        }
+        var started = 0;
+        while (true)
+        {
+            var (next, expired) = _queue.TryStart(time.GetUtcNow());
+            foreach (var e in expired)
+                logger.LogWarning("Policy {Policy}: VM {Vm} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
+            if (next is null) break;
+            started++;
+            lock (_running) _running.Add(RunOneAsync(next, ct));
+        }
+        lock (_running) _running.RemoveAll(t => t.IsCompleted);
+        await CollectGarbageIfDrainedAsync().ConfigureAwait(false);
+        return started;
+    }
+
+    /// <summary>Waits for the jobs under way (on shutdown they are cancelled by the token and clean up).</summary>
+    public async Task DrainAsync()
+    {
+        Task[] tasks;
+        lock (_running) tasks = [.. _running];
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    private async Task RunOneAsync(QueuedBackup item, CancellationToken ct)
+    {
+        var policy = item.Run.Policy;
+        try
+        {
+            var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)), time.GetUtcNow());
+            var result = await backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet() }, null, ct).ConfigureAwait(false);
+            logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
+            if (!policy.Retention.IsEmpty)
+            {
+                var removed = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(item.VmId), dryRun: false).Count(d => !d.Keep);
+                if (removed > 0)
+                {
+                    _forgotSomething = true;
+                    logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {Vm}", policy.Name, removed, item.VmId);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            logger.LogWarning("Backup of VM {Vm} stopped by shutdown; it cleaned up after itself", item.VmId);
+        }
+        catch (Exception e)
+        {
+            if (item.Attempt <= policy.Retries && !ct.IsCancellationRequested)
+            {
+                logger.LogWarning("Policy {Policy}: backup of VM {Vm} failed (attempt {Attempt}): {Error}; retrying", policy.Name, item.VmId, item.Attempt, e.Message);
+                _queue.Finished(item);
+                _queue.Enqueue(item with { Attempt = item.Attempt + 1 });
+                return;
+            }
+            logger.LogError("Policy {Policy}: backup of VM {Vm} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
+            if (notifier is not null)
+                try { await notifier.NotifyAsync(policy.Name, item.VmId, item.VmName, e.Message, CancellationToken.None).ConfigureAwait(false); }
+                catch (Exception n) when (n is HttpRequestException or TaskCanceledException) { logger.LogWarning("Failure notification could not be sent: {Error}", n.Message); }
+        }
+        finally
+        {
+            _queue.Finished(item);
+        }
+    }
+
+    private Task CollectGarbageIfDrainedAsync()
+    {
+        if (!_forgotSomething || _queue.Waiting > 0 || _queue.Running.Count > 0) return Task.CompletedTask;
+        _forgotSomething = false;
+        try
+        {
+            var report = repository.CollectGarbage(gcGrace);
+            logger.LogInformation("Garbage collection: {Removed} chunk(s) removed, {Bytes} bytes freed", report.ChunksRemoved, report.BytesFreed);
+        }
+        catch (RepositoryLockedException e)
+        {
+            _forgotSomething = true;
+            logger.LogInformation("Garbage collection postponed: {Reason}", e.Message);
+        }
+        return Task.CompletedTask;
+    }
+}

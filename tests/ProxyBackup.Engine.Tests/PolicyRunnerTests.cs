@@ -1,0 +1,93 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+using ProxyBackup.Scheduler;
+using ProxyBackup.Simulator;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>The daemon's core on a simulated cloud with a clock the test turns.</summary>
+public class PolicyRunnerTests
+{
+    private sealed class ManualClock(DateTimeOffset start) : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = start;
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    private sealed class RecordingNotifier : IFailureNotifier
+    {
+        public List<string> Sent { get; } = [];
+        public Task NotifyAsync(string policy, int vmId, string vmName, string error, CancellationToken ct)
+        {
+            lock (Sent) Sent.Add($"{policy}:{vmId}:{error}");
+            return Task.CompletedTask;
+        }
+    }
+
+    private static readonly DateTimeOffset T0 = new(2026, 11, 21, 1, 2, 0, TimeSpan.Zero);
+
+    [Fact]
+    public async Task Policies_run_when_due_with_limits_retries_retention_and_one_run_for_missed_slots()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "gold", Schedule = "*/5 * * * *", Selection = new VmSelection { AttributeName = "BACKUP_POLICY", AttributeValue = "gold" },
+            Retention = new RetentionPolicy { KeepLast = 2 }, FullEveryRuns = 3, Retries = 1,
+        });
+        var clock = new ManualClock(T0);
+        var notifier = new RecordingNotifier();
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, w.ProxyId, new QueueLimits(2, 1, 2), clock, T0,
+            NullLogger.Instance, notifier, gcGrace: TimeSpan.Zero);
+        var gold = (await w.Client.VmPoolExtendedAsync()).Where(v => v.UserTemplate.Text("BACKUP_POLICY") == "gold").Select(v => v.Id).Order().ToList();
+        Assert.Equal(2, gold.Count);
+
+        Assert.Equal(0, await runner.TickAsync(CancellationToken.None)); // 01:02, nothing due before 01:05
+        clock.Now = T0.AddMinutes(3);
+        var started = await runner.TickAsync(CancellationToken.None);
+        Assert.InRange(started, 1, 2);
+        await DrainAll(runner);
+        Assert.Equal(gold, w.Repository.ListRestorePoints().Select(p => int.Parse(p.Tags["vm_id"], System.Globalization.CultureInfo.InvariantCulture)).Distinct().Order());
+
+        // A failing snapshot is retried within the run; the appliance then misses an hour: one run, not twelve.
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.disksnapshotcreate,nth=1,action=error,code=2048,message=injected")]);
+        clock.Now = T0.AddMinutes(63);
+        await runner.TickAsync(CancellationToken.None);
+        await DrainAll(runner);
+        Assert.Equal(4, w.Repository.ListRestorePoints().Count);
+        Assert.Empty(notifier.Sent);
+        Assert.Equal(T0.AddMinutes(63).AddMinutes(-(T0.AddMinutes(63).Minute % 5)), w.Catalog.LastSlots()["gold"]);
+
+        // A third run: retention keeps the last two per VM, and garbage collection follows the drained run.
+        clock.Now = T0.AddMinutes(68);
+        await runner.TickAsync(CancellationToken.None);
+        await DrainAll(runner);
+        foreach (var vm in gold) Assert.Equal(2, w.Repository.ListRestorePoints(BackupJob.SourceOf(vm)).Count);
+        var kept = w.Repository.ListRestorePoints(BackupJob.SourceOf(gold[0]));
+        Assert.All(kept, p => Assert.Equal("incremental", p.Tags["kind"])); // runs 2 and 3; the first full was retired
+        Assert.True(RunPlanner.NeedsFull(w.Catalog.Policies()[0], kept, clock.Now)); // so the next one is full
+        Assert.True((await w.Repository.VerifyAsync(readData: true)).Ok);
+
+        // A VM that keeps failing is reported once its retries are spent.
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.disksaveas,times=10,action=error,code=8192,message=broken datastore")]);
+        clock.Now = T0.AddMinutes(73);
+        await runner.TickAsync(CancellationToken.None);
+        await DrainAll(runner);
+        Assert.Equal(2, notifier.Sent.Count);
+        Assert.All(notifier.Sent, s => Assert.Contains("broken datastore", s, StringComparison.Ordinal));
+        Assert.Empty(w.Catalog.Pending());
+        Assert.Equal(0, w.Inventory()["disk_snapshots"]);
+    }
+
+    private static async Task DrainAll(PolicyRunner runner)
+    {
+        for (var i = 0; i < 200 && (runner.Queue.Waiting > 0 || runner.Queue.Running.Count > 0); i++)
+        {
+            await runner.DrainAsync();
+            await runner.TickAsync(CancellationToken.None);
+        }
+        await runner.DrainAsync();
+        await runner.TickAsync(CancellationToken.None);
+    }
+}
