@@ -54,22 +54,43 @@ internal sealed class EngineHost : IDisposable
 
     public static async Task<EngineHost> CreateAsync(ParseResult p, CancellationToken ct)
     {
-        var client = Connect(p);
+        var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
+        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir), logs, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>The daemon's engine, from the configuration file and the secrets file.</summary>
+    public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(secrets.OpenNebulaPassword)) throw new CliException($"{config.SecretsFile} has no OpenNebulaPassword: run 'proxybackup configure'.");
+        var client = new OneClient(new OneClientOptions
+        {
+            Endpoint = new Uri(config.OpenNebula.Endpoint),
+            Credentials = new OneCredentials(config.OpenNebula.User, secrets.OpenNebulaPassword),
+            CaCertificateFile = config.OpenNebula.CaCertificateFile,
+            PinnedCertificateSha256 = config.OpenNebula.PinnedCertificateSha256,
+            CallTimeout = TimeSpan.FromSeconds(config.OpenNebula.CallTimeoutSeconds),
+        });
+        var key = secrets.RepositoryPassphrase is { Length: > 0 } pass ? RepositoryKey.FromPassphrase(pass) : null;
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, key), config.Devices.Directory, logs, ct).ConfigureAwait(false);
+    }
+
+    private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, string catalogPath, Func<BackupRepository> openRepository, string? devicesDir, ILoggerFactory logs, CancellationToken ct)
+    {
         try
         {
-            var proxyId = p.GetValue(ProxyVm) ?? ProxyIdentity.FromContext()
-                ?? throw new CliException("Which VM is the proxy? Give --proxy-vm ID (no VMID was found in OpenNebula's context files).");
+            var proxyId = proxyVm ?? ProxyIdentity.FromContext()
+                ?? throw new CliException("Which VM is the proxy? Give --proxy-vm ID or OpenNebula:ProxyVmId (no VMID was found in OpenNebula's context files).");
             await ProxyIdentity.VerifyAsync(client, proxyId, ct).ConfigureAwait(false);
-            var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
-            var catalog = new SqliteCatalog(p.GetValue(Catalog)!);
-            var repository = RepositoryCommands.Open(p);
-            var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = p.GetValue(DevicesDir) });
+            var catalog = new SqliteCatalog(catalogPath);
+            var repository = openRepository();
+            var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devicesDir });
             var steps = new CloudSteps(client, catalog, locator, new EngineOptions { ProxyVmId = proxyId }, logs.CreateLogger("proxybackup"));
             return new EngineHost(client, catalog, repository, steps, logs);
         }
         catch
         {
             client.Dispose();
+            logs.Dispose();
             throw;
         }
     }

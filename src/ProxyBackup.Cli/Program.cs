@@ -6,6 +6,8 @@ var root = new RootCommand("proxybackup: agentless backup of OpenNebula VMs thro
 root.Subcommands.Add(RepositoryCommands.Build());
 foreach (var c in CloudCommands.Build()) root.Subcommands.Add(c);
 root.Subcommands.Add(DemoCommand.Build());
+root.Subcommands.Add(PolicyCommands.Build());
+root.Subcommands.Add(DaemonCommand.Build());
 
 var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
 try
@@ -15,7 +17,7 @@ try
 catch (Exception e) when (e is CliException or RepositoryException or IOException or UnauthorizedAccessException or ArgumentException
     or ProxyBackup.Engine.JobFailedException or ProxyBackup.Engine.VmBusyException or ProxyBackup.OpenNebula.OneException
     or ProxyBackup.OpenNebula.OneOperationFailedException or ProxyBackup.OpenNebula.OneWaitTimeoutException
-    or ProxyBackup.XmlRpc.XmlRpcException or ProxyBackup.Devices.DeviceNotFoundException)
+    or ProxyBackup.XmlRpc.XmlRpcException or ProxyBackup.Devices.DeviceNotFoundException or ProxyBackup.Scheduler.PolicyException)
 {
     Console.Error.WriteLine($"proxybackup: {e.Message}");
     return 1;

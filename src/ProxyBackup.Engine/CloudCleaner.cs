@@ -36,6 +36,16 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         return new CleanupReport(removed, failures);
     }
 
+    /// <summary>
+    /// An object whose id was never learned and that cannot be found may still be on its way (the
+    /// request was in flight when the job died): the entry stays until the grace has passed.
+    /// </summary>
+    private static void KeepWhileInFlight(JournalEntry entry)
+    {
+        if (DateTimeOffset.UtcNow - entry.Created < CloudSteps.InFlightGrace)
+            throw new JobFailedException($"not found yet; its creation may still be under way (kept until {entry.Created + CloudSteps.InFlightGrace:u})");
+    }
+
     private async Task RemoveAsync(JournalEntry entry, CancellationToken ct)
     {
         var client = steps.Client;
@@ -46,7 +56,11 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 break;
             case CloudObjectKind.Image:
                 var id = entry.ObjectId ?? (await client.ImagePoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(i => i.Name == entry.Name)?.Id;
-                if (id is null) return;
+                if (id is null)
+                {
+                    KeepWhileInFlight(entry);
+                    return;
+                }
                 // An image left attached by a job killed before it journaled the attachment.
                 var image = await client.ImageInfoAsync(id.Value, ct).ConfigureAwait(false);
                 if (image.Vms.Contains(steps.Options.ProxyVmId)) await steps.DetachFromProxyAsync(id.Value, ct).ConfigureAwait(false);
@@ -59,10 +73,15 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 if (vm.State == VmState.Done) return;
                 var snap = vm.SnapshotsOf(entry.DiskId).FirstOrDefault(s => s.Id == entry.ObjectId || s.Name == entry.Name);
                 if (snap is not null) await steps.DeleteSnapshotAsync(entry.VmId, entry.DiskId, snap.Id, ct).ConfigureAwait(false);
+                else if (entry.ObjectId is null) KeepWhileInFlight(entry);
                 break;
             case CloudObjectKind.Template:
                 var tid = entry.ObjectId ?? (await client.TemplatePoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(t => t.Name == entry.Name)?.Id;
-                if (tid is null) return;
+                if (tid is null)
+                {
+                    KeepWhileInFlight(entry);
+                    return;
+                }
                 try { await client.TemplateDeleteAsync(tid.Value, recursive: false, ct).ConfigureAwait(false); }
                 catch (OneNotFoundException) { }
                 break;

@@ -14,17 +14,40 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     private static readonly SemaphoreSlim ProxyHotplug = new(1, 1);
     private readonly OneWaiter _waiter = new(client, options.FirstPoll, options.MaxPoll);
 
+    /// <summary>A creating request may still be in flight this long after its journal entry (a lost answer, a killed process).</summary>
+    public static readonly TimeSpan InFlightGrace = TimeSpan.FromMinutes(15);
+
     public OneClient Client => client;
     public ICloudJournal Journal => journal;
     public OneWaiter Waiter => _waiter;
     public EngineOptions Options => options;
 
+    /// <summary>
+    /// Runs the call that creates a journaled object. A refusal from OpenNebula means nothing was
+    /// created: the entry goes. Anything else (timeout, lost answer, cancellation) may have created
+    /// it: the entry stays for the cleanup pass, which finds the object by its name.
+    /// </summary>
+    private async Task<int> CreateAsync(long entry, Func<Task<int>> call)
+    {
+        int id;
+        try
+        {
+            id = await call().ConfigureAwait(false);
+        }
+        catch (OneException)
+        {
+            journal.Remove(entry);
+            throw;
+        }
+        journal.SetObjectId(entry, id);
+        return id;
+    }
+
     public async Task<int> CreateSnapshotAsync(string jobId, int vmId, int diskId, CancellationToken ct)
     {
         var name = $"{options.NamePrefix}-{jobId}-d{diskId}";
         var entry = journal.Record(jobId, CloudObjectKind.DiskSnapshot, vmId, diskId, name);
-        var snapId = await client.VmDiskSnapshotCreateAsync(vmId, diskId, name, ct).ConfigureAwait(false);
-        journal.SetObjectId(entry, snapId);
+        var snapId = await CreateAsync(entry, () => client.VmDiskSnapshotCreateAsync(vmId, diskId, name, ct)).ConfigureAwait(false);
         var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
         if (vm.SnapshotsOf(diskId).All(s => s.Id != snapId))
         {
@@ -51,8 +74,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     {
         var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
         var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
-        var imageId = await client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, ct).ConfigureAwait(false);
-        journal.SetObjectId(entry, imageId);
+        var imageId = await CreateAsync(entry, () => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, ct)).ConfigureAwait(false);
         await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
         await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
         return imageId;
@@ -65,8 +87,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         var template = new OneTemplate().Set("NAME", name).Set("TYPE", "DATABLOCK").Set("SIZE", (sizeBytes + (1 << 20) - 1) >> 20)
             .Set("FORMAT", "raw").Set("PERSISTENT", "YES").Set("DEV_PREFIX", devPrefix)
             .Set("DESCRIPTION", $"ProxyBackup restore of VM {vmId} disk {diskId}");
-        var imageId = await client.ImageAllocateAsync(template, datastoreId, ct).ConfigureAwait(false);
-        journal.SetObjectId(entry, imageId);
+        var imageId = await CreateAsync(entry, () => client.ImageAllocateAsync(template, datastoreId, ct)).ConfigureAwait(false);
         await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
         return imageId;
     }

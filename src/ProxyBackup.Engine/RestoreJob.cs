@@ -38,7 +38,9 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             var template = RestoreTemplate.Build(saved, images, name, options.Nics, options.SystemDatastoreId);
             var entry = steps.Journal.Record(jobId, CloudObjectKind.Template, saved.Id, -1, $"{steps.Options.NamePrefix}-{jobId}-template");
             template.Set("NAME", $"{steps.Options.NamePrefix}-{jobId}-template");
-            var templateId = await steps.Client.TemplateAllocateAsync(template, ct).ConfigureAwait(false);
+            int templateId;
+            try { templateId = await steps.Client.TemplateAllocateAsync(template, ct).ConfigureAwait(false); }
+            catch (OneException) { steps.Journal.Remove(entry); throw; }
             steps.Journal.SetObjectId(entry, templateId);
             var vmId = await steps.Client.TemplateInstantiateAsync(templateId, name, hold: false, extra: null, ct: ct).ConfigureAwait(false);
             // The images now belong to the new VM: nothing of them is a leftover any more.

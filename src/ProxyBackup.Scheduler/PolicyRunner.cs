@@ -26,7 +26,8 @@ public interface IFailureNotifier
 /// </summary>
 public sealed class PolicyRunner(
     IPolicyStore store, OneClient client, BackupJob backup, BackupRepository repository, int proxyVmId,
-    QueueLimits limits, TimeProvider time, DateTimeOffset since, ILogger logger, IFailureNotifier? notifier = null, TimeSpan? gcGrace = null)
+    QueueLimits limits, TimeProvider time, DateTimeOffset since, ILogger logger, IFailureNotifier? notifier = null, TimeSpan? gcGrace = null,
+    Func<CancellationToken, Task>? beforeJobs = null)
 {
     private readonly JobQueue _queue = new(limits);
     private readonly List<Task> _running = [];
@@ -58,6 +59,8 @@ public sealed class PolicyRunner(
             }
         }
         var started = 0;
+        // The cleanup pass runs before jobs start, so that leftovers of earlier failures never pile up.
+        if (beforeJobs is not null && _queue.Waiting > 0 && _queue.Running.Count == 0) await beforeJobs(ct).ConfigureAwait(false);
         while (true)
         {
             var (next, expired) = _queue.TryStart(time.GetUtcNow());

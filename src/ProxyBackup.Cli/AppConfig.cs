@@ -1,0 +1,155 @@
+using System.Text.Json;
+using Microsoft.Extensions.Configuration;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>
+/// The appliance's configuration: /etc/proxybackup/config.json (no secrets), then PROXYBACKUP__*
+/// environment variables. Secrets live in a separate file readable by its owner only.
+/// </summary>
+public sealed class AppConfig
+{
+    public const string DefaultPath = "/etc/proxybackup/config.json";
+
+    public OpenNebulaSection OpenNebula { get; set; } = new();
+    public RepositorySection Repository { get; set; } = new();
+    public CatalogSection Catalog { get; set; } = new();
+    public DevicesSection Devices { get; set; } = new();
+    public LimitsSection Limits { get; set; } = new();
+    public DaemonSection Daemon { get; set; } = new();
+
+    /// <summary>Where secrets.json is: beside the config file unless set.</summary>
+    public string? SecretsFile { get; set; }
+
+    public sealed class OpenNebulaSection
+    {
+        public string Endpoint { get; set; } = "http://localhost:2633/RPC2";
+        public string User { get; set; } = "oneadmin";
+        public int? ProxyVmId { get; set; }
+        public string? CaCertificateFile { get; set; }
+        public string? PinnedCertificateSha256 { get; set; }
+        public int CallTimeoutSeconds { get; set; } = 60;
+    }
+
+    public sealed class RepositorySection
+    {
+        public string Path { get; set; } = "/srv/proxybackup";
+    }
+
+    public sealed class CatalogSection
+    {
+        public string Path { get; set; } = "/var/lib/proxybackup/catalog.db";
+    }
+
+    public sealed class DevicesSection
+    {
+        /// <summary>Only for the simulator's world: find attached disks in this directory instead of sysfs.</summary>
+        public string? Directory { get; set; }
+    }
+
+    public sealed class LimitsSection
+    {
+        public int MaxConcurrent { get; set; } = 2;
+        public int MaxPerHost { get; set; } = 1;
+        public int MaxPerDatastore { get; set; } = 2;
+    }
+
+    public sealed class DaemonSection
+    {
+        public int TickSeconds { get; set; } = 30;
+        public double GcGraceHours { get; set; } = 24;
+        public string? WebhookUrl { get; set; }
+        public string Socket { get; set; } = "/run/proxybackup/daemon.sock";
+    }
+
+    /// <summary>Every problem, each naming the key and what is expected.</summary>
+    public IReadOnlyList<string> Problems()
+    {
+        var p = new List<string>();
+        if (!Uri.TryCreate(OpenNebula.Endpoint, UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https"))
+            p.Add($"OpenNebula:Endpoint: an http(s) URL such as http://front-end:2633/RPC2 (got '{OpenNebula.Endpoint}')");
+        if (string.IsNullOrWhiteSpace(OpenNebula.User) || OpenNebula.User.Contains(':', StringComparison.Ordinal)) p.Add("OpenNebula:User: a user name without ':'");
+        if (OpenNebula.ProxyVmId is < 0) p.Add("OpenNebula:ProxyVmId: a VM ID (0 or more), or leave it out to read VMID from the context");
+        if (OpenNebula.CaCertificateFile is { } ca && !File.Exists(ca)) p.Add($"OpenNebula:CaCertificateFile: {ca} does not exist");
+        if (OpenNebula.PinnedCertificateSha256 is { } pin && pin.Replace(":", "", StringComparison.Ordinal).Length != 64) p.Add("OpenNebula:PinnedCertificateSha256: 64 hex digits (colons allowed)");
+        if (OpenNebula.CallTimeoutSeconds is < 5 or > 3600) p.Add("OpenNebula:CallTimeoutSeconds: 5 to 3600");
+        if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
+        if (string.IsNullOrWhiteSpace(Catalog.Path) || !System.IO.Path.IsPathRooted(Catalog.Path)) p.Add("Catalog:Path: an absolute file path");
+        if (Limits.MaxConcurrent is < 1 or > 64) p.Add("Limits:MaxConcurrent: 1 to 64");
+        if (Limits.MaxPerHost is < 0 or > 64) p.Add("Limits:MaxPerHost: 0 (no limit) to 64");
+        if (Limits.MaxPerDatastore is < 0 or > 64) p.Add("Limits:MaxPerDatastore: 0 (no limit) to 64");
+        if (Daemon.TickSeconds is < 1 or > 3600) p.Add("Daemon:TickSeconds: 1 to 3600");
+        if (Daemon.GcGraceHours is < 0 or > 24 * 30) p.Add("Daemon:GcGraceHours: 0 to 720");
+        if (Daemon.WebhookUrl is { } hook && (!Uri.TryCreate(hook, UriKind.Absolute, out var h) || h.Scheme is not ("http" or "https"))) p.Add("Daemon:WebhookUrl: an http(s) URL, or leave it out");
+        return p;
+    }
+
+    public static AppConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new CliException($"No configuration at {path}: run 'proxybackup configure', or give --config FILE.");
+        IConfigurationRoot root;
+        try
+        {
+            root = new ConfigurationBuilder().AddJsonFile(System.IO.Path.GetFullPath(path), optional: false, reloadOnChange: false)
+                .AddEnvironmentVariables("PROXYBACKUP__").Build();
+        }
+        catch (Exception e) when (e is InvalidDataException or FormatException or JsonException)
+        {
+            throw new CliException($"{path} is not valid JSON: {e.InnerException?.Message ?? e.Message}");
+        }
+        var config = new AppConfig();
+        try { root.Bind(config, o => o.ErrorOnUnknownConfiguration = true); }
+        catch (InvalidOperationException e) { throw new CliException($"{path}: {e.Message}"); }
+        var problems = config.Problems();
+        if (problems.Count > 0) throw new CliException($"{path} has invalid values: {string.Join("; ", problems)}.");
+        config.SecretsFile ??= System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, "secrets.json");
+        return config;
+    }
+
+    /// <summary>Writes the configuration (no secrets in it), readable by all, written atomically.</summary>
+    public void Save(string path)
+    {
+        var problems = Problems();
+        if (problems.Count > 0) throw new CliException($"Not saved, invalid values: {string.Join("; ", problems)}.");
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(this, new JsonSerializerOptions { WriteIndented = true }));
+        File.Move(tmp, path, overwrite: true);
+    }
+}
+
+/// <summary>The secrets: the OpenNebula password or token and the repository passphrase, in a 0600 file, never logged.</summary>
+public sealed class AppSecrets
+{
+    public string? OpenNebulaPassword { get; set; }
+    public string? RepositoryPassphrase { get; set; }
+
+    public override string ToString() => "AppSecrets(hidden)";
+
+    public static AppSecrets Load(string path)
+    {
+        if (!File.Exists(path)) throw new CliException($"No secrets file at {path}: run 'proxybackup configure' to set the OpenNebula password.");
+        var mode = File.GetUnixFileMode(path);
+        if ((mode & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+            throw new CliException($"{path} is readable by others: it holds secrets. Fix it with: chmod 600 {path}");
+        try
+        {
+            return JsonSerializer.Deserialize<AppSecrets>(File.ReadAllText(path)) ?? new AppSecrets();
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path} is not valid JSON (line {e.LineNumber + 1}).");
+        }
+    }
+
+    /// <summary>Created with mode 0600 before anything is written into it.</summary>
+    public void Save(string path)
+    {
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+        var tmp = path + ".tmp";
+        using (var f = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
+            JsonSerializer.Serialize(f, this);
+        File.SetUnixFileMode(tmp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.Move(tmp, path, overwrite: true);
+    }
+}

@@ -1,0 +1,94 @@
+using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ProxyBackup.Engine;
+using ProxyBackup.Scheduler;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>
+/// `proxybackup daemon`: the service systemd runs. Cleans up leftovers at start, then runs due
+/// policies within the limits; on SIGTERM running jobs are cancelled, reach a safe point, clean up
+/// what they created on the cloud, and the process exits.
+/// </summary>
+internal static class DaemonCommand
+{
+    public static readonly Option<string> ConfigFile = new("--config") { Description = "Configuration file.", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("PROXYBACKUP_CONFIG") ?? AppConfig.DefaultPath, Recursive = true };
+
+    public static Command Build()
+    {
+        var c = new Command("daemon", "Run scheduled protection policies (what the systemd service runs).") { ConfigFile };
+        c.SetAction(async (p, ct) =>
+        {
+            var config = AppConfig.Load(p.GetValue(ConfigFile)!);
+            var secrets = AppSecrets.Load(config.SecretsFile!);
+            var builder = Host.CreateApplicationBuilder();
+            builder.Logging.ClearProviders();
+            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-dd HH:mm:ss "; o.UseUtcTimestamp = true; });
+            builder.Logging.SetMinimumLevel(LogLevel.Information);
+            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromMinutes(10));
+            builder.Services.AddSingleton(config);
+            builder.Services.AddSingleton(secrets);
+            builder.Services.AddHostedService<DaemonService>();
+            using var host = builder.Build();
+            await host.RunAsync(ct).ConfigureAwait(false);
+            return Environment.ExitCode;
+        });
+        return c;
+    }
+}
+
+internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILoggerFactory logs, IHostApplicationLifetime lifetime) : BackgroundService
+{
+    private readonly ILogger _log = logs.CreateLogger("proxybackup.daemon");
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        EngineHost host;
+        try
+        {
+            host = await EngineHost.FromConfigAsync(config, secrets, logs, stoppingToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _log.LogCritical("Cannot start: {Error}", e.Message);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+            return;
+        }
+        using (host)
+        {
+            _log.LogInformation("Started: OpenNebula {Endpoint} as {User}, proxy VM {Proxy}, repository {Repo}", config.OpenNebula.Endpoint, config.OpenNebula.User, host.Steps.Options.ProxyVmId, host.Repository.Root);
+            var cleanup = await host.Cleaner.CleanAsync(ct: stoppingToken).ConfigureAwait(false);
+            if (cleanup.Removed > 0 || cleanup.Failures.Count > 0)
+                _log.LogWarning("Start-up cleanup removed {Removed} leftover object(s); {Failed} could not be removed yet", cleanup.Removed, cleanup.Failures.Count);
+            IFailureNotifier? notifier = config.Daemon.WebhookUrl is { } url ? new WebhookNotifier(new HttpClient { Timeout = TimeSpan.FromSeconds(15) }, new Uri(url)) : null;
+            var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, host.Steps.Options.ProxyVmId,
+                new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
+                TimeProvider.System, DateTimeOffset.UtcNow, _log, notifier, TimeSpan.FromHours(config.Daemon.GcGraceHours),
+                beforeJobs: async ct => await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false));
+            try
+            {
+                while (!stoppingToken.IsCancellationRequested)
+                {
+                    try
+                    {
+                        await runner.TickAsync(stoppingToken).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        _log.LogError("Scheduling step failed: {Error}", e.Message);
+                    }
+                    await Task.Delay(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+            }
+            _log.LogInformation("Stopping: waiting for running jobs to reach a safe point and clean up");
+            await runner.DrainAsync().ConfigureAwait(false);
+            _log.LogInformation("Stopped");
+        }
+    }
+}

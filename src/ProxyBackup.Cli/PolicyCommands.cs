@@ -1,0 +1,79 @@
+using System.CommandLine;
+using ProxyBackup.Catalog;
+using ProxyBackup.Repository;
+using ProxyBackup.Scheduler;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>`proxybackup policy add|list|remove`: protection policies in the catalog.</summary>
+internal static class PolicyCommands
+{
+    public static Command Build()
+    {
+        var cmd = new Command("policy", "Protection policies: which VMs, when, how, how long.");
+        cmd.Options.Add(EngineHost.Catalog);
+        var name = new Argument<string>("name");
+        var schedule = new Option<string>("--schedule") { Required = true, Description = "Cron expression, e.g. '0 2 * * *' or @daily." };
+        var zone = new Option<string>("--time-zone") { DefaultValueFactory = _ => "UTC" };
+        var window = new Option<string?>("--window") { Description = "No VM starts later than this after the scheduled time, e.g. 4h." };
+        var ids = new Option<int[]>("--vm") { Description = "VM ID; repeatable." };
+        var pattern = new Option<string?>("--name-pattern") { Description = "Glob on VM names, e.g. 'web-*'." };
+        var label = new Option<string?>("--label");
+        var attribute = new Option<string?>("--attribute") { Description = "NAME=VALUE of the VM's USER_TEMPLATE, e.g. BACKUP_POLICY=gold (NAME alone: present)." };
+        var exclude = new Option<int[]>("--exclude-disk");
+        var fullRuns = new Option<int>("--full-every-runs");
+        var fullDays = new Option<int>("--full-every-days");
+        var keepLast = new Option<int>("--keep-last");
+        var keepDaily = new Option<int>("--keep-daily");
+        var keepWeekly = new Option<int>("--keep-weekly");
+        var keepMonthly = new Option<int>("--keep-monthly");
+        var keepYearly = new Option<int>("--keep-yearly");
+        var priority = new Option<int>("--priority");
+        var retries = new Option<int>("--retries") { DefaultValueFactory = _ => 2 };
+        var disabled = new Option<bool>("--disabled");
+        var add = new Command("add", "Add or replace a policy (validated whole; nothing is saved half-valid).")
+        { name, schedule, zone, window, ids, pattern, label, attribute, exclude, fullRuns, fullDays, keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly, priority, retries, disabled };
+        add.SetAction(p =>
+        {
+            var attr = p.GetValue(attribute)?.Split('=', 2);
+            var policy = new ProtectionPolicy
+            {
+                Name = p.GetValue(name)!, Schedule = p.GetValue(schedule)!, TimeZone = p.GetValue(zone)!, Enabled = !p.GetValue(disabled),
+                Window = p.GetValue(window) is { } w ? CliFormat.ParseDuration(w) : null,
+                Selection = new VmSelection { VmIds = p.GetValue(ids) ?? [], NamePattern = p.GetValue(pattern), Label = p.GetValue(label), AttributeName = attr?[0], AttributeValue = attr?.Length > 1 ? attr[1] : null },
+                ExcludeDisks = p.GetValue(exclude) ?? [], FullEveryRuns = p.GetValue(fullRuns), FullEveryDays = p.GetValue(fullDays),
+                Retention = new RetentionPolicy { KeepLast = p.GetValue(keepLast), KeepDaily = p.GetValue(keepDaily), KeepWeekly = p.GetValue(keepWeekly), KeepMonthly = p.GetValue(keepMonthly), KeepYearly = p.GetValue(keepYearly) },
+                Priority = p.GetValue(priority), Retries = p.GetValue(retries),
+            };
+            var problems = policy.Problems();
+            if (problems.Count > 0) throw new CliException($"Policy '{policy.Name}' not saved: {string.Join("; ", problems)}.");
+            new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).SavePolicy(policy);
+            Console.WriteLine($"Policy '{policy.Name}' saved; next run {policy.CompiledSchedule().Next(DateTimeOffset.UtcNow):yyyy-MM-dd HH:mm}Z.");
+            return 0;
+        });
+        var list = new Command("list", "List policies and their next run.");
+        var json = new Option<bool>("--json");
+        list.Options.Add(json);
+        list.SetAction(p =>
+        {
+            var policies = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).Policies();
+            if (p.GetValue(json)) { CliFormat.PrintJson(policies); return 0; }
+            foreach (var pol in policies)
+                Console.WriteLine($"{pol.Name,-16} {(pol.Enabled ? "enabled " : "disabled")} {pol.Schedule,-16} {pol.TimeZone,-14} next {pol.CompiledSchedule().Next(DateTimeOffset.UtcNow):yyyy-MM-dd HH:mm}Z");
+            if (policies.Count == 0) Console.WriteLine("No policies.");
+            return 0;
+        });
+        var removeName = new Argument<string>("name");
+        var remove = new Command("remove", "Remove a policy (its restore points stay).") { removeName };
+        remove.SetAction(p =>
+        {
+            if (!new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).RemovePolicy(p.GetValue(removeName)!)) throw new CliException($"There is no policy '{p.GetValue(removeName)}'.");
+            Console.WriteLine($"Policy '{p.GetValue(removeName)}' removed.");
+            return 0;
+        });
+        cmd.Subcommands.Add(add);
+        cmd.Subcommands.Add(list);
+        cmd.Subcommands.Add(remove);
+        return cmd;
+    }
+}
