@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ProxyBackup.Repository;
+using ProxyBackup.Scheduler;
+using ProxyBackup.Simulator;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>The daemon as systemd runs it: a policy due every minute, SIGTERM in the middle of a job, a restart.</summary>
+public class DaemonTests
+{
+    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
+
+    [Fact]
+    public async Task Runs_policies_stops_cleanly_on_sigterm_mid_job_and_resumes()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var config = Path.Combine(w.Root, "etc", "config.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(config)!);
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
+        {
+            OpenNebula = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
+            Repository = new { Path = w.Repository.Root },
+            Catalog = new { Path = w.Catalog.Path },
+            Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
+            Limits = new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
+            Daemon = new { TickSeconds = 1, GcGraceHours = 0 },
+        }));
+        var secrets = Path.Combine(w.Root, "etc", "secrets.json");
+        await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
+        File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "every-minute", Schedule = "* * * * *", Selection = new VmSelection { AttributeName = "BACKUP_POLICY", AttributeValue = "gold" },
+            Retention = new RetentionPolicy { KeepLast = 1 },
+        });
+        var gold = (await w.Client.VmPoolExtendedAsync()).Count(v => v.UserTemplate.Element("BACKUP_POLICY")?.Value == "gold");
+
+        // First run: both gold VMs protected within the first minute.
+        using (var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config))
+        {
+            await WaitFor(() => w.Repository.ListRestorePoints().Select(p => p.Source).Distinct().Count() == gold, TimeSpan.FromSeconds(100), daemon);
+            // Slow the cloud down so that the next run is still busy when SIGTERM arrives.
+            w.Sim.Faults.Set([FaultRule.Parse("one.vm.info,action=delay,latency=150")]);
+            await WaitFor(() => w.Catalog.Recent(20).Any(j => j.State == "running"), TimeSpan.FromSeconds(100), daemon);
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000), "the daemon did not stop within a minute of SIGTERM");
+            Assert.Equal(0, daemon.Process.ExitCode);
+        }
+        w.Sim.Faults.Set([]);
+        Assert.Contains(w.Catalog.Recent(20), j => j.State == "failed" && j.Error == "cancelled");
+        Assert.DoesNotContain(w.Catalog.Recent(20), j => j.State == "running");
+        Assert.Empty(w.Catalog.Pending());
+        Assert.Equal(0, w.Inventory()["disk_snapshots"]);
+        Assert.Equal(1, w.Inventory()["proxy_disks"]);
+
+        // Restart: the next slot runs again; retention keeps one restore point per VM.
+        var before = w.Catalog.Recent(100).Count(j => j.State == "succeeded");
+        using (var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config))
+        {
+            await WaitFor(() => w.Catalog.Recent(100).Count(j => j.State == "succeeded") >= before + gold && w.Catalog.Recent(100).All(j => j.State != "running"), TimeSpan.FromSeconds(130), daemon);
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000));
+            Assert.Equal(0, daemon.Process.ExitCode);
+        }
+        Assert.All(w.Repository.ListRestorePoints().GroupBy(p => p.Source), g => Assert.Single(g));
+        Assert.Empty(w.Catalog.Pending());
+        Assert.Equal(0, w.Inventory()["disk_snapshots"]);
+        Assert.True((await w.Repository.VerifyAsync(readData: true)).Ok);
+    }
+
+    [Fact]
+    public async Task A_bad_configuration_is_refused_with_the_key_and_what_is_expected()
+    {
+        using var dir = new TempDirectory();
+        var config = dir.Combine("config.json");
+        await File.WriteAllTextAsync(config, "{\"OpenNebula\":{\"Endpoint\":\"ftp://x\"},\"Limits\":{\"MaxConcurrent\":0},\"Repository\":{\"Path\":\"relative\"}}");
+        using var p = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
+        var error = await p.Process.StandardError.ReadToEndAsync();
+        await p.Process.WaitForExitAsync();
+        Assert.Equal(1, p.Process.ExitCode);
+        Assert.Contains("OpenNebula:Endpoint: an http(s) URL", error, StringComparison.Ordinal);
+        Assert.Contains("Limits:MaxConcurrent: 1 to 64", error, StringComparison.Ordinal);
+        Assert.Contains("Repository:Path: an absolute directory path", error, StringComparison.Ordinal);
+
+        await File.WriteAllTextAsync(config, "{}");
+        await File.WriteAllTextAsync(dir.Combine("secrets.json"), "{\"OpenNebulaPassword\":\"s3cret\"}");
+        File.SetUnixFileMode(dir.Combine("secrets.json"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        using var q = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
+        var err2 = await q.Process.StandardError.ReadToEndAsync();
+        await q.Process.WaitForExitAsync();
+        Assert.Equal(1, q.Process.ExitCode);
+        Assert.Contains("chmod 600", err2, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret", err2, StringComparison.Ordinal);
+    }
+
+    private static void Terminate(Process p)
+    {
+        using var kill = Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        kill.WaitForExit();
+    }
+
+    private static async Task WaitFor(Func<bool> condition, TimeSpan timeout, ChildProcess daemon)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            if (daemon.Process.HasExited) throw new InvalidOperationException($"The daemon exited ({daemon.Process.ExitCode}): {await daemon.Process.StandardError.ReadToEndAsync()}{await daemon.Process.StandardOutput.ReadToEndAsync()}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("The daemon did not get there in time.");
+            await Task.Delay(200);
+        }
+    }
+}
