@@ -11,7 +11,7 @@ namespace ProxyBackup.Catalog;
 /// committed). It holds the cleanup journal and the per-VM job guards; settings, policies and jobs
 /// join them with later schema versions. Readable by its owner only.
 /// </summary>
-public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPolicyStore
+public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPolicyStore, IRestorePointIndex
 {
     private static readonly string[] Migrations =
     [
@@ -31,6 +31,11 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         """
         CREATE TABLE policies (name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated TEXT NOT NULL);
         CREATE TABLE policy_runs (policy TEXT PRIMARY KEY, last_slot TEXT NOT NULL);
+        """,
+        """
+        CREATE TABLE restore_points (
+            source TEXT NOT NULL, id TEXT NOT NULL, time TEXT NOT NULL, vm_id INTEGER NOT NULL, vm_name TEXT NOT NULL,
+            kind TEXT NOT NULL, disks INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (source, id));
         """,
     ];
 
@@ -168,6 +173,41 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     {
         using var c = Open();
         Execute(c, "INSERT OR REPLACE INTO policy_runs (policy, last_slot) VALUES ($p, $s);", null, ("$p", policy), ("$s", slot.ToString("o")));
+    }
+
+    // ---- restore point index -----------------------------------------------------------------
+
+    public void Sync(string source, IReadOnlyList<ProxyBackup.Repository.RestorePointIndex> points)
+    {
+        using var c = Open();
+        using var tx = c.BeginTransaction();
+        Execute(c, "DELETE FROM restore_points WHERE source = $s;", tx, ("$s", source));
+        foreach (var p in points)
+            Execute(c, "INSERT INTO restore_points VALUES ($s, $id, $t, $vm, $name, $kind, $disks, $bytes);", tx,
+                ("$s", source), ("$id", p.Id), ("$t", p.Time.ToString("o")),
+                ("$vm", int.TryParse(p.Tags.GetValueOrDefault("vm_id"), out var vm) ? vm : -1), ("$name", p.Tags.GetValueOrDefault("vm_name") ?? ""),
+                ("$kind", p.Tags.GetValueOrDefault("kind") ?? ""), ("$disks", p.Disks.Count), ("$bytes", p.Disks.Sum(d => d.Size)));
+        tx.Commit();
+    }
+
+    public IReadOnlyList<IndexedRestorePoint> IndexedPoints(string? source = null)
+    {
+        using var c = Open();
+        using var cmd = Command(c, "SELECT source, id, time, vm_id, vm_name, kind, disks, bytes FROM restore_points WHERE $s IS NULL OR source = $s ORDER BY time, id;", null, [("$s", source)]);
+        using var r = cmd.ExecuteReader();
+        var list = new List<IndexedRestorePoint>();
+        while (r.Read())
+            list.Add(new IndexedRestorePoint(r.GetString(0), r.GetString(1), DateTimeOffset.Parse(r.GetString(2), CultureInfo.InvariantCulture), r.GetInt32(3), r.GetString(4), r.GetString(5), r.GetInt32(6), r.GetInt64(7)));
+        return list;
+    }
+
+    /// <summary>Rebuilds the restore point index from the repository alone: losing the catalog loses no backup.</summary>
+    public int RebuildIndex(ProxyBackup.Repository.BackupRepository repository)
+    {
+        using (var c = Open()) Execute(c, "DELETE FROM restore_points;");
+        var all = repository.ListRestorePoints();
+        foreach (var group in all.GroupBy(p => p.Source)) Sync(group.Key, [.. group]);
+        return all.Count;
     }
 
     // ---- jobs -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ foreach (var c in CloudCommands.Build()) root.Subcommands.Add(c);
 root.Subcommands.Add(DemoCommand.Build());
 root.Subcommands.Add(PolicyCommands.Build());
 root.Subcommands.Add(DaemonCommand.Build());
+root.Subcommands.Add(CatalogCommands.Build());
 
 var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
 try

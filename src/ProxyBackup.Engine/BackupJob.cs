@@ -36,6 +36,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         try
         {
             var result = await RunGuardedAsync(jobId, vmId, options, progress, ct).ConfigureAwait(false);
+            if (jobs is IRestorePointIndex index) index.Sync(SourceOf(vmId), repository.ListRestorePoints(SourceOf(vmId)));
             jobs.Finished(jobId, true, result.Disks.Sum(d => d.Stats.Read), result.Disks.Sum(d => d.Stats.NewStored), result.RestorePoint.Id, null);
             return result;
         }

@@ -12,3 +12,14 @@ public interface IJobRecorder
     void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error);
     IReadOnlyList<JobRecord> Recent(int count);
 }
+
+/// <summary>A restore point as the catalog indexes it (the repository stays the source of truth).</summary>
+public sealed record IndexedRestorePoint(string Source, string Id, DateTimeOffset Time, int VmId, string VmName, string Kind, int Disks, long Bytes);
+
+/// <summary>The catalog's index of restore points: kept in step after each job, rebuildable from the repository alone.</summary>
+public interface IRestorePointIndex
+{
+    /// <summary>Makes the index hold exactly these restore points for the source.</summary>
+    void Sync(string source, IReadOnlyList<ProxyBackup.Repository.RestorePointIndex> points);
+    IReadOnlyList<IndexedRestorePoint> IndexedPoints(string? source = null);
+}

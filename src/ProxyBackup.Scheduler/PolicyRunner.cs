@@ -94,6 +94,7 @@ public sealed class PolicyRunner(
             if (!policy.Retention.IsEmpty)
             {
                 var removed = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(item.VmId), dryRun: false).Count(d => !d.Keep);
+                if (store is IRestorePointIndex index) index.Sync(BackupJob.SourceOf(item.VmId), repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)));
                 if (removed > 0)
                 {
                     _forgotSomething = true;

@@ -58,3 +58,24 @@ public class DemoAndIdentityTests
         Assert.Equal("proxybackup", (await ProxyIdentity.VerifyAsync(w.Client, w.ProxyId)).Name);
     }
 }
+
+public class CatalogIndexTests
+{
+    [Fact]
+    public async Task The_index_follows_backups_and_is_rebuilt_from_the_repository_after_losing_the_catalog()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        await w.Backup.RunAsync(web.Id, new BackupOptions());
+        await w.Backup.RunAsync(web.Id, new BackupOptions());
+        var indexed = w.Catalog.IndexedPoints(BackupJob.SourceOf(web.Id));
+        Assert.Equal(2, indexed.Count);
+        Assert.Equal(["full", "incremental"], indexed.Select(p => p.Kind));
+        Assert.All(indexed, p => Assert.Equal("web-01", p.VmName));
+
+        var lost = new ProxyBackup.Catalog.SqliteCatalog(Path.Combine(w.Root, "new-catalog.db"));
+        Assert.Empty(lost.IndexedPoints());
+        Assert.Equal(2, lost.RebuildIndex(w.Repository));
+        Assert.Equal(indexed.Select(p => p.Id), lost.IndexedPoints().Select(p => p.Id));
+    }
+}
