@@ -17,7 +17,17 @@ internal sealed class EngineHost : IDisposable
     public static readonly Option<string> Catalog = new("--catalog") { Description = "Catalog file.", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("PROXYBACKUP_CATALOG") ?? "/var/lib/proxybackup/catalog.db", Recursive = true };
     public static readonly Option<string?> DevicesDir = new("--devices-dir") { Description = "Find attached disks in this directory (the simulator's proxy) instead of sysfs.", Recursive = true };
 
-    public static IEnumerable<Option> Options => [Endpoint, AuthFile, ProxyVm, Catalog, DevicesDir, RepositoryCommands.Repo, RepositoryCommands.PassphraseFile, RepositoryCommands.KeyFile];
+    public static IEnumerable<Option> Options => [Endpoint, AuthFile, ProxyVm, Catalog, DevicesDir, RepositoryCommands.Repo, RepositoryCommands.PassphraseFile, RepositoryCommands.KeyFile, DaemonCommand.ConfigFile];
+
+    /// <summary>The appliance's configuration, when it exists and no connection option was given on the command line.</summary>
+    private static (AppConfig Config, AppSecrets Secrets)? Configured(ParseResult p)
+    {
+        if (p.GetResult(Endpoint) is { Implicit: false } || p.GetResult(AuthFile) is { Implicit: false }) return null;
+        var path = p.GetValue(DaemonCommand.ConfigFile)!;
+        if (!File.Exists(path)) return null;
+        var config = AppConfig.Load(path);
+        return (config, AppSecrets.Load(config.SecretsFile!));
+    }
 
     private EngineHost(OneClient client, SqliteCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs)
     {
@@ -45,6 +55,14 @@ internal sealed class EngineHost : IDisposable
 
     public static OneClient Connect(ParseResult p)
     {
+        if (Configured(p) is var (config, secrets))
+            return new OneClient(new OneClientOptions
+            {
+                Endpoint = new Uri(config.OpenNebula.Endpoint),
+                Credentials = new OneCredentials(config.OpenNebula.User, secrets.OpenNebulaPassword ?? throw new CliException($"{config.SecretsFile} has no OpenNebulaPassword: run 'proxybackup configure'.")),
+                CaCertificateFile = config.OpenNebula.CaCertificateFile,
+                PinnedCertificateSha256 = config.OpenNebula.PinnedCertificateSha256,
+            });
         var authFile = p.GetValue(AuthFile) ?? Environment.GetEnvironmentVariable("ONE_AUTH") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".one", "one_auth");
         if (!File.Exists(authFile)) throw new CliException($"No OpenNebula credentials: write user:password to {authFile} (mode 0600) or name a file with --auth-file.");
         if (!Uri.TryCreate(p.GetValue(Endpoint), UriKind.Absolute, out var endpoint))
@@ -55,6 +73,7 @@ internal sealed class EngineHost : IDisposable
     public static async Task<EngineHost> CreateAsync(ParseResult p, CancellationToken ct)
     {
         var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
+        if (Configured(p) is var (config, secrets)) return await FromConfigAsync(config, secrets, logs, ct).ConfigureAwait(false);
         return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir), logs, ct).ConfigureAwait(false);
     }
 

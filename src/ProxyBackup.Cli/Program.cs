@@ -9,6 +9,7 @@ root.Subcommands.Add(DemoCommand.Build());
 root.Subcommands.Add(PolicyCommands.Build());
 root.Subcommands.Add(DaemonCommand.Build());
 root.Subcommands.Add(CatalogCommands.Build());
+root.Subcommands.Add(ConfigureCommand.Build());
 
 var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
 try

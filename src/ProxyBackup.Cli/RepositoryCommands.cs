@@ -20,6 +20,7 @@ internal static class RepositoryCommands
         var cmd = new Command("repository", "Work on a backup repository directly: init, backup files or devices, list, restore, export, verify, forget, gc, stats.");
         cmd.Aliases.Add("repo");
         foreach (var o in new Option[] { Repo, PassphraseFile, KeyFile }) { o.Recursive = true; cmd.Options.Add(o); }
+        cmd.Options.Add(DaemonCommand.ConfigFile);
         cmd.Subcommands.Add(Init());
         cmd.Subcommands.Add(Backup());
         cmd.Subcommands.Add(List());
@@ -46,7 +47,17 @@ internal static class RepositoryCommands
         return Environment.GetEnvironmentVariable("PROXYBACKUP_PASSPHRASE") is { Length: > 0 } env ? RepositoryKey.FromPassphrase(env) : null;
     }
 
-    internal static BackupRepository Open(ParseResult p) => BackupRepository.Open(RepoPath(p), Key(p));
+    internal static BackupRepository Open(ParseResult p)
+    {
+        // Without --repo, the appliance's configured repository (and its passphrase) is used.
+        if (p.GetResult(Repo) is not { Implicit: false } && Environment.GetEnvironmentVariable("PROXYBACKUP_REPOSITORY") is null && File.Exists(p.GetValue(DaemonCommand.ConfigFile)!))
+        {
+            var config = AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!);
+            var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
+            return BackupRepository.Open(config.Repository.Path, Key(p) ?? (secrets.RepositoryPassphrase is { Length: > 0 } pass ? RepositoryKey.FromPassphrase(pass) : null));
+        }
+        return BackupRepository.Open(RepoPath(p), Key(p));
+    }
 
     private static RestorePointIndex FindPoint(BackupRepository repo, string source, string point) =>
         point == "latest"

@@ -1,0 +1,307 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging.Abstractions;
+using ProxyBackup.Catalog;
+using ProxyBackup.Engine;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+using ProxyBackup.Scheduler;
+using Spectre.Console;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>
+/// `proxybackup configure`: the text UI an operator uses on the proxy VM's console. Every value is
+/// validated where it is typed; nothing is written until "Save and exit", and then the
+/// configuration and the 0600 secrets file are written whole.
+/// </summary>
+internal static class ConfigureCommand
+{
+    public static Command Build()
+    {
+        var c = new Command("configure", "Set up the appliance in a text UI: connection, proxy VM, repository, policies, jobs, restore, snapshots.");
+        c.Options.Add(DaemonCommand.ConfigFile);
+        c.SetAction(async (p, ct) => await new Session(p.GetValue(DaemonCommand.ConfigFile)!).RunAsync(ct).ConfigureAwait(false));
+        return c;
+    }
+
+    private sealed class Session(string configPath)
+    {
+        private AppConfig _config = new();
+        private AppSecrets _secrets = new();
+        private bool _dirty;
+
+        public async Task<int> RunAsync(CancellationToken ct)
+        {
+            if (File.Exists(configPath))
+            {
+                _config = AppConfig.Load(configPath);
+                if (File.Exists(_config.SecretsFile)) _secrets = AppSecrets.Load(_config.SecretsFile!);
+            }
+            else
+            {
+                _config.SecretsFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(configPath))!, "secrets.json");
+                Seed();
+            }
+            while (true)
+            {
+                AnsiConsole.Clear();
+                AnsiConsole.Write(new Rule($"[bold]ProxyBackup[/] configuration — {Markup.Escape(configPath)}").LeftJustified());
+                var choice = AnsiConsole.Prompt(new SelectionPrompt<string>()
+                    .Title("What do you want to set up?").PageSize(12)
+                    .AddChoices(Menu.Connection, Menu.Proxy, Menu.Repository, Menu.Policies, Menu.Jobs, Menu.Restore, Menu.Snapshots, Menu.Save, Menu.Quit));
+                try
+                {
+                    switch (choice)
+                    {
+                        case Menu.Connection: await ConnectionAsync(ct).ConfigureAwait(false); break;
+                        case Menu.Proxy: await ProxyAsync(ct).ConfigureAwait(false); break;
+                        case Menu.Repository: RepositoryMenu(); break;
+                        case Menu.Policies: await PoliciesAsync(ct).ConfigureAwait(false); break;
+                        case Menu.Jobs: Jobs(); break;
+                        case Menu.Restore: await RestoreAsync(ct).ConfigureAwait(false); break;
+                        case Menu.Snapshots: await SnapshotsAsync(ct).ConfigureAwait(false); break;
+                        case Menu.Save:
+                            _config.Save(configPath);
+                            _secrets.Save(_config.SecretsFile!);
+                            AnsiConsole.MarkupLine($"[green]Saved[/] {Markup.Escape(configPath)} and {Markup.Escape(_config.SecretsFile!)} (mode 0600).");
+                            return 0;
+                        case Menu.Quit:
+                            if (_dirty && !AnsiConsole.Confirm("Discard the changes?", false)) continue;
+                            return 0;
+                    }
+                }
+                catch (Exception e) when (e is CliException or OneException or JobFailedException or RepositoryException or ProxyBackup.XmlRpc.XmlRpcException or IOException or PolicyException or OneOperationFailedException or OneWaitTimeoutException)
+                {
+                    AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+                    Pause();
+                }
+            }
+        }
+
+        private static class Menu
+        {
+            public const string Connection = "Connection (OpenNebula endpoint, user, password, TLS, test)";
+            public const string Proxy = "Proxy VM";
+            public const string Repository = "Repository";
+            public const string Policies = "Policies";
+            public const string Jobs = "Jobs";
+            public const string Restore = "Restore";
+            public const string Snapshots = "Snapshots";
+            public const string Save = "Save and exit";
+            public const string Quit = "Exit without saving";
+        }
+
+        /// <summary>First run: the endpoint, user and proxy VM may come from OpenNebula's context or the environment.</summary>
+        private void Seed()
+        {
+            if (Environment.GetEnvironmentVariable("ONE_XMLRPC") is { Length: > 0 } endpoint) _config.OpenNebula.Endpoint = endpoint;
+            _config.OpenNebula.ProxyVmId = ProxyIdentity.FromContext();
+        }
+
+        private static void Pause() => AnsiConsole.Prompt(new TextPrompt<string>("[grey]Press Enter to go back[/]").AllowEmpty());
+
+        private async Task ConnectionAsync(CancellationToken ct)
+        {
+            var o = _config.OpenNebula;
+            o.Endpoint = AnsiConsole.Prompt(new TextPrompt<string>("OpenNebula XML-RPC endpoint:").DefaultValue(o.Endpoint)
+                .Validate(v => Uri.TryCreate(v, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? ValidationResult.Success() : ValidationResult.Error("[red]An http(s) URL such as http://front-end:2633/RPC2[/]")));
+            o.User = AnsiConsole.Prompt(new TextPrompt<string>("User:").DefaultValue(o.User)
+                .Validate(v => v.Length > 0 && !v.Contains(':') ? ValidationResult.Success() : ValidationResult.Error("[red]A user name without ':'[/]")));
+            var password = AnsiConsole.Prompt(new TextPrompt<string>(_secrets.OpenNebulaPassword is null ? "Password or login token:" : "Password or login token (Enter keeps the current one):")
+                .Secret().AllowEmpty());
+            if (password.Length > 0) _secrets.OpenNebulaPassword = password;
+            if (AnsiConsole.Confirm("Is there a TLS proxy in front of oned with a private CA?", o.CaCertificateFile is not null))
+                o.CaCertificateFile = AnsiConsole.Prompt(new TextPrompt<string>("CA certificate file (PEM):").DefaultValue(o.CaCertificateFile ?? "/etc/proxybackup/ca.pem")
+                    .Validate(v => File.Exists(v) ? ValidationResult.Success() : ValidationResult.Error("[red]That file does not exist[/]")));
+            else o.CaCertificateFile = null;
+            _dirty = true;
+            if (AnsiConsole.Confirm("Test the connection now?", true)) await TestAsync(ct).ConfigureAwait(false);
+        }
+
+        private OneClient Client()
+        {
+            if (string.IsNullOrEmpty(_secrets.OpenNebulaPassword)) throw new CliException("Set the password in Connection first.");
+            return new OneClient(new OneClientOptions
+            {
+                Endpoint = new Uri(_config.OpenNebula.Endpoint), Credentials = new OneCredentials(_config.OpenNebula.User, _secrets.OpenNebulaPassword),
+                CaCertificateFile = _config.OpenNebula.CaCertificateFile, PinnedCertificateSha256 = _config.OpenNebula.PinnedCertificateSha256, Retries = 0,
+                CallTimeout = TimeSpan.FromSeconds(15),
+            });
+        }
+
+        private async Task TestAsync(CancellationToken ct)
+        {
+            using var client = Client();
+            var version = await client.SystemVersionAsync(ct).ConfigureAwait(false);
+            var user = await client.UserInfoAsync(ct: ct).ConfigureAwait(false);
+            AnsiConsole.MarkupLine($"[green]Connected[/]: OpenNebula {Markup.Escape(version)}, user {Markup.Escape(user.Name)} (ID {user.Id}, group {Markup.Escape(user.GroupName)}).");
+            if (_config.OpenNebula.ProxyVmId is { } id)
+            {
+                var proxy = await client.VmInfoAsync(id, ct).ConfigureAwait(false);
+                AnsiConsole.MarkupLine($"Proxy VM {id}: [bold]{Markup.Escape(proxy.Name)}[/], {proxy.StateName}{(proxy.StateName == "RUNNING" ? "" : " [red](must be RUNNING)[/]")}.");
+            }
+            else AnsiConsole.MarkupLine("[yellow]No proxy VM set yet (Proxy VM menu).[/]");
+            Pause();
+        }
+
+        private async Task ProxyAsync(CancellationToken ct)
+        {
+            var detected = ProxyIdentity.FromContext();
+            AnsiConsole.MarkupLine(detected is { } d ? $"OpenNebula's context says this VM is [bold]{d}[/]." : "No VMID in OpenNebula's context files here.");
+            _config.OpenNebula.ProxyVmId = AnsiConsole.Prompt(new TextPrompt<int>("Proxy VM ID:").DefaultValue(_config.OpenNebula.ProxyVmId ?? detected ?? 0)
+                .Validate(v => v >= 0 ? ValidationResult.Success() : ValidationResult.Error("[red]A VM ID is 0 or more[/]")));
+            _dirty = true;
+            using var client = Client();
+            var vm = await ProxyIdentity.VerifyAsync(client, _config.OpenNebula.ProxyVmId.Value, ct).ConfigureAwait(false);
+            AnsiConsole.MarkupLine($"[green]Proxy VM {vm.Id} ({Markup.Escape(vm.Name)}) is RUNNING[/] on {Markup.Escape(vm.CurrentHistory?.HostName ?? "?")}.");
+            Pause();
+        }
+
+        private void RepositoryMenu()
+        {
+            _config.Repository.Path = AnsiConsole.Prompt(new TextPrompt<string>("Repository directory (local disk or NFS mount):").DefaultValue(_config.Repository.Path)
+                .Validate(v => Path.IsPathRooted(v) ? ValidationResult.Success() : ValidationResult.Error("[red]An absolute path[/]")));
+            _dirty = true;
+            var path = _config.Repository.Path;
+            var probe = Directory.Exists(path) ? path : Path.GetDirectoryName(path) ?? "/";
+            if (Directory.Exists(probe)) AnsiConsole.MarkupLine($"Free space there: [bold]{CliFormat.Bytes(new DriveInfo(probe).AvailableFreeSpace)}[/].");
+            if (File.Exists(Path.Combine(path, "config")))
+            {
+                var encrypted = File.ReadAllText(Path.Combine(path, "config")).Contains("AES-256-GCM", StringComparison.Ordinal);
+                if (encrypted)
+                    _secrets.RepositoryPassphrase = AnsiConsole.Prompt(new TextPrompt<string>("Repository passphrase:").Secret());
+                var repo = BackupRepository.Open(path, _secrets.RepositoryPassphrase is { } pass && encrypted ? RepositoryKey.FromPassphrase(pass) : null);
+                AnsiConsole.MarkupLine($"[green]Opened[/] repository {Markup.Escape(repo.Root)}: {repo.ListRestorePoints().Count} restore point(s), {(repo.Config.Encrypted ? "encrypted" : "not encrypted")}.");
+            }
+            else if (AnsiConsole.Confirm($"There is no repository in {Markup.Escape(path)}. Create one?", true))
+            {
+                RepositoryKey? key = null;
+                if (AnsiConsole.Confirm("Encrypt it (AES-256-GCM)? Keep the passphrase safe elsewhere: without it nobody can read the backups.", false))
+                {
+                    var first = AnsiConsole.Prompt(new TextPrompt<string>("Passphrase:").Secret().Validate(v => v.Length >= 8 ? ValidationResult.Success() : ValidationResult.Error("[red]8 characters at least[/]")));
+                    var again = AnsiConsole.Prompt(new TextPrompt<string>("Passphrase again:").Secret());
+                    if (first != again) throw new CliException("The passphrases differ; nothing was created.");
+                    key = RepositoryKey.FromPassphrase(first);
+                    _secrets.RepositoryPassphrase = first;
+                }
+                var repo = BackupRepository.Create(path, new RepositoryCreateOptions { Key = key });
+                AnsiConsole.MarkupLine($"[green]Created[/] repository {Markup.Escape(repo.Root)} ({(repo.Config.Encrypted ? "encrypted" : "not encrypted")}).");
+            }
+            Pause();
+        }
+
+        private SqliteCatalog Catalog() => new(_config.Catalog.Path);
+
+        private async Task PoliciesAsync(CancellationToken ct)
+        {
+            var catalog = Catalog();
+            var table = new Table().AddColumns("Name", "Enabled", "Schedule", "Selection", "Retention");
+            foreach (var p in catalog.Policies())
+                table.AddRow(Markup.Escape(p.Name), p.Enabled ? "yes" : "no", Markup.Escape($"{p.Schedule} {p.TimeZone}"), Markup.Escape(Describe(p.Selection)), $"last {p.Retention.KeepLast}, daily {p.Retention.KeepDaily}, weekly {p.Retention.KeepWeekly}, monthly {p.Retention.KeepMonthly}");
+            AnsiConsole.Write(table);
+            var action = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Policies").AddChoices("Create or edit a policy", "Delete a policy", "Back"));
+            if (action == "Delete a policy")
+            {
+                var names = catalog.Policies().Select(p => p.Name).ToList();
+                if (names.Count == 0) return;
+                var name = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Delete which policy?").AddChoices(names));
+                if (AnsiConsole.Confirm($"Delete policy {Markup.Escape(name)}? Its restore points stay.", false)) catalog.RemovePolicy(name);
+                return;
+            }
+            if (action == "Back") return;
+            var policyName = AnsiConsole.Prompt(new TextPrompt<string>("Policy name:").Validate(v => System.Text.RegularExpressions.Regex.IsMatch(v, "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$") ? ValidationResult.Success() : ValidationResult.Error("[red]Letters, digits, space, '.', '_' or '-'[/]")));
+            var existing = catalog.Policies().FirstOrDefault(p => p.Name == policyName);
+            var zone = AnsiConsole.Prompt(new TextPrompt<string>("Time zone:").DefaultValue(existing?.TimeZone ?? "UTC")
+                .Validate(v => TimeZoneInfo.TryFindSystemTimeZoneById(v, out _) ? ValidationResult.Success() : ValidationResult.Error("[red]An IANA time zone such as Europe/Berlin[/]")));
+            var schedule = AnsiConsole.Prompt(new TextPrompt<string>("Schedule (cron: minute hour day month weekday, or @daily):").DefaultValue(existing?.Schedule ?? "0 2 * * *")
+                .Validate(v => CronSchedule.TryParse(v, TimeZoneInfo.FindSystemTimeZoneById(zone), out _, out var error) ? ValidationResult.Success() : ValidationResult.Error($"[red]{Markup.Escape(error!)}[/]")));
+            var kind = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Select VMs by").AddChoices("Template attribute (e.g. BACKUP_POLICY=gold)", "Label", "Name pattern", "VM IDs"));
+            var selection = kind switch
+            {
+                "Label" => new VmSelection { Label = AnsiConsole.Ask<string>("Label:") },
+                "Name pattern" => new VmSelection { NamePattern = AnsiConsole.Ask<string>("Name pattern (* and ?):") },
+                "VM IDs" => new VmSelection { VmIds = [.. AnsiConsole.Ask<string>("VM IDs (comma separated):").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse)] },
+                _ => AttributeSelection(AnsiConsole.Ask("Attribute=value:", "BACKUP_POLICY=gold")),
+            };
+            var retention = new RetentionPolicy
+            {
+                KeepLast = AnsiConsole.Ask("Keep last:", existing?.Retention.KeepLast ?? 7),
+                KeepDaily = AnsiConsole.Ask("Keep daily:", existing?.Retention.KeepDaily ?? 7),
+                KeepWeekly = AnsiConsole.Ask("Keep weekly:", existing?.Retention.KeepWeekly ?? 4),
+                KeepMonthly = AnsiConsole.Ask("Keep monthly:", existing?.Retention.KeepMonthly ?? 6),
+            };
+            var policy = new ProtectionPolicy { Name = policyName, Schedule = schedule, TimeZone = zone, Selection = selection, Retention = retention, FullEveryRuns = AnsiConsole.Ask("Full backup every N runs (0: only the first):", existing?.FullEveryRuns ?? 0) };
+            var problems = policy.Problems();
+            if (problems.Count > 0) throw new CliException($"Not saved: {string.Join("; ", problems)}.");
+            using (var client = Client())
+            {
+                var matched = (await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false)).Where(v => v.Id != _config.OpenNebula.ProxyVmId && policy.Selection.Matches(v)).ToList();
+                AnsiConsole.MarkupLine($"Today this policy selects [bold]{matched.Count}[/] VM(s): {Markup.Escape(string.Join(", ", matched.Select(v => $"{v.Id} {v.Name}")))}");
+            }
+            AnsiConsole.MarkupLine($"Next run: {policy.CompiledSchedule().Next(DateTimeOffset.UtcNow):yyyy-MM-dd HH:mm}Z.");
+            if (AnsiConsole.Confirm("Save this policy?", true))
+            {
+                catalog.SavePolicy(policy);
+                AnsiConsole.MarkupLine("[green]Policy saved.[/]");
+                Pause();
+            }
+        }
+
+        private static VmSelection AttributeSelection(string text)
+        {
+            var parts = text.Split('=', 2);
+            return new VmSelection { AttributeName = parts[0].Trim(), AttributeValue = parts.Length > 1 ? parts[1].Trim() : null };
+        }
+
+        private static string Describe(VmSelection s) =>
+            string.Join(" or ", new[] { s.VmIds.Count > 0 ? $"ids {string.Join(',', s.VmIds)}" : null, s.NamePattern is { } n ? $"name {n}" : null,
+                s.Label is { } l ? $"label {l}" : null, s.AttributeName is { } a ? $"{a}={s.AttributeValue ?? "*"}" : null }.OfType<string>());
+
+        private void Jobs()
+        {
+            var table = new Table().AddColumns("Job", "Kind", "VM", "State", "Started (UTC)", "Read", "Stored", "Error");
+            foreach (var j in Catalog().Recent(20))
+                table.AddRow(j.Id, j.Kind, j.VmId.ToString(System.Globalization.CultureInfo.InvariantCulture), j.State, j.Started.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture),
+                    CliFormat.Bytes(j.BytesRead), CliFormat.Bytes(j.BytesStored), Markup.Escape(j.Error ?? ""));
+            AnsiConsole.Write(table);
+            Pause();
+        }
+
+        private async Task<EngineHost> EngineAsync(CancellationToken ct) =>
+            await EngineHost.FromConfigAsync(_config, _secrets, NullLoggerFactory.Instance, ct).ConfigureAwait(false);
+
+        private async Task RestoreAsync(CancellationToken ct)
+        {
+            using var host = await EngineAsync(ct).ConfigureAwait(false);
+            var points = host.Repository.ListRestorePoints();
+            if (points.Count == 0) throw new CliException("The repository has no restore point yet.");
+            var source = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Which VM?").AddChoices(points.Select(p => $"{p.Source} {p.Tags.GetValueOrDefault("vm_name")}").Distinct()));
+            var mine = points.Where(p => source.StartsWith(p.Source + " ", StringComparison.Ordinal)).Reverse().ToList();
+            var pointId = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Which restore point?").AddChoices(mine.Select(p => $"{p.Id}  {p.Time:yyyy-MM-dd HH:mm}Z  {p.Tags.GetValueOrDefault("kind")}")));
+            var point = mine.First(p => pointId.StartsWith(p.Id, StringComparison.Ordinal));
+            var imageDs = AnsiConsole.Ask("Image datastore ID for the restored disks:", 1);
+            var name = AnsiConsole.Ask("Name of the new VM:", $"{point.Tags.GetValueOrDefault("vm_name")}-restored");
+            var nics = AnsiConsole.Prompt(new SelectionPrompt<NicMode>().Title("Network").AddChoices(NicMode.NoIp, NicMode.Keep, NicMode.NoNic));
+            var result = await ProgressDisplay.RunAsync("restore", progress => host.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = imageDs, Name = name, Nics = nics }, progress, ct)).ConfigureAwait(false);
+            AnsiConsole.MarkupLine($"[green]Restored[/] as VM {result.VmId}, RUNNING.");
+            Pause();
+        }
+
+        private async Task SnapshotsAsync(CancellationToken ct)
+        {
+            using var host = await EngineAsync(ct).ConfigureAwait(false);
+            var vmId = AnsiConsole.Ask<int>("VM ID:");
+            var snaps = await host.Snapshots.ListAsync(vmId, ct).ConfigureAwait(false);
+            var table = new Table().AddColumns("Disk", "Snapshot", "Name", "Date", "Active");
+            foreach (var (disk, s) in snaps)
+                table.AddRow(disk.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(s.Name ?? ""), DateTimeOffset.FromUnixTimeSeconds(s.Date).ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture), s.Active ? "yes" : "");
+            AnsiConsole.Write(table);
+            var action = AnsiConsole.Prompt(new SelectionPrompt<string>().AddChoices("Create a snapshot", "Delete a snapshot", "Back"));
+            if (action == "Create a snapshot")
+                AnsiConsole.MarkupLine($"[green]Snapshot {await host.Snapshots.CreateAsync(vmId, AnsiConsole.Ask("Disk ID:", 0), AnsiConsole.Ask("Name:", "manual"), ct).ConfigureAwait(false)} taken.[/]");
+            else if (action == "Delete a snapshot")
+                await host.Snapshots.DeleteAsync(vmId, AnsiConsole.Ask<int>("Disk ID:"), AnsiConsole.Ask<int>("Snapshot ID:"), ct).ConfigureAwait(false);
+            if (action != "Back") Pause();
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using System.Text.Json;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>The configuration TUI driven through tmux: a configuration made in the menus is saved and works.</summary>
+public class ConfigureTuiTests
+{
+    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
+
+    [Fact]
+    public async Task An_operator_configures_the_appliance_in_the_menus_and_it_works()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var etc = Path.Combine(w.Root, "etc");
+        Directory.CreateDirectory(etc);
+        var config = Path.Combine(etc, "config.json");
+        // What only a developer sets: where the catalog is, and the simulator's devices directory.
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new { Catalog = new { Path = Path.Combine(w.Root, "tui-catalog.db") }, Devices = new { Directory = w.Sim.Cloud.Devices.Directory } }));
+        var repo = Path.Combine(w.Root, "tui-repo");
+
+        using (var tui = new TmuxSession($"dotnet {Cli} configure --config {config}"))
+        {
+            await tui.ChooseAsync("What do you want to set up?", "Connection");
+            await tui.AnswerAsync("OpenNebula XML-RPC endpoint:", w.Sim.Endpoint.ToString());
+            await tui.AnswerAsync("User:", "");
+            await tui.AnswerAsync("Password or login token:", "wrong-password");
+            await tui.AnswerAsync("private CA?", "n");
+            await tui.AnswerAsync("Test the connection now?", "y");
+            await tui.WaitForAsync("User couldn't be authenticated");  // a wrong password is said so, and nothing breaks
+            tui.Send("Enter");
+            await tui.ChooseAsync("What do you want to set up?", "Connection");
+            await tui.AnswerAsync("OpenNebula XML-RPC endpoint:", "");
+            await tui.AnswerAsync("User:", "");
+            await tui.AnswerAsync("Password or login token", "pw");
+            await tui.AnswerAsync("private CA?", "n");
+            await tui.AnswerAsync("Test the connection now?", "y");
+            await tui.WaitForAsync("Connected: OpenNebula 6.10.5, user oneadmin");
+            Assert.DoesNotContain("pw", tui.Screen().Split('\n').Single(l => l.Contains("Password", StringComparison.Ordinal)).Split(':')[^1], StringComparison.Ordinal);
+            tui.Send("Enter");
+
+            await tui.ChooseAsync("What do you want to set up?", "Proxy VM");
+            await tui.AnswerAsync("Proxy VM ID:", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            await tui.WaitForAsync("(proxybackup) is RUNNING");
+            tui.Send("Enter");
+
+            await tui.ChooseAsync("What do you want to set up?", "Repository");
+            await tui.AnswerAsync("Repository directory", "relative/path");
+            await tui.WaitForAsync("An absolute path");                 // refused where it is typed
+            tui.Send("C-u");
+            await tui.AnswerAsync("An absolute path", repo);
+            await tui.AnswerAsync("Create one?", "y");
+            await tui.AnswerAsync("Encrypt it", "n");
+            await tui.WaitForAsync("Created repository");
+            tui.Send("Enter");
+
+            await tui.ChooseAsync("What do you want to set up?", "Policies");
+            await tui.ChooseAsync("Policies", "Create or edit a policy");
+            await tui.AnswerAsync("Policy name:", "gold");
+            await tui.AnswerAsync("Time zone:", "");
+            await tui.AnswerAsync("Schedule", "0 25 * * *");
+            await tui.WaitForAsync("outside the hour field");
+            tui.Send("C-u");
+            await tui.AnswerAsync("outside the hour field", "0 3 * * *");
+            await tui.ChooseAsync("Select VMs by", "Template attribute");
+            await tui.AnswerAsync("Attribute=value:", "");
+            foreach (var prompt in new[] { "Keep last:", "Keep daily:", "Keep weekly:", "Keep monthly:", "Full backup every N runs" }) await tui.AnswerAsync(prompt, "");
+            await tui.WaitForAsync("Today this policy selects 2 VM(s)");
+            await tui.AnswerAsync("Save this policy?", "y");
+            await tui.WaitForAsync("Policy saved.");
+            tui.Send("Enter");
+
+            await tui.ChooseAsync("What do you want to set up?", "Save and exit");
+            await tui.WaitForAsync("Saved");
+        }
+
+        var saved = JsonDocument.Parse(await File.ReadAllTextAsync(config)).RootElement;
+        Assert.Equal(w.Sim.Endpoint.ToString(), saved.GetProperty("OpenNebula").GetProperty("Endpoint").GetString());
+        Assert.Equal(w.ProxyId, saved.GetProperty("OpenNebula").GetProperty("ProxyVmId").GetInt32());
+        Assert.DoesNotContain("\"pw\"", await File.ReadAllTextAsync(config), StringComparison.Ordinal);
+        var secrets = Path.Combine(etc, "secrets.json");
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(secrets));
+        Assert.True(File.Exists(Path.Combine(repo, "config")));
+        Assert.Equal("gold", Assert.Single(new ProxyBackup.Catalog.SqliteCatalog(Path.Combine(w.Root, "tui-catalog.db")).Policies()).Name);
+
+        // The configuration works: a backup with nothing but --config.
+        using var backup = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config);
+        var output = await backup.Process.StandardOutput.ReadToEndAsync();
+        var error = await backup.Process.StandardError.ReadToEndAsync();
+        await backup.Process.WaitForExitAsync();
+        Assert.True(backup.Process.ExitCode == 0, error);
+        Assert.Contains("restore point", output, StringComparison.Ordinal);
+    }
+}
