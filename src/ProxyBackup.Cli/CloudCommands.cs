@@ -13,6 +13,22 @@ internal static class CloudCommands
 
     public static IEnumerable<Command> Build() => [VmCommand(), SnapshotCommand(), Cleanup(), Jobs()];
 
+    private static Command Cancel()
+    {
+        var c = new Command("cancel", "Stop a VM's running backup in the daemon at its next safe point (it cleans up).") { Vm };
+        c.SetAction(async (p, ct) =>
+        {
+            if (DaemonSocket(p) is not { } socket) throw new CliException("No appliance configuration: the daemon is not set up here.");
+            using var client = EngineHost.Connect(p);
+            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            var answer = await DaemonApi.AskAsync(socket.Path, new { op = "cancel", vm = id }, ct).ConfigureAwait(false)
+                ?? throw new CliException("The daemon is not running.");
+            Console.WriteLine(answer["cancelled"]?.GetValue<bool>() == true ? $"The backup of VM {id} is being stopped." : $"VM {id} has no running backup.");
+            return 0;
+        });
+        return c;
+    }
+
     private static Command Jobs()
     {
         var last = new Option<int>("--last") { DefaultValueFactory = _ => 20, Description = "How many recent jobs." };
@@ -40,6 +56,7 @@ internal static class CloudCommands
         vm.Subcommands.Add(Backup());
         vm.Subcommands.Add(Points());
         vm.Subcommands.Add(Restore());
+        vm.Subcommands.Add(Cancel());
         return vm;
     }
 
@@ -67,9 +84,13 @@ internal static class CloudCommands
         var full = new Option<bool>("--full") { Description = "Do not compare with the previous restore point." };
         var exclude = new Option<int[]>("--exclude-disk") { Description = "DISK_ID not to back up (with one VM); repeatable." };
         var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 1, Description = "How many VMs at once (disks are hot-plugged into the proxy one at a time)." };
-        var c = new Command("backup", "Back up VMs now (incremental against each VM's latest restore point unless --full).") { vms, full, exclude, parallel, Json };
+        var local = new Option<bool>("--local") { Description = "Run in this process even when the daemon is running." };
+        var c = new Command("backup", "Back up VMs now (incremental against each VM's latest restore point unless --full); handed to the daemon when it runs.") { vms, full, exclude, parallel, local, Json };
         c.SetAction(async (p, ct) =>
         {
+            if (!p.GetValue(local) && p.GetValue(exclude) is not { Length: > 0 } && DaemonSocket(p) is { } socket
+                && await DaemonApi.AskAsync(socket.Path, new { op = "status" }, ct).ConfigureAwait(false) is not null)
+                return await ThroughDaemonAsync(p, socket.Path, socket.Catalog, p.GetValue(vms)!, p.GetValue(full), ct).ConfigureAwait(false);
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
             await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
             var ids = new List<int>();
@@ -103,6 +124,56 @@ internal static class CloudCommands
             return failures.IsEmpty ? 0 : 1;
         });
         return c;
+    }
+
+    /// <summary>The daemon's socket and catalog, when the appliance is configured.</summary>
+    private static (string Path, string Catalog)? DaemonSocket(ParseResult p)
+    {
+        var path = p.GetValue(DaemonCommand.ConfigFile)!;
+        if (!File.Exists(path)) return null;
+        var config = AppConfig.Load(path);
+        return (config.Daemon.Socket, config.Catalog.Path);
+    }
+
+    /// <summary>Hands the backups to the running daemon, shows their progress, and reports them from the catalog.</summary>
+    private static async Task<int> ThroughDaemonAsync(ParseResult p, string socket, string catalogPath, string[] vms, bool full, CancellationToken ct)
+    {
+        using var client = EngineHost.Connect(p);
+        var ids = new List<int>();
+        foreach (var v in vms) ids.Add(await EngineHost.ResolveVmAsync(client, v, ct).ConfigureAwait(false));
+        var since = DateTimeOffset.UtcNow.AddSeconds(-1);
+        foreach (var id in ids)
+        {
+            var answer = await DaemonApi.AskAsync(socket, new { op = "backup", vm = id, full }, ct).ConfigureAwait(false);
+            if (answer?["ok"]?.GetValue<bool>() != true) throw new CliException($"The daemon refused the backup of VM {id}: {answer?["error"]}");
+            Console.Error.WriteLine($"VM {id}: handed to the daemon{(answer["queued"]!.GetValue<bool>() ? "" : " (it was already queued or running)")}.");
+        }
+        var last = "";
+        while (true)
+        {
+            var status = await DaemonApi.AskAsync(socket, new { op = "status" }, ct).ConfigureAwait(false) ?? throw new CliException("The daemon stopped answering.");
+            var running = status["running"]!.AsArray().Where(r => ids.Contains(r!["vm"]!.GetValue<int>())).ToList();
+            var waiting = status["waiting"]!.AsArray().Select(w => w!.GetValue<int>()).Where(ids.Contains).ToList();
+            if (running.Count == 0 && waiting.Count == 0) break;
+            var line = string.Join("; ", running.Select(r => $"VM {r!["vm"]}: {CliFormat.Bytes(r["done"]!.GetValue<long>())} of {CliFormat.Bytes(r["total"]!.GetValue<long>())}")
+                .Concat(waiting.Select(w => $"VM {w}: waiting")));
+            if (line != last) Console.Error.WriteLine(last = line);
+            await Task.Delay(500, ct).ConfigureAwait(false);
+        }
+        var jobs = new ProxyBackup.Catalog.SqliteCatalog(catalogPath).Recent(100).Where(j => ids.Contains(j.VmId) && j.Started >= since).ToList();
+        if (p.GetValue(Json)) { CliFormat.PrintJson(jobs); }
+        foreach (var id in ids)
+        {
+            var job = jobs.Where(j => j.VmId == id).OrderByDescending(j => j.Started).FirstOrDefault();
+            if (p.GetValue(Json)) continue;
+            Console.WriteLine(job switch
+            {
+                null => $"VM {id}: no job was recorded.",
+                { State: "succeeded" } => $"VM {id}: restore point {job.RestorePoint} (job {job.Id}, read {CliFormat.Bytes(job.BytesRead)}, stored {CliFormat.Bytes(job.BytesStored)} new)",
+                _ => $"VM {id}: {job.State}: {job.Error}",
+            });
+        }
+        return jobs.Count(j => j.State == "succeeded") >= ids.Count ? 0 : 1;
     }
 
     private static Command Points()

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -68,6 +69,15 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
                 TimeProvider.System, DateTimeOffset.UtcNow, _log, notifier, TimeSpan.FromHours(config.Daemon.GcGraceHours),
                 beforeJobs: async ct => await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false));
+            await using var api = new DaemonApi(config.Daemon.Socket, runner, _log);
+            try
+            {
+                api.Start();
+            }
+            catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
+            {
+                _log.LogWarning("The local socket {Socket} could not be opened ({Error}); the CLI will work on its own", config.Daemon.Socket, e.Message);
+            }
             try
             {
                 while (!stoppingToken.IsCancellationRequested)

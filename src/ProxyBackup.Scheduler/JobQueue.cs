@@ -22,6 +22,7 @@ public sealed class JobQueue(QueueLimits limits)
     private long _order;
 
     public int Waiting { get { lock (_gate) return _waiting.Count; } }
+    public IReadOnlyList<QueuedBackup> WaitingItems { get { lock (_gate) return [.. _waiting.Select(w => w.Item)]; } }
     public IReadOnlyList<QueuedBackup> Running { get { lock (_gate) return [.. _running]; } }
 
     /// <summary>False when the VM is already waiting or running.</summary>

@@ -31,9 +31,42 @@ public sealed class PolicyRunner(
 {
     private readonly JobQueue _queue = new(limits);
     private readonly List<Task> _running = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, RunningJob> _jobs = new();
     private bool _forgotSomething;
 
     public JobQueue Queue => _queue;
+
+    /// <summary>A job under way: what it is doing, and how to stop it.</summary>
+    public sealed class RunningJob(QueuedBackup item, CancellationTokenSource cancel) : IProgress<TransferProgress>
+    {
+        public QueuedBackup Item { get; } = item;
+        public CancellationTokenSource Cancel { get; } = cancel;
+        public TransferProgress? Latest { get; private set; }
+        public void Report(TransferProgress value) => Latest = value;
+    }
+
+    public IReadOnlyCollection<RunningJob> Jobs => [.. _jobs.Values];
+
+    /// <summary>Queues a backup asked for by an operator (CLI, TUI): it goes before scheduled ones.</summary>
+    public async Task<bool> SubmitAsync(int vmId, bool full, CancellationToken ct)
+    {
+        var vm = await client.VmInfoAsync(vmId, ct).ConfigureAwait(false);
+        var manual = new ProtectionPolicy
+        {
+            Name = "manual", Schedule = "@yearly", Selection = new VmSelection { VmIds = [vmId] }, Priority = int.MaxValue, Retries = 0,
+            FullEveryRuns = full ? 1 : 0,
+        };
+        return _queue.Enqueue(new QueuedBackup(vm.Id, vm.Name, vm.CurrentHistory?.HostId ?? -1, [.. vm.Disks.Select(d => d.DatastoreId).OfType<int>().Distinct()],
+            new DueRun(manual, time.GetUtcNow(), null)));
+    }
+
+    /// <summary>Stops the running job of a VM at its next safe point (it then cleans up).</summary>
+    public bool CancelVm(int vmId)
+    {
+        if (!_jobs.TryGetValue(vmId, out var job)) return false;
+        job.Cancel.Cancel();
+        return true;
+    }
 
     /// <summary>One scheduling step: plan, enqueue, start what may start. Returns the number of jobs started.</summary>
     public async Task<int> TickAsync(CancellationToken ct)
@@ -83,13 +116,18 @@ public sealed class PolicyRunner(
         await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
-    private async Task RunOneAsync(QueuedBackup item, CancellationToken ct)
+    private async Task RunOneAsync(QueuedBackup item, CancellationToken daemonToken)
     {
         var policy = item.Run.Policy;
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(daemonToken);
+        var ct = cancel.Token;
+        var job = new RunningJob(item, cancel);
+        _jobs[item.VmId] = job;
         try
         {
+            await Task.Yield();
             var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)), time.GetUtcNow());
-            var result = await backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet() }, null, ct).ConfigureAwait(false);
+            var result = await backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet() }, job, ct).ConfigureAwait(false);
             logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
             if (!policy.Retention.IsEmpty)
             {
@@ -104,7 +142,7 @@ public sealed class PolicyRunner(
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            logger.LogWarning("Backup of VM {Vm} stopped by shutdown; it cleaned up after itself", item.VmId);
+            logger.LogWarning("Backup of VM {Vm} stopped ({Why}); it cleaned up after itself", item.VmId, daemonToken.IsCancellationRequested ? "shutdown" : "cancelled by an operator");
         }
         catch (Exception e)
         {
@@ -122,6 +160,7 @@ public sealed class PolicyRunner(
         }
         finally
         {
+            _jobs.TryRemove(item.VmId, out _);
             _queue.Finished(item);
         }
     }

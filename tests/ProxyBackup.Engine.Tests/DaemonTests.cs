@@ -25,7 +25,7 @@ public class DaemonTests
             Catalog = new { Path = w.Catalog.Path },
             Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
             Limits = new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
-            Daemon = new { TickSeconds = 1, GcGraceHours = 0 },
+            Daemon = new { TickSeconds = 1, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock") },
         }));
         var secrets = Path.Combine(w.Root, "etc", "secrets.json");
         await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
@@ -68,6 +68,64 @@ public class DaemonTests
         Assert.Empty(w.Catalog.Pending());
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
         Assert.True((await w.Repository.VerifyAsync(readData: true)).Ok);
+    }
+
+    [Fact]
+    public async Task The_cli_hands_backups_to_the_running_daemon_and_can_cancel_them()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var config = Path.Combine(w.Root, "etc", "config.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(config)!);
+        var socket = Path.Combine(w.Root, "run", "daemon.sock");
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
+        {
+            OpenNebula = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
+            Repository = new { Path = w.Repository.Root },
+            Catalog = new { Path = w.Catalog.Path },
+            Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
+            Daemon = new { TickSeconds = 1, Socket = socket },
+        }));
+        var secrets = Path.Combine(w.Root, "etc", "secrets.json");
+        await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
+        File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+        using var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
+        await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket) & (UnixFileMode)0b111_111_111);
+
+        using (var cli = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config))
+        {
+            var output = await cli.Process.StandardOutput.ReadToEndAsync();
+            var error = await cli.Process.StandardError.ReadToEndAsync();
+            await cli.Process.WaitForExitAsync();
+            Assert.True(cli.Process.ExitCode == 0, error + output);
+            Assert.Contains("handed to the daemon", error, StringComparison.Ordinal);
+            Assert.Contains("restore point", output, StringComparison.Ordinal);
+        }
+        Assert.Single(w.Repository.ListRestorePoints());
+
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.info,action=delay,latency=200")]);
+        using (var cli = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config))
+        {
+            await WaitFor(() => w.Catalog.Recent(10).Any(j => j.State == "running"), TimeSpan.FromSeconds(60), daemon);
+            using (var cancel = ChildProcess.Start("dotnet", Cli, "vm", "cancel", "web-01", "--config", config))
+            {
+                Assert.Contains("is being stopped", await cancel.Process.StandardOutput.ReadToEndAsync(), StringComparison.Ordinal);
+                await cancel.Process.WaitForExitAsync();
+            }
+            var output = await cli.Process.StandardOutput.ReadToEndAsync();
+            await cli.Process.WaitForExitAsync();
+            Assert.Equal(1, cli.Process.ExitCode);
+            Assert.Contains("failed: cancelled", output, StringComparison.Ordinal);
+        }
+        w.Sim.Faults.Set([]);
+        Assert.Single(w.Repository.ListRestorePoints());
+        Assert.Empty(w.Catalog.Pending());
+        Assert.Equal(0, w.Inventory()["disk_snapshots"]);
+        Assert.Equal(1, w.Inventory()["proxy_disks"]);
+        Terminate(daemon.Process);
+        Assert.True(daemon.Process.WaitForExit(60_000));
+        Assert.False(File.Exists(socket));
     }
 
     [Fact]

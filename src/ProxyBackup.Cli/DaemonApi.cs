@@ -1,0 +1,115 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using ProxyBackup.Scheduler;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>
+/// The local channel between the CLI/TUI and the running daemon: a Unix socket only root can use
+/// (mode 0600 in a 0700 directory), one JSON request per line, one JSON answer per line.
+/// Operations: status, backup (queue a VM ahead of scheduled work), cancel.
+/// </summary>
+internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger) : IAsyncDisposable
+{
+    private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _loop;
+
+    public void Start()
+    {
+        var dir = Path.GetDirectoryName(path)!;
+        Directory.CreateDirectory(dir);
+        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (File.Exists(path)) File.Delete(path); // a socket left by a killed daemon
+        _listener.Bind(new UnixDomainSocketEndPoint(path));
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _listener.Listen(8);
+        _loop = Task.Run(AcceptAsync);
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try { client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false); }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { return; }
+            _ = Task.Run(() => ServeAsync(client));
+        }
+    }
+
+    private async Task ServeAsync(Socket client)
+    {
+        using var stream = new NetworkStream(client, ownsSocket: true);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        await using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true, NewLine = "\n" };
+        try
+        {
+            string? line;
+            while ((line = await reader.ReadLineAsync(_stop.Token).ConfigureAwait(false)) is not null)
+                await writer.WriteLineAsync(JsonSerializer.Serialize(await AnswerAsync(line).ConfigureAwait(false))).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or SocketException)
+        {
+            // the client went away
+        }
+    }
+
+    private async Task<object> AnswerAsync(string line)
+    {
+        try
+        {
+            var request = JsonNode.Parse(line)?.AsObject() ?? throw new JsonException("empty request");
+            switch ((string?)request["op"])
+            {
+                case "status":
+                    return new
+                    {
+                        ok = true, waiting = runner.Queue.WaitingItems.Select(w => w.VmId),
+                        running = runner.Jobs.Select(j => new { vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, done = j.Latest?.DoneBytes ?? 0, total = j.Latest?.TotalBytes ?? 0, what = j.Latest?.What }),
+                    };
+                case "backup":
+                    var vm = (int?)request["vm"] ?? throw new JsonException("backup needs \"vm\"");
+                    var queued = await runner.SubmitAsync(vm, (bool?)request["full"] ?? false, _stop.Token).ConfigureAwait(false);
+                    logger.LogInformation("Backup of VM {Vm} asked for over the local socket ({Result})", vm, queued ? "queued" : "already queued or running");
+                    return new { ok = true, queued };
+                case "cancel":
+                    var target = (int?)request["vm"] ?? throw new JsonException("cancel needs \"vm\"");
+                    return new { ok = true, cancelled = runner.CancelVm(target) };
+                default:
+                    return new { ok = false, error = $"unknown op '{request["op"]}' (status, backup, cancel)" };
+            }
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ProxyBackup.OpenNebula.OneException)
+        {
+            return new { ok = false, error = e.Message };
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        if (_loop is not null) await _loop.ConfigureAwait(false);
+        try { File.Delete(path); } catch (IOException) { }
+        _stop.Dispose();
+    }
+
+    /// <summary>The CLI's side: one request, one answer; null when no daemon listens.</summary>
+    public static async Task<JsonObject?> AskAsync(string path, object request, CancellationToken ct)
+    {
+        if (!File.Exists(path)) return null;
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try { await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), ct).ConfigureAwait(false); }
+        catch (SocketException) { return null; }
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        await using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true, NewLine = "\n" };
+        await writer.WriteLineAsync(JsonSerializer.Serialize(request)).ConfigureAwait(false);
+        var answer = await reader.ReadLineAsync(ct).ConfigureAwait(false);
+        return answer is null ? null : JsonNode.Parse(answer)?.AsObject();
+    }
+}
