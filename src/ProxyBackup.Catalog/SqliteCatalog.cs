@@ -37,6 +37,10 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
             source TEXT NOT NULL, id TEXT NOT NULL, time TEXT NOT NULL, vm_id INTEGER NOT NULL, vm_name TEXT NOT NULL,
             kind TEXT NOT NULL, disks INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (source, id));
         """,
+        """
+        CREATE TABLE job_logs (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, time TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);
+        CREATE INDEX job_logs_job ON job_logs(job_id);
+        """,
     ];
 
     private readonly string _connectionString;
@@ -237,6 +241,23 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
             list.Add(new JobRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), r.GetString(3), DateTimeOffset.Parse(r.GetString(4), CultureInfo.InvariantCulture),
                 r.IsDBNull(5) ? null : DateTimeOffset.Parse(r.GetString(5), CultureInfo.InvariantCulture), r.GetInt64(6), r.GetInt64(7),
                 r.IsDBNull(8) ? null : r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9)));
+        return list;
+    }
+
+    public void Log(string jobId, string level, string message)
+    {
+        using var c = Open();
+        Execute(c, "INSERT INTO job_logs (job_id, time, level, message) VALUES ($j, $t, $l, $m);", null,
+            ("$j", jobId), ("$t", DateTimeOffset.UtcNow.ToString("o")), ("$l", level), ("$m", message));
+    }
+
+    public IReadOnlyList<(DateTimeOffset Time, string Level, string Message)> LogOf(string jobId)
+    {
+        using var c = Open();
+        using var cmd = Command(c, "SELECT time, level, message FROM job_logs WHERE job_id = $j ORDER BY id;", null, [("$j", jobId)]);
+        using var r = cmd.ExecuteReader();
+        var list = new List<(DateTimeOffset, string, string)>();
+        while (r.Read()) list.Add((DateTimeOffset.Parse(r.GetString(0), CultureInfo.InvariantCulture), r.GetString(1), r.GetString(2)));
         return list;
     }
 

@@ -33,6 +33,16 @@ internal static class CloudCommands
     {
         var last = new Option<int>("--last") { DefaultValueFactory = _ => 20, Description = "How many recent jobs." };
         var c = new Command("jobs", "Recent backup and restore jobs from the catalog, newest first.") { last, Json };
+        var jobId = new Argument<string>("job");
+        var log = new Command("log", "The log of one job.") { jobId };
+        log.SetAction(p =>
+        {
+            var lines = new ProxyBackup.Catalog.SqliteCatalog(p.GetValue(EngineHost.Catalog)!).LogOf(p.GetValue(jobId)!);
+            if (lines.Count == 0) throw new CliException($"No log for job '{p.GetValue(jobId)}'.");
+            foreach (var (time, level, message) in lines) Console.WriteLine($"{time:yyyy-MM-dd HH:mm:ss}Z {level,-7} {message}");
+            return 0;
+        });
+        c.Subcommands.Add(log);
         c.Options.Add(EngineHost.Catalog);
         c.SetAction(p =>
         {

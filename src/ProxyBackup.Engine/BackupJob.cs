@@ -33,15 +33,21 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         var jobId = JobIds.New("b");
         using var held = guard.Acquire(vmId, jobId, "backup");
         jobs.Started(jobId, "backup", vmId);
+        jobs.Log(jobId, "info", $"backup of VM {vmId} started ({(options.Full ? "full" : "incremental if possible")})");
         try
         {
             var result = await RunGuardedAsync(jobId, vmId, options, progress, ct).ConfigureAwait(false);
+            foreach (var w in result.Warnings) jobs.Log(jobId, "warning", w);
+            foreach (var d in result.Disks)
+                jobs.Log(jobId, "info", $"disk {d.DiskId}: read {d.Stats.Read} bytes ({d.Stats.Zero} zero), changed {d.Stats.Changed}, stored {d.Stats.NewStored} new in {d.Stats.NewChunks} chunks, {d.Stats.Seconds:0.0} s");
+            jobs.Log(jobId, "info", $"restore point {result.RestorePoint.Id} committed");
             if (jobs is IRestorePointIndex index) index.Sync(SourceOf(vmId), repository.ListRestorePoints(SourceOf(vmId)));
             jobs.Finished(jobId, true, result.Disks.Sum(d => d.Stats.Read), result.Disks.Sum(d => d.Stats.NewStored), result.RestorePoint.Id, null);
             return result;
         }
         catch (Exception e) when (e is not OperationCanceledException || ct.IsCancellationRequested)
         {
+            jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled; removing what the job created" : $"{e.Message}; removing what the job created");
             jobs.Finished(jobId, false, 0, 0, null, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Backup {Job} of VM {Vm} failed: {Error}; removing what it created", jobId, vmId, e.Message);
             var report = await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);

@@ -11,6 +11,10 @@ public interface IJobRecorder
     void Started(string jobId, string kind, int vmId);
     void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error);
     IReadOnlyList<JobRecord> Recent(int count);
+
+    /// <summary>A line of the job's own log (what an operator reads when asking why).</summary>
+    void Log(string jobId, string level, string message);
+    IReadOnlyList<(DateTimeOffset Time, string Level, string Message)> LogOf(string jobId);
 }
 
 /// <summary>A restore point as the catalog indexes it (the repository stays the source of truth).</summary>

@@ -70,6 +70,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
     {
         var vmId = int.TryParse(point.Tags.GetValueOrDefault("vm_id"), out var v) ? v : -1;
         jobs.Started(jobId, "restore", vmId);
+        jobs.Log(jobId, "info", $"restore of {point.Source}/{point.Id} started");
         try
         {
             var result = await work().ConfigureAwait(false);
@@ -78,6 +79,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         }
         catch (Exception e) when (e is not OperationCanceledException || ct.IsCancellationRequested)
         {
+            jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled" : e.Message);
             jobs.Finished(jobId, false, 0, 0, point.Id, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Restore {Job} failed: {Error}; removing what it created", jobId, e.Message);
             await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);

@@ -50,8 +50,11 @@ public class DemoAndIdentityTests
         Assert.Equal("succeeded", good.State);
         Assert.Equal(ok.RestorePoint.Id, good.RestorePoint);
         Assert.True(good.BytesRead > 0);
+        Assert.Contains(w.Catalog.LogOf(ok.JobId), l => l.Level == "info" && l.Message.Contains($"restore point {ok.RestorePoint.Id} committed", StringComparison.Ordinal));
+        Assert.Contains(w.Catalog.LogOf(ok.JobId), l => l.Message.StartsWith("disk 0: read", StringComparison.Ordinal));
         var bad = jobs.Single(j => j.VmId == 424242);
         Assert.Equal("failed", bad.State);
+        Assert.Contains(w.Catalog.LogOf(bad.Id), l => l.Level == "error" && l.Message.Contains("424242", StringComparison.Ordinal));
         Assert.Contains("424242", bad.Error, StringComparison.Ordinal);
         var e = await Assert.ThrowsAsync<JobFailedException>(() => ProxyIdentity.VerifyAsync(w.Client, 424242));
         Assert.Contains("does not exist", e.Message, StringComparison.Ordinal);
