@@ -18,10 +18,46 @@ internal static class ConfigureCommand
 {
     public static Command Build()
     {
-        var c = new Command("configure", "Set up the appliance in a text UI: connection, proxy VM, repository, policies, jobs, restore, snapshots.");
+        var fromContext = new Option<bool>("--from-context") { Description = "No UI: first-boot setup from OpenNebula's context (VMID, PROXYBACKUP_*) and the environment; an existing configuration is kept." };
+        var contextFile = new Option<string?>("--context-file") { Description = "Read the context variables from this file instead of the one-context locations." };
+        var c = new Command("configure", "Set up the appliance in a text UI: connection, proxy VM, repository, policies, jobs, restore, snapshots.") { fromContext, contextFile };
         c.Options.Add(DaemonCommand.ConfigFile);
-        c.SetAction(async (p, ct) => await new Session(p.GetValue(DaemonCommand.ConfigFile)!).RunAsync(ct).ConfigureAwait(false));
+        c.SetAction(async (p, ct) => p.GetValue(fromContext)
+            ? SeedFromContext(p.GetValue(DaemonCommand.ConfigFile)!, p.GetValue(contextFile))
+            : await new Session(p.GetValue(DaemonCommand.ConfigFile)!).RunAsync(ct).ConfigureAwait(false));
         return c;
+    }
+
+    /// <summary>
+    /// What the contextualization hook runs at first boot: the appliance template's user inputs
+    /// (PROXYBACKUP_ENDPOINT, _USER, _PASSWORD, _REPOSITORY) and VMID become the configuration.
+    /// </summary>
+    private static int SeedFromContext(string configPath, string? contextFile)
+    {
+        if (File.Exists(configPath))
+        {
+            Console.WriteLine($"{configPath} exists; nothing changed (use 'proxybackup configure' to edit it).");
+            return 0;
+        }
+        var vars = new Dictionary<string, string>(ProxyIdentity.ContextVariables(contextFile is null ? null : [contextFile]), StringComparer.Ordinal);
+        foreach (var name in new[] { "PROXYBACKUP_ENDPOINT", "PROXYBACKUP_USER", "PROXYBACKUP_PASSWORD", "PROXYBACKUP_REPOSITORY", "VMID" })
+            if (Environment.GetEnvironmentVariable(name) is { Length: > 0 } v) vars[name] = v;
+        var config = new AppConfig { SecretsFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(configPath))!, "secrets.json") };
+        var secrets = new AppSecrets();
+        var set = new List<string>();
+        if (vars.TryGetValue("PROXYBACKUP_ENDPOINT", out var endpoint) && endpoint.Length > 0) { config.OpenNebula.Endpoint = endpoint; set.Add("OpenNebula:Endpoint"); }
+        if (vars.TryGetValue("PROXYBACKUP_USER", out var user) && user.Length > 0) { config.OpenNebula.User = user; set.Add("OpenNebula:User"); }
+        if (vars.TryGetValue("VMID", out var vmid) && int.TryParse(vmid, out var id)) { config.OpenNebula.ProxyVmId = id; set.Add("OpenNebula:ProxyVmId"); }
+        if (vars.TryGetValue("PROXYBACKUP_REPOSITORY", out var repo) && repo.Length > 0) { config.Repository.Path = repo; set.Add("Repository:Path"); }
+        if (vars.TryGetValue("PROXYBACKUP_PASSWORD", out var password) && password.Length > 0) { secrets.OpenNebulaPassword = password; set.Add("the OpenNebula password (in the secrets file)"); }
+        var problems = config.Problems();
+        if (problems.Count > 0) throw new CliException($"The context gives invalid values: {string.Join("; ", problems)}.");
+        config.Save(configPath);
+        secrets.Save(config.SecretsFile);
+        Console.WriteLine(set.Count == 0
+            ? $"Wrote a default {configPath}: no context variables were found; finish with 'proxybackup configure'."
+            : $"Wrote {configPath} from the context: {string.Join(", ", set)}.");
+        return 0;
     }
 
     private sealed class Session(string configPath)
@@ -57,7 +93,7 @@ internal static class ConfigureCommand
                         case Menu.Proxy: await ProxyAsync(ct).ConfigureAwait(false); break;
                         case Menu.Repository: RepositoryMenu(); break;
                         case Menu.Policies: await PoliciesAsync(ct).ConfigureAwait(false); break;
-                        case Menu.Jobs: Jobs(); break;
+                        case Menu.Jobs: await JobsAsync(ct).ConfigureAwait(false); break;
                         case Menu.Restore: await RestoreAsync(ct).ConfigureAwait(false); break;
                         case Menu.Snapshots: await SnapshotsAsync(ct).ConfigureAwait(false); break;
                         case Menu.Save:
@@ -257,14 +293,41 @@ internal static class ConfigureCommand
             string.Join(" or ", new[] { s.VmIds.Count > 0 ? $"ids {string.Join(',', s.VmIds)}" : null, s.NamePattern is { } n ? $"name {n}" : null,
                 s.Label is { } l ? $"label {l}" : null, s.AttributeName is { } a ? $"{a}={s.AttributeValue ?? "*"}" : null }.OfType<string>());
 
-        private void Jobs()
+        private async Task JobsAsync(CancellationToken ct)
         {
+            var status = await DaemonApi.AskAsync(_config.Daemon.Socket, new { op = "status" }, ct).ConfigureAwait(false);
+            if (status is null) AnsiConsole.MarkupLine("[yellow]The daemon is not running: no live progress.[/]");
+            else
+            {
+                var running = status["running"]!.AsArray();
+                AnsiConsole.MarkupLine($"Daemon: {running.Count} running, {status["waiting"]!.AsArray().Count} waiting.");
+                foreach (var r in running)
+                    AnsiConsole.MarkupLine($"  VM {r!["vm"]} ({Markup.Escape((string?)r["name"] ?? "")}, policy {Markup.Escape((string?)r["policy"] ?? "")}): {CliFormat.Bytes((long)r["done"]!)} of {CliFormat.Bytes((long)r["total"]!)}");
+            }
+            var recent = Catalog().Recent(20);
             var table = new Table().AddColumns("Job", "Kind", "VM", "State", "Started (UTC)", "Read", "Stored", "Error");
-            foreach (var j in Catalog().Recent(20))
+            foreach (var j in recent)
                 table.AddRow(j.Id, j.Kind, j.VmId.ToString(System.Globalization.CultureInfo.InvariantCulture), j.State, j.Started.ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture),
                     CliFormat.Bytes(j.BytesRead), CliFormat.Bytes(j.BytesStored), Markup.Escape(j.Error ?? ""));
             AnsiConsole.Write(table);
-            Pause();
+            var choices = new List<string> { "Back" };
+            if (recent.Count > 0) choices.Insert(0, "Show a job's log");
+            if (status?["running"]!.AsArray().Count > 0) choices.Insert(0, "Cancel a running backup");
+            switch (AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Jobs").AddChoices(choices)))
+            {
+                case "Show a job's log":
+                    var job = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Which job?").AddChoices(recent.Select(j => j.Id)));
+                    foreach (var (time, level, message) in Catalog().LogOf(job))
+                        AnsiConsole.MarkupLine($"{time:HH:mm:ss} {(level == "error" ? "[red]" : level == "warning" ? "[yellow]" : "[grey]")}{level}[/] {Markup.Escape(message)}");
+                    Pause();
+                    break;
+                case "Cancel a running backup":
+                    var vm = AnsiConsole.Prompt(new SelectionPrompt<int>().Title("Cancel the backup of which VM?").AddChoices(status!["running"]!.AsArray().Select(r => (int)r!["vm"]!)));
+                    var answer = await DaemonApi.AskAsync(_config.Daemon.Socket, new { op = "cancel", vm }, ct).ConfigureAwait(false);
+                    AnsiConsole.MarkupLine(answer?["cancelled"]?.GetValue<bool>() == true ? $"The backup of VM {vm} is being stopped; it cleans up after itself." : $"VM {vm} has no running backup any more.");
+                    Pause();
+                    break;
+            }
         }
 
         private async Task<EngineHost> EngineAsync(CancellationToken ct) =>
