@@ -16,20 +16,7 @@ public class DaemonTests
     public async Task Runs_policies_stops_cleanly_on_sigterm_mid_job_and_resumes()
     {
         await using var w = await EngineWorld.StartAsync(diskMb: 8);
-        var config = Path.Combine(w.Root, "etc", "config.json");
-        Directory.CreateDirectory(Path.GetDirectoryName(config)!);
-        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
-        {
-            OpenNebula = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
-            Repository = new { Path = w.Repository.Root },
-            Catalog = new { Path = w.Catalog.Path },
-            Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
-            Limits = new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
-            Daemon = new { TickSeconds = 1, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock") },
-        }));
-        var secrets = Path.Combine(w.Root, "etc", "secrets.json");
-        await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
-        File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var config = await WriteConfigAsync(w);
         w.Catalog.SavePolicy(new ProtectionPolicy
         {
             Name = "every-minute", Schedule = "* * * * *", Selection = new VmSelection { AttributeName = "BACKUP_POLICY", AttributeValue = "gold" },
@@ -74,20 +61,8 @@ public class DaemonTests
     public async Task The_cli_hands_backups_to_the_running_daemon_and_can_cancel_them()
     {
         await using var w = await EngineWorld.StartAsync(diskMb: 8);
-        var config = Path.Combine(w.Root, "etc", "config.json");
-        Directory.CreateDirectory(Path.GetDirectoryName(config)!);
+        var config = await WriteConfigAsync(w);
         var socket = Path.Combine(w.Root, "run", "daemon.sock");
-        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
-        {
-            OpenNebula = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
-            Repository = new { Path = w.Repository.Root },
-            Catalog = new { Path = w.Catalog.Path },
-            Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
-            Daemon = new { TickSeconds = 1, Socket = socket },
-        }));
-        var secrets = Path.Combine(w.Root, "etc", "secrets.json");
-        await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
-        File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
         using var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
         await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
@@ -134,10 +109,8 @@ public class DaemonTests
         using var dir = new TempDirectory();
         var config = dir.Combine("config.json");
         await File.WriteAllTextAsync(config, "{\"OpenNebula\":{\"Endpoint\":\"ftp://x\"},\"Limits\":{\"MaxConcurrent\":0},\"Repository\":{\"Path\":\"relative\"}}");
-        using var p = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
-        var error = await p.Process.StandardError.ReadToEndAsync();
-        await p.Process.WaitForExitAsync();
-        Assert.Equal(1, p.Process.ExitCode);
+        var (code, _, error) = await ChildProcess.RunAsync("dotnet", Cli, "daemon", "--config", config);
+        Assert.Equal(1, code);
         Assert.Contains("OpenNebula:Endpoint: an http(s) URL", error, StringComparison.Ordinal);
         Assert.Contains("Limits:MaxConcurrent: 1 to 64", error, StringComparison.Ordinal);
         Assert.Contains("Repository:Path: an absolute directory path", error, StringComparison.Ordinal);
@@ -145,12 +118,30 @@ public class DaemonTests
         await File.WriteAllTextAsync(config, "{}");
         await File.WriteAllTextAsync(dir.Combine("secrets.json"), "{\"OpenNebulaPassword\":\"s3cret\"}");
         File.SetUnixFileMode(dir.Combine("secrets.json"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
-        using var q = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
-        var err2 = await q.Process.StandardError.ReadToEndAsync();
-        await q.Process.WaitForExitAsync();
-        Assert.Equal(1, q.Process.ExitCode);
+        (code, _, var err2) = await ChildProcess.RunAsync("dotnet", Cli, "daemon", "--config", config);
+        Assert.Equal(1, code);
         Assert.Contains("chmod 600", err2, StringComparison.Ordinal);
         Assert.DoesNotContain("s3cret", err2, StringComparison.Ordinal);
+    }
+
+    /// <summary>The appliance's configuration and 0600 secrets for the world's simulator, repository and catalog.</summary>
+    private static async Task<string> WriteConfigAsync(EngineWorld w)
+    {
+        var config = Path.Combine(w.Root, "etc", "config.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(config)!);
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
+        {
+            OpenNebula = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
+            Repository = new { Path = w.Repository.Root },
+            Catalog = new { Path = w.Catalog.Path },
+            Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
+            Limits = new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
+            Daemon = new { TickSeconds = 1, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock") },
+        }));
+        var secrets = Path.Combine(w.Root, "etc", "secrets.json");
+        await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
+        File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        return config;
     }
 
     private static void Terminate(Process p)

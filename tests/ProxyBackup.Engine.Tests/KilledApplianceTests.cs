@@ -71,9 +71,7 @@ public class KilledApplianceTests
 
     private static async Task<(int Code, string Error)> RunAsync(params string[] args)
     {
-        using var p = ChildProcess.Start("dotnet", [Cli, .. args]);
-        var error = await p.Process.StandardError.ReadToEndAsync();
-        await p.Process.WaitForExitAsync();
-        return (p.Process.ExitCode, error.Trim());
+        var (code, _, error) = await ChildProcess.RunAsync("dotnet", [Cli, .. args]);
+        return (code, error.Trim());
     }
 }

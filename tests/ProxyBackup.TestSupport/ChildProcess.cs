@@ -22,6 +22,16 @@ public sealed class ChildProcess : IDisposable
         return new ChildProcess(Process.Start(psi) ?? throw new InvalidOperationException($"Could not start {file}."));
     }
 
+    /// <summary>Runs a command to its end; returns its exit code and what it wrote.</summary>
+    public static async Task<(int Code, string Output, string Error)> RunAsync(string file, params string[] args)
+    {
+        using var p = Start(file, args);
+        var output = p.Process.StandardOutput.ReadToEndAsync();
+        var error = p.Process.StandardError.ReadToEndAsync();
+        await p.Process.WaitForExitAsync();
+        return (p.Process.ExitCode, await output, await error);
+    }
+
     public async Task<string> ReadLineAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
