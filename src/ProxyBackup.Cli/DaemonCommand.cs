@@ -46,17 +46,28 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        EngineHost host;
-        try
+        EngineHost? host = null;
+        while (host is null)
         {
-            host = await EngineHost.FromConfigAsync(config, secrets, logs, stoppingToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            _log.LogCritical("Cannot start: {Error}", e.Message);
-            Environment.ExitCode = 1;
-            lifetime.StopApplication();
-            return;
+            try
+            {
+                host = await EngineHost.FromConfigAsync(config, secrets, logs, stoppingToken).ConfigureAwait(false);
+            }
+            catch (ProxyBackup.Repository.RepositoryException e)
+            {
+                // Reaching the cloud worked; only the repository is missing (a data disk not yet mounted,
+                // not yet created): say so and keep trying instead of crash-looping.
+                _log.LogError("The repository is not usable: {Error} Policies will not run until it is; retrying every minute.", e.Message);
+                try { await Task.Delay(TimeSpan.FromMinutes(1), stoppingToken).ConfigureAwait(false); }
+                catch (OperationCanceledException) { return; }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                _log.LogCritical("Cannot start: {Error}", e.Message);
+                Environment.ExitCode = 1;
+                lifetime.StopApplication();
+                return;
+            }
         }
         using (host)
         {

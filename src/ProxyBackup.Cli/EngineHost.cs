@@ -99,7 +99,9 @@ internal sealed class EngineHost : IDisposable
         {
             var proxyId = proxyVm ?? ProxyIdentity.FromContext()
                 ?? throw new CliException("Which VM is the proxy? Give --proxy-vm ID or OpenNebula:ProxyVmId (no VMID was found in OpenNebula's context files).");
-            await ProxyIdentity.VerifyAsync(client, proxyId, ct).ConfigureAwait(false);
+            var proxy = await ProxyIdentity.VerifyAsync(client, proxyId, ct).ConfigureAwait(false);
+            logs.CreateLogger("proxybackup").LogInformation("Reached OpenNebula {Version} at {Endpoint} as {User}; proxy VM {Proxy} ({Name}) is RUNNING",
+                await client.SystemVersionAsync(ct).ConfigureAwait(false), client.Endpoint, client.User, proxy.Id, proxy.Name);
             var catalog = new SqliteCatalog(catalogPath);
             var repository = openRepository();
             var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devicesDir });
