@@ -66,11 +66,14 @@ public sealed class XmlRpcClient : IDisposable
         {
             var neverSent = e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused or SocketError.HostNotFound or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.TryAgain }
                 || e.HttpRequestError is HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError;
+            var socketError = (e.InnerException as SocketException)?.SocketErrorCode;
             var why = e.HttpRequestError switch
             {
                 HttpRequestError.NameResolutionError => "the host name does not resolve",
                 HttpRequestError.SecureConnectionError => "the TLS handshake failed (certificate not trusted, or not a TLS endpoint)",
-                HttpRequestError.ConnectionError when neverSent => "the connection was refused",
+                _ when socketError == SocketError.ConnectionRefused => "the connection was refused",
+                _ when socketError is SocketError.NetworkUnreachable or SocketError.HostUnreachable => "the network or host is unreachable (check this machine's network and routes)",
+                _ when socketError == SocketError.TimedOut => "the connection timed out",
                 HttpRequestError.ResponseEnded => "the server closed the connection before answering",
                 _ => e.Message,
             };
