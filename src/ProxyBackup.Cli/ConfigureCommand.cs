@@ -203,10 +203,16 @@ internal static class ConfigureCommand
             if (Directory.Exists(probe)) AnsiConsole.MarkupLine($"Free space there: [bold]{CliFormat.Bytes(new DriveInfo(probe).AvailableFreeSpace)}[/].");
             if (File.Exists(Path.Combine(path, "config")))
             {
-                var encrypted = File.ReadAllText(Path.Combine(path, "config")).Contains("AES-256-GCM", StringComparison.Ordinal);
-                if (encrypted)
+                BackupRepository repo;
+                try
+                {
+                    repo = BackupRepository.Open(path, _secrets.RepositoryPassphrase is { Length: > 0 } known ? RepositoryKey.FromPassphrase(known) : null);
+                }
+                catch (WrongKeyException)
+                {
                     _secrets.RepositoryPassphrase = AnsiConsole.Prompt(new TextPrompt<string>("Repository passphrase:").Secret());
-                var repo = BackupRepository.Open(path, _secrets.RepositoryPassphrase is { } pass && encrypted ? RepositoryKey.FromPassphrase(pass) : null);
+                    repo = BackupRepository.Open(path, RepositoryKey.FromPassphrase(_secrets.RepositoryPassphrase));
+                }
                 AnsiConsole.MarkupLine($"[green]Opened[/] repository {Markup.Escape(repo.Root)}: {repo.ListRestorePoints().Count} restore point(s), {(repo.Config.Encrypted ? "encrypted" : "not encrypted")}.");
             }
             else if (AnsiConsole.Confirm($"There is no repository in {Markup.Escape(path)}. Create one?", true))

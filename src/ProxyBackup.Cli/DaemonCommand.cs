@@ -79,7 +79,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, host.Steps.Options.ProxyVmId,
                 new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
                 TimeProvider.System, DateTimeOffset.UtcNow, _log, notifier, TimeSpan.FromHours(config.Daemon.GcGraceHours),
-                beforeJobs: async ct => await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false));
+                beforeJobs: async ct => await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false), index: host.CatalogDb);
             await using var api = new DaemonApi(config.Daemon.Socket, runner, _log);
             try
             {

@@ -38,7 +38,7 @@ internal sealed class EngineHost : IDisposable
         Logs = logs;
         var logger = logs.CreateLogger("proxybackup");
         Cleaner = new CloudCleaner(steps, catalog, logger);
-        Backup = new BackupJob(steps, Cleaner, catalog, catalog, repository, logger);
+        Backup = new BackupJob(steps, Cleaner, catalog, catalog, repository, logger, catalog);
         Restore = new RestoreJob(steps, Cleaner, catalog, repository, logger);
         Snapshots = new SnapshotManager(steps, catalog, logger);
     }

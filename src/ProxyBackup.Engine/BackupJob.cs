@@ -24,7 +24,8 @@ public sealed record BackupResult(string JobId, int VmId, string VmName, Restore
 /// the repository, detach, delete image and snapshot; the restore point is committed last. On any
 /// failure, what the job created is removed again before the error is reported.
 /// </summary>
-public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger)
+public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger,
+    IRestorePointIndex? index = null)
 {
     public static string SourceOf(int vmId) => $"vm-{vmId}";
 
@@ -41,7 +42,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             foreach (var d in result.Disks)
                 jobs.Log(jobId, "info", $"disk {d.DiskId}: read {d.Stats.Read} bytes ({d.Stats.Zero} zero), changed {d.Stats.Changed}, stored {d.Stats.NewStored} new in {d.Stats.NewChunks} chunks, {d.Stats.Seconds:0.0} s");
             jobs.Log(jobId, "info", $"restore point {result.RestorePoint.Id} committed");
-            if (jobs is IRestorePointIndex index) index.Sync(SourceOf(vmId), repository.ListRestorePoints(SourceOf(vmId)));
+            index?.Sync(SourceOf(vmId), repository.ListRestorePoints(SourceOf(vmId)));
             jobs.Finished(jobId, true, result.Disks.Sum(d => d.Stats.Read), result.Disks.Sum(d => d.Stats.NewStored), result.RestorePoint.Id, null);
             return result;
         }

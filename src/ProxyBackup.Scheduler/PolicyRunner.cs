@@ -27,7 +27,7 @@ public interface IFailureNotifier
 public sealed class PolicyRunner(
     IPolicyStore store, OneClient client, BackupJob backup, BackupRepository repository, int proxyVmId,
     QueueLimits limits, TimeProvider time, DateTimeOffset since, ILogger logger, IFailureNotifier? notifier = null, TimeSpan? gcGrace = null,
-    Func<CancellationToken, Task>? beforeJobs = null)
+    Func<CancellationToken, Task>? beforeJobs = null, IRestorePointIndex? index = null)
 {
     private readonly JobQueue _queue = new(limits);
     private readonly List<Task> _running = [];
@@ -132,7 +132,7 @@ public sealed class PolicyRunner(
             if (!policy.Retention.IsEmpty)
             {
                 var removed = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(item.VmId), dryRun: false).Count(d => !d.Keep);
-                if (store is IRestorePointIndex index) index.Sync(BackupJob.SourceOf(item.VmId), repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)));
+                index?.Sync(BackupJob.SourceOf(item.VmId), repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)));
                 if (removed > 0)
                 {
                     _forgotSomething = true;

@@ -46,7 +46,7 @@ public sealed class EngineWorld : IAsyncDisposable
         var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = w.Sim.Cloud.Devices.Directory, PollInterval = TimeSpan.FromMilliseconds(20) });
         w.Steps = new CloudSteps(w.Client, w.Catalog, locator, options, NullLogger.Instance);
         w.Cleaner = new CloudCleaner(w.Steps, w.Catalog, NullLogger.Instance);
-        w.Backup = new BackupJob(w.Steps, w.Cleaner, w.Catalog, w.Catalog, w.Repository, NullLogger.Instance);
+        w.Backup = new BackupJob(w.Steps, w.Cleaner, w.Catalog, w.Catalog, w.Repository, NullLogger.Instance, w.Catalog);
         w.Restore = new RestoreJob(w.Steps, w.Cleaner, w.Catalog, w.Repository, NullLogger.Instance);
         return w;
     }
