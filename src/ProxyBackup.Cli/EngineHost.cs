@@ -105,7 +105,7 @@ internal sealed class EngineHost : IDisposable
             var catalog = new SqliteCatalog(catalogPath);
             var repository = openRepository();
             var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devicesDir });
-            var steps = new CloudSteps(client, catalog, locator, new EngineOptions { ProxyVmId = proxyId }, logs.CreateLogger("proxybackup"));
+            var steps = new CloudSteps(client, catalog, locator, new EngineOptions { ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogPath))!, "hotplug.lock") }, logs.CreateLogger("proxybackup"));
             return new EngineHost(client, catalog, repository, steps, logs);
         }
         catch

@@ -71,7 +71,9 @@ public sealed class DeviceLocator(DeviceLocatorOptions options)
         if (options.DevicesDirectory is null)
         {
             if (disk.Serial is { Length: > 0 } serial && BySerial(serial) is { } s) return Checked(s.Name, s.Path, disk);
-            if (ScsiTargetIndex(disk.Target) is { } target) return ByScsiTarget(target, disk);
+            // A hypervisor that hot-plugs every disk as virtio-blk (TARGET's bus not honoured) shows
+            // no SCSI disk at that target: the scan, still size-checked and unique, finds the vdX.
+            if (ScsiTargetIndex(disk.Target) is { } target && ByScsiTarget(target, disk) is { } byTarget) return byTarget;
         }
         return ByScan(disk, before);
     }

@@ -10,8 +10,7 @@ namespace ProxyBackup.Engine;
 /// </summary>
 public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLocator locator, EngineOptions options, ILogger logger)
 {
-    // One hot-plug at a time on the proxy: a before/after device scan is only unambiguous that way.
-    private static readonly SemaphoreSlim ProxyHotplug = new(1, 1);
+    private readonly ProxyHotplugLock _hotplug = new(options.HotplugLockFile);
     private readonly OneWaiter _waiter = new(client, options.FirstPoll, options.MaxPoll);
 
     /// <summary>A creating request may still be in flight this long after its journal entry (a lost answer, a killed process).</summary>
@@ -110,8 +109,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     /// </summary>
     public async Task<(int DiskId, string Device)> AttachToProxyAsync(string jobId, int imageId, string imageName, long sizeBytes, bool readOnly, CancellationToken ct)
     {
-        await ProxyHotplug.WaitAsync(ct).ConfigureAwait(false);
-        try
+        using (await _hotplug.AcquireAsync(ct).ConfigureAwait(false))
         {
             var proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
             var target = FreeScsiTarget(proxy);
@@ -128,10 +126,6 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
             logger.LogInformation("Image {Image} attached to the proxy as disk {Disk} ({Target}), device {Device}", imageId, attached.DiskId, attached.Target, device);
             return (attached.DiskId, device);
         }
-        finally
-        {
-            ProxyHotplug.Release();
-        }
     }
 
     /// <summary>sd letters a..z not used by the proxy's disks: the letter index is the SCSI target (facts sheet 5.2).</summary>
@@ -146,8 +140,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     /// <summary>Detaches the proxy's disk that holds the image; a detach the guest refuses (device still held) is retried.</summary>
     public async Task DetachFromProxyAsync(int imageId, CancellationToken ct)
     {
-        await ProxyHotplug.WaitAsync(ct).ConfigureAwait(false);
-        try
+        using (await _hotplug.AcquireAsync(ct).ConfigureAwait(false))
         {
             for (var attempt = 1; ; attempt++)
             {
@@ -166,10 +159,6 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
                 logger.LogWarning("Detach of image {Image} refused (attempt {Attempt}){Why}; retrying", imageId, attempt, Why(proxy));
                 await Task.Delay(options.DetachRetryDelay * Math.Pow(2, attempt - 1), ct).ConfigureAwait(false);
             }
-        }
-        finally
-        {
-            ProxyHotplug.Release();
         }
     }
 

@@ -24,6 +24,12 @@ public sealed record EngineOptions
     /// <summary>after this delay, doubled each time.</summary>
     public TimeSpan DetachRetryDelay { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// File that serialises hot-plugs on the proxy between processes (beside the catalog, which
+    /// every process of one appliance shares); null: within this process only.
+    /// </summary>
+    public string? HotplugLockFile { get; init; }
+
     /// <summary>Prefix of every object the appliance creates on the cloud, so that an operator recognises them.</summary>
     public string NamePrefix { get; init; } = "pb";
 }

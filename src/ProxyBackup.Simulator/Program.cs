@@ -17,9 +17,10 @@ var seed = new Option<string>("--seed") { Description = "demo: create the demo c
 var diskMb = new Option<long>("--seed-disk-mb") { Description = "Size of the demo VMs' main disks, MiB.", DefaultValueFactory = _ => 256 };
 var opMs = new Option<int>("--op-ms") { Description = "How long each asynchronous operation stays in its transient state, ms.", DefaultValueFactory = _ => 300 };
 var devices = new Option<SimDeviceMode>("--devices") { Description = "How the proxy VM sees attached disks: loop (real block devices), file, or auto.", DefaultValueFactory = _ => SimDeviceMode.Auto };
+var proxyQmp = new Option<string?>("--proxy-qmp") { Description = "The proxy VM is the QEMU process with this QMP socket: attached disks are hot-plugged into it as virtio-blk devices (instead of --devices)." };
 var fault = new Option<string[]>("--fault") { Description = "Fault rule, repeatable: METHOD[,nth=N][,rate=R][,times=N][,action=error|drop-before|drop-after|stuck|fail-async|delay][,code=N][,message=TEXT][,latency=MS]", AllowMultipleArgumentsPerToken = false };
 var faultsFile = new Option<string?>("--faults") { Description = "JSON file of fault rules: {\"rules\": [{\"method\": ..., \"nth\": ..., \"action\": ...}]}." };
-var serve = new Command("serve", "Run the simulator (the default command).") { listen, data, password, passwordFile, seed, diskMb, opMs, devices, fault, faultsFile };
+var serve = new Command("serve", "Run the simulator (the default command).") { listen, data, password, passwordFile, seed, diskMb, opMs, devices, proxyQmp, fault, faultsFile };
 foreach (var o in serve.Options) root.Options.Add(o);
 
 async Task<int> Serve(ParseResult p, CancellationToken ct)
@@ -33,6 +34,7 @@ async Task<int> Serve(ParseResult p, CancellationToken ct)
         DataDirectory = Path.GetFullPath(p.GetValue(data)!),
         OperationTime = TimeSpan.FromMilliseconds(p.GetValue(opMs)),
         DeviceMode = p.GetValue(devices),
+        ProxyQmpSocket = p.GetValue(proxyQmp) is { } qmp ? Path.GetFullPath(qmp) : null,
     };
     string? pw = p.GetValue(password);
     if (p.GetValue(passwordFile) is { } pf) pw = File.ReadAllText(pf).Trim();
@@ -65,7 +67,7 @@ async Task<int> Serve(ParseResult p, CancellationToken ct)
         server.Cloud.SeedDemo(p.GetValue(diskMb));
     }
     Console.WriteLine($"one-sim {SimCloud.Version} listening on {server.Endpoint}");
-    Console.WriteLine($"data: {options.DataDirectory}; proxy devices ({(server.Cloud.Devices.UsesLoopDevices ? "loop devices" : "files")}): {server.Cloud.Devices.Directory}");
+    Console.WriteLine($"data: {options.DataDirectory}; proxy disks: {server.Cloud.ProxyDisks.Description}");
     if (generated) Console.WriteLine($"oneadmin password: {pw}");
     Console.Out.Flush();
     var stop = new TaskCompletionSource();

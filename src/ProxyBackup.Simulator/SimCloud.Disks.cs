@@ -261,7 +261,7 @@ public sealed partial class SimCloud
                 {
                     disk.Element("ATTACH")?.Remove();
                     if (IsProxy(vm))
-                        vm.Devices[DiskId(disk)] = Devices.Expose(file, Yes(disk, "READONLY"));
+                        vm.Devices[DiskId(disk)] = ProxyDisks.Expose(file, Yes(disk, "READONLY"));
                     Return(vm);
                 },
                 onFailure: () =>
@@ -300,14 +300,13 @@ public sealed partial class SimCloud
                 onSuccess: () =>
                 {
                     // virsh detach-disk fails while the guest still holds the device (facts sheet 7.9).
-                    if (device is not null && Devices.IsOpen(device))
+                    if (device is not null && !ProxyDisks.TryRelease(device))
                     {
                         disk.Element("ATTACH")?.Remove();
                         Return(vm);
                         SetError(vm, $"Error detaching DISK {diskId}: device still in use in the guest");
                         return;
                     }
-                    if (device is not null) Devices.Remove(device);
                     vm.Devices.Remove(diskId);
                     ReleaseImage(vm, disk);
                     if (!Yes(disk, "PERSISTENT")) SimFiles.Delete(DiskFile(vm, disk));

@@ -127,7 +127,7 @@ public sealed partial class SimCloud
                 lock (_gate)
                 {
                     vm.Lcm = LcmState.Running;
-                    if (IsProxy(vm)) ExposeOwnDisks(vm);
+                    if (IsProxy(vm) && ProxyDisks.ShowsOwnDisks) ExposeOwnDisks(vm);
                     Save();
                 }
             }
@@ -147,7 +147,7 @@ public sealed partial class SimCloud
     {
         foreach (var d in vm.Disks)
             if (!vm.Devices.ContainsKey(DiskId(d)))
-                vm.Devices[DiskId(d)] = Devices.Expose(DiskFile(vm, d), readOnly: false);
+                vm.Devices[DiskId(d)] = ProxyDisks.Expose(DiskFile(vm, d), readOnly: false);
     }
 
     public int VmDeploy(int vmId, int hostId, int systemDsId)
@@ -238,7 +238,7 @@ public sealed partial class SimCloud
         Save();
         Later(OpOutcome.Succeed, onSuccess: () =>
         {
-            foreach (var dev in vm.Devices.Values) Devices.Remove(dev);
+            foreach (var dev in vm.Devices.Values) ProxyDisks.Remove(dev);
             vm.Devices.Clear();
             foreach (var d in vm.Disks) ReleaseImage(vm, d);
             vm.Snapshots.Clear();

@@ -16,6 +16,12 @@ public sealed record SimOptions
     public TimeSpan OperationTime { get; init; } = TimeSpan.FromMilliseconds(300);
 
     public SimDeviceMode DeviceMode { get; init; } = SimDeviceMode.Auto;
+
+    /// <summary>The proxy VM is the QEMU process with this QMP socket: its disks are hot-plugged into it.</summary>
+    public string? ProxyQmpSocket { get; init; }
+
+    /// <summary>How long a hot-unplug waits for the guest to release the device before the detach fails.</summary>
+    public TimeSpan UnplugTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -38,7 +44,9 @@ public sealed partial class SimCloud : IDisposable
         Options = options;
         Directory.CreateDirectory(options.DataDirectory);
         _statePath = Path.Combine(options.DataDirectory, "state.json");
-        Devices = new SimDevices(Path.Combine(options.DataDirectory, "devices"), options.DeviceMode);
+        ProxyDisks = options.ProxyQmpSocket is { } qmp
+            ? new QmpDiskBus(qmp, options.UnplugTimeout)
+            : new SimDevices(Path.Combine(options.DataDirectory, "devices"), options.DeviceMode);
         if (File.Exists(_statePath))
         {
             _s = JsonSerializer.Deserialize<SimState>(File.ReadAllText(_statePath)) ?? throw new InvalidDataException($"{_statePath} is empty.");
@@ -52,7 +60,11 @@ public sealed partial class SimCloud : IDisposable
     }
 
     public SimOptions Options { get; }
-    public SimDevices Devices { get; }
+    public IProxyDiskBus ProxyDisks { get; }
+
+    /// <summary>The devices directory of the default world (tests and the demo read the proxy's disks there).</summary>
+    public SimDevices Devices => ProxyDisks as SimDevices
+        ?? throw new InvalidOperationException("The proxy's disks are hot-plugged into QEMU: there is no devices directory.");
     public bool IsEmpty => _s.Vms.Count == 0 && _s.Images.Count == 0;
 
     private static long Now => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -96,7 +108,7 @@ public sealed partial class SimCloud : IDisposable
         }
         foreach (var i in _s.Images.Where(i => i.State == ImageState.Delete).ToList()) DropImage(i);
         foreach (var vm in _s.Vms)
-            foreach (var dev in vm.Devices.Values) Devices.Reattach(dev);
+            foreach (var dev in vm.Devices.Values) ProxyDisks.Reattach(dev);
         Save();
     }
 
@@ -208,7 +220,7 @@ public sealed partial class SimCloud : IDisposable
         {
             _stop.Cancel();
             foreach (var vm in _s.Vms)
-                foreach (var dev in vm.Devices.Values) Devices.Suspend(dev);
+                foreach (var dev in vm.Devices.Values) ProxyDisks.Suspend(dev);
         }
         _stop.Dispose();
     }

@@ -10,7 +10,7 @@ public enum SimDeviceMode { Auto, Loop, File }
 /// loop devices an entry links to a real block device (/dev/loopN) backed by the disk's file;
 /// otherwise it links to the file itself.
 /// </summary>
-public sealed class SimDevices
+public sealed class SimDevices : IProxyDiskBus
 {
     public SimDevices(string directory, SimDeviceMode mode)
     {
@@ -26,6 +26,8 @@ public sealed class SimDevices
 
     public string Directory { get; }
     public bool UsesLoopDevices { get; }
+    public string Description => $"{(UsesLoopDevices ? "loop devices" : "files")} in {Directory}";
+    public bool ShowsOwnDisks => true;
 
     private static bool LoopDevicesWork() =>
         Environment.IsPrivilegedProcess && File.Exists("/dev/loop-control") && Run("losetup", "--find").ExitCode == 0;
@@ -68,6 +70,13 @@ public sealed class SimDevices
         var link = Link(device);
         if (File.Exists(link) || new FileInfo(link).LinkTarget is not null) File.Delete(link);
         File.CreateSymbolicLink(link, target);
+    }
+
+    public bool TryRelease(SimDevice device)
+    {
+        if (IsOpen(device)) return false;
+        Remove(device);
+        return true;
     }
 
     public void Remove(SimDevice device)

@@ -70,6 +70,15 @@ public sealed class DeviceLocatorTests : IDisposable
     }
 
     [Fact]
+    public async Task An_sd_target_hot_plugged_as_virtio_blk_is_found_by_the_scan()
+    {
+        var before = Locator().Snapshot();
+        AddDisk("vdb", 10 * Gib); // TARGET sdd was asked for; QEMU added a virtio-blk device
+        var found = await Locator().LocateAsync(new AttachedDisk(7, "sdd", null, 10 * Gib), before, TimeSpan.FromSeconds(2));
+        Assert.Equal(Path.Combine(Dev, "vdb"), found);
+    }
+
+    [Fact]
     public async Task Falls_back_to_the_one_new_device_of_the_right_size()
     {
         var before = Locator().Snapshot();

@@ -1,0 +1,28 @@
+namespace ProxyBackup.Simulator;
+
+/// <summary>
+/// How disks attached to the proxy VM reach the appliance: a devices directory on this machine
+/// (<see cref="SimDevices"/>), or hot-plugged into a real QEMU guest (<see cref="QmpDiskBus"/>).
+/// </summary>
+public interface IProxyDiskBus
+{
+    /// <summary>One line for the start-up banner.</summary>
+    string Description { get; }
+
+    /// <summary>Whether the proxy's own disks are shown as well (a QEMU guest already has its own).</summary>
+    bool ShowsOwnDisks { get; }
+
+    SimDevice Expose(string backingFile, bool readOnly);
+
+    /// <summary>After a restart of the simulator the attachments are made present again.</summary>
+    void Reattach(SimDevice device);
+
+    /// <summary>At shutdown of the simulator; the state keeps the attachment.</summary>
+    void Suspend(SimDevice device);
+
+    /// <summary>A detach: false when the guest has not let go of the device, as virsh detach-disk fails then.</summary>
+    bool TryRelease(SimDevice device);
+
+    /// <summary>Unconditional removal (the VM is gone).</summary>
+    void Remove(SimDevice device);
+}

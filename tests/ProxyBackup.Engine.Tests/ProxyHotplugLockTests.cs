@@ -1,0 +1,45 @@
+using System.Diagnostics;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>Hot-plugs on the proxy are serialised across processes by a file lock the kernel frees with its holder.</summary>
+public sealed class ProxyHotplugLockTests : IDisposable
+{
+    private readonly TempDirectory _dir = new("pb-hotplug");
+
+    [Fact]
+    public async Task Waits_while_another_process_holds_the_lock_and_takes_it_when_that_process_dies()
+    {
+        var file = _dir.Combine("hotplug.lock");
+        // Another appliance process in the middle of an attach: it holds the lock, then is killed.
+        using var holder = Process.Start(new ProcessStartInfo("python3")
+        {
+            ArgumentList = { "-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", file },
+            RedirectStandardOutput = true,
+        })!;
+        Assert.Equal("held", await holder.StandardOutput.ReadLineAsync());
+
+        var acquiring = new ProxyHotplugLock(file).AcquireAsync(CancellationToken.None);
+        await Task.Delay(600);
+        Assert.False(acquiring.IsCompleted);
+
+        holder.Kill();
+        using var held = await acquiring.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(holder.HasExited);
+    }
+
+    [Fact]
+    public async Task Two_jobs_of_one_process_take_turns()
+    {
+        var file = _dir.Combine("hotplug.lock");
+        var first = await new ProxyHotplugLock(file).AcquireAsync(CancellationToken.None);
+        var second = new ProxyHotplugLock(file).AcquireAsync(CancellationToken.None);
+        await Task.Delay(300);
+        Assert.False(second.IsCompleted);
+        first.Dispose();
+        (await second.WaitAsync(TimeSpan.FromSeconds(5))).Dispose();
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
