@@ -27,10 +27,11 @@ public sealed class SimulatedCloud : IAsyncDisposable
     public string DevicesDirectory => Server.Cloud.Devices.Directory;
     public static TimeSpan Timeout => TimeSpan.FromSeconds(30);
 
-    public static async Task<SimulatedCloud> StartAsync(int opMs = 30, long diskMb = 4, TempDirectory? reuse = null)
+    public static async Task<SimulatedCloud> StartAsync(int opMs = 30, long diskMb = 4, TempDirectory? reuse = null, Func<SimOptions, SimOptions>? configure = null)
     {
         var dir = reuse ?? new TempDirectory("pb-sim");
-        var server = SimServer.Start(new SimOptions { DataDirectory = dir.Path, OperationTime = TimeSpan.FromMilliseconds(opMs) }, IPAddress.Loopback, 0, Password);
+        var options = new SimOptions { DataDirectory = dir.Path, OperationTime = TimeSpan.FromMilliseconds(opMs) };
+        var server = SimServer.Start(configure?.Invoke(options) ?? options, IPAddress.Loopback, 0, Password);
         server.Cloud.SeedDemo(diskMb);
         await server.Cloud.WaitIdleAsync(TimeSpan.FromSeconds(30));
         return new SimulatedCloud(dir, server, NewClient(server.Endpoint, Password));
