@@ -49,8 +49,9 @@ public sealed class QmpDiskBus(string socketPath, TimeSpan unplugTimeout) : IPro
 
     public void Remove(SimDevice device)
     {
+        // The VM is going away: its QEMU may already have exited, which removes the device too.
         try { TryRelease(device); }
-        catch (Exception e) when (e is IOException or SocketException or QmpException) { }
+        catch (Exception e) when (e is IOException or SocketException or QmpException or TimeoutException) { }
     }
 
     // QEMU's monitor serves one client at a time: every step of an operation shares one connection.

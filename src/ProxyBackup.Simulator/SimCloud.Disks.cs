@@ -256,22 +256,31 @@ public sealed partial class SimCloud
             Save();
             var image = ImageOf(disk);
             var file = DiskFile(vm, disk);
+            void Failed(string? why)
+            {
+                ReleaseImage(vm, disk);
+                disk.Remove();
+                SimFiles.Delete(Path.Combine(VmDir(vm.Id), $"disk.{DiskId(disk)}.raw"));
+                Return(vm);
+                SetError(vm, $"Error attaching new DISK to VM {vmId}: image {image?.Id}{why}");
+            }
             Later(outcome,
                 onSuccess: () =>
                 {
-                    disk.Element("ATTACH")?.Remove();
                     if (IsProxy(vm))
-                        vm.Devices[DiskId(disk)] = ProxyDisks.Expose(file, Yes(disk, "READONLY"));
+                    {
+                        // The hypervisor side can fail too (losetup, QEMU gone): the attach fails as a driver failure.
+                        try { vm.Devices[DiskId(disk)] = ProxyDisks.Expose(file, Yes(disk, "READONLY")); }
+                        catch (Exception e) when (e is IOException or QmpException or TimeoutException)
+                        {
+                            Failed($": {e.Message}");
+                            return;
+                        }
+                    }
+                    disk.Element("ATTACH")?.Remove();
                     Return(vm);
                 },
-                onFailure: () =>
-                {
-                    ReleaseImage(vm, disk);
-                    disk.Remove();
-                    SimFiles.Delete(Path.Combine(VmDir(vm.Id), $"disk.{DiskId(disk)}.raw"));
-                    Return(vm);
-                    SetError(vm, $"Error attaching new DISK to VM {vmId}: image {image?.Id}");
-                },
+                onFailure: () => Failed(null),
                 slowWork: () => PrepareDiskData(vm, disk, image));
             return vmId;
         }
@@ -300,11 +309,14 @@ public sealed partial class SimCloud
                 onSuccess: () =>
                 {
                     // virsh detach-disk fails while the guest still holds the device (facts sheet 7.9).
-                    if (device is not null && !ProxyDisks.TryRelease(device))
+                    string? refused;
+                    try { refused = device is null || ProxyDisks.TryRelease(device) ? null : "device still in use in the guest"; }
+                    catch (Exception e) when (e is IOException or QmpException or TimeoutException) { refused = e.Message; }
+                    if (refused is not null)
                     {
                         disk.Element("ATTACH")?.Remove();
                         Return(vm);
-                        SetError(vm, $"Error detaching DISK {diskId}: device still in use in the guest");
+                        SetError(vm, $"Error detaching DISK {diskId}: {refused}");
                         return;
                     }
                     vm.Devices.Remove(diskId);

@@ -55,6 +55,23 @@ public sealed class QmpProxyTests : IAsyncLifetime
         Assert.Single(Devices());
     }
 
+    [Fact]
+    public async Task An_attach_fails_cleanly_when_the_proxys_QEMU_is_not_there()
+    {
+        await using var cloud = await SimulatedCloud.StartAsync(configure: o => o with { ProxyQmpSocket = _dir.Combine("no-qemu.sock") });
+        var c = cloud.Client;
+        var proxy = await cloud.ProxyAsync();
+        var imageId = await c.ImageAllocateAsync(new OneTemplate().Set("NAME", "pb-qmp-gone").Set("TYPE", "DATABLOCK").Set("SIZE", 1), 1);
+        await cloud.Waiter.ImageReadyAsync(imageId, SimulatedCloud.Timeout);
+
+        await c.VmAttachAsync(proxy.Id, new OneTemplate().AddVector("DISK", [new("IMAGE_ID", imageId), new("TARGET", "sdb")]));
+        var after = await cloud.Waiter.VmSettledAsync(proxy.Id, SimulatedCloud.Timeout);
+        Assert.Equal(LcmState.Running, after.LcmState);
+        Assert.DoesNotContain(after.Disks, d => d.ImageId == imageId);
+        Assert.Contains("Cannot reach QEMU", after.LastError, StringComparison.Ordinal);
+        Assert.Equal(ImageState.Ready, (await c.ImageInfoAsync(imageId)).State);
+    }
+
     /// <summary>The virtio-blk devices QEMU has, with the file behind each and whether it is read-only (asked over QMP).</summary>
     private List<(string Driver, string File, bool ReadOnly)> Devices()
     {
