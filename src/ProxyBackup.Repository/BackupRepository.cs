@@ -141,18 +141,8 @@ public sealed partial class BackupRepository
         }
     }
 
-    internal byte[] ReadChunkFile(ChunkId id)
-    {
-        var length = ChunkFileLength(id);
-        var buffer = new byte[length];
-        return buffer.AsSpan(0, ReadChunkFile(id, buffer)).ToArray();
-    }
-
-    private long ChunkFileLength(ChunkId id)
-    {
-        var info = new FileInfo(ChunkPath(id));
-        return info.Exists ? info.Length : throw new CorruptDataException($"Chunk {id} is missing from the repository.");
-    }
+    /// <summary>The largest a chunk file can be: the encoding byte, a chunk stored raw, the cipher's nonce and tag.</summary>
+    internal static int ChunkFileCapacity(int chunkSize) => 1 + chunkSize + BlobCipher.Overhead;
 
     /// <summary>Reads a chunk file into a caller's buffer (restores read thousands of them); returns its length.</summary>
     internal int ReadChunkFile(ChunkId id, Span<byte> buffer)

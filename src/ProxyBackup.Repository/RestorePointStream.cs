@@ -10,6 +10,7 @@ public sealed class RestorePointStream : Stream
     private readonly Manifest _manifest;
     private readonly ChunkCodec _codec;
     private readonly byte[] _chunk;
+    private readonly byte[] _file;
     private int _cachedIndex = -1;
     private long _position;
 
@@ -19,6 +20,7 @@ public sealed class RestorePointStream : Stream
         _manifest = manifest;
         _codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
         _chunk = new byte[manifest.ChunkSize];
+        _file = new byte[BackupRepository.ChunkFileCapacity(manifest.ChunkSize)];
     }
 
     public override bool CanRead => true;
@@ -50,7 +52,7 @@ public sealed class RestorePointStream : Stream
                 if (_cachedIndex != index)
                 {
                     _cachedIndex = -1;
-                    _codec.Decode(id, _repository.ReadChunkFile(id), _chunk);
+                    _codec.Decode(id, _file.AsSpan(0, _repository.ReadChunkFile(id, _file)), _chunk);
                     _cachedIndex = index;
                 }
                 _chunk.AsSpan(within, n).CopyTo(buffer);

@@ -54,21 +54,20 @@ internal sealed class Verifier(BackupRepository repository)
         var damagedChunks = new ConcurrentBag<string>();
         var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", (long)users.Count * repository.Config.ChunkSize, progress);
         var chunkSize = repository.Config.ChunkSize;
-        await Parallel.ForEachAsync(users, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
-            (pair, _) =>
+        // One codec and one pair of chunk buffers per worker thread, not per chunk: verify --read-data
+        // goes through every chunk of the repository.
+        await Task.Run(() => Parallel.ForEach(users, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
+            () => readData ? new ChunkReader(repository) : null,
+            (pair, _, reader) =>
             {
                 string? why = null;
-                if (!readData)
+                if (reader is null)
                 {
                     if (!repository.HasChunk(pair.Key)) why = $"chunk {pair.Key} is missing";
                 }
                 else
                 {
-                    try
-                    {
-                        using var codec = new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys);
-                        codec.Decode(pair.Key, repository.ReadChunkFile(pair.Key), new byte[chunkSize]);
-                    }
+                    try { reader.Check(pair.Key); }
                     catch (CorruptDataException e) { why = e.Message; }
                 }
                 if (why is not null)
@@ -77,8 +76,9 @@ internal sealed class Verifier(BackupRepository repository)
                     foreach (var point in pair.Value.Distinct()) Damage(point, why);
                 }
                 meter.Add(chunkSize, 0);
-                return ValueTask.CompletedTask;
-            }).ConfigureAwait(false);
+                return reader;
+            },
+            reader => reader?.Dispose()), ct).ConfigureAwait(false);
         meter.Report();
         return new VerifyReport(points, users.Count,
             problems.ToDictionary(p => p.Key, p => (IReadOnlyList<string>)[.. p.Value.Distinct().Order(StringComparer.Ordinal)]),
@@ -93,4 +93,17 @@ internal sealed class Verifier(BackupRepository repository)
                 if (File.Exists(Path.Combine(p, "index")))
                     yield return (Path.GetFileName(s), Path.GetFileName(p));
     }
+}
+
+/// <summary>A worker's means to read and check chunks: a codec and buffers reused for every chunk.</summary>
+internal sealed class ChunkReader(BackupRepository repository) : IDisposable
+{
+    private readonly ChunkCodec _codec = new(repository.Config.ChunkSize, repository.Config.Compression.Level, repository.Keys);
+    private readonly byte[] _file = new byte[BackupRepository.ChunkFileCapacity(repository.Config.ChunkSize)];
+    private readonly byte[] _plain = new byte[repository.Config.ChunkSize];
+
+    /// <summary>Reads, decrypts, decompresses and hashes a chunk; throws <see cref="CorruptDataException"/> when it is not what its name says.</summary>
+    public void Check(ChunkId id) => _codec.Open(id, _file.AsSpan(0, repository.ReadChunkFile(id, _file)), _plain);
+
+    public void Dispose() => _codec.Dispose();
 }

@@ -89,7 +89,7 @@ public sealed class QmpDiskBus(string socketPath, TimeSpan unplugTimeout) : IPro
 public sealed class QmpException(string message) : Exception(message);
 
 /// <summary>One QMP session: greeting, qmp_capabilities, then commands whose replies may be preceded by events.</summary>
-internal sealed class QmpConnection : IDisposable
+public sealed class QmpConnection : IDisposable
 {
     private readonly Socket _socket;
     private readonly StreamReader _reader;

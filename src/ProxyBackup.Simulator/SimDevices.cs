@@ -91,7 +91,7 @@ public sealed class SimDevices : IProxyDiskBus
     }
 
     /// <summary>Whether any process on this machine holds the device (or its file) open: a guest that has not let go.</summary>
-    public bool IsOpen(SimDevice device)
+    private static bool IsOpen(SimDevice device)
     {
         var targets = new HashSet<string>(StringComparer.Ordinal) { device.BackingFile };
         if (device.LoopDevice is not null) targets.Add(device.LoopDevice);

@@ -1,7 +1,6 @@
 using System.Diagnostics;
-using System.Net.Sockets;
-using System.Text;
 using System.Text.Json.Nodes;
+using ProxyBackup.Simulator;
 using ProxyBackup.TestSupport;
 
 namespace ProxyBackup.OpenNebula.Tests;
@@ -75,24 +74,8 @@ public sealed class QmpProxyTests : IAsyncLifetime
     /// <summary>The virtio-blk devices QEMU has, with the file behind each and whether it is read-only (asked over QMP).</summary>
     private List<(string Driver, string File, bool ReadOnly)> Devices()
     {
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Connect(new UnixDomainSocketEndPoint(Socket));
-        using var stream = new NetworkStream(socket);
-        using var reader = new StreamReader(stream);
-        JsonNode Call(string command, JsonObject? arguments = null)
-        {
-            var request = new JsonObject { ["execute"] = command };
-            if (arguments is not null) request["arguments"] = arguments;
-            stream.Write(Encoding.UTF8.GetBytes(request.ToJsonString() + "\n"));
-            while (true)
-            {
-                var m = JsonNode.Parse(reader.ReadLine()!)!;
-                if (m["return"] is { } r) return r;
-                if (m["error"] is { } e) throw new InvalidOperationException(e.ToJsonString());
-            }
-        }
-        reader.ReadLine();
-        Call("qmp_capabilities");
+        using var qmp = QmpConnection.Open(Socket);
+        JsonNode Call(string command, JsonObject? arguments = null) => qmp.Execute(command, arguments)!;
         var blocks = Call("query-block").AsArray().Where(b => b?["inserted"] is not null).ToList();
         var result = new List<(string, string, bool)>();
         foreach (var p in Call("qom-list", new JsonObject { ["path"] = "/machine/peripheral" }).AsArray())
