@@ -130,7 +130,12 @@ public sealed partial class BackupRepository
     {
         var path = ChunkPath(id);
         var fanOut = Path.GetDirectoryName(path)!;
-        if (_fanOutDirectories.TryAdd(fanOut, 0)) Directory.CreateDirectory(fanOut);
+        // Created before it is remembered: a worker that finds it remembered may rename into it at once.
+        if (!_fanOutDirectories.ContainsKey(fanOut))
+        {
+            Directory.CreateDirectory(fanOut);
+            _fanOutDirectories.TryAdd(fanOut, 0);
+        }
         try
         {
             AtomicFile.Write(TmpDirectory, path, file, durable: false);

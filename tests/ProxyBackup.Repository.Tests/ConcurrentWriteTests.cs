@@ -1,0 +1,40 @@
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Repository.Tests;
+
+/// <summary>Backup workers write chunks at once; each chunk's fan-out directory appears on first use.</summary>
+public sealed class ConcurrentWriteTests
+{
+    [Fact]
+    public void Workers_writing_the_first_chunks_of_a_fresh_repository_at_once_all_succeed()
+    {
+        using var dir = new TempDirectory();
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions());
+        const int workers = 8;
+        // For each of the 256 fan-out directories, all workers write their first chunk into it at the same moment.
+        using var start = new Barrier(workers);
+        var written = new System.Collections.Concurrent.ConcurrentBag<ChunkId>();
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var threads = Enumerable.Range(0, workers).Select(w => new Thread(() =>
+        {
+            for (var prefix = 0; prefix < 256; prefix++)
+            {
+                var name = new byte[32];
+                (name[0], name[1], name[2]) = ((byte)prefix, (byte)w, 1);
+                var id = ChunkId.Read(name);
+                start.SignalAndWait();
+                try
+                {
+                    repo.WriteChunk(id, [0, 1, 2, 3]);
+                    written.Add(id);
+                }
+                catch (IOException e) { failures.Add(e.Message); }
+            }
+        })).ToList();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        Assert.Empty(failures);
+        Assert.Equal(workers * 256, written.Count);
+        Assert.All(written, id => Assert.True(repo.HasChunk(id)));
+    }
+}
