@@ -151,13 +151,13 @@ internal static class RepositoryCommands
     private static Command Restore()
     {
         var zeroed = new Option<bool>("--target-zeroed") { Description = "The target device reads as zeros (a fresh image): skip writing zero chunks." };
-        var c = new Command("restore", "Write a disk of a restore point to a file (sparse) or a block device; every chunk is verified.") { Source, Point, Disk, To, zeroed };
+        var c = new Command("restore", "Write a disk of a restore point to a new file (sparse) or a block device; every chunk is verified.") { Source, Point, Disk, To, zeroed };
         c.SetAction(async (p, ct) =>
         {
             var repo = Open(p);
             var point = FindPoint(repo, p.GetValue(Source)!, p.GetValue(Point)!);
             var stats = await ProgressDisplay.RunAsync("restore", progress =>
-                repo.RestoreDiskAsync(point, p.GetValue(Disk)!, p.GetValue(To)!, new RestoreOptions { TargetIsZeroed = p.GetValue(zeroed) }, progress, ct)).ConfigureAwait(false);
+                repo.RestoreDiskAsync(point, p.GetValue(Disk)!, p.GetValue(To)!, new RestoreOptions { TargetIsZeroed = p.GetValue(zeroed), RefuseExistingFile = true }, progress, ct)).ConfigureAwait(false);
             Console.WriteLine($"Restored {point.Source}/{point.Id} disk {p.GetValue(Disk)} to {p.GetValue(To)}: {CliFormat.Bytes(stats.Bytes)} in {stats.Seconds:0.0} s ({stats.Bytes / Math.Max(stats.Seconds, 1e-3) / 1e6:0} MB/s).");
             return 0;
         });

@@ -23,15 +23,16 @@ public sealed partial class BackupRepository
     /// <summary>A seekable read-only stream over one disk of a restore point.</summary>
     public Stream OpenDisk(RestorePointIndex point, string disk) => new RestorePointStream(this, LoadManifest(point, disk));
 
-    /// <summary>Exports a disk as a raw sparse file, or as qcow2 through qemu-img (Debian qemu-utils).</summary>
+    /// <summary>Exports a disk as a new raw sparse file, or as qcow2 through qemu-img (Debian qemu-utils); an existing file is refused.</summary>
     public async Task ExportAsync(RestorePointIndex point, string disk, string outputPath, DiskFormat format,
         IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         if (format == DiskFormat.Raw)
         {
-            await RestoreDiskAsync(point, disk, outputPath, null, progress, ct).ConfigureAwait(false);
+            await RestoreDiskAsync(point, disk, outputPath, new RestoreOptions { RefuseExistingFile = true }, progress, ct).ConfigureAwait(false);
             return;
         }
+        if (File.Exists(outputPath)) throw DiskRestore.ExistingFile(outputPath);
         var qemuImg = LocateQemuImg() ?? throw new RepositoryException("qcow2 export needs qemu-img, which is not installed: apt-get install qemu-utils (or export raw).");
         var raw = outputPath + ".raw.part";
         try

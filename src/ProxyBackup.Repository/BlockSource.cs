@@ -15,13 +15,16 @@ internal sealed class BlockSource : IDisposable
     private const int DirectAlignment = 4096;
     private readonly SafeFileHandle? _direct;
 
-    private BlockSource(SafeFileHandle handle, SafeFileHandle? direct, long size, bool isBlockDevice)
+    private BlockSource(string path, SafeFileHandle handle, SafeFileHandle? direct, long size, bool isBlockDevice)
     {
+        Path = path;
         Handle = handle;
         _direct = direct;
         Size = size;
         IsBlockDevice = isBlockDevice;
     }
+
+    public string Path { get; }
 
     /// <summary>The handle reads use; for writes, the buffered handle that takes unaligned pieces.</summary>
     public SafeFileHandle Handle { get; }
@@ -33,11 +36,11 @@ internal sealed class BlockSource : IDisposable
         if (!File.Exists(path)) throw new FileNotFoundException($"The source {path} does not exist.", path);
         var buffered = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.SequentialScan);
         var blockSize = TryBlockDeviceSize(buffered);
-        if (blockSize is null) return new BlockSource(buffered, null, RandomAccess.GetLength(buffered), false);
+        if (blockSize is null) return new BlockSource(path, buffered, null, RandomAccess.GetLength(buffered), false);
         var direct = Native.OpenDirect(path, write: false);
-        if (direct is null) return new BlockSource(buffered, null, blockSize.Value, true);
+        if (direct is null) return new BlockSource(path, buffered, null, blockSize.Value, true);
         buffered.Dispose();
-        return new BlockSource(direct, null, blockSize.Value, true);
+        return new BlockSource(path, direct, null, blockSize.Value, true);
     }
 
     /// <summary>Opens a restore target: a block device as it is, or a file created (or emptied) sparse at the disk's size.</summary>
@@ -53,14 +56,20 @@ internal sealed class BlockSource : IDisposable
                     existing.Dispose();
                     throw new RepositoryException($"Target {path} holds {deviceSize} bytes, the disk needs {diskSize}.");
                 }
-                return new BlockSource(existing, Native.OpenDirect(path, write: true), deviceSize, true);
+                return new BlockSource(path, existing, Native.OpenDirect(path, write: true), deviceSize, true);
             }
             existing.Dispose();
         }
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
         var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite);
         RandomAccess.SetLength(handle, diskSize);
-        return new BlockSource(handle, Native.OpenDirect(path, write: true), diskSize, false);
+        return new BlockSource(path, handle, Native.OpenDirect(path, write: true), diskSize, false);
+    }
+
+    public static bool IsBlockDeviceAt(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return TryBlockDeviceSize(handle) is not null;
     }
 
     private static long? TryBlockDeviceSize(SafeFileHandle handle)

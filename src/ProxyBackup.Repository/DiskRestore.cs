@@ -10,6 +10,12 @@ public sealed record RestoreOptions
     /// skipped. Files are always created sparse, so this only matters for devices.
     /// </summary>
     public bool TargetIsZeroed { get; init; }
+
+    /// <summary>
+    /// A regular file already at the target path is refused instead of replaced: what a person types
+    /// may be the wrong path, and a restore must not overwrite a file nobody meant to lose.
+    /// </summary>
+    public bool RefuseExistingFile { get; init; }
 }
 
 public sealed record DiskRestoreStats(long Bytes, long ZeroBytes, long WrittenBytes, double Seconds);
@@ -22,9 +28,31 @@ internal sealed class DiskRestore(BackupRepository repository)
 {
     public async Task<DiskRestoreStats> RunAsync(Manifest manifest, string targetPath, RestoreOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
     {
-        using var target = BlockSource.OpenWrite(targetPath, manifest.DiskSize);
+        var created = !File.Exists(targetPath);
+        if (!created && options.RefuseExistingFile && !BlockSource.IsBlockDeviceAt(targetPath)) throw ExistingFile(targetPath);
+        try
+        {
+            using var target = BlockSource.OpenWrite(targetPath, manifest.DiskSize);
+            return await WriteAsync(manifest, target, options, progress, ct).ConfigureAwait(false);
+        }
+        catch when (created)
+        {
+            // A half-written file would look like a disk; only what this restore created is removed.
+            File.Delete(targetPath);
+            throw;
+        }
+    }
+
+    internal static RepositoryException ExistingFile(string path) =>
+        new($"{path} already exists: a restore writes a new file or a block device. Remove the file or choose another path.");
+
+    private async Task<DiskRestoreStats> WriteAsync(Manifest manifest, BlockSource target, RestoreOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
+    {
         var skipZeros = !target.IsBlockDevice || options.TargetIsZeroed;
-        var meter = new ProgressMeter($"restore {Path.GetFileName(targetPath)}", manifest.DiskSize, progress);
+        // Reserving the data ranges first lets ext4 take parallel direct writes: writes into holes
+        // allocate blocks under the inode's exclusive lock and would run one at a time.
+        if (!target.IsBlockDevice) PreallocateData(target, manifest);
+        var meter = new ProgressMeter($"restore {Path.GetFileName(target.Path)}", manifest.DiskSize, progress);
         var work = Channel.CreateBounded<int>(64);
         using var zeros = new AlignedBuffer(manifest.ChunkSize);
         long zeroBytes = 0, written = 0;
@@ -87,5 +115,28 @@ internal sealed class DiskRestore(BackupRepository repository)
         target.Flush();
         meter.Report();
         return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Reserves blocks for every run of data chunks; zero chunks stay holes, so the file stays sparse.</summary>
+    private static void PreallocateData(BlockSource target, Manifest manifest)
+    {
+        var dataBytes = manifest.DiskSize - manifest.Chunks.Count(id => id.IsZero) * (long)manifest.ChunkSize;
+        var start = -1;
+        for (var i = 0; i <= manifest.Chunks.Count; i++)
+        {
+            var data = i < manifest.Chunks.Count && !manifest.Chunks[i].IsZero;
+            if (data && start < 0) start = i;
+            if (data || start < 0) continue;
+            var offset = (long)start * manifest.ChunkSize;
+            var end = Math.Min((long)i * manifest.ChunkSize, manifest.DiskSize);
+            switch (Native.Preallocate(target.Handle, offset, end - offset))
+            {
+                case 0: break;
+                case Native.Enospc:
+                    throw new RepositoryException($"No room for the restored disk on the file system of {target.Path}: its data needs {Math.Max(dataBytes, 0).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} bytes. Free space or restore elsewhere.");
+                default: return; // the file system cannot reserve; the writes allocate as they go
+            }
+            start = -1;
+        }
     }
 }

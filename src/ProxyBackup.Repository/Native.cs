@@ -36,6 +36,9 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     private static partial int Ioctl(int fd, ulong request, nint zero);
 
+    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    private static partial int Fallocate(int fd, int mode, long offset, long length);
+
     /// <summary>Opens with O_DIRECT, or returns null when the file system refuses it (tmpfs, some FUSE).</summary>
     public static SafeFileHandle? OpenDirect(string path, bool write)
     {
@@ -48,6 +51,10 @@ internal static partial class Native
     /// the disk works while the CPU compresses the next chunks and the final syncfs finds little left.
     /// </summary>
     public static void StartWriteback(SafeFileHandle handle) => _ = SyncFileRange((int)handle.DangerousGetHandle(), 0, 0, 2);
+
+    /// <summary>Reserves blocks for a range of a file: 0, or the errno (ENOSPC, EOPNOTSUPP where the file system cannot).</summary>
+    public static int Preallocate(SafeFileHandle handle, long offset, long length) =>
+        Fallocate((int)handle.DangerousGetHandle(), 0, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>Size of a block device in bytes (BLKGETSIZE64).</summary>
     public static long BlockDeviceSize(SafeFileHandle handle)

@@ -57,4 +57,25 @@ public class CrashTests
         Assert.Equal(1, p.Process.ExitCode);
         Assert.Equal($"proxybackup: Repository {dir.Combine("missing")} does not exist (is the disk or NFS share mounted?).", error.Trim());
     }
+
+    [Fact]
+    public async Task The_cli_restore_refuses_an_existing_file_and_leaves_it_alone()
+    {
+        using var dir = new TempDirectory();
+        var repoPath = dir.Combine("repo");
+        var repo = BackupRepository.Create(repoPath, new RepositoryCreateOptions { ChunkSize = 64 << 10 });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 1L << 20);
+        using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); w.Commit(); }
+        var newer = dir.Combine("newer.img");
+        File.WriteAllBytes(newer, [1, 2, 3]);
+
+        // A path mistyped onto a file that holds newer data than the backup: it must survive.
+        using var p = ChildProcess.Start("dotnet", Cli, "repository", "restore", "--repo", repoPath, "--source", "vm-1", "--disk", "0", "--to", newer);
+        var error = await p.Process.StandardError.ReadToEndAsync();
+        await p.Process.WaitForExitAsync();
+        Assert.Equal(1, p.Process.ExitCode);
+        Assert.Equal($"proxybackup: {newer} already exists: a restore writes a new file or a block device. Remove the file or choose another path.", error.Trim());
+        Assert.Equal([1, 2, 3], File.ReadAllBytes(newer));
+    }
 }

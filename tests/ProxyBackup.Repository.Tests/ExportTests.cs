@@ -46,4 +46,18 @@ public class ExportTests
             BackupRepository.LocateQemuImg = locate;
         }
     }
+
+    [Theory]
+    [InlineData(DiskFormat.Raw)]
+    [InlineData(DiskFormat.Qcow2)]
+    public async Task Export_refuses_to_overwrite_an_existing_file(DiskFormat format)
+    {
+        using var dir = new TempDirectory();
+        var (repo, point, _) = await BackedUpAsync(dir);
+        var existing = dir.Combine("precious.img");
+        File.WriteAllText(existing, "not a disk, but somebody's file");
+        var e = await Assert.ThrowsAsync<RepositoryException>(() => repo.ExportAsync(point, "0", existing, format));
+        Assert.Contains("already exists", e.Message, StringComparison.Ordinal);
+        Assert.Equal("not a disk, but somebody's file", File.ReadAllText(existing));
+    }
 }

@@ -57,6 +57,7 @@ public class IntegrityTests
         Assert.Equal(damage == "delete", !quick.Ok); // existence check sees only a missing chunk
 
         await Assert.ThrowsAsync<CorruptDataException>(() => repo.RestoreDiskAsync(a, "0", dir.Combine("out.img")));
+        Assert.False(File.Exists(dir.Combine("out.img")), "a failed restore must not leave a half-written file that looks like a disk");
         await repo.RestoreDiskAsync(b, "0", dir.Combine("fine.img"));
     }
 

@@ -164,6 +164,32 @@ public class MaintenanceTests
         }
     }
 
+    [RootFact]
+    public async Task A_restore_onto_a_file_system_without_room_fails_before_writing_and_leaves_no_file()
+    {
+        using var dir = new TempDirectory();
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10 });
+        var disk = dir.Combine("disk.img");
+        var random = new byte[4 << 20];
+        new Random(6).NextBytes(random);
+        File.WriteAllBytes(disk, random);
+        using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); w.Commit(); }
+        var mount = dir.Combine("small");
+        Directory.CreateDirectory(mount);
+        Run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount);
+        try
+        {
+            var target = Path.Combine(mount, "out.img");
+            var e = await Assert.ThrowsAsync<RepositoryException>(() => repo.RestoreDiskAsync(repo.Latest("vm-1")!, "0", target));
+            Assert.StartsWith($"No room for the restored disk on the file system of {target}: its data needs 4,194,304 bytes.", e.Message, StringComparison.Ordinal);
+            Assert.False(File.Exists(target));
+        }
+        finally
+        {
+            Run("umount", "-l", mount);
+        }
+    }
+
     private static void Run(string file, params string[] args)
     {
         using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(file, args) { RedirectStandardError = true })!;

@@ -59,6 +59,36 @@ public class RoundTripTests
         Assert.True(AllocatedBytes(target) < 4 << 20, "the restored file should be sparse");
     }
 
+    [Fact]
+    public async Task A_file_target_gets_blocks_for_its_data_runs_only_and_keeps_its_size()
+    {
+        // Data, three zero chunks, two data chunks, a zero chunk, and a short data tail: the restore
+        // reserves blocks per run of data chunks before writing, and must neither fill the holes nor
+        // grow the file past the disk's size at the short tail.
+        using var dir = new TempDirectory();
+        var disk = dir.Combine("runs.img");
+        var size = 7L * Chunk + 1000;
+        var random = new Random(5);
+        using (var f = new FileStream(disk, FileMode.Create))
+        {
+            f.SetLength(size);
+            foreach (var chunk in new[] { 0, 4, 5, 7 })
+            {
+                var data = new byte[(int)Math.Min(Chunk, size - (long)chunk * Chunk)];
+                random.NextBytes(data);
+                f.Position = (long)chunk * Chunk;
+                f.Write(data);
+            }
+        }
+        var repo = NewRepo(dir);
+        var point = await BackupAsync(repo, "vm-1", disk);
+        var target = dir.Combine("out.img");
+        await repo.RestoreDiskAsync(point, "0", target);
+        Assert.Equal(size, new FileInfo(target).Length);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(target));
+        Assert.InRange(AllocatedBytes(target), 3L * Chunk + 1000, 4L * Chunk);
+    }
+
     private static long AllocatedBytes(string path)
     {
         var psi = new System.Diagnostics.ProcessStartInfo("du", ["-B1", "--", path]) { RedirectStandardOutput = true };
