@@ -38,7 +38,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         catch when (created)
         {
             // A half-written file would look like a disk; only what this restore created is removed.
-            File.Delete(targetPath);
+            AtomicFile.TryDelete(targetPath);
             throw;
         }
     }
