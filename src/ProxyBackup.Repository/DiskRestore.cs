@@ -117,10 +117,12 @@ internal sealed class DiskRestore(BackupRepository repository)
         return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);
     }
 
+    private static long DataBytes(Manifest manifest) =>
+        Enumerable.Range(0, manifest.Chunks.Count).Where(i => !manifest.Chunks[i].IsZero).Sum(i => (long)manifest.ChunkLength(i));
+
     /// <summary>Reserves blocks for every run of data chunks; zero chunks stay holes, so the file stays sparse.</summary>
     private static void PreallocateData(BlockSource target, Manifest manifest)
     {
-        var dataBytes = manifest.DiskSize - manifest.Chunks.Count(id => id.IsZero) * (long)manifest.ChunkSize;
         var start = -1;
         for (var i = 0; i <= manifest.Chunks.Count; i++)
         {
@@ -133,7 +135,7 @@ internal sealed class DiskRestore(BackupRepository repository)
             {
                 case 0: break;
                 case Native.Enospc:
-                    throw new RepositoryException($"No room for the restored disk on the file system of {target.Path}: its data needs {Math.Max(dataBytes, 0).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} bytes. Free space or restore elsewhere.");
+                    throw new RepositoryException($"No room for the restored disk on the file system of {target.Path}: its data needs {DataBytes(manifest).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} bytes. Free space or restore elsewhere.");
                 default: return; // the file system cannot reserve; the writes allocate as they go
             }
             start = -1;
