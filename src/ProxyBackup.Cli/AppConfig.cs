@@ -1,5 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
 
 namespace ProxyBackup.Cli;
 
@@ -84,6 +86,18 @@ public sealed class AppConfig
         return p;
     }
 
+    /// <summary>How to reach OpenNebula with this configuration and the password from <paramref name="secrets"/>.</summary>
+    public OneClientOptions ClientOptions(AppSecrets secrets) => new()
+    {
+        Endpoint = new Uri(OpenNebula.Endpoint),
+        Credentials = new OneCredentials(OpenNebula.User, secrets.OpenNebulaPassword is { Length: > 0 } password
+            ? password
+            : throw new CliException($"{SecretsFile} has no OpenNebulaPassword: run 'proxybackup configure'.")),
+        CaCertificateFile = OpenNebula.CaCertificateFile,
+        PinnedCertificateSha256 = OpenNebula.PinnedCertificateSha256,
+        CallTimeout = TimeSpan.FromSeconds(OpenNebula.CallTimeoutSeconds),
+    };
+
     public static AppConfig Load(string path)
     {
         if (!File.Exists(path)) throw new CliException($"No configuration at {path}: run 'proxybackup configure', or give --config FILE.");
@@ -125,6 +139,9 @@ public sealed class AppSecrets
     public string? RepositoryPassphrase { get; set; }
 
     public override string ToString() => "AppSecrets(hidden)";
+
+    /// <summary>The key of an encrypted repository, from the stored passphrase; null when none is stored.</summary>
+    public RepositoryKey? PassphraseKey() => RepositoryPassphrase is { Length: > 0 } passphrase ? RepositoryKey.FromPassphrase(passphrase) : null;
 
     public static AppSecrets Load(string path)
     {

@@ -171,18 +171,18 @@ internal static class CloudCommands
             await Task.Delay(500, ct).ConfigureAwait(false);
         }
         var jobs = new ProxyBackup.Catalog.SqliteCatalog(catalogPath).Recent(100).Where(j => ids.Contains(j.VmId) && j.Started >= since).ToList();
-        if (p.GetValue(Json)) { CliFormat.PrintJson(jobs); }
-        foreach (var id in ids)
-        {
-            var job = jobs.Where(j => j.VmId == id).OrderByDescending(j => j.Started).FirstOrDefault();
-            if (p.GetValue(Json)) continue;
-            Console.WriteLine(job switch
+        if (p.GetValue(Json)) CliFormat.PrintJson(jobs);
+        else
+            foreach (var id in ids)
             {
-                null => $"VM {id}: no job was recorded.",
-                { State: "succeeded" } => $"VM {id}: restore point {job.RestorePoint} (job {job.Id}, read {CliFormat.Bytes(job.BytesRead)}, stored {CliFormat.Bytes(job.BytesStored)} new)",
-                _ => $"VM {id}: {job.State}: {job.Error}",
-            });
-        }
+                var job = jobs.Where(j => j.VmId == id).OrderByDescending(j => j.Started).FirstOrDefault();
+                Console.WriteLine(job switch
+                {
+                    null => $"VM {id}: no job was recorded.",
+                    { State: "succeeded" } => $"VM {id}: restore point {job.RestorePoint} (job {job.Id}, read {CliFormat.Bytes(job.BytesRead)}, stored {CliFormat.Bytes(job.BytesStored)} new)",
+                    _ => $"VM {id}: {job.State}: {job.Error}",
+                });
+            }
         return jobs.Count(j => j.State == "succeeded") >= ids.Count ? 0 : 1;
     }
 

@@ -157,12 +157,8 @@ internal static class ConfigureCommand
         private OneClient Client()
         {
             if (string.IsNullOrEmpty(_secrets.OpenNebulaPassword)) throw new CliException("Set the password in Connection first.");
-            return new OneClient(new OneClientOptions
-            {
-                Endpoint = new Uri(_config.OpenNebula.Endpoint), Credentials = new OneCredentials(_config.OpenNebula.User, _secrets.OpenNebulaPassword),
-                CaCertificateFile = _config.OpenNebula.CaCertificateFile, PinnedCertificateSha256 = _config.OpenNebula.PinnedCertificateSha256, Retries = 0,
-                CallTimeout = TimeSpan.FromSeconds(15),
-            });
+            // A person waits at the screen: one short attempt, not the daemon's retries.
+            return new OneClient(_config.ClientOptions(_secrets) with { Retries = 0, CallTimeout = TimeSpan.FromSeconds(15) });
         }
 
         private async Task TestAsync(CancellationToken ct)
@@ -206,7 +202,7 @@ internal static class ConfigureCommand
                 BackupRepository repo;
                 try
                 {
-                    repo = BackupRepository.Open(path, _secrets.RepositoryPassphrase is { Length: > 0 } known ? RepositoryKey.FromPassphrase(known) : null);
+                    repo = BackupRepository.Open(path, _secrets.PassphraseKey());
                 }
                 catch (WrongKeyException)
                 {
@@ -251,7 +247,7 @@ internal static class ConfigureCommand
                 return;
             }
             if (action == "Back") return;
-            var policyName = AnsiConsole.Prompt(new TextPrompt<string>("Policy name:").Validate(v => System.Text.RegularExpressions.Regex.IsMatch(v, "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$") ? ValidationResult.Success() : ValidationResult.Error("[red]Letters, digits, space, '.', '_' or '-'[/]")));
+            var policyName = AnsiConsole.Prompt(new TextPrompt<string>("Policy name:").Validate(v => ProtectionPolicy.IsValidName(v) ? ValidationResult.Success() : ValidationResult.Error("[red]Letters, digits, space, '.', '_' or '-'[/]")));
             var existing = catalog.Policies().FirstOrDefault(p => p.Name == policyName);
             var zone = AnsiConsole.Prompt(new TextPrompt<string>("Time zone:").DefaultValue(existing?.TimeZone ?? "UTC")
                 .Validate(v => TimeZoneInfo.TryFindSystemTimeZoneById(v, out _) ? ValidationResult.Success() : ValidationResult.Error("[red]An IANA time zone such as Europe/Berlin[/]")));

@@ -55,14 +55,7 @@ internal sealed class EngineHost : IDisposable
 
     public static OneClient Connect(ParseResult p)
     {
-        if (Configured(p) is var (config, secrets))
-            return new OneClient(new OneClientOptions
-            {
-                Endpoint = new Uri(config.OpenNebula.Endpoint),
-                Credentials = new OneCredentials(config.OpenNebula.User, secrets.OpenNebulaPassword ?? throw new CliException($"{config.SecretsFile} has no OpenNebulaPassword: run 'proxybackup configure'.")),
-                CaCertificateFile = config.OpenNebula.CaCertificateFile,
-                PinnedCertificateSha256 = config.OpenNebula.PinnedCertificateSha256,
-            });
+        if (Configured(p) is var (config, secrets)) return new OneClient(config.ClientOptions(secrets));
         var authFile = p.GetValue(AuthFile) ?? Environment.GetEnvironmentVariable("ONE_AUTH") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".one", "one_auth");
         if (!File.Exists(authFile)) throw new CliException($"No OpenNebula credentials: write user:password to {authFile} (mode 0600) or name a file with --auth-file.");
         if (!Uri.TryCreate(p.GetValue(Endpoint), UriKind.Absolute, out var endpoint))
@@ -80,17 +73,8 @@ internal sealed class EngineHost : IDisposable
     /// <summary>The daemon's engine, from the configuration file and the secrets file.</summary>
     public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct)
     {
-        if (string.IsNullOrEmpty(secrets.OpenNebulaPassword)) throw new CliException($"{config.SecretsFile} has no OpenNebulaPassword: run 'proxybackup configure'.");
-        var client = new OneClient(new OneClientOptions
-        {
-            Endpoint = new Uri(config.OpenNebula.Endpoint),
-            Credentials = new OneCredentials(config.OpenNebula.User, secrets.OpenNebulaPassword),
-            CaCertificateFile = config.OpenNebula.CaCertificateFile,
-            PinnedCertificateSha256 = config.OpenNebula.PinnedCertificateSha256,
-            CallTimeout = TimeSpan.FromSeconds(config.OpenNebula.CallTimeoutSeconds),
-        });
-        var key = secrets.RepositoryPassphrase is { Length: > 0 } pass ? RepositoryKey.FromPassphrase(pass) : null;
-        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, key), config.Devices.Directory, logs, ct).ConfigureAwait(false);
+        var client = new OneClient(config.ClientOptions(secrets));
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, secrets.PassphraseKey()), config.Devices.Directory, logs, ct).ConfigureAwait(false);
     }
 
     private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, string catalogPath, Func<BackupRepository> openRepository, string? devicesDir, ILoggerFactory logs, CancellationToken ct)

@@ -54,7 +54,7 @@ internal static class RepositoryCommands
         {
             var config = AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!);
             var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
-            return BackupRepository.Open(config.Repository.Path, Key(p) ?? (secrets.RepositoryPassphrase is { Length: > 0 } pass ? RepositoryKey.FromPassphrase(pass) : null));
+            return BackupRepository.Open(config.Repository.Path, Key(p) ?? secrets.PassphraseKey());
         }
         return BackupRepository.Open(RepoPath(p), Key(p));
     }

@@ -26,7 +26,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     /// created: the entry goes. Anything else (timeout, lost answer, cancellation) may have created
     /// it: the entry stays for the cleanup pass, which finds the object by its name.
     /// </summary>
-    private async Task<int> CreateAsync(long entry, Func<Task<int>> call)
+    internal async Task<int> CreateAsync(long entry, Func<Task<int>> call)
     {
         int id;
         try

@@ -36,12 +36,10 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             var images = await RestoreDisksAsync(jobId, point, saved, options.ImageDatastoreId, options.Disks, progress, ct).ConfigureAwait(false);
             var name = options.Name ?? $"{saved.Name}-restored-{point.Time.UtcDateTime:yyyyMMdd'T'HHmmss}";
             var template = RestoreTemplate.Build(saved, images, name, options.Nics, options.SystemDatastoreId);
-            var entry = steps.Journal.Record(jobId, CloudObjectKind.Template, saved.Id, -1, $"{steps.Options.NamePrefix}-{jobId}-template");
-            template.Set("NAME", $"{steps.Options.NamePrefix}-{jobId}-template");
-            int templateId;
-            try { templateId = await steps.Client.TemplateAllocateAsync(template, ct).ConfigureAwait(false); }
-            catch (OneException) { steps.Journal.Remove(entry); throw; }
-            steps.Journal.SetObjectId(entry, templateId);
+            var templateName = $"{steps.Options.NamePrefix}-{jobId}-template";
+            var entry = steps.Journal.Record(jobId, CloudObjectKind.Template, saved.Id, -1, templateName);
+            template.Set("NAME", templateName);
+            var templateId = await steps.CreateAsync(entry, () => steps.Client.TemplateAllocateAsync(template, ct)).ConfigureAwait(false);
             var vmId = await steps.Client.TemplateInstantiateAsync(templateId, name, hold: false, extra: null, ct: ct).ConfigureAwait(false);
             // The images now belong to the new VM: nothing of them is a leftover any more.
             foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == CloudObjectKind.Image)) steps.Journal.Remove(e.Id);

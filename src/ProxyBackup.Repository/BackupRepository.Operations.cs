@@ -32,7 +32,7 @@ public sealed partial class BackupRepository
             await RestoreDiskAsync(point, disk, outputPath, new RestoreOptions { RefuseExistingFile = true }, progress, ct).ConfigureAwait(false);
             return;
         }
-        if (File.Exists(outputPath)) throw DiskRestore.ExistingFile(outputPath);
+        if (File.Exists(outputPath)) throw BlockSource.ExistingFileRefused(outputPath);
         var qemuImg = LocateQemuImg() ?? throw new RepositoryException("qcow2 export needs qemu-img, which is not installed: apt-get install qemu-utils (or export raw).");
         var raw = outputPath + ".raw.part";
         try

@@ -15,9 +15,10 @@ internal sealed class BlockSource : IDisposable
     private const int DirectAlignment = 4096;
     private readonly SafeFileHandle? _direct;
 
-    private BlockSource(string path, SafeFileHandle handle, SafeFileHandle? direct, long size, bool isBlockDevice)
+    private BlockSource(string path, SafeFileHandle handle, SafeFileHandle? direct, long size, bool isBlockDevice, bool createdFile = false)
     {
         Path = path;
+        CreatedFile = createdFile;
         Handle = handle;
         _direct = direct;
         Size = size;
@@ -25,6 +26,9 @@ internal sealed class BlockSource : IDisposable
     }
 
     public string Path { get; }
+
+    /// <summary>A restore target file that this open created (nothing was at the path before).</summary>
+    public bool CreatedFile { get; }
 
     /// <summary>The handle reads use; for writes, the buffered handle that takes unaligned pieces.</summary>
     public SafeFileHandle Handle { get; }
@@ -43,10 +47,14 @@ internal sealed class BlockSource : IDisposable
         return new BlockSource(path, direct, null, blockSize.Value, true);
     }
 
-    /// <summary>Opens a restore target: a block device as it is, or a file created (or emptied) sparse at the disk's size.</summary>
-    public static BlockSource OpenWrite(string path, long diskSize)
+    /// <summary>
+    /// Opens a restore target: a block device as it is, or a file created sparse at the disk's size.
+    /// An existing file is emptied, or refused when <paramref name="refuseExistingFile"/>.
+    /// </summary>
+    public static BlockSource OpenWrite(string path, long diskSize, bool refuseExistingFile)
     {
-        if (File.Exists(path))
+        var exists = File.Exists(path);
+        if (exists)
         {
             var existing = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
             if (TryBlockDeviceSize(existing) is { } deviceSize)
@@ -59,18 +67,25 @@ internal sealed class BlockSource : IDisposable
                 return new BlockSource(path, existing, Native.OpenDirect(path, write: true), deviceSize, true);
             }
             existing.Dispose();
+            if (refuseExistingFile) throw ExistingFileRefused(path);
         }
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
         var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite);
-        RandomAccess.SetLength(handle, diskSize);
-        return new BlockSource(path, handle, Native.OpenDirect(path, write: true), diskSize, false);
+        try
+        {
+            RandomAccess.SetLength(handle, diskSize);
+        }
+        catch
+        {
+            handle.Dispose();
+            if (!exists) AtomicFile.TryDelete(path);
+            throw;
+        }
+        return new BlockSource(path, handle, Native.OpenDirect(path, write: true), diskSize, false, createdFile: !exists);
     }
 
-    public static bool IsBlockDeviceAt(string path)
-    {
-        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        return TryBlockDeviceSize(handle) is not null;
-    }
+    public static RepositoryException ExistingFileRefused(string path) =>
+        new($"{path} already exists: a restore writes a new file or a block device. Remove the file or choose another path.");
 
     private static long? TryBlockDeviceSize(SafeFileHandle handle)
     {

@@ -28,23 +28,18 @@ internal sealed class DiskRestore(BackupRepository repository)
 {
     public async Task<DiskRestoreStats> RunAsync(Manifest manifest, string targetPath, RestoreOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
     {
-        var created = !File.Exists(targetPath);
-        if (!created && options.RefuseExistingFile && !BlockSource.IsBlockDeviceAt(targetPath)) throw ExistingFile(targetPath);
+        var target = BlockSource.OpenWrite(targetPath, manifest.DiskSize, options.RefuseExistingFile);
         try
         {
-            using var target = BlockSource.OpenWrite(targetPath, manifest.DiskSize);
-            return await WriteAsync(manifest, target, options, progress, ct).ConfigureAwait(false);
+            using (target) return await WriteAsync(manifest, target, options, progress, ct).ConfigureAwait(false);
         }
-        catch when (created)
+        catch when (target.CreatedFile)
         {
             // A half-written file would look like a disk; only what this restore created is removed.
             AtomicFile.TryDelete(targetPath);
             throw;
         }
     }
-
-    internal static RepositoryException ExistingFile(string path) =>
-        new($"{path} already exists: a restore writes a new file or a block device. Remove the file or choose another path.");
 
     private async Task<DiskRestoreStats> WriteAsync(Manifest manifest, BlockSource target, RestoreOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
     {

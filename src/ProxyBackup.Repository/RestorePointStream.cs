@@ -6,21 +6,17 @@ namespace ProxyBackup.Repository;
 /// </summary>
 public sealed class RestorePointStream : Stream
 {
-    private readonly BackupRepository _repository;
     private readonly Manifest _manifest;
-    private readonly ChunkCodec _codec;
+    private readonly ChunkReader _reader;
     private readonly byte[] _chunk;
-    private readonly byte[] _file;
     private int _cachedIndex = -1;
     private long _position;
 
     internal RestorePointStream(BackupRepository repository, Manifest manifest)
     {
-        _repository = repository;
         _manifest = manifest;
-        _codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
+        _reader = new ChunkReader(repository, manifest.ChunkSize);
         _chunk = new byte[manifest.ChunkSize];
-        _file = new byte[BackupRepository.ChunkFileCapacity(manifest.ChunkSize)];
     }
 
     public override bool CanRead => true;
@@ -52,7 +48,7 @@ public sealed class RestorePointStream : Stream
                 if (_cachedIndex != index)
                 {
                     _cachedIndex = -1;
-                    _codec.Decode(id, _file.AsSpan(0, _repository.ReadChunkFile(id, _file)), _chunk);
+                    _reader.Read(id, _chunk);
                     _cachedIndex = index;
                 }
                 _chunk.AsSpan(within, n).CopyTo(buffer);
@@ -77,7 +73,7 @@ public sealed class RestorePointStream : Stream
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _codec.Dispose();
+        if (disposing) _reader.Dispose();
         base.Dispose(disposing);
     }
 }

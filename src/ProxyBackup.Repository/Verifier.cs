@@ -57,7 +57,7 @@ internal sealed class Verifier(BackupRepository repository)
         // One codec and one pair of chunk buffers per worker thread, not per chunk: verify --read-data
         // goes through every chunk of the repository.
         await Task.Run(() => Parallel.ForEach(users, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
-            () => readData ? new ChunkReader(repository) : null,
+            () => readData ? new ChunkReader(repository, chunkSize) : null,
             (pair, _, reader) =>
             {
                 string? why = null;
@@ -95,15 +95,24 @@ internal sealed class Verifier(BackupRepository repository)
     }
 }
 
-/// <summary>A worker's means to read and check chunks: a codec and buffers reused for every chunk.</summary>
-internal sealed class ChunkReader(BackupRepository repository) : IDisposable
+/// <summary>
+/// A reader of verified chunks (verify's workers, the random-access stream): a codec and a chunk
+/// file buffer reused for every chunk. Every read throws <see cref="CorruptDataException"/> when a
+/// chunk is not what its name says.
+/// </summary>
+internal sealed class ChunkReader(BackupRepository repository, int chunkSize) : IDisposable
 {
-    private readonly ChunkCodec _codec = new(repository.Config.ChunkSize, repository.Config.Compression.Level, repository.Keys);
-    private readonly byte[] _file = new byte[BackupRepository.ChunkFileCapacity(repository.Config.ChunkSize)];
-    private readonly byte[] _plain = new byte[repository.Config.ChunkSize];
+    private readonly ChunkCodec _codec = new(chunkSize, repository.Config.Compression.Level, repository.Keys);
+    private readonly byte[] _file = new byte[BackupRepository.ChunkFileCapacity(chunkSize)];
+    private byte[]? _scratch;
 
-    /// <summary>Reads, decrypts, decompresses and hashes a chunk; throws <see cref="CorruptDataException"/> when it is not what its name says.</summary>
-    public void Check(ChunkId id) => _codec.Open(id, _file.AsSpan(0, repository.ReadChunkFile(id, _file)), _plain);
+    /// <summary>Reads, decrypts, decompresses and hashes a chunk, keeping nothing.</summary>
+    public void Check(ChunkId id) => _codec.Open(id, ChunkFile(id), _scratch ??= new byte[chunkSize]);
+
+    /// <summary>Reads a chunk into <paramref name="destination"/>; returns its length.</summary>
+    public int Read(ChunkId id, Span<byte> destination) => _codec.Decode(id, ChunkFile(id), destination);
+
+    private ReadOnlySpan<byte> ChunkFile(ChunkId id) => _file.AsSpan(0, repository.ReadChunkFile(id, _file));
 
     public void Dispose() => _codec.Dispose();
 }

@@ -1,3 +1,5 @@
+using ProxyBackup.OpenNebula;
+
 namespace ProxyBackup.Scheduler;
 
 /// <summary>Limits on what runs at once: overall, per host, per datastore (0: no limit).</summary>
@@ -7,6 +9,10 @@ public sealed record QueueLimits(int MaxConcurrent = 2, int MaxPerHost = 1, int 
 public sealed record QueuedBackup(int VmId, string VmName, int HostId, IReadOnlyList<int> DatastoreIds, DueRun Run, int Attempt = 1)
 {
     public int Priority => Run.Policy.Priority;
+
+    /// <summary>A VM for a run, with the host and datastores the queue's limits count.</summary>
+    public static QueuedBackup Of(VirtualMachine vm, DueRun run) =>
+        new(vm.Id, vm.Name, vm.CurrentHistory?.HostId ?? -1, [.. vm.Disks.Select(d => d.DatastoreId).OfType<int>().Distinct()], run);
 }
 
 /// <summary>

@@ -56,8 +56,7 @@ public sealed class PolicyRunner(
             Name = "manual", Schedule = "@yearly", Selection = new VmSelection { VmIds = [vmId] }, Priority = int.MaxValue, Retries = 0,
             FullEveryRuns = full ? 1 : 0,
         };
-        return _queue.Enqueue(new QueuedBackup(vm.Id, vm.Name, vm.CurrentHistory?.HostId ?? -1, [.. vm.Disks.Select(d => d.DatastoreId).OfType<int>().Distinct()],
-            new DueRun(manual, time.GetUtcNow(), null)));
+        return _queue.Enqueue(QueuedBackup.Of(vm, new DueRun(manual, time.GetUtcNow(), null)));
     }
 
     /// <summary>Stops the running job of a VM at its next safe point (it then cleans up).</summary>
@@ -86,7 +85,7 @@ public sealed class PolicyRunner(
                 var selected = vms.Where(v => v.Id != proxyVmId && run.Policy.Selection.Matches(v)).ToList();
                 logger.LogInformation("Policy {Policy}: run of {Slot:u}, {Count} VM(s) selected", run.Policy.Name, run.Slot, selected.Count);
                 foreach (var vm in selected)
-                    if (!_queue.Enqueue(new QueuedBackup(vm.Id, vm.Name, vm.CurrentHistory?.HostId ?? -1, [.. vm.Disks.Select(d => d.DatastoreId).OfType<int>().Distinct()], run)))
+                    if (!_queue.Enqueue(QueuedBackup.Of(vm, run)))
                         logger.LogInformation("VM {Vm} is already queued or running; not queued again for {Policy}", vm.Id, run.Policy.Name);
                 store.SetLastSlot(run.Policy.Name, run.Slot);
             }
@@ -104,7 +103,7 @@ public sealed class PolicyRunner(
             lock (_running) _running.Add(RunOneAsync(next, ct));
         }
         lock (_running) _running.RemoveAll(t => t.IsCompleted);
-        await CollectGarbageIfDrainedAsync().ConfigureAwait(false);
+        CollectGarbageIfDrained();
         return started;
     }
 
@@ -132,9 +131,10 @@ public sealed class PolicyRunner(
             if (!policy.Retention.IsEmpty)
             {
                 var removed = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(item.VmId), dryRun: false).Count(d => !d.Keep);
-                index?.Sync(BackupJob.SourceOf(item.VmId), repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)));
                 if (removed > 0)
                 {
+                    // The backup job indexed its new point; only what retention removed is left to drop.
+                    index?.Sync(BackupJob.SourceOf(item.VmId), repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)));
                     _forgotSomething = true;
                     logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {Vm}", policy.Name, removed, item.VmId);
                 }
@@ -165,9 +165,9 @@ public sealed class PolicyRunner(
         }
     }
 
-    private Task CollectGarbageIfDrainedAsync()
+    private void CollectGarbageIfDrained()
     {
-        if (!_forgotSomething || _queue.Waiting > 0 || _queue.Running.Count > 0) return Task.CompletedTask;
+        if (!_forgotSomething || _queue.Waiting > 0 || _queue.Running.Count > 0) return;
         _forgotSomething = false;
         try
         {
@@ -179,6 +179,5 @@ public sealed class PolicyRunner(
             _forgotSomething = true;
             logger.LogInformation("Garbage collection postponed: {Reason}", e.Message);
         }
-        return Task.CompletedTask;
     }
 }

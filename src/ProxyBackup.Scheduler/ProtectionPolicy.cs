@@ -39,6 +39,8 @@ public sealed record ProtectionPolicy
     /// <summary>How many times a failed VM is tried again within the same run.</summary>
     public int Retries { get; init; } = 2;
 
+    public static bool IsValidName(string name) => Regex.IsMatch(name, "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$");
+
     public CronSchedule CompiledSchedule() => CronSchedule.Parse(Schedule, Zone());
 
     private TimeZoneInfo Zone()
@@ -51,7 +53,7 @@ public sealed record ProtectionPolicy
     public IReadOnlyList<string> Problems()
     {
         var p = new List<string>();
-        if (!Regex.IsMatch(Name, "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")) p.Add("name: 1-64 letters, digits, space, '.', '_' or '-'");
+        if (!IsValidName(Name)) p.Add("name: 1-64 letters, digits, space, '.', '_' or '-'");
         try { CompiledSchedule(); }
         catch (FormatException e) { p.Add($"schedule: {e.Message}"); }
         catch (PolicyException e) { p.Add(e.Problem); }

@@ -35,15 +35,11 @@ public static class RunPlanner
     /// <summary>Whether this VM's next backup under the policy is a full one, from its restore points (oldest first).</summary>
     public static bool NeedsFull(ProtectionPolicy policy, IReadOnlyList<RestorePointIndex> points, DateTimeOffset now)
     {
-        if (points.Count == 0) return true;
-        var lastFull = points.LastOrDefault(p => p.Tags.GetValueOrDefault("kind") == "full");
-        if (lastFull is null) return true;
-        if (policy.FullEveryDays > 0 && now - lastFull.Time >= TimeSpan.FromDays(policy.FullEveryDays)) return true;
-        if (policy.FullEveryRuns > 0)
-        {
-            var sinceFull = points.Count - 1 - points.ToList().LastIndexOf(lastFull);
-            if (sinceFull + 1 >= policy.FullEveryRuns) return true;
-        }
-        return false;
+        var lastFull = points.Count - 1;
+        while (lastFull >= 0 && points[lastFull].Tags.GetValueOrDefault("kind") != "full") lastFull--;
+        if (lastFull < 0) return true;
+        if (policy.FullEveryDays > 0 && now - points[lastFull].Time >= TimeSpan.FromDays(policy.FullEveryDays)) return true;
+        // The backup about to run is the (count - lastFull)th since the last full one.
+        return policy.FullEveryRuns > 0 && points.Count - lastFull >= policy.FullEveryRuns;
     }
 }

@@ -64,9 +64,9 @@ public sealed class XmlRpcClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            var neverSent = e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused or SocketError.HostNotFound or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.TryAgain }
-                || e.HttpRequestError is HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError;
             var socketError = (e.InnerException as SocketException)?.SocketErrorCode;
+            var neverSent = socketError is SocketError.ConnectionRefused or SocketError.HostNotFound or SocketError.NetworkUnreachable or SocketError.HostUnreachable or SocketError.TryAgain
+                || e.HttpRequestError is HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError;
             var why = e.HttpRequestError switch
             {
                 HttpRequestError.NameResolutionError => "the host name does not resolve",

@@ -30,10 +30,7 @@ public class RoundTripTests
         TestDisks.WriteMixed(disk, size);
         var repo = NewRepo(dir);
         var point = await BackupAsync(repo, "vm-1", disk);
-        var target = dir.Combine("restored.img");
-        await repo.RestoreDiskAsync(point, "0", target);
-        Assert.Equal(size, new FileInfo(target).Length);
-        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(target));
+        await AssertRestoresBitExactAsync(repo, point, disk, dir.Combine("restored.img"));
         using var stream = repo.OpenDisk(point, "0");
         Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(stream));
     }
@@ -51,11 +48,8 @@ public class RoundTripTests
         Assert.Equal(64L << 20, stats.Read);
         Assert.Equal((64L << 20) - Chunk, stats.Zero);
         Assert.Equal(1, stats.NewChunks);
-        var point = repo.Latest("vm-1")!;
         var target = dir.Combine("out.img");
-        await repo.RestoreDiskAsync(point, "0", target);
-        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(target));
-        Assert.True(new FileInfo(target).Length == 64L << 20);
+        await AssertRestoresBitExactAsync(repo, repo.Latest("vm-1")!, disk, target);
         Assert.True(AllocatedBytes(target) < 4 << 20, "the restored file should be sparse");
     }
 
@@ -81,12 +75,17 @@ public class RoundTripTests
             }
         }
         var repo = NewRepo(dir);
-        var point = await BackupAsync(repo, "vm-1", disk);
         var target = dir.Combine("out.img");
-        await repo.RestoreDiskAsync(point, "0", target);
-        Assert.Equal(size, new FileInfo(target).Length);
-        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(target));
+        await AssertRestoresBitExactAsync(repo, await BackupAsync(repo, "vm-1", disk), disk, target);
         Assert.InRange(AllocatedBytes(target), 3L * Chunk + 1000, 4L * Chunk);
+    }
+
+    /// <summary>Restores disk 0 to a new file and checks it has the source's size and content.</summary>
+    private static async Task AssertRestoresBitExactAsync(BackupRepository repo, RestorePointIndex point, string source, string target)
+    {
+        await repo.RestoreDiskAsync(point, "0", target);
+        Assert.Equal(new FileInfo(source).Length, new FileInfo(target).Length);
+        Assert.Equal(TestDisks.Sha256(source), TestDisks.Sha256(target));
     }
 
     private static long AllocatedBytes(string path)
