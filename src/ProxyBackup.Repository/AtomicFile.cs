@@ -9,7 +9,7 @@ internal static class AtomicFile
     /// </summary>
     public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, bool durable)
     {
-        var tmp = Path.Combine(tmpDirectory, $"{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}");
+        var tmp = TmpPath(tmpDirectory, path);
         try
         {
             using (var f = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.None))
@@ -27,6 +27,45 @@ internal static class AtomicFile
             throw;
         }
     }
+
+    /// <summary>
+    /// Write without durability for content in a 4 KiB-aligned buffer: the aligned bulk goes with
+    /// O_DIRECT, the short tail through the page cache. Copying chunk files into the page cache cost
+    /// a backup more CPU than hashing them. False, with nothing written, where the file system
+    /// refuses O_DIRECT or the content is not aligned.
+    /// </summary>
+    public static unsafe bool TryWriteDirect(string tmpDirectory, string path, ReadOnlySpan<byte> alignedContent)
+    {
+        fixed (byte* start = alignedContent)
+        {
+            if ((nuint)start % Native.DirectAlignment != 0) return false;
+        }
+        var tmp = TmpPath(tmpDirectory, path);
+        try
+        {
+            using (var handle = Native.CreateDirect(tmp))
+            {
+                if (handle is null) return false;
+                var bulk = alignedContent.Length / Native.DirectAlignment * Native.DirectAlignment;
+                RandomAccess.Write(handle, alignedContent[..bulk], 0);
+                if (bulk < alignedContent.Length)
+                {
+                    Native.EndDirect(handle);
+                    RandomAccess.Write(handle, alignedContent[bulk..], bulk);
+                }
+            }
+            File.Move(tmp, path, overwrite: true);
+            return true;
+        }
+        catch
+        {
+            TryDelete(tmp);
+            throw;
+        }
+    }
+
+    private static string TmpPath(string tmpDirectory, string path) =>
+        Path.Combine(tmpDirectory, $"{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}");
 
     public static void TryDelete(string path)
     {

@@ -13,6 +13,7 @@ public sealed partial class BackupRepository
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _fanOutDirectories = new(StringComparer.Ordinal);
+    private volatile bool _directChunkWrites = true;
 
     private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys)
     {
@@ -125,7 +126,10 @@ public sealed partial class BackupRepository
     /// </summary>
     internal bool HasChunk(ChunkId id) => new FileInfo(ChunkPath(id)) is { Exists: true, Length: > 0 };
 
-    /// <summary>tmp + rename, no fsync: the writer syncs the file system once before committing the index.</summary>
+    /// <summary>
+    /// tmp + rename, no fsync: the writer syncs the file system once before committing the index.
+    /// O_DIRECT when the file is in an aligned buffer and the file system takes it.
+    /// </summary>
     internal void WriteChunk(ChunkId id, ReadOnlySpan<byte> file)
     {
         var path = ChunkPath(id);
@@ -138,7 +142,11 @@ public sealed partial class BackupRepository
         }
         try
         {
-            AtomicFile.Write(TmpDirectory, path, file, durable: false);
+            if (!_directChunkWrites || !AtomicFile.TryWriteDirect(TmpDirectory, path, file))
+            {
+                _directChunkWrites = false;
+                AtomicFile.Write(TmpDirectory, path, file, durable: false);
+            }
         }
         catch (IOException e) when (Native.IsNoSpace(e))
         {

@@ -5,7 +5,7 @@ namespace ProxyBackup.Repository;
 
 /// <summary>
 /// Reads one disk into the repository: a reader fills a fixed set of aligned chunk buffers in disk
-/// order; workers (one per core) detect zero chunks without hashing, hash the others, skip those
+/// order; workers (a few more than the cores) detect zero chunks without hashing, hash the others, skip those
 /// equal to the previous restore point at the same position, and compress, encrypt and write only
 /// the chunks the repository lacks. Memory stays at (buffers + per-worker scratch) × chunk size
 /// whatever the disk size.
@@ -18,7 +18,9 @@ internal sealed class DiskBackup(BackupRepository repository)
         var chunkSize = repository.Config.ChunkSize;
         var count = Manifest.ChunkCount(source.Size, chunkSize);
         var ids = new ChunkId[count];
-        var workers = Math.Clamp(Environment.ProcessorCount, 1, 8);
+        // Two more than the cores: chunk files are written with O_DIRECT, and a worker waiting on the
+        // disk leaves its core to another (2 cores: 4 workers took a 4 GiB full from 5.4 s to 4.8 s).
+        var workers = Math.Clamp(Environment.ProcessorCount + 2, 3, 16);
         var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress);
         long zero = 0, changed = 0, newStored = 0;
         var newChunks = 0;

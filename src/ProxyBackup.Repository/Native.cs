@@ -7,16 +7,29 @@ namespace ProxyBackup.Repository;
 internal static partial class Native
 {
     private const int ORdOnly = 0x0;
+    private const int OWrOnly = 0x1;
     private const int ORdWr = 0x2;
+    private const int OCreat = 0x40;
+    private const int OExcl = 0x80;
     private const int ODirect = 0x4000;     // x86_64 / aarch64 Linux
     private const int ODirectory = 0x10000;
     private const int OCloexec = 0x80000;
     private const ulong BlkGetSize64 = 0x80081272;
     private const ulong BlkFlsBuf = 0x1261;
+    private const int FGetFl = 3;
+    private const int FSetFl = 4;
+    private const int Einval = 22;
     public const int Enospc = 28;
+    public const int DirectAlignment = 4096;
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(int fd, int command, int argument);
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     private static partial int Close(int fd);
@@ -44,6 +57,28 @@ internal static partial class Native
     {
         var fd = Open(path, (write ? ORdWr : ORdOnly) | ODirect | OCloexec);
         return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>
+    /// Creates a new file (it must not exist) for writing with O_DIRECT, or returns null when the file
+    /// system refuses O_DIRECT. Other failures (no space, no directory) throw with their errno.
+    /// </summary>
+    public static SafeFileHandle? CreateDirect(string path)
+    {
+        var fd = Open(path, OWrOnly | OCreat | OExcl | ODirect | OCloexec, 0b110_110_110);
+        if (fd >= 0) return new SafeFileHandle(fd, ownsHandle: true);
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == Einval) return null;
+        throw new IOException($"Cannot create {path}: {Marshal.GetPInvokeErrorMessage(errno)}.", errno);
+    }
+
+    /// <summary>Turns O_DIRECT off on an open file, for a piece that is not block-aligned.</summary>
+    public static void EndDirect(SafeFileHandle handle)
+    {
+        var fd = (int)handle.DangerousGetHandle();
+        var flags = Fcntl(fd, FGetFl, 0);
+        if (flags < 0 || Fcntl(fd, FSetFl, flags & ~ODirect) != 0)
+            throw new IOException($"Cannot turn off O_DIRECT (errno {Marshal.GetLastPInvokeError()}).");
     }
 
     /// <summary>
