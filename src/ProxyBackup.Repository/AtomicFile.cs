@@ -57,6 +57,12 @@ internal static class AtomicFile
             File.Move(tmp, path, overwrite: true);
             return true;
         }
+        catch (IOException e) when (e.HResult == Native.Einval)
+        {
+            // A device whose blocks are larger than 4 KiB takes the open but not the writes.
+            TryDelete(tmp);
+            return false;
+        }
         catch
         {
             TryDelete(tmp);

@@ -18,7 +18,7 @@ internal static partial class Native
     private const ulong BlkFlsBuf = 0x1261;
     private const int FGetFl = 3;
     private const int FSetFl = 4;
-    private const int Einval = 22;
+    public const int Einval = 22;
     public const int Enospc = 28;
     public const int DirectAlignment = 4096;
 

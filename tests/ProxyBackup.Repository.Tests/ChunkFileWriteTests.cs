@@ -27,6 +27,21 @@ public class ChunkFileWriteTests
     }
 
     [Fact]
+    public void A_direct_write_the_device_refuses_is_recognised_so_the_buffered_write_can_take_over()
+    {
+        // What TryWriteDirect relies on when a device's blocks are larger than its 4 KiB pieces:
+        // the kernel's EINVAL arrives as the IOException's HResult (shown with a misaligned buffer).
+        using var dir = new TempDirectory();
+        using var handle = Native.CreateDirect(dir.Combine("f"));
+        Assert.NotNull(handle);
+        using var buffer = new AlignedBuffer(8192);
+
+        var e = Assert.ThrowsAny<IOException>(() => RandomAccess.Write(handle, buffer.GetSpan()[1..4097], 0));
+
+        Assert.Equal(Native.Einval, e.HResult);
+    }
+
+    [Fact]
     public void Content_outside_an_aligned_buffer_is_left_to_the_buffered_write()
     {
         using var dir = new TempDirectory();
