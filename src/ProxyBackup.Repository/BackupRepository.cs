@@ -157,6 +157,9 @@ public sealed partial class BackupRepository
     /// <summary>The largest a chunk file can be: the encoding byte, a chunk stored raw, the cipher's nonce and tag.</summary>
     internal static int ChunkFileCapacity(int chunkSize) => 1 + chunkSize + BlobCipher.Overhead;
 
+    /// <summary>Starts reading a chunk file that will be needed soon, so the disk or NFS server works while the CPU does.</summary>
+    internal void ReadAhead(ChunkId id) => Native.StartReading(ChunkPath(id));
+
     /// <summary>Reads a chunk file into a caller's buffer (restores read thousands of them); returns its length.</summary>
     internal int ReadChunkFile(ChunkId id, Span<byte> buffer)
     {

@@ -48,7 +48,10 @@ internal sealed class DiskRestore(BackupRepository repository)
         // allocate blocks under the inode's exclusive lock and would run one at a time.
         if (!target.IsBlockDevice) PreallocateData(target, manifest);
         var meter = new ProgressMeter($"restore {Path.GetFileName(target.Path)}", manifest.DiskSize, progress);
-        var work = Channel.CreateBounded<int>(64);
+        // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to another.
+        var workers = Math.Clamp(2 * Environment.ProcessorCount, 2, 16);
+        // The feeder runs this many chunks ahead of the workers, starting to read their files.
+        var work = Channel.CreateBounded<int>(4 * workers);
         using var zeros = new AlignedBuffer(manifest.ChunkSize);
         long zeroBytes = 0, written = 0;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -58,7 +61,11 @@ internal sealed class DiskRestore(BackupRepository repository)
         {
             try
             {
-                for (var i = 0; i < manifest.Chunks.Count; i++) await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
+                for (var i = 0; i < manifest.Chunks.Count; i++)
+                {
+                    await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
+                    if (!manifest.Chunks[i].IsZero) repository.ReadAhead(manifest.Chunks[i]);
+                }
                 work.Writer.Complete();
             }
             catch (Exception e)
@@ -102,8 +109,6 @@ internal sealed class DiskRestore(BackupRepository repository)
             }
         }
 
-        // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to another.
-        var workers = Math.Clamp(2 * Environment.ProcessorCount, 2, 16);
         var tasks = new List<Task> { Task.Run(Feed, token) };
         tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(Work, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
         await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);

@@ -31,6 +31,9 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static partial int Fcntl(int fd, int command, int argument);
 
+    [LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int Fadvise(int fd, long offset, long length, int advice);
+
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     private static partial int Close(int fd);
 
@@ -90,6 +93,18 @@ internal static partial class Native
     /// <summary>Reserves blocks for a range of a file: 0, or the errno (ENOSPC, EOPNOTSUPP where the file system cannot).</summary>
     public static int Preallocate(SafeFileHandle handle, long offset, long length) =>
         Fallocate((int)handle.DangerousGetHandle(), 0, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>
+    /// Asks the kernel to start reading a whole file into the page cache (POSIX_FADV_WILLNEED) and
+    /// returns at once; a file that cannot be opened is left for the real read to report.
+    /// </summary>
+    public static void StartReading(string path)
+    {
+        var fd = Open(path, ORdOnly | OCloexec);
+        if (fd < 0) return;
+        _ = Fadvise(fd, 0, 0, 3);
+        Close(fd);
+    }
 
     /// <summary>Size of a block device in bytes (BLKGETSIZE64).</summary>
     public static long BlockDeviceSize(SafeFileHandle handle)

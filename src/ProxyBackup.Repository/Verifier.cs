@@ -56,10 +56,15 @@ internal sealed class Verifier(BackupRepository repository)
         var chunkSize = repository.Config.ChunkSize;
         // One codec and one pair of chunk buffers per worker thread, not per chunk: verify --read-data
         // goes through every chunk of the repository.
-        await Task.Run(() => Parallel.ForEach(users, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 8) },
+        var chunks = users.ToList();
+        var workers = Math.Clamp(Environment.ProcessorCount, 1, 8);
+        await Task.Run(() => Parallel.For(0, chunks.Count, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = workers },
             () => readData ? new ChunkReader(repository, chunkSize) : null,
-            (pair, _, reader) =>
+            (i, _, reader) =>
             {
+                var pair = chunks[i];
+                // Reading a few chunks ahead keeps the disk or NFS server busy while this one is checked.
+                if (reader is not null && i + 2 * workers < chunks.Count) repository.ReadAhead(chunks[i + 2 * workers].Key);
                 string? why = null;
                 if (reader is null)
                 {
