@@ -5,6 +5,7 @@ using ProxyBackup.Engine;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
 using ProxyBackup.Scheduler;
+using ProxyBackup.XmlRpc;
 using Spectre.Console;
 
 namespace ProxyBackup.Cli;
@@ -146,12 +147,51 @@ internal static class ConfigureCommand
             var password = AnsiConsole.Prompt(new TextPrompt<string>(_secrets.OpenNebulaPassword is null ? "Password or login token:" : "Password or login token (Enter keeps the current one):")
                 .Secret().AllowEmpty());
             if (password.Length > 0) _secrets.OpenNebulaPassword = password;
-            if (AnsiConsole.Confirm("Is there a TLS proxy in front of oned with a private CA?", o.CaCertificateFile is not null))
-                o.CaCertificateFile = AnsiConsole.Prompt(new TextPrompt<string>("CA certificate file (PEM):").DefaultValue(o.CaCertificateFile ?? "/etc/proxybackup/ca.pem")
-                    .Validate(v => File.Exists(v) ? ValidationResult.Success() : ValidationResult.Error("[red]That file does not exist[/]")));
-            else o.CaCertificateFile = null;
+            var endpoint = new Uri(o.Endpoint);
+            if (endpoint.Scheme == Uri.UriSchemeHttps) await TrustAsync(o, endpoint, ct).ConfigureAwait(false);
+            else (o.CaCertificateFile, o.PinnedCertificateSha256) = (null, null);
             _dirty = true;
             if (AnsiConsole.Confirm("Test the connection now?", true)) await TestAsync(ct).ConfigureAwait(false);
+        }
+
+        /// <summary>How the front-end's certificate is trusted: the system's CAs, a private CA, or a pinned certificate.</summary>
+        private static async Task TrustAsync(AppConfig.OpenNebulaSection o, Uri endpoint, CancellationToken ct)
+        {
+            const string PublicCa = "A public CA (the system's trust store)";
+            const string PrivateCa = "A private CA (a PEM file on this VM)";
+            const string Pin = "Pin the certificate the front-end presents";
+            var current = o.PinnedCertificateSha256 is not null ? Pin : o.CaCertificateFile is not null ? PrivateCa : PublicCa;
+            var choice = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Who vouches for the front-end's TLS certificate?")
+                .AddChoices(new[] { current }.Concat(new[] { PublicCa, PrivateCa, Pin }.Where(c => c != current))));
+            switch (choice)
+            {
+                case PublicCa:
+                    (o.CaCertificateFile, o.PinnedCertificateSha256) = (null, null);
+                    break;
+                case PrivateCa:
+                    o.CaCertificateFile = AnsiConsole.Prompt(new TextPrompt<string>("CA certificate file (PEM):").DefaultValue(o.CaCertificateFile ?? "/etc/proxybackup/ca.pem")
+                        .Validate(v => File.Exists(v) ? ValidationResult.Success() : ValidationResult.Error("[red]That file does not exist[/]")));
+                    o.PinnedCertificateSha256 = null;
+                    break;
+                default:
+                    System.Security.Cryptography.X509Certificates.X509Certificate2 presented;
+                    try { presented = await ServerCertificate.FetchAsync(endpoint, TimeSpan.FromSeconds(15), ct).ConfigureAwait(false); }
+                    catch (XmlRpcTransportException e)
+                    {
+                        AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/] The trust setting is unchanged.");
+                        return;
+                    }
+                    using (presented)
+                    {
+                        var fingerprint = ServerCertificate.Fingerprint(presented);
+                        AnsiConsole.MarkupLine($"The front-end presents [bold]{Markup.Escape(presented.Subject)}[/], issued by {Markup.Escape(presented.Issuer)}, valid until {presented.NotAfter:yyyy-MM-dd}.");
+                        AnsiConsole.MarkupLine($"SHA-256 fingerprint: [bold]{fingerprint}[/]");
+                        AnsiConsole.MarkupLine("[grey]Compare it on the front-end: openssl x509 -noout -fingerprint -sha256 -in <its certificate>. When the certificate is renewed, pin the new one here.[/]");
+                        if (AnsiConsole.Confirm("Pin this certificate?", false))
+                            (o.CaCertificateFile, o.PinnedCertificateSha256) = (null, fingerprint);
+                    }
+                    break;
+            }
         }
 
         private OneClient Client()

@@ -1,4 +1,8 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using ProxyBackup.XmlRpc.Server;
 using ProxyBackup.TestSupport;
 
 namespace ProxyBackup.Engine.Tests;
@@ -25,7 +29,6 @@ public class ConfigureTuiTests
             await tui.AnswerAsync("OpenNebula XML-RPC endpoint:", w.Sim.Endpoint.ToString());
             await tui.AnswerAsync("User:", "");
             await tui.AnswerAsync("Password or login token:", "wrong-password");
-            await tui.AnswerAsync("private CA?", "n");
             await tui.AnswerAsync("Test the connection now?", "y");
             await tui.WaitForAsync("User couldn't be authenticated");  // a wrong password is said so, and nothing breaks
             tui.Send("Enter");
@@ -33,7 +36,6 @@ public class ConfigureTuiTests
             await tui.AnswerAsync("OpenNebula XML-RPC endpoint:", "");
             await tui.AnswerAsync("User:", "");
             await tui.AnswerAsync("Password or login token", "pw");
-            await tui.AnswerAsync("private CA?", "n");
             await tui.AnswerAsync("Test the connection now?", "y");
             await tui.WaitForAsync("Connected: OpenNebula 6.10.5, user oneadmin");
             Assert.DoesNotContain("pw", tui.Screen().Split('\n').Single(l => l.Contains("Password", StringComparison.Ordinal)).Split(':')[^1], StringComparison.Ordinal);
@@ -90,5 +92,38 @@ public class ConfigureTuiTests
         await backup.Process.WaitForExitAsync();
         Assert.True(backup.Process.ExitCode == 0, error);
         Assert.Contains("restore point", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_operator_pins_the_certificate_an_https_front_end_presents_and_the_pin_is_saved()
+    {
+        using var dir = new TempDirectory();
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest("CN=front-end.cloud.example", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var selfSigned = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+        using var certificate = X509CertificateLoader.LoadPkcs12(selfSigned.Export(X509ContentType.Pkcs12), null);
+        await using var frontEnd = new XmlRpcHttpServer(IPAddress.Loopback, 0, (_, _) => Task.FromResult<object?>("6.10.5"), certificate: certificate);
+        frontEnd.Start();
+        var fingerprint = string.Join(':', SHA256.HashData(certificate.RawData).Select(b => b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));
+        var config = dir.Combine("config.json");
+
+        using (var tui = new TmuxSession($"dotnet {Cli} configure --config {config}"))
+        {
+            await tui.ChooseAsync("What do you want to set up?", "Connection");
+            await tui.AnswerAsync("OpenNebula XML-RPC endpoint:", $"https://127.0.0.1:{frontEnd.Endpoint.Port}/RPC2");
+            await tui.AnswerAsync("User:", "");
+            await tui.AnswerAsync("Password or login token:", "pw");
+            await tui.ChooseAsync("Who vouches for the front-end's TLS certificate?", "Pin the certificate");
+            await tui.WaitForAsync("CN=front-end.cloud.example");
+            await tui.WaitForAsync(fingerprint);
+            await tui.AnswerAsync("Pin this certificate?", "y");
+            await tui.AnswerAsync("Test the connection now?", "n");
+            await tui.ChooseAsync("What do you want to set up?", "Save and exit");
+            await tui.WaitForAsync("Saved");
+        }
+
+        var saved = JsonDocument.Parse(await File.ReadAllTextAsync(config)).RootElement.GetProperty("OpenNebula");
+        Assert.Equal(fingerprint, saved.GetProperty("PinnedCertificateSha256").GetString());
+        Assert.Equal(JsonValueKind.Null, saved.GetProperty("CaCertificateFile").ValueKind);
     }
 }

@@ -66,6 +66,31 @@ public sealed class TlsTests : IAsyncLifetime
         await Assert.ThrowsAsync<XmlRpcTransportException>(() => bad.CallAsync("one.system.version", ["a:b"]));
     }
 
+    [Fact]
+    public async Task The_certificate_the_server_presents_is_fetched_and_pinning_its_fingerprint_makes_it_trusted()
+    {
+        using var presented = await ServerCertificate.FetchAsync(Https, TimeSpan.FromSeconds(10), CancellationToken.None);
+        var fingerprint = ServerCertificate.Fingerprint(presented);
+
+        Assert.Equal(_leaf.RawData, presented.RawData);
+        Assert.Matches("^([0-9A-F]{2}:){31}[0-9A-F]{2}$", fingerprint);
+        using var client = new XmlRpcClient(new XmlRpcClientOptions { Endpoint = Https, PinnedCertificateSha256 = fingerprint });
+        Assert.Equal("6.10.5", await client.CallAsync("one.system.version", ["a:b"]));
+    }
+
+    [Fact]
+    public async Task Fetching_a_certificate_from_an_endpoint_that_is_not_tls_says_so()
+    {
+        await using var plain = new XmlRpcHttpServer(IPAddress.Loopback, 0, (_, _) => Task.FromResult<object?>("x"));
+        plain.Start();
+        var endpoint = new Uri($"https://127.0.0.1:{plain.Endpoint.Port}/RPC2");
+
+        var e = await Assert.ThrowsAsync<XmlRpcTransportException>(() => ServerCertificate.FetchAsync(endpoint, TimeSpan.FromSeconds(10), CancellationToken.None));
+
+        Assert.StartsWith($"Cannot read the TLS certificate of 127.0.0.1:{plain.Endpoint.Port}: the TLS handshake failed (", e.Message, StringComparison.Ordinal);
+        Assert.EndsWith("); is this port TLS?", e.Message, StringComparison.Ordinal);
+    }
+
     public async Task DisposeAsync()
     {
         await _server.DisposeAsync();
