@@ -1,13 +1,24 @@
 namespace ProxyBackup.Repository;
 
+/// <summary>When a file written through <see cref="AtomicFile"/> is safe from a crash.</summary>
+internal enum Durability
+{
+    /// <summary>Writeback starts at once; the syncfs before the next index makes it durable (files of one restore point).</summary>
+    AtCommit,
+    /// <summary>
+    /// The content is on disk before the file gets its name, the name becomes durable with the next
+    /// syncfs. For chunks: any later backup trusts a chunk by its name, so a crash must never leave
+    /// a named chunk file whose content is incomplete.
+    /// </summary>
+    ContentBeforeName,
+    /// <summary>Content and name are durable on return (config, keys, locks, the index).</summary>
+    Immediate,
+}
+
 /// <summary>Writes through tmp/ and a rename, so a reader never sees half a file.</summary>
 internal static class AtomicFile
 {
-    /// <summary>
-    /// tmp, optional fsync, rename; with <paramref name="durable"/> also fsync of the target directory.
-    /// Without it, writeback is started at once and durability comes from a later syncfs.
-    /// </summary>
-    public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, bool durable)
+    public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, Durability durability)
     {
         var tmp = TmpPath(tmpDirectory, path);
         try
@@ -15,11 +26,11 @@ internal static class AtomicFile
             using (var f = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.None))
             {
                 f.Write(content);
-                if (durable) f.Flush(flushToDisk: true);
-                else Native.StartWriteback(f.SafeFileHandle);
+                if (durability == Durability.AtCommit) Native.StartWriteback(f.SafeFileHandle);
+                else f.Flush(flushToDisk: true);
             }
             File.Move(tmp, path, overwrite: true);
-            if (durable) Native.FsyncDirectory(Path.GetDirectoryName(path)!);
+            if (durability == Durability.Immediate) Native.FsyncDirectory(Path.GetDirectoryName(path)!);
         }
         catch
         {
@@ -29,10 +40,10 @@ internal static class AtomicFile
     }
 
     /// <summary>
-    /// Write without durability for content in a 4 KiB-aligned buffer: the aligned bulk goes with
-    /// O_DIRECT, the short tail through the page cache. Copying chunk files into the page cache cost
-    /// a backup more CPU than hashing them. False, with nothing written, where the file system
-    /// refuses O_DIRECT or the content is not aligned.
+    /// A chunk file (<see cref="Durability.ContentBeforeName"/>) from a 4 KiB-aligned buffer: the
+    /// aligned bulk goes with O_DIRECT, the short tail through the page cache, then fdatasync. Copying
+    /// chunk files into the page cache cost a backup more CPU than hashing them. False, with nothing
+    /// written, where the file system refuses O_DIRECT or the content is not aligned.
     /// </summary>
     public static unsafe bool TryWriteDirect(string tmpDirectory, string path, ReadOnlySpan<byte> alignedContent)
     {
@@ -53,6 +64,7 @@ internal static class AtomicFile
                     Native.EndDirect(handle);
                     RandomAccess.Write(handle, alignedContent[bulk..], bulk);
                 }
+                Native.SyncData(handle);
             }
             File.Move(tmp, path, overwrite: true);
             return true;

@@ -58,9 +58,9 @@ public sealed partial class BackupRepository
         if (options.Key is { } key)
         {
             keys = MasterKeys.Generate();
-            AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), durable: true);
+            AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), Durability.Immediate);
         }
-        AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, Json), durable: true);
+        AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, Json), Durability.Immediate);
         return new BackupRepository(path, config, keys);
     }
 
@@ -96,7 +96,7 @@ public sealed partial class BackupRepository
     public void AddKey(RepositoryKey key)
     {
         if (Keys is null) throw new RepositoryException("This repository is not encrypted.");
-        AtomicFile.Write(TmpDirectory, Path.Combine(Root, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), Keys.Wrap(key), durable: true);
+        AtomicFile.Write(TmpDirectory, Path.Combine(Root, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), Keys.Wrap(key), Durability.Immediate);
     }
 
     public static void CheckSourceName(string source)
@@ -121,14 +121,16 @@ public sealed partial class BackupRepository
     }
 
     /// <summary>
-    /// Whether the chunk is stored. An empty file does not count: after a power loss a renamed but
-    /// unflushed file can be left empty, and must be written again rather than trusted.
+    /// Whether the chunk is stored. An empty file does not count (a chunk file is never empty): one
+    /// left by a crash of a version that renamed before syncing, or by a file system that lost data,
+    /// is written again rather than trusted.
     /// </summary>
     internal bool HasChunk(ChunkId id) => new FileInfo(ChunkPath(id)) is { Exists: true, Length: > 0 };
 
     /// <summary>
-    /// tmp + rename, no fsync: the writer syncs the file system once before committing the index.
-    /// O_DIRECT when the file is in an aligned buffer and the file system takes it.
+    /// tmp, fdatasync, rename: the content is on disk before the name, whose own durability comes
+    /// from the writer's syncfs before it commits the index. O_DIRECT when the file is in an aligned
+    /// buffer and the file system takes it.
     /// </summary>
     internal void WriteChunk(ChunkId id, ReadOnlySpan<byte> file)
     {
@@ -145,7 +147,7 @@ public sealed partial class BackupRepository
             if (!_directChunkWrites || !AtomicFile.TryWriteDirect(TmpDirectory, path, file))
             {
                 _directChunkWrites = false;
-                AtomicFile.Write(TmpDirectory, path, file, durable: false);
+                AtomicFile.Write(TmpDirectory, path, file, Durability.ContentBeforeName);
             }
         }
         catch (IOException e) when (Native.IsNoSpace(e))
@@ -189,12 +191,12 @@ public sealed partial class BackupRepository
 
     private byte[] Associated(string source, string id, string file) => Encoding.UTF8.GetBytes($"point:{source}/{id}/{file}");
 
-    internal void WritePointFile(string source, string id, string file, ReadOnlySpan<byte> plaintext, bool durable)
+    internal void WritePointFile(string source, string id, string file, ReadOnlySpan<byte> plaintext, Durability durability)
     {
         var content = Keys is null ? plaintext.ToArray() : BlobCipher.Seal(Keys.DataKey, plaintext, Associated(source, id, file));
         try
         {
-            AtomicFile.Write(TmpDirectory, Path.Combine(PointDirectory(source, id), file), content, durable);
+            AtomicFile.Write(TmpDirectory, Path.Combine(PointDirectory(source, id), file), content, durability);
         }
         catch (IOException e) when (Native.IsNoSpace(e))
         {

@@ -14,10 +14,12 @@ internal sealed class ChunkCodec : IDisposable
 
     private readonly MasterKeys? _keys;
     private readonly int _level;
-    // Aligned so that a chunk file goes to the disk with O_DIRECT straight from them.
-    private readonly AlignedBuffer _encoded;
-    private readonly AlignedBuffer? _sealed;
-    private readonly byte[] _plain;
+    private readonly int _encodedCapacity;
+    // Allocated on first use: a backup's codec only encodes, a restore's only decodes. Aligned so
+    // that a chunk file goes to the disk with O_DIRECT straight from them.
+    private AlignedBuffer? _encoded;
+    private AlignedBuffer? _sealed;
+    private byte[]? _plain;
     private readonly Zstd.Compressor _compressor = new();
     private readonly Zstd.Decompressor _decompressor = new();
 
@@ -25,9 +27,7 @@ internal sealed class ChunkCodec : IDisposable
     {
         _keys = keys;
         _level = level;
-        _encoded = new AlignedBuffer(1 + Math.Max(Zstd.Bound(chunkSize), chunkSize));
-        _sealed = keys is null ? null : new AlignedBuffer(_encoded.Memory.Length + BlobCipher.Overhead);
-        _plain = new byte[1 + Math.Max(Zstd.Bound(chunkSize), chunkSize)];
+        _encodedCapacity = 1 + Math.Max(Zstd.Bound(chunkSize), chunkSize);
     }
 
     public ChunkId Name(ReadOnlySpan<byte> data)
@@ -43,6 +43,7 @@ internal sealed class ChunkCodec : IDisposable
     /// <summary>The bytes of the chunk file for <paramref name="data"/>; valid until the next call.</summary>
     public ReadOnlyMemory<byte> Encode(ChunkId id, ReadOnlySpan<byte> data)
     {
+        _encoded ??= new AlignedBuffer(_encodedCapacity);
         var encoded = _encoded.GetSpan();
         var n = _compressor.Compress(data, encoded[1..], _level);
         int length;
@@ -57,7 +58,8 @@ internal sealed class ChunkCodec : IDisposable
             data.CopyTo(encoded[1..]);
             length = 1 + data.Length;
         }
-        if (_keys is null || _sealed is null) return _encoded.Memory[..length];
+        if (_keys is null) return _encoded.Memory[..length];
+        _sealed ??= new AlignedBuffer(_encodedCapacity + BlobCipher.Overhead);
         BlobCipher.Seal(_keys.DataKey, encoded[..length], Associated(id), _sealed.GetSpan()[..(length + BlobCipher.Overhead)]);
         return _sealed.Memory[..(length + BlobCipher.Overhead)];
     }
@@ -81,6 +83,7 @@ internal sealed class ChunkCodec : IDisposable
         {
             try
             {
+                _plain ??= new byte[_encodedCapacity];
                 var n = BlobCipher.Open(_keys.DataKey, file, Associated(id), _plain);
                 encoded = _plain.AsSpan(0, n);
             }
@@ -114,7 +117,7 @@ internal sealed class ChunkCodec : IDisposable
     {
         _compressor.Dispose();
         _decompressor.Dispose();
-        ((IDisposable)_encoded).Dispose();
+        ((IDisposable?)_encoded)?.Dispose();
         ((IDisposable?)_sealed)?.Dispose();
     }
 }

@@ -40,6 +40,9 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     private static partial int Fsync(int fd);
 
+    [LibraryImport("libc", EntryPoint = "fdatasync", SetLastError = true)]
+    private static partial int Fdatasync(int fd);
+
     [LibraryImport("libc", EntryPoint = "syncfs", SetLastError = true)]
     private static partial int Syncfs(int fd);
 
@@ -129,6 +132,16 @@ internal static partial class Native
         finally
         {
             Close(fd);
+        }
+    }
+
+    /// <summary>fdatasync: the file's data and size are on disk on return.</summary>
+    public static void SyncData(SafeFileHandle handle)
+    {
+        if (Fdatasync((int)handle.DangerousGetHandle()) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"fdatasync failed: {Marshal.GetPInvokeErrorMessage(errno)}.", errno);
         }
     }
 

@@ -46,7 +46,7 @@ public sealed class RepositoryLock : IDisposable
             var now = DateTimeOffset.UtcNow;
             var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessStartTicks(Environment.ProcessId) ?? 0, purpose, now, now);
             var path = Path.Combine(dir, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
-            AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), durable: true);
+            AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), Durability.Immediate);
             var conflict = Holders(dir).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive));
             if (conflict.Path is null) return new RepositoryLock(path, info);
             File.Delete(path);

@@ -39,7 +39,7 @@ public sealed class RestorePointWriter : IDisposable
     public void AddMetadata(string name, ReadOnlySpan<byte> content)
     {
         BackupRepository.CheckItemName(name);
-        _repository.WritePointFile(Source, Id, BackupRepository.MetadataFile(name), content, durable: false);
+        _repository.WritePointFile(Source, Id, BackupRepository.MetadataFile(name), content, Durability.AtCommit);
         _metadata.RemoveAll(m => m.Name == name);
         _metadata.Add(new MetadataEntry(name, Convert.ToHexStringLower(SHA256.HashData(content))));
     }
@@ -55,7 +55,7 @@ public sealed class RestorePointWriter : IDisposable
         var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
         var (manifest, stats) = await new DiskBackup(_repository).RunAsync(sourcePath, previous, progress, ct).ConfigureAwait(false);
         var bytes = manifest.ToBytes();
-        _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, durable: false);
+        _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, Durability.AtCommit);
         _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });
         return stats;
     }
@@ -70,7 +70,7 @@ public sealed class RestorePointWriter : IDisposable
             Disks = [.. _disks], Metadata = [.. _metadata],
         };
         Native.SyncFileSystem(_repository.Root);
-        _repository.WritePointFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index), durable: true);
+        _repository.WritePointFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index), Durability.Immediate);
         _committed = true;
         _lock.Dispose();
         return index;
