@@ -44,6 +44,17 @@ internal static class CliFormat
         _ => $"{bytes} B",
     };
 
+    /// <summary>One running job from the daemon's status: what it does, bytes, MB/s and ETA.</summary>
+    public static string RunningJob(System.Text.Json.Nodes.JsonNode job)
+    {
+        var done = job["done"]!.GetValue<long>();
+        var total = job["total"]!.GetValue<long>();
+        var line = $"VM {job["vm"]} ({job["name"]}): {(string?)job["what"] ?? "starting"}";
+        if (total == 0) return line;
+        line += $", {Bytes(done)} of {Bytes(total)} ({100.0 * done / total:0} %), {job["bytes_per_second"]!.GetValue<double>() / 1e6:0.0} MB/s, new {Bytes(job["new_bytes"]!.GetValue<long>())}";
+        return job["eta_seconds"]?.GetValue<double>() is { } eta ? line + $", ETA {TimeSpan.FromSeconds(Math.Round(eta)):hh\\:mm\\:ss}" : line;
+    }
+
     public static void PrintJson<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, Json));
 }
 

@@ -165,8 +165,7 @@ internal static class CloudCommands
             var running = status["running"]!.AsArray().Where(r => ids.Contains(r!["vm"]!.GetValue<int>())).ToList();
             var waiting = status["waiting"]!.AsArray().Select(w => w!.GetValue<int>()).Where(ids.Contains).ToList();
             if (running.Count == 0 && waiting.Count == 0) break;
-            var line = string.Join("; ", running.Select(r => $"VM {r!["vm"]}: {CliFormat.Bytes(r["done"]!.GetValue<long>())} of {CliFormat.Bytes(r["total"]!.GetValue<long>())}")
-                .Concat(waiting.Select(w => $"VM {w}: waiting")));
+            var line = string.Join("; ", running.Select(r => CliFormat.RunningJob(r!)).Concat(waiting.Select(w => $"VM {w}: waiting")));
             if (line != last) Console.Error.WriteLine(last = line);
             await Task.Delay(500, ct).ConfigureAwait(false);
         }

@@ -343,8 +343,7 @@ internal static class ConfigureCommand
             {
                 var running = status["running"]!.AsArray();
                 AnsiConsole.MarkupLine($"Daemon: {running.Count} running, {status["waiting"]!.AsArray().Count} waiting.");
-                foreach (var r in running)
-                    AnsiConsole.MarkupLine($"  VM {r!["vm"]} ({Markup.Escape((string?)r["name"] ?? "")}, policy {Markup.Escape((string?)r["policy"] ?? "")}): {CliFormat.Bytes((long)r["done"]!)} of {CliFormat.Bytes((long)r["total"]!)}");
+                foreach (var r in running) AnsiConsole.MarkupLine("  " + Markup.Escape(CliFormat.RunningJob(r!)));
             }
             var recent = Catalog().Recent(20);
             var table = new Table().AddColumns("Job", "Kind", "VM", "State", "Started (UTC)", "Read", "Stored", "Error");
@@ -354,7 +353,11 @@ internal static class ConfigureCommand
             AnsiConsole.Write(table);
             var choices = new List<string> { "Back" };
             if (recent.Count > 0) choices.Insert(0, "Show a job's log");
-            if (status?["running"]!.AsArray().Count > 0) choices.Insert(0, "Cancel a running backup");
+            if (status?["running"]!.AsArray().Count > 0)
+            {
+                choices.Insert(0, "Cancel a running backup");
+                choices.Insert(0, "Watch the running backups");
+            }
             switch (AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Jobs").AddChoices(choices)))
             {
                 case "Show a job's log":
@@ -363,6 +366,9 @@ internal static class ConfigureCommand
                         AnsiConsole.MarkupLine($"{time:HH:mm:ss} {(level == "error" ? "[red]" : level == "warning" ? "[yellow]" : "[grey]")}{level}[/] {Markup.Escape(message)}");
                     Pause();
                     break;
+                case "Watch the running backups":
+                    await WatchAsync(ct).ConfigureAwait(false);
+                    break;
                 case "Cancel a running backup":
                     var vm = AnsiConsole.Prompt(new SelectionPrompt<int>().Title("Cancel the backup of which VM?").AddChoices(status!["running"]!.AsArray().Select(r => (int)r!["vm"]!)));
                     var answer = await DaemonApi.AskAsync(_config.Daemon.Socket, new { op = "cancel", vm }, ct).ConfigureAwait(false);
@@ -370,6 +376,28 @@ internal static class ConfigureCommand
                     Pause();
                     break;
             }
+        }
+
+        /// <summary>The daemon's running jobs, refreshed every second until Enter or until none is left.</summary>
+        private async Task WatchAsync(CancellationToken ct)
+        {
+            await AnsiConsole.Live(new Text("")).StartAsync(async live =>
+            {
+                while (!ct.IsCancellationRequested)
+                {
+                    if (Console.KeyAvailable && Console.ReadKey(intercept: true).Key == ConsoleKey.Enter) return;
+                    var status = await DaemonApi.AskAsync(_config.Daemon.Socket, new { op = "status" }, ct).ConfigureAwait(false);
+                    var running = status?["running"]?.AsArray() ?? [];
+                    var waiting = status?["waiting"]?.AsArray().Count ?? 0;
+                    var lines = running.Select(r => Markup.Escape(CliFormat.RunningJob(r!))).ToList();
+                    lines.Add(status is null ? "[yellow]The daemon stopped answering.[/]"
+                        : running.Count == 0 ? "[green]No backup is running any more.[/]"
+                        : $"[grey]{waiting} waiting. Enter to go back.[/]");
+                    live.UpdateTarget(new Markup(string.Join('\n', lines)));
+                    if (status is null || running.Count == 0) return;
+                    await Task.Delay(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+                }
+            }).ConfigureAwait(false);
         }
 
         private async Task<EngineHost> EngineAsync(CancellationToken ct) =>

@@ -69,7 +69,12 @@ internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger
                     return new
                     {
                         ok = true, waiting = runner.Queue.WaitingItems.Select(w => w.VmId),
-                        running = runner.Jobs.Select(j => new { vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, done = j.Latest?.DoneBytes ?? 0, total = j.Latest?.TotalBytes ?? 0, what = j.Latest?.What }),
+                        running = runner.Jobs.Select(j => new
+                        {
+                            vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, what = j.Latest?.What,
+                            done = j.Latest?.DoneBytes ?? 0, total = j.Latest?.TotalBytes ?? 0, new_bytes = j.Latest?.NewBytes ?? 0,
+                            bytes_per_second = j.Latest?.BytesPerSecond ?? 0, eta_seconds = j.Latest?.Eta?.TotalSeconds,
+                        }),
                     };
                 case "backup":
                     var vm = (int?)request["vm"] ?? throw new JsonException("backup needs \"vm\"");

@@ -89,9 +89,11 @@ public class DaemonTests
                 await cancel.Process.WaitForExitAsync();
             }
             var output = await cli.Process.StandardOutput.ReadToEndAsync();
+            var progress = await cli.Process.StandardError.ReadToEndAsync();
             await cli.Process.WaitForExitAsync();
             Assert.Equal(1, cli.Process.ExitCode);
             Assert.Contains("failed: cancelled", output, StringComparison.Ordinal);
+            Assert.Matches(@"VM \d+ \(web-01\): ", progress);  // the running job, named, as the daemon reports it
         }
         w.Sim.Faults.Set([]);
         Assert.Single(w.Repository.ListRestorePoints());
