@@ -429,11 +429,27 @@ internal static class ConfigureCommand
             foreach (var (disk, s) in snaps)
                 table.AddRow(disk.ToString(System.Globalization.CultureInfo.InvariantCulture), s.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(s.Name ?? ""), DateTimeOffset.FromUnixTimeSeconds(s.Date).ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture), s.Active ? "yes" : "");
             AnsiConsole.Write(table);
-            var action = AnsiConsole.Prompt(new SelectionPrompt<string>().AddChoices("Create a snapshot", "Delete a snapshot", "Back"));
-            if (action == "Create a snapshot")
-                AnsiConsole.MarkupLine($"[green]Snapshot {await host.Snapshots.CreateAsync(vmId, AnsiConsole.Ask("Disk ID:", 0), AnsiConsole.Ask("Name:", "manual"), ct).ConfigureAwait(false)} taken.[/]");
-            else if (action == "Delete a snapshot")
-                await host.Snapshots.DeleteAsync(vmId, AnsiConsole.Ask<int>("Disk ID:"), AnsiConsole.Ask<int>("Snapshot ID:"), ct).ConfigureAwait(false);
+            var actions = snaps.Count > 0 ? new[] { "Create a snapshot", "Revert a disk to a snapshot", "Delete a snapshot", "Back" } : ["Create a snapshot", "Back"];
+            var action = AnsiConsole.Prompt(new SelectionPrompt<string>().AddChoices(actions));
+            switch (action)
+            {
+                case "Create a snapshot":
+                    AnsiConsole.MarkupLine($"[green]Snapshot {await host.Snapshots.CreateAsync(vmId, AnsiConsole.Ask("Disk ID:", 0), AnsiConsole.Ask("Name:", "manual"), ct).ConfigureAwait(false)} taken.[/]");
+                    break;
+                case "Revert a disk to a snapshot":
+                    var (disk, snapshot) = AnsiConsole.Prompt(new SelectionPrompt<(int Disk, DiskSnapshot Snapshot)>().Title("Revert which disk to which snapshot?")
+                        .UseConverter(c => $"disk {c.Disk}: snapshot {c.Snapshot.Id} {Markup.Escape(c.Snapshot.Name ?? "")}").AddChoices(snaps));
+                    if (!AnsiConsole.Confirm($"Disk {disk} loses everything written since snapshot {snapshot.Id}. Revert?", false)) return;
+                    // OpenNebula reverts only a powered-off VM: the operator decides whether to stop it.
+                    var powerOff = AnsiConsole.Confirm("If the VM is running, power it off for the revert and resume it afterwards?", false);
+                    var hard = powerOff && AnsiConsole.Confirm("Power it off hard (no ACPI shutdown of the guest)?", false);
+                    await host.Snapshots.RevertAsync(vmId, new Dictionary<int, int> { [disk] = snapshot.Id }, powerOff, hard, ct).ConfigureAwait(false);
+                    AnsiConsole.MarkupLine($"[green]Disk {disk} of VM {vmId} reverted to snapshot {snapshot.Id}.[/]");
+                    break;
+                case "Delete a snapshot":
+                    await host.Snapshots.DeleteAsync(vmId, AnsiConsole.Ask<int>("Disk ID:"), AnsiConsole.Ask<int>("Snapshot ID:"), ct).ConfigureAwait(false);
+                    break;
+            }
             if (action != "Back") Pause();
         }
     }

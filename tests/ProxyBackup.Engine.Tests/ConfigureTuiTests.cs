@@ -72,9 +72,32 @@ public class ConfigureTuiTests
             await tui.WaitForAsync("Policy saved.");
             tui.Send("Enter");
 
+            // A snapshot taken and reverted to from the menus; the running VM is powered off for it and resumed.
+            var web = (await w.VmAsync("web-01")).Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await tui.ChooseAsync("What do you want to set up?", "Snapshots");
+            await tui.AnswerAsync("VM ID:", web);
+            await tui.ChooseAsync("Create a snapshot", "Create a snapshot");
+            await tui.AnswerAsync("Disk ID:", "");
+            await tui.AnswerAsync("Name:", "before-upgrade");
+            await tui.WaitForAsync("taken.");
+            tui.Send("Enter");
+            await tui.ChooseAsync("What do you want to set up?", "Snapshots");
+            await tui.AnswerAsync("VM ID:", web);
+            await tui.ChooseAsync("Revert a disk to a snapshot", "Revert a disk to a snapshot");
+            await tui.ChooseAsync("Revert which disk to which snapshot?", "disk 0: snapshot");
+            await tui.AnswerAsync("Revert?", "y");
+            await tui.AnswerAsync("power it off for the revert", "y");
+            await tui.AnswerAsync("Power it off hard", "n");
+            await tui.WaitForAsync("reverted to snapshot");
+            tui.Send("Enter");
+
             await tui.ChooseAsync("What do you want to set up?", "Save and exit");
             await tui.WaitForAsync("Saved");
         }
+
+        var reverted = await w.VmAsync("web-01");
+        Assert.Equal("RUNNING", reverted.StateName);
+        Assert.True(Assert.Single(reverted.SnapshotsOf(0)).Active);
 
         var saved = JsonDocument.Parse(await File.ReadAllTextAsync(config)).RootElement;
         Assert.Equal(w.Sim.Endpoint.ToString(), saved.GetProperty("OpenNebula").GetProperty("Endpoint").GetString());
