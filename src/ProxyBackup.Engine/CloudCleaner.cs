@@ -61,8 +61,11 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                     KeepWhileInFlight(entry);
                     return;
                 }
+                OneImage image;
+                // Gone already: a job cancelled while waiting for its own delete of the image to finish.
+                try { image = await client.ImageInfoAsync(id.Value, ct).ConfigureAwait(false); }
+                catch (OneNotFoundException) { return; }
                 // An image left attached by a job killed before it journaled the attachment.
-                var image = await client.ImageInfoAsync(id.Value, ct).ConfigureAwait(false);
                 if (image.Vms.Contains(steps.Options.ProxyVmId)) await steps.DetachFromProxyAsync(id.Value, ct).ConfigureAwait(false);
                 await steps.DeleteImageAsync(id.Value, ct).ConfigureAwait(false);
                 break;

@@ -89,6 +89,24 @@ public class FailureTests
         AssertClean(before, w.Inventory());
     }
 
+    [Fact]
+    public async Task An_image_already_deleted_when_the_cleanup_comes_is_done_with_not_kept_for_later()
+    {
+        // A job cancelled while it waited for its own delete of the image leaves the journal entry.
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        var imageId = (await w.Client.ImagePoolAsync(-3)).Max(i => i.Id) + 1;
+        var entry = w.Catalog.Record("b-cancelled", CloudObjectKind.Image, web.Id, 0, "pb-b-cancelled-vm1-d0");
+        w.Catalog.SetObjectId(entry, imageId);
+
+        var report = await w.Cleaner.CleanAsync();
+
+        Assert.Empty(report.Failures);
+        Assert.Empty(w.Catalog.Pending());
+        AssertClean(before, w.Inventory());
+    }
+
     private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
     {
         public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
