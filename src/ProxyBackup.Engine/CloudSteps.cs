@@ -99,7 +99,8 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         catch (OneOperationFailedException) { image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false); }
         if (image.RunningVms > 0)
             throw new JobFailedException($"Image {imageId} ({image.Name}) is still used by VM(s) {string.Join(", ", image.Vms)}; not deleting it.");
-        await client.ImageDeleteAsync(imageId, force: false, ct).ConfigureAwait(false);
+        try { await client.ImageDeleteAsync(imageId, force: false, ct).ConfigureAwait(false); }
+        catch (OneNotFoundException) { return; }
         await _waiter.ImageGoneAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false);
     }
 
