@@ -23,15 +23,23 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
 
     /// <summary>
     /// Runs the call that creates a journaled object. A refusal from OpenNebula means nothing was
-    /// created: the entry goes. Anything else (timeout, lost answer, cancellation) may have created
-    /// it: the entry stays for the cleanup pass, which finds the object by its name.
+    /// created: the entry goes. A timeout or a lost answer may have created it: the entry stays for
+    /// the cleanup pass, which finds the object by its name. A cancellation waits for the answer,
+    /// so that the job's own cleanup knows the object by its ID and removes it at once.
     /// </summary>
-    internal async Task<int> CreateAsync(long entry, Func<Task<int>> call)
+    internal async Task<int> CreateAsync(long entry, Func<CancellationToken, Task<int>> call, CancellationToken ct)
     {
+        if (ct.IsCancellationRequested)
+        {
+            journal.Remove(entry);
+            ct.ThrowIfCancellationRequested();
+        }
         int id;
         try
         {
-            id = await call().ConfigureAwait(false);
+            // Not interrupted by a cancellation (the client's call timeout bounds it): an aborted
+            // request may or may not have created the object, a finished one names it.
+            id = await call(CancellationToken.None).ConfigureAwait(false);
         }
         catch (OneException)
         {
@@ -39,6 +47,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
             throw;
         }
         journal.SetObjectId(entry, id);
+        ct.ThrowIfCancellationRequested();
         return id;
     }
 
@@ -46,7 +55,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     {
         var name = $"{options.NamePrefix}-{jobId}-d{diskId}";
         var entry = journal.Record(jobId, CloudObjectKind.DiskSnapshot, vmId, diskId, name);
-        var snapId = await CreateAsync(entry, () => client.VmDiskSnapshotCreateAsync(vmId, diskId, name, ct)).ConfigureAwait(false);
+        var snapId = await CreateAsync(entry, c => client.VmDiskSnapshotCreateAsync(vmId, diskId, name, c), ct).ConfigureAwait(false);
         var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
         if (vm.SnapshotsOf(diskId).All(s => s.Id != snapId))
         {
@@ -73,7 +82,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     {
         var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
         var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
-        var imageId = await CreateAsync(entry, () => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, ct)).ConfigureAwait(false);
+        var imageId = await CreateAsync(entry, c => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, c), ct).ConfigureAwait(false);
         await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
         await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
         return imageId;
@@ -86,7 +95,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         var template = new OneTemplate().Set("NAME", name).Set("TYPE", "DATABLOCK").Set("SIZE", (sizeBytes + (1 << 20) - 1) >> 20)
             .Set("FORMAT", "raw").Set("PERSISTENT", "YES").Set("DEV_PREFIX", devPrefix)
             .Set("DESCRIPTION", $"ProxyBackup restore of VM {vmId} disk {diskId}");
-        var imageId = await CreateAsync(entry, () => client.ImageAllocateAsync(template, datastoreId, ct)).ConfigureAwait(false);
+        var imageId = await CreateAsync(entry, c => client.ImageAllocateAsync(template, datastoreId, c), ct).ConfigureAwait(false);
         await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
         return imageId;
     }

@@ -39,7 +39,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             var templateName = $"{steps.Options.NamePrefix}-{jobId}-template";
             var entry = steps.Journal.Record(jobId, CloudObjectKind.Template, saved.Id, -1, templateName);
             template.Set("NAME", templateName);
-            var templateId = await steps.CreateAsync(entry, () => steps.Client.TemplateAllocateAsync(template, ct)).ConfigureAwait(false);
+            var templateId = await steps.CreateAsync(entry, c => steps.Client.TemplateAllocateAsync(template, c), ct).ConfigureAwait(false);
             var vmId = await steps.Client.TemplateInstantiateAsync(templateId, name, hold: false, extra: null, ct: ct).ConfigureAwait(false);
             // The images now belong to the new VM: nothing of them is a leftover any more.
             foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == CloudObjectKind.Image)) steps.Journal.Remove(e.Id);

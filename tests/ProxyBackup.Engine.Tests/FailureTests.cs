@@ -90,6 +90,26 @@ public class FailureTests
     }
 
     [Fact]
+    public async Task A_backup_cancelled_while_oned_creates_its_snapshot_removes_the_snapshot_at_once()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.disksnapshotcreate,action=delay,latency=1000")]);
+        using var cts = new CancellationTokenSource();
+        var job = w.Backup.RunAsync(web.Id, new BackupOptions(), null, cts.Token);
+        while (!w.Catalog.Pending().Any(e => e.Kind == CloudObjectKind.DiskSnapshot)) await Task.Delay(10);
+        await Task.Delay(200);  // the request is with oned now
+        await cts.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => job);
+
+        w.Sim.Faults.Set([]);
+        Assert.Empty(w.Catalog.Pending());
+        AssertClean(before, w.Inventory());
+    }
+
+    [Fact]
     public async Task An_image_already_deleted_when_the_cleanup_comes_is_done_with_not_kept_for_later()
     {
         // A job cancelled while it waited for its own delete of the image leaves the journal entry.
