@@ -79,20 +79,20 @@ public class DaemonTests
         }
         Assert.Single(w.Repository.ListRestorePoints());
 
-        w.Sim.Faults.Set([FaultRule.Parse("one.vm.info,action=delay,latency=200")]);
+        // The TUI is up before the slowed backup starts, so that it finds the backup still running.
+        using var tui = new TmuxSession($"dotnet {Cli} configure --config {config}");
+        await tui.WaitForAsync("What do you want to set up?");
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.info,action=delay,latency=300")]);
         using (var cli = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config))
         {
             await WaitFor(() => w.Catalog.Recent(10).Any(j => j.State == "running"), TimeSpan.FromSeconds(60), daemon);
-            using (var tui = new TmuxSession($"dotnet {Cli} configure --config {config}"))
-            {
-                // The TUI watches the running backup live, as the daemon reports it, until Enter.
-                await tui.ChooseAsync("What do you want to set up?", "Jobs");
-                await tui.ChooseAsync("Jobs", "Watch the running backups");
-                await tui.WaitForAsync("Enter to go back");
-                Assert.Matches(@"VM \d+ \(web-01\): ", tui.Screen());
-                tui.Send("Enter");
-                await tui.WaitForAsync("What do you want to set up?");
-            }
+            // The TUI watches the running backup live, as the daemon reports it, until Enter.
+            await tui.ChooseAsync("What do you want to set up?", "Jobs");
+            await tui.ChooseAsync("Jobs", "Watch the running backups");
+            await tui.WaitForAsync("Enter to go back");
+            Assert.Matches(@"VM \d+ \(web-01\): ", tui.Screen());
+            tui.Send("Enter");
+            await tui.WaitForAsync("What do you want to set up?");
             using (var cancel = ChildProcess.Start("dotnet", Cli, "vm", "cancel", "web-01", "--config", config))
             {
                 Assert.Contains("is being stopped", await cancel.Process.StandardOutput.ReadToEndAsync(), StringComparison.Ordinal);
