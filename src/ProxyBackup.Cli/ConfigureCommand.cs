@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging.Abstractions;
 using ProxyBackup.Catalog;
 using ProxyBackup.Engine;
@@ -107,7 +108,7 @@ internal static class ConfigureCommand
                             return 0;
                     }
                 }
-                catch (Exception e) when (e is CliException or OneException or JobFailedException or RepositoryException or ProxyBackup.XmlRpc.XmlRpcException or IOException or PolicyException or OneOperationFailedException or OneWaitTimeoutException)
+                catch (Exception e) when (e is CliException or OneException or JobFailedException or RepositoryException or XmlRpcException or IOException or PolicyException or OneOperationFailedException or OneWaitTimeoutException)
                 {
                     AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
                     Pause();
@@ -174,7 +175,7 @@ internal static class ConfigureCommand
                     o.PinnedCertificateSha256 = null;
                     break;
                 default:
-                    System.Security.Cryptography.X509Certificates.X509Certificate2 presented;
+                    X509Certificate2 presented;
                     try { presented = await ServerCertificate.FetchAsync(endpoint, TimeSpan.FromSeconds(15), ct).ConfigureAwait(false); }
                     catch (XmlRpcTransportException e)
                     {
