@@ -13,7 +13,9 @@ internal sealed class ChunkCodec : IDisposable
     private const byte Compressed = 0x01;
 
     private readonly MasterKeys? _keys;
+    private readonly ChunkHasher _hasher;
     private readonly int _level;
+    private readonly int _chunkSize;
     private readonly int _encodedCapacity;
     // Allocated on first use: a backup's codec only encodes, a restore's only decodes. Aligned so
     // that a chunk file goes to the disk with O_DIRECT straight from them.
@@ -23,22 +25,17 @@ internal sealed class ChunkCodec : IDisposable
     private readonly Zstd.Compressor _compressor = new();
     private readonly Zstd.Decompressor _decompressor = new();
 
-    public ChunkCodec(int chunkSize, int level, MasterKeys? keys)
+    /// <param name="hasher">Shared by the workers of one operation, so that it can batch their hashes; a private one when null.</param>
+    public ChunkCodec(int chunkSize, int level, MasterKeys? keys, ChunkHasher? hasher = null)
     {
         _keys = keys;
+        _hasher = hasher ?? new ChunkHasher(keys?.NameKey, concurrentCallers: 1);
         _level = level;
+        _chunkSize = chunkSize;
         _encodedCapacity = 1 + Math.Max(Zstd.Bound(chunkSize), chunkSize);
     }
 
-    public ChunkId Name(ReadOnlySpan<byte> data)
-    {
-        Span<byte> digest = stackalloc byte[32];
-        if (_keys is null) SHA256.HashData(data, digest);
-        else HMACSHA256.HashData(_keys.NameKey, data, digest);
-        var id = ChunkId.Read(digest);
-        // An all-zero name is the zero-chunk marker; a real digest of zeros is beyond any chance.
-        return id.IsZero ? throw new CryptographicException("Digest collided with the zero marker.") : id;
-    }
+    public ChunkId Name(ReadOnlySpan<byte> data) => _hasher.Name(data);
 
     /// <summary>The bytes of the chunk file for <paramref name="data"/>; valid until the next call.</summary>
     public ReadOnlyMemory<byte> Encode(ChunkId id, ReadOnlySpan<byte> data)
@@ -72,11 +69,31 @@ internal sealed class ChunkCodec : IDisposable
         return data.Length;
     }
 
+    /// <summary>Whether <see cref="Unpack"/> needs its scratch buffer for this chunk file (it is compressed, or may be).</summary>
+    public bool Decodes(ReadOnlySpan<byte> file) => _keys is not null || file.IsEmpty || file[0] != Raw;
+
     /// <summary>
     /// The verified bytes of a chunk: a slice of <paramref name="file"/> when it is stored raw and
     /// unencrypted (no copy), else decoded into <paramref name="scratch"/>.
     /// </summary>
     public ReadOnlySpan<byte> Open(ChunkId id, ReadOnlySpan<byte> file, Span<byte> scratch)
+    {
+        var data = Unpack(id, file, scratch);
+        CheckName(id, data);
+        return data;
+    }
+
+    /// <summary>Throws <see cref="CorruptDataException"/> unless <paramref name="data"/> hashes to <paramref name="id"/>.</summary>
+    public void CheckName(ChunkId id, ReadOnlySpan<byte> data)
+    {
+        if (Name(data) != id) throw new CorruptDataException($"Chunk {id} does not hash to its name (damaged).");
+    }
+
+    /// <summary>
+    /// <see cref="Open"/> without the name check, for a caller that frees the chunk file's buffer
+    /// before it waits for the hash; it must call <see cref="CheckName"/> before using the bytes.
+    /// </summary>
+    public ReadOnlySpan<byte> Unpack(ChunkId id, ReadOnlySpan<byte> file, Span<byte> scratch)
     {
         ReadOnlySpan<byte> encoded = file;
         if (_keys is not null)
@@ -97,7 +114,7 @@ internal sealed class ChunkCodec : IDisposable
         switch (encoded[0])
         {
             case Raw:
-                if (encoded.Length - 1 > scratch.Length) throw new CorruptDataException($"Chunk {id} is larger than a chunk.");
+                if (encoded.Length - 1 > _chunkSize) throw new CorruptDataException($"Chunk {id} is larger than a chunk.");
                 data = encoded[1..];
                 break;
             case Compressed:
@@ -107,7 +124,6 @@ internal sealed class ChunkCodec : IDisposable
             default:
                 throw new CorruptDataException($"Chunk {id} has an unknown encoding {encoded[0]}.");
         }
-        if (Name(data) != id) throw new CorruptDataException($"Chunk {id} does not hash to its name (damaged).");
         return data;
     }
 

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 
 namespace ProxyBackup.Repository;
@@ -48,14 +49,23 @@ internal sealed class DiskRestore(BackupRepository repository)
         // allocate blocks under the inode's exclusive lock and would run one at a time.
         if (!target.IsBlockDevice) PreallocateData(target, manifest);
         var meter = new ProgressMeter($"restore {Path.GetFileName(target.Path)}", manifest.DiskSize, progress);
-        // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to another.
-        var workers = Math.Clamp(2 * Environment.ProcessorCount, 2, 16);
+        // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to
+        // another. Many more where chunk hashes are batched: 16 of them wait for each batch.
+        var workers = ChunkHasher.Workers(manifest.ChunkSize, Math.Clamp(2 * Environment.ProcessorCount, 2, 16));
+        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
         // The feeder runs this many chunks ahead of the workers, starting to read their files.
         var work = Channel.CreateBounded<int>(4 * workers);
         using var zeros = new AlignedBuffer(manifest.ChunkSize);
         long zeroBytes = 0, written = 0;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
+        // A worker holds one chunk buffer. A chunk that must be decoded borrows a spare for its
+        // plaintext, and the worker keeps that one and returns its own: memory is one buffer per
+        // worker plus the spares, not two per worker.
+        var capacity = manifest.ChunkSize + 2 * 4096 + BlobCipher.Overhead;
+        var buffers = Enumerable.Range(0, workers + Environment.ProcessorCount + 1).Select(_ => new AlignedBuffer(capacity)).ToList();
+        using var spares = new BlockingCollection<AlignedBuffer>();
+        foreach (var spare in buffers.Skip(workers)) spares.Add(spare);
 
         async Task Feed()
         {
@@ -75,15 +85,9 @@ internal sealed class DiskRestore(BackupRepository repository)
             }
         }
 
-        void Work()
+        void Work(AlignedBuffer own)
         {
-            using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
-            using var plainBuffer = new AlignedBuffer(manifest.ChunkSize);
-            var plain = plainBuffer.GetSpan();
-            // The file is read one byte before a 4 KiB boundary: a raw chunk's data (after its
-            // encoding byte) is then aligned, and goes from the file buffer to O_DIRECT with no copy.
-            using var fileBuffer = new AlignedBuffer(manifest.ChunkSize + 2 * 4096 + BlobCipher.Overhead);
-            var file = fileBuffer.GetSpan()[4095..];
+            using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys, hasher);
             while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
             {
                 while (work.Reader.TryRead(out var i))
@@ -99,7 +103,18 @@ internal sealed class DiskRestore(BackupRepository repository)
                     }
                     else
                     {
-                        var data = codec.Open(id, file[..repository.ReadChunkFile(id, file)], plain);
+                        // The file is read one byte before a 4 KiB boundary: a raw chunk's data (after
+                        // its encoding byte) is then aligned, and goes from here to O_DIRECT with no copy.
+                        var file = own.GetSpan()[4095..];
+                        file = file[..repository.ReadChunkFile(id, file)];
+                        var plain = codec.Decodes(file) ? spares.Take(token) : null;
+                        var data = codec.Unpack(id, file, plain is null ? default : plain.GetSpan());
+                        if (plain is not null)
+                        {
+                            spares.Add(own);
+                            own = plain;
+                        }
+                        codec.CheckName(id, data);
                         if (data.Length != length) throw new CorruptDataException($"Chunk {id} holds {data.Length} bytes where the manifest needs {length}.");
                         target.Write(data, offset);
                         Interlocked.Add(ref written, data.Length);
@@ -110,8 +125,15 @@ internal sealed class DiskRestore(BackupRepository repository)
         }
 
         var tasks = new List<Task> { Task.Run(Feed, token) };
-        tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(Work, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
-        await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
+        tasks.AddRange(buffers.Take(workers).Select(own => Task.Factory.StartNew(() => Work(own), token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+        try
+        {
+            await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var b in buffers) ((IDisposable)b).Dispose();
+        }
         target.Flush();
         meter.Report();
         return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);

@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// Computes chunk names (SHA-256, or HMAC-SHA256 with the repository's name key) for the worker
+/// threads of one backup, restore or verify. Where the CPU has AVX-512 and enough workers hash at
+/// the same time, concurrent calls are gathered into batches of up to 16 and hashed side by side
+/// (<see cref="Sha256Lanes"/>); a caller blocks until its batch is done. Hashing is the largest
+/// CPU cost of both backup and restore, and the batch does it in about half the core time.
+/// </summary>
+internal sealed unsafe class ChunkHasher
+{
+    // Below this many messages a batch costs more core time than hashing each one on its own thread.
+    private const int MinimumBatch = 8;
+    // How long the first caller of a batch waits for the others. Chunks reach the hash at disk speed,
+    // so filling 16 lanes takes tens of milliseconds; the wait is paid in full only at the end of a run.
+    private static readonly TimeSpan FillTime = TimeSpan.FromMilliseconds(50);
+
+    // Enough workers that 16 can wait in a filling batch while the others read, decode and write
+    // (restore of 4 GiB on 2 cores: 24 workers 2.8-3.1 s, 32 workers 2.2-2.4 s), if their chunk
+    // buffers fit in this much memory.
+    private const int BatchingWorkers = 32;
+    private const long WorkerMemory = 192L << 20;
+
+    private readonly byte[]? _key;
+    private readonly byte[]? _innerPrefix;
+    private readonly byte[]? _outerPrefix;
+    private readonly bool _batching;
+    private readonly object _gate = new();
+    private Batch? _filling;
+    private long _laneBatches;
+
+    /// <param name="key">The HMAC key for keyed names; null for plain SHA-256.</param>
+    /// <param name="concurrentCallers">How many threads will call at once; batching needs enough of them to fill a batch.</param>
+    public ChunkHasher(byte[]? key, int concurrentCallers, bool allowBatching = true)
+    {
+        _key = key;
+        _batching = allowBatching && Sha256Lanes.IsSupported && concurrentCallers >= BatchingWorkers;
+        if (key is null) return;
+        // HMAC (RFC 2104): the key, zero-padded to a block, XOR 0x36 before the message and 0x5c before the inner digest.
+        var padded = new byte[64];
+        (key.Length > 64 ? SHA256.HashData(key) : key).CopyTo(padded, 0);
+        _innerPrefix = padded.Select(b => (byte)(b ^ 0x36)).ToArray();
+        _outerPrefix = padded.Select(b => (byte)(b ^ 0x5c)).ToArray();
+    }
+
+    public bool IsBatching => _batching;
+
+    /// <summary>How many batches were hashed in lanes (the rest of the calls hashed alone).</summary>
+    public long LaneBatches => Interlocked.Read(ref _laneBatches);
+
+    /// <summary>The worker count for an operation: enough to fill batches when the hash can batch and memory allows, else <paramref name="unbatched"/>.</summary>
+    public static int Workers(int chunkSize, int unbatched) =>
+        Sha256Lanes.IsSupported && WorkerMemory / chunkSize >= BatchingWorkers ? BatchingWorkers : unbatched;
+
+    /// <summary>The name of a chunk: its digest, which must not be the all-zero marker of zero chunks.</summary>
+    public ChunkId Name(ReadOnlySpan<byte> data)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        Hash(data, digest);
+        var id = ChunkId.Read(digest);
+        // A real digest of all zeros is beyond any chance; finding one means something is broken.
+        return id.IsZero ? throw new CryptographicException("Digest collided with the zero marker.") : id;
+    }
+
+    public void Hash(ReadOnlySpan<byte> data, Span<byte> digest)
+    {
+        if (!_batching)
+        {
+            HashAlone(data, digest);
+            return;
+        }
+        fixed (byte* message = data)
+        {
+            Batch batch;
+            int lane;
+            lock (_gate)
+            {
+                batch = _filling ??= new Batch();
+                lane = batch.Add((nint)message, data.Length);
+                if (batch.Count == Sha256Lanes.Width) Close(batch);
+                if (lane == 0)
+                {
+                    var deadline = Stopwatch.GetTimestamp() + (long)(FillTime.TotalSeconds * Stopwatch.Frequency);
+                    while (_filling == batch)
+                    {
+                        var left = deadline - Stopwatch.GetTimestamp();
+                        if (left <= 0) break;
+                        Monitor.Wait(_gate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+                    }
+                    if (_filling == batch) Close(batch);
+                }
+                else
+                {
+                    while (!batch.Done && !(batch.Closed && batch.Count < MinimumBatch)) Monitor.Wait(_gate);
+                }
+            }
+            if (batch.Count < MinimumBatch)
+            {
+                HashAlone(data, digest);
+                return;
+            }
+            if (lane == 0) Run(batch);
+            if (batch.Failure is not null) throw new CryptographicException("Hashing a batch of chunks failed.", batch.Failure);
+            batch.Digest(lane).CopyTo(digest);
+        }
+    }
+
+    private void HashAlone(ReadOnlySpan<byte> data, Span<byte> digest)
+    {
+        if (_key is null) SHA256.HashData(data, digest);
+        else HMACSHA256.HashData(_key, data, digest);
+    }
+
+    private void Close(Batch batch)
+    {
+        batch.Closed = true;
+        _filling = null;
+        Monitor.PulseAll(_gate);
+    }
+
+    private void Run(Batch batch)
+    {
+        try
+        {
+            Interlocked.Increment(ref _laneBatches);
+            var messages = batch.Messages[..batch.Count];
+            var lengths = batch.Lengths[..batch.Count];
+            if (_key is null)
+            {
+                Sha256Lanes.Hash([], messages, lengths, batch.Digests);
+            }
+            else
+            {
+                var inner = new byte[32 * batch.Count];
+                Sha256Lanes.Hash(_innerPrefix, messages, lengths, inner);
+                fixed (byte* innerDigests = inner)
+                {
+                    Span<nint> innerMessages = stackalloc nint[batch.Count];
+                    Span<int> innerLengths = stackalloc int[batch.Count];
+                    for (var i = 0; i < batch.Count; i++) (innerMessages[i], innerLengths[i]) = ((nint)(innerDigests + 32 * i), 32);
+                    Sha256Lanes.Hash(_outerPrefix, innerMessages, innerLengths, batch.Digests);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            // The others waiting on this batch must not take its zeroed digests for names.
+            batch.Failure = e;
+            throw;
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                batch.Done = true;
+                Monitor.PulseAll(_gate);
+            }
+        }
+    }
+
+    private sealed class Batch
+    {
+        public readonly nint[] Messages = new nint[Sha256Lanes.Width];
+        public readonly int[] Lengths = new int[Sha256Lanes.Width];
+        public readonly byte[] Digests = new byte[32 * Sha256Lanes.Width];
+        public int Count;
+        public bool Closed;
+        public bool Done;
+        public Exception? Failure;
+
+        public int Add(nint message, int length)
+        {
+            Messages[Count] = message;
+            Lengths[Count] = length;
+            return Count++;
+        }
+
+        public ReadOnlySpan<byte> Digest(int lane) => Digests.AsSpan(32 * lane, 32);
+    }
+}
