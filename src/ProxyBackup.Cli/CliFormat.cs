@@ -51,7 +51,8 @@ internal static class CliFormat
         var total = job["total"]!.GetValue<long>();
         var line = $"VM {job["vm"]} ({job["name"]}): {(string?)job["what"] ?? "starting"}";
         if (total == 0) return line;
-        line += $", {Bytes(done)} of {Bytes(total)} ({100.0 * done / total:0} %), {job["bytes_per_second"]!.GetValue<double>() / 1e6:0.0} MB/s, new {Bytes(job["new_bytes"]!.GetValue<long>())}";
+        line += $", {Bytes(done)} of {Bytes(total)} ({100.0 * done / total:0} %), {job["bytes_per_second"]!.GetValue<double>() / 1e6:0.0} MB/s";
+        if (job["new_bytes"]?.GetValue<long>() is { } stored) line += $", new {Bytes(stored)}";
         return job["eta_seconds"]?.GetValue<double>() is { } eta ? line + $", ETA {TimeSpan.FromSeconds(Math.Round(eta)):hh\\:mm\\:ss}" : line;
     }
 

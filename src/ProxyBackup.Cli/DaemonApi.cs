@@ -72,7 +72,7 @@ internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger
                         running = runner.Jobs.Select(j => new
                         {
                             vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, what = j.Latest?.What,
-                            done = j.Latest?.DoneBytes ?? 0, total = j.Latest?.TotalBytes ?? 0, new_bytes = j.Latest?.NewBytes ?? 0,
+                            done = j.Latest?.DoneBytes ?? 0, total = j.Latest?.TotalBytes ?? 0, new_bytes = j.Latest?.NewBytes,
                             bytes_per_second = j.Latest?.BytesPerSecond ?? 0, eta_seconds = j.Latest?.Eta?.TotalSeconds,
                         }),
                     };

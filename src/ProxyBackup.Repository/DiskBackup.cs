@@ -28,7 +28,7 @@ internal sealed class DiskBackup(BackupRepository repository)
         var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
         using var encoders = new BlockingCollection<ChunkCodec>();
         for (var i = 0; i < encoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys, hasher));
-        var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress);
+        var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
         long zero = 0, changed = 0, newStored = 0;
         var newChunks = 0;
         var written = new ConcurrentDictionary<ChunkId, byte>();

@@ -1,7 +1,8 @@
 namespace ProxyBackup.Repository;
 
 /// <summary>Where a long transfer stands: what the CLI's progress bar and the daemon's log show.</summary>
-public sealed record TransferProgress(string What, long TotalBytes, long DoneBytes, long NewBytes, TimeSpan Elapsed)
+/// <param name="NewBytes">What a backup stored that the repository did not have; null for transfers that store nothing (restore, verify).</param>
+public sealed record TransferProgress(string What, long TotalBytes, long DoneBytes, long? NewBytes, TimeSpan Elapsed)
 {
     public double BytesPerSecond => Elapsed.TotalSeconds > 0 ? DoneBytes / Elapsed.TotalSeconds : 0;
 
@@ -11,12 +12,13 @@ public sealed record TransferProgress(string What, long TotalBytes, long DoneByt
     public double Fraction => TotalBytes > 0 ? (double)DoneBytes / TotalBytes : 1;
 
     public override string ToString() =>
-        $"{What}: {DoneBytes / 1048576.0:0} / {TotalBytes / 1048576.0:0} MiB ({Fraction:P0}), {BytesPerSecond / 1e6:0.0} MB/s, new {NewBytes / 1048576.0:0.0} MiB" +
+        $"{What}: {DoneBytes / 1048576.0:0} / {TotalBytes / 1048576.0:0} MiB ({Fraction:P0}), {BytesPerSecond / 1e6:0.0} MB/s" +
+        (NewBytes is { } stored ? $", new {stored / 1048576.0:0.0} MiB" : "") +
         (Eta is { } eta ? $", ETA {eta:hh\\:mm\\:ss}" : "");
 }
 
 /// <summary>Counts bytes from several workers and reports at most a few times a second.</summary>
-internal sealed class ProgressMeter(string what, long total, IProgress<TransferProgress>? sink)
+internal sealed class ProgressMeter(string what, long total, IProgress<TransferProgress>? sink, bool storesData = false)
 {
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private long _done;
@@ -35,5 +37,5 @@ internal sealed class ProgressMeter(string what, long total, IProgress<TransferP
         if (now - last >= 250 && Interlocked.CompareExchange(ref _lastReport, now, last) == last) Report();
     }
 
-    public void Report() => sink?.Report(new TransferProgress(what, total, Interlocked.Read(ref _done), Interlocked.Read(ref _new), _clock.Elapsed));
+    public void Report() => sink?.Report(new TransferProgress(what, total, Interlocked.Read(ref _done), storesData ? Interlocked.Read(ref _new) : null, _clock.Elapsed));
 }

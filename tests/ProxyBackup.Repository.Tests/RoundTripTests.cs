@@ -198,18 +198,30 @@ public class RoundTripTests
     }
 
     [Fact]
-    public async Task Progress_reports_bytes_and_rate()
+    public async Task Progress_reports_bytes_and_rate_and_new_data_only_for_backups()
     {
         using var dir = new TempDirectory();
         var disk = dir.Combine("disk.img");
         TestDisks.WriteMixed(disk, 2L << 20);
         var repo = NewRepo(dir);
         var reports = new List<TransferProgress>();
-        using var w = repo.StartRestorePoint("vm-1");
-        await w.AddDiskAsync("0", disk, new SynchronousProgress(reports.Add));
+        RestorePointIndex point;
+        using (var w = repo.StartRestorePoint("vm-1"))
+        {
+            await w.AddDiskAsync("0", disk, new SynchronousProgress(reports.Add));
+            point = w.Commit();
+        }
         Assert.NotEmpty(reports);
         Assert.Equal(2L << 20, reports[^1].DoneBytes);
         Assert.Equal(1.0, reports[^1].Fraction);
+        Assert.True(reports[^1].NewBytes > 0);
+        Assert.Contains(", new ", reports[^1].ToString(), StringComparison.Ordinal);
+
+        var restoring = new List<TransferProgress>();
+        await repo.RestoreDiskAsync(point, "0", dir.Combine("restored.img"), progress: new SynchronousProgress(restoring.Add));
+        Assert.Equal(2L << 20, restoring[^1].DoneBytes);
+        Assert.Null(restoring[^1].NewBytes);
+        Assert.DoesNotContain("new", restoring[^1].ToString(), StringComparison.Ordinal);
     }
 
     private sealed class SynchronousProgress(Action<TransferProgress> action) : IProgress<TransferProgress>
