@@ -31,6 +31,9 @@ internal sealed unsafe class ChunkHasher
     private readonly object _gate = new();
     private Batch? _filling;
     private long _laneBatches;
+    private long _fillTimeouts;
+    // The callers that may still come; a batch holding all of them has no one left to wait for.
+    private int _callers;
 
     /// <param name="key">The HMAC key for keyed names; null for plain SHA-256.</param>
     /// <param name="concurrentCallers">How many threads will call at once; batching needs enough of them to fill a batch.</param>
@@ -38,6 +41,7 @@ internal sealed unsafe class ChunkHasher
     {
         _key = key;
         _batching = allowBatching && Sha256Lanes.IsSupported && concurrentCallers >= BatchingWorkers;
+        _callers = concurrentCallers;
         if (key is null) return;
         // HMAC (RFC 2104): the key, zero-padded to a block, XOR 0x36 before the message and 0x5c before the inner digest.
         var padded = new byte[64];
@@ -50,6 +54,22 @@ internal sealed unsafe class ChunkHasher
 
     /// <summary>How many batches were hashed in lanes (the rest of the calls hashed alone).</summary>
     public long LaneBatches => Interlocked.Read(ref _laneBatches);
+
+    /// <summary>How many batches were closed by the fill time rather than by filling up or by the callers leaving.</summary>
+    public long FillTimeouts => Interlocked.Read(ref _fillTimeouts);
+
+    /// <summary>
+    /// A caller has finished and will not hash again (call it once per caller, in a finally). At the
+    /// end of a run the last batch then closes as soon as it holds all who are left, not after the fill time.
+    /// </summary>
+    public void Leave()
+    {
+        lock (_gate)
+        {
+            _callers--;
+            if (_filling is { } batch && batch.Count >= _callers) Close(batch);
+        }
+    }
 
     /// <summary>The worker count for an operation: enough to fill batches when the hash can batch and memory allows, else <paramref name="unbatched"/>.</summary>
     public static int Workers(int chunkSize, int unbatched) =>
@@ -80,7 +100,7 @@ internal sealed unsafe class ChunkHasher
             {
                 batch = _filling ??= new Batch();
                 lane = batch.Add((nint)message, data.Length);
-                if (batch.Count == Sha256Lanes.Width) Close(batch);
+                if (batch.Count == Sha256Lanes.Width || batch.Count >= _callers) Close(batch);
                 if (lane == 0)
                 {
                     var deadline = Stopwatch.GetTimestamp() + (long)(FillTime.TotalSeconds * Stopwatch.Frequency);
@@ -90,7 +110,11 @@ internal sealed unsafe class ChunkHasher
                         if (left <= 0) break;
                         Monitor.Wait(_gate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
                     }
-                    if (_filling == batch) Close(batch);
+                    if (_filling == batch)
+                    {
+                        Close(batch);
+                        _fillTimeouts++;
+                    }
                 }
                 else
                 {

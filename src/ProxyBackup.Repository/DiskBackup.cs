@@ -111,7 +111,11 @@ internal sealed class DiskBackup(BackupRepository repository)
         }
 
         var tasks = new List<Task> { Task.Run(ReadAll, token) };
-        tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(Work, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+        tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(() =>
+        {
+            try { Work(); }
+            finally { hasher.Leave(); }
+        }, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
         try
         {
             await WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);

@@ -125,7 +125,11 @@ internal sealed class DiskRestore(BackupRepository repository)
         }
 
         var tasks = new List<Task> { Task.Run(Feed, token) };
-        tasks.AddRange(buffers.Take(workers).Select(own => Task.Factory.StartNew(() => Work(own), token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+        tasks.AddRange(buffers.Take(workers).Select(own => Task.Factory.StartNew(() =>
+        {
+            try { Work(own); }
+            finally { hasher.Leave(); }
+        }, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
         try
         {
             await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);

@@ -80,9 +80,27 @@ public unsafe class ChunkHashingTests
         var random = new Random(11);
         var chunks = Enumerable.Range(0, 9).Select(i => RandomBytes(random, 3000 * (i + 1))).ToArray();
 
-        var digests = HashConcurrently(new ChunkHasher(null, concurrentCallers: 32), chunks, threads: 3);
+        var hasher = new ChunkHasher(null, concurrentCallers: 32);
+
+        var digests = HashConcurrently(hasher, chunks, threads: 3);
 
         Assert.Equal(chunks.Select(c => SHA256.HashData(c)), digests);
+        if (Sha256Lanes.IsSupported) Assert.True(hasher.FillTimeouts > 0);
+    }
+
+    [Fact]
+    public void When_the_other_callers_have_left_a_batch_closes_without_waiting_its_fill_time()
+    {
+        // The end of a run: 32 workers were expected, 29 are done, the last 3 hash their chunks.
+        var random = new Random(12);
+        var chunks = Enumerable.Range(0, 3).Select(i => RandomBytes(random, 70_000 + i)).ToArray();
+        var hasher = new ChunkHasher(null, concurrentCallers: 32);
+        for (var i = 0; i < 29; i++) hasher.Leave();
+
+        var digests = HashConcurrently(hasher, chunks, threads: 3);
+
+        Assert.Equal(chunks.Select(c => SHA256.HashData(c)), digests);
+        Assert.Equal(0, hasher.FillTimeouts);
     }
 
     [Fact]
@@ -98,11 +116,13 @@ public unsafe class ChunkHashingTests
         var next = -1;
         var workers = Enumerable.Range(0, threads).Select(_ => new Thread(() =>
         {
+            // Like the repository's workers: take chunks while there are any, then leave.
             for (var i = Interlocked.Increment(ref next); i < chunks.Length; i = Interlocked.Increment(ref next))
             {
                 digests[i] = new byte[32];
                 hasher.Hash(chunks[i], digests[i]);
             }
+            hasher.Leave();
         })).ToList();
         workers.ForEach(t => t.Start());
         workers.ForEach(t => t.Join());
