@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Threading.Channels;
 
 namespace ProxyBackup.Repository;
@@ -59,13 +58,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         long zeroBytes = 0, written = 0;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
-        // A worker holds one chunk buffer. A chunk that must be decoded borrows a spare for its
-        // plaintext, and the worker keeps that one and returns its own: memory is one buffer per
-        // worker plus the spares, not two per worker.
-        var capacity = manifest.ChunkSize + 2 * 4096 + BlobCipher.Overhead;
-        var buffers = Enumerable.Range(0, workers + Environment.ProcessorCount + 1).Select(_ => new AlignedBuffer(capacity)).ToList();
-        using var spares = new BlockingCollection<AlignedBuffer>();
-        foreach (var spare in buffers.Skip(workers)) spares.Add(spare);
+        using var buffers = new ChunkBuffers(manifest.ChunkSize, workers, spares: Environment.ProcessorCount + 1);
 
         async Task Feed()
         {
@@ -85,9 +78,10 @@ internal sealed class DiskRestore(BackupRepository repository)
             }
         }
 
-        void Work(AlignedBuffer own)
+        void Work(int worker)
         {
             using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys, hasher);
+            var loader = buffers.ForWorker(worker, repository, codec);
             while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
             {
                 while (work.Reader.TryRead(out var i))
@@ -103,18 +97,7 @@ internal sealed class DiskRestore(BackupRepository repository)
                     }
                     else
                     {
-                        // The file is read one byte before a 4 KiB boundary: a raw chunk's data (after
-                        // its encoding byte) is then aligned, and goes from here to O_DIRECT with no copy.
-                        var file = own.GetSpan()[4095..];
-                        file = file[..repository.ReadChunkFile(id, file)];
-                        var plain = codec.Decodes(file) ? spares.Take(token) : null;
-                        var data = codec.Unpack(id, file, plain is null ? default : plain.GetSpan());
-                        if (plain is not null)
-                        {
-                            spares.Add(own);
-                            own = plain;
-                        }
-                        codec.CheckName(id, data);
+                        var data = loader.Load(id, token);
                         if (data.Length != length) throw new CorruptDataException($"Chunk {id} holds {data.Length} bytes where the manifest needs {length}.");
                         target.Write(data, offset);
                         Interlocked.Add(ref written, data.Length);
@@ -125,19 +108,12 @@ internal sealed class DiskRestore(BackupRepository repository)
         }
 
         var tasks = new List<Task> { Task.Run(Feed, token) };
-        tasks.AddRange(buffers.Take(workers).Select(own => Task.Factory.StartNew(() =>
+        tasks.AddRange(Enumerable.Range(0, workers).Select(worker => Task.Factory.StartNew(() =>
         {
-            try { Work(own); }
+            try { Work(worker); }
             finally { hasher.Leave(); }
         }, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
-        try
-        {
-            await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
-        }
-        finally
-        {
-            foreach (var b in buffers) ((IDisposable)b).Dispose();
-        }
+        await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
         target.Flush();
         meter.Report();
         return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);

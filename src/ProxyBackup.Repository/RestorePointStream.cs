@@ -6,16 +6,20 @@ namespace ProxyBackup.Repository;
 /// </summary>
 public sealed class RestorePointStream : Stream
 {
+    private readonly BackupRepository _repository;
     private readonly Manifest _manifest;
-    private readonly ChunkReader _reader;
+    private readonly ChunkCodec _codec;
+    private readonly byte[] _file;
     private readonly byte[] _chunk;
     private int _cachedIndex = -1;
     private long _position;
 
     internal RestorePointStream(BackupRepository repository, Manifest manifest)
     {
+        _repository = repository;
         _manifest = manifest;
-        _reader = new ChunkReader(repository, manifest.ChunkSize);
+        _codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
+        _file = new byte[BackupRepository.ChunkFileCapacity(manifest.ChunkSize)];
         _chunk = new byte[manifest.ChunkSize];
     }
 
@@ -48,7 +52,9 @@ public sealed class RestorePointStream : Stream
                 if (_cachedIndex != index)
                 {
                     _cachedIndex = -1;
-                    _reader.Read(id, _chunk);
+                    var length = _codec.Decode(id, _file.AsSpan(0, _repository.ReadChunkFile(id, _file)), _chunk);
+                    if (length != _manifest.ChunkLength(index))
+                        throw new CorruptDataException($"Chunk {id} holds {length} bytes where the manifest needs {_manifest.ChunkLength(index)}.");
                     _cachedIndex = index;
                 }
                 _chunk.AsSpan(within, n).CopyTo(buffer);
@@ -73,7 +79,8 @@ public sealed class RestorePointStream : Stream
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _reader.Dispose();
+        if (disposing) _codec.Dispose();
         base.Dispose(disposing);
     }
 }
+

@@ -54,25 +54,34 @@ internal sealed class Verifier(BackupRepository repository)
         var damagedChunks = new ConcurrentBag<string>();
         var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", (long)users.Count * repository.Config.ChunkSize, progress);
         var chunkSize = repository.Config.ChunkSize;
-        // One codec and one pair of chunk buffers per worker thread, not per chunk: verify --read-data
-        // goes through every chunk of the repository.
         var chunks = users.ToList();
-        var workers = Math.Clamp(Environment.ProcessorCount, 1, 8);
-        await Task.Run(() => Parallel.For(0, chunks.Count, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = workers },
-            () => readData ? new ChunkReader(repository, chunkSize) : null,
-            (i, _, reader) =>
+        // Reading the data is hashing every chunk: as many workers as fill batched hashes there.
+        var unbatched = Math.Clamp(Environment.ProcessorCount, 1, 8);
+        var workers = readData ? ChunkHasher.Workers(chunkSize, unbatched) : unbatched;
+        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
+        using var buffers = readData ? new ChunkBuffers(chunkSize, workers, spares: Environment.ProcessorCount + 1) : null;
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var token = failed.Token;
+        var next = -1;
+
+        void Check(int worker)
+        {
+            using var codec = readData ? new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys, hasher) : null;
+            var loader = codec is null ? null : buffers!.ForWorker(worker, repository, codec);
+            for (var i = Interlocked.Increment(ref next); i < chunks.Count; i = Interlocked.Increment(ref next))
             {
+                token.ThrowIfCancellationRequested();
                 var pair = chunks[i];
                 // Reading a few chunks ahead keeps the disk or NFS server busy while this one is checked.
-                if (reader is not null && i + 2 * workers < chunks.Count) repository.ReadAhead(chunks[i + 2 * workers].Key);
+                if (loader is not null && i + 2 * workers < chunks.Count) repository.ReadAhead(chunks[i + 2 * workers].Key);
                 string? why = null;
-                if (reader is null)
+                if (loader is null)
                 {
                     if (!repository.HasChunk(pair.Key)) why = $"chunk {pair.Key} is missing";
                 }
                 else
                 {
-                    try { reader.Check(pair.Key); }
+                    try { loader.Load(pair.Key, token); }
                     catch (CorruptDataException e) { why = e.Message; }
                 }
                 if (why is not null)
@@ -81,9 +90,14 @@ internal sealed class Verifier(BackupRepository repository)
                     foreach (var point in pair.Value.Distinct()) Damage(point, why);
                 }
                 meter.Add(chunkSize, 0);
-                return reader;
-            },
-            reader => reader?.Dispose()), ct).ConfigureAwait(false);
+            }
+        }
+
+        await DiskBackup.WhenAllOrFirstFailure([.. Enumerable.Range(0, workers).Select(worker => Task.Factory.StartNew(() =>
+        {
+            try { Check(worker); }
+            finally { hasher.Leave(); }
+        }, token, TaskCreationOptions.LongRunning, TaskScheduler.Default))], failed).ConfigureAwait(false);
         meter.Report();
         return new VerifyReport(points, users.Count,
             problems.ToDictionary(p => p.Key, p => (IReadOnlyList<string>)[.. p.Value.Distinct().Order(StringComparer.Ordinal)]),
@@ -98,26 +112,4 @@ internal sealed class Verifier(BackupRepository repository)
                 if (File.Exists(Path.Combine(p, "index")))
                     yield return (Path.GetFileName(s), Path.GetFileName(p));
     }
-}
-
-/// <summary>
-/// A reader of verified chunks (verify's workers, the random-access stream): a codec and a chunk
-/// file buffer reused for every chunk. Every read throws <see cref="CorruptDataException"/> when a
-/// chunk is not what its name says.
-/// </summary>
-internal sealed class ChunkReader(BackupRepository repository, int chunkSize) : IDisposable
-{
-    private readonly ChunkCodec _codec = new(chunkSize, repository.Config.Compression.Level, repository.Keys);
-    private readonly byte[] _file = new byte[BackupRepository.ChunkFileCapacity(chunkSize)];
-    private byte[]? _scratch;
-
-    /// <summary>Reads, decrypts, decompresses and hashes a chunk, keeping nothing.</summary>
-    public void Check(ChunkId id) => _codec.Open(id, ChunkFile(id), _scratch ??= new byte[chunkSize]);
-
-    /// <summary>Reads a chunk into <paramref name="destination"/>; returns its length.</summary>
-    public int Read(ChunkId id, Span<byte> destination) => _codec.Decode(id, ChunkFile(id), destination);
-
-    private ReadOnlySpan<byte> ChunkFile(ChunkId id) => _file.AsSpan(0, repository.ReadChunkFile(id, _file));
-
-    public void Dispose() => _codec.Dispose();
 }

@@ -61,6 +61,25 @@ public class IntegrityTests
         await repo.RestoreDiskAsync(b, "0", dir.Combine("fine.img"));
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task Verify_reads_on_past_many_damaged_chunks_and_names_them_all()
+    {
+        // Each damaged compressed chunk fails while its worker holds a borrowed buffer; verify must
+        // give it back and go on (a lost buffer would stall the other workers after a few).
+        using var dir = new TempDirectory();
+        var (repo, a, b, _) = await TwoPointsAsync(dir);
+        var shared = repo.LoadManifest(b, "0").Chunks.ToHashSet();
+        var damaged = repo.LoadManifest(a, "0").Chunks.Where(c => !c.IsZero && !shared.Contains(c)).Distinct().ToList();
+        Assert.True(damaged.Count > 2 * Environment.ProcessorCount + 2);
+        foreach (var chunk in damaged) File.WriteAllBytes(repo.ChunkPath(chunk), File.ReadAllBytes(repo.ChunkPath(chunk))[..10]);
+
+        var report = await repo.VerifyAsync(readData: true);
+
+        Assert.Equal(damaged.Select(c => c.ToString()).Order(StringComparer.Ordinal), report.DamagedChunks);
+        Assert.True(report.DamagedRestorePoints.ContainsKey($"vm-1/{a.Id}"));
+        Assert.False(report.DamagedRestorePoints.ContainsKey($"vm-2/{b.Id}"));
+    }
+
     [Fact]
     public async Task Damaged_manifest_index_and_encrypted_chunk_are_found()
     {

@@ -1,0 +1,68 @@
+using System.Collections.Concurrent;
+
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// The chunk buffers of a pool of workers that read verified chunks (restore, verify): one per
+/// worker and a few spares. A chunk that must be decoded borrows a spare for its plaintext; the
+/// worker keeps that one and gives back the buffer its file was read into, so memory is one buffer
+/// per worker, not two. Many workers wait for batched hashes (<see cref="ChunkHasher"/>), which
+/// makes the difference.
+/// </summary>
+internal sealed class ChunkBuffers : IDisposable
+{
+    private readonly List<AlignedBuffer> _all;
+    private readonly BlockingCollection<AlignedBuffer> _spares = new();
+
+    public ChunkBuffers(int chunkSize, int workers, int spares)
+    {
+        // Room for a chunk file read one byte before a 4 KiB boundary, whatever its encoding.
+        _all = Enumerable.Range(0, workers + spares).Select(_ => new AlignedBuffer(chunkSize + 2 * 4096 + BlobCipher.Overhead)).ToList();
+        foreach (var spare in _all.Skip(workers)) _spares.Add(spare);
+    }
+
+    /// <summary>The reader for worker number <paramref name="worker"/>, which owns its codec.</summary>
+    public Loader ForWorker(int worker, BackupRepository repository, ChunkCodec codec) => new(this, repository, codec, _all[worker]);
+
+    public void Dispose()
+    {
+        foreach (var b in _all) ((IDisposable)b).Dispose();
+        _spares.Dispose();
+    }
+
+    internal sealed class Loader(ChunkBuffers buffers, BackupRepository repository, ChunkCodec codec, AlignedBuffer own)
+    {
+        /// <summary>
+        /// Reads, decrypts, decompresses and checks a chunk; throws <see cref="CorruptDataException"/>
+        /// when it is not what its name says. The bytes are 4 KiB-aligned when the chunk is stored raw
+        /// or decoded, and stay valid until the next call.
+        /// </summary>
+        public ReadOnlySpan<byte> Load(ChunkId id, CancellationToken ct)
+        {
+            // Read one byte before a 4 KiB boundary, a raw chunk's data (after its encoding byte) is
+            // aligned and goes from here to an O_DIRECT write with no copy.
+            var file = own.GetSpan()[4095..];
+            file = file[..repository.ReadChunkFile(id, file)];
+            var plain = codec.Decodes(file) ? buffers._spares.Take(ct) : null;
+            ReadOnlySpan<byte> data;
+            try
+            {
+                data = codec.Unpack(id, file, plain is null ? default : plain.GetSpan());
+            }
+            catch when (plain is not null)
+            {
+                // Verify goes on after a damaged chunk; a spare lost here would stall the others.
+                buffers._spares.Add(plain);
+                throw;
+            }
+            if (plain is not null)
+            {
+                buffers._spares.Add(own);
+                own = plain;
+            }
+            // Checked after the file's buffer went back: the wait for a batched hash can be long.
+            codec.CheckName(id, data);
+            return data;
+        }
+    }
+}
