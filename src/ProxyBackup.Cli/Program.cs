@@ -11,7 +11,10 @@ root.Subcommands.Add(DaemonCommand.Build());
 root.Subcommands.Add(CatalogCommands.Build());
 root.Subcommands.Add(ConfigureCommand.Build());
 
-var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+// On SIGTERM or Ctrl+C a job cancels and then cleans up on the cloud (snapshot, attached disk,
+// temporary image) before it returns. System.CommandLine's default gives an action 2 s before it
+// ends the process with 143, in the middle of that cleanup; the systemd unit allows 15 minutes.
+var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromMinutes(15) };
 try
 {
     return await root.Parse(args).InvokeAsync(config);

@@ -31,6 +31,10 @@ public class DaemonTests
             // Slow the cloud down so that the next run is still busy when SIGTERM arrives.
             w.Sim.Faults.Set([FaultRule.Parse("one.vm.info,action=delay,latency=150")]);
             await WaitFor(() => w.Catalog.Recent(20).Any(j => j.State == "running"), TimeSpan.FromSeconds(100), daemon);
+            // SIGTERM once the job has something on the cloud to remove, with a front-end so slow that
+            // the cleanup takes seconds: the daemon still exits only after it (and with 0).
+            w.Sim.Faults.Set([FaultRule.Parse("one.vm.info,action=delay,latency=1000"), FaultRule.Parse("one.image.info,action=delay,latency=1000")]);
+            await WaitFor(() => w.Inventory() is var cloud && (Convert.ToInt32(cloud["disk_snapshots"], System.Globalization.CultureInfo.InvariantCulture) > 0 || Convert.ToInt32(cloud["proxy_disks"], System.Globalization.CultureInfo.InvariantCulture) > 1), TimeSpan.FromSeconds(100), daemon);
             Terminate(daemon.Process);
             Assert.True(daemon.Process.WaitForExit(60_000), "the daemon did not stop within a minute of SIGTERM");
             Assert.Equal(0, daemon.Process.ExitCode);
