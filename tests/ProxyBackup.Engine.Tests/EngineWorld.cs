@@ -41,7 +41,7 @@ public sealed class EngineWorld : IAsyncDisposable
         var options = new EngineOptions
         {
             ProxyVmId = w.ProxyId, FirstPoll = TimeSpan.FromMilliseconds(10), MaxPoll = TimeSpan.FromMilliseconds(100),
-            OperationTimeout = TimeSpan.FromSeconds(20), CopyTimeout = TimeSpan.FromSeconds(30), DeviceTimeout = TimeSpan.FromSeconds(10), DetachAttempts = 3, DetachRetryDelay = TimeSpan.FromMilliseconds(20),
+            OperationTimeout = TimeSpan.FromSeconds(20), CopyTimeout = TimeSpan.FromSeconds(30), DeviceTimeout = TimeSpan.FromSeconds(10), DetachAttempts = 3, DetachRetryDelay = TimeSpan.FromMilliseconds(200),
         };
         var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = w.Sim.Cloud.Devices.Directory, PollInterval = TimeSpan.FromMilliseconds(20) });
         w.Steps = new CloudSteps(w.Client, w.Catalog, locator, options, NullLogger.Instance);
