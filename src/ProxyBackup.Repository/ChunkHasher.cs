@@ -8,7 +8,7 @@ namespace ProxyBackup.Repository;
 /// threads of one backup, restore or verify. Where the CPU has AVX-512 and enough workers hash at
 /// the same time, concurrent calls are gathered into batches of up to 16 and hashed side by side
 /// (<see cref="Sha256Lanes"/>); a caller blocks until its batch is done. Hashing is the largest
-/// CPU cost of both backup and restore, and the batch does it in about half the core time.
+/// CPU cost of incrementals and restores, and the batch does it in about half the core time.
 /// </summary>
 internal sealed unsafe class ChunkHasher
 {
@@ -37,10 +37,10 @@ internal sealed unsafe class ChunkHasher
 
     /// <param name="key">The HMAC key for keyed names; null for plain SHA-256.</param>
     /// <param name="concurrentCallers">How many threads will call at once; batching needs enough of them to fill a batch.</param>
-    public ChunkHasher(byte[]? key, int concurrentCallers, bool allowBatching = true)
+    public ChunkHasher(byte[]? key, int concurrentCallers)
     {
         _key = key;
-        _batching = allowBatching && Sha256Lanes.IsSupported && concurrentCallers >= BatchingWorkers;
+        _batching = Sha256Lanes.IsSupported && concurrentCallers >= BatchingWorkers;
         _callers = concurrentCallers;
         if (key is null) return;
         // HMAC (RFC 2104): the key, zero-padded to a block, XOR 0x36 before the message and 0x5c before the inner digest.
