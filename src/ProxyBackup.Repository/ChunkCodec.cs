@@ -35,8 +35,6 @@ internal sealed class ChunkCodec : IDisposable
         _encodedCapacity = 1 + Math.Max(Zstd.Bound(chunkSize), chunkSize);
     }
 
-    public ChunkId Name(ReadOnlySpan<byte> data) => _hasher.Name(data);
-
     /// <summary>The bytes of the chunk file for <paramref name="data"/>; valid until the next call.</summary>
     public ReadOnlyMemory<byte> Encode(ChunkId id, ReadOnlySpan<byte> data)
     {
@@ -86,7 +84,7 @@ internal sealed class ChunkCodec : IDisposable
     /// <summary>Throws <see cref="CorruptDataException"/> unless <paramref name="data"/> hashes to <paramref name="id"/>.</summary>
     public void CheckName(ChunkId id, ReadOnlySpan<byte> data)
     {
-        if (Name(data) != id) throw new CorruptDataException($"Chunk {id} does not hash to its name (damaged).");
+        if (_hasher.Name(data) != id) throw new CorruptDataException($"Chunk {id} does not hash to its name (damaged).");
     }
 
     /// <summary>

@@ -71,6 +71,17 @@ internal sealed unsafe class ChunkHasher
         }
     }
 
+    /// <summary>
+    /// Starts <paramref name="workers"/> threads that call this hasher, each running
+    /// <paramref name="work"/> with its number, and leaves for each when it ends, however it ends.
+    /// </summary>
+    public IEnumerable<Task> StartWorkers(int workers, Action<int> work, CancellationToken ct) =>
+        Enumerable.Range(0, workers).Select(worker => Task.Factory.StartNew(() =>
+        {
+            try { work(worker); }
+            finally { Leave(); }
+        }, ct, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToList();
+
     /// <summary>The worker count for an operation: enough to fill batches when the hash can batch and memory allows, else <paramref name="unbatched"/>.</summary>
     public static int Workers(int chunkSize, int unbatched) =>
         Sha256Lanes.IsSupported && WorkerMemory / chunkSize >= BatchingWorkers ? BatchingWorkers : unbatched;

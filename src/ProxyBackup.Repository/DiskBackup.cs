@@ -27,7 +27,7 @@ internal sealed class DiskBackup(BackupRepository repository)
         var workers = ChunkHasher.Workers(chunkSize, encoderCount);
         var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
         using var encoders = new BlockingCollection<ChunkCodec>();
-        for (var i = 0; i < encoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys, hasher));
+        for (var i = 0; i < encoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys));
         var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
         long zero = 0, changed = 0, newStored = 0;
         var newChunks = 0;
@@ -111,11 +111,7 @@ internal sealed class DiskBackup(BackupRepository repository)
         }
 
         var tasks = new List<Task> { Task.Run(ReadAll, token) };
-        tasks.AddRange(Enumerable.Range(0, workers).Select(_ => Task.Factory.StartNew(() =>
-        {
-            try { Work(); }
-            finally { hasher.Leave(); }
-        }, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+        tasks.AddRange(hasher.StartWorkers(workers, _ => Work(), token));
         try
         {
             await WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);

@@ -108,11 +108,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         }
 
         var tasks = new List<Task> { Task.Run(Feed, token) };
-        tasks.AddRange(Enumerable.Range(0, workers).Select(worker => Task.Factory.StartNew(() =>
-        {
-            try { Work(worker); }
-            finally { hasher.Leave(); }
-        }, token, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
+        tasks.AddRange(hasher.StartWorkers(workers, Work, token));
         await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
         target.Flush();
         meter.Report();

@@ -93,11 +93,7 @@ internal sealed class Verifier(BackupRepository repository)
             }
         }
 
-        await DiskBackup.WhenAllOrFirstFailure([.. Enumerable.Range(0, workers).Select(worker => Task.Factory.StartNew(() =>
-        {
-            try { Check(worker); }
-            finally { hasher.Leave(); }
-        }, token, TaskCreationOptions.LongRunning, TaskScheduler.Default))], failed).ConfigureAwait(false);
+        await DiskBackup.WhenAllOrFirstFailure([.. hasher.StartWorkers(workers, Check, token)], failed).ConfigureAwait(false);
         meter.Report();
         return new VerifyReport(points, users.Count,
             problems.ToDictionary(p => p.Key, p => (IReadOnlyList<string>)[.. p.Value.Distinct().Order(StringComparer.Ordinal)]),
