@@ -66,14 +66,15 @@ internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger
             switch ((string?)request["op"])
             {
                 case "status":
+                    var (waiting, running) = runner.Status();
                     return new
                     {
-                        ok = true, waiting = runner.Queue.WaitingItems.Select(w => w.VmId),
-                        running = runner.Jobs.Select(j => new
+                        ok = true, waiting = waiting.Select(w => w.VmId),
+                        running = running.Select(j => new
                         {
-                            vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, what = j.Latest?.What,
-                            done = j.Latest?.DoneBytes ?? 0, total = j.Latest?.TotalBytes ?? 0, new_bytes = j.Latest?.NewBytes,
-                            bytes_per_second = j.Latest?.BytesPerSecond ?? 0, eta_seconds = j.Latest?.Eta?.TotalSeconds,
+                            vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, what = j.Progress?.What,
+                            done = j.Progress?.DoneBytes ?? 0, total = j.Progress?.TotalBytes ?? 0, new_bytes = j.Progress?.NewBytes,
+                            bytes_per_second = j.Progress?.BytesPerSecond ?? 0, eta_seconds = j.Progress?.Eta?.TotalSeconds,
                         }),
                     };
                 case "backup":

@@ -28,8 +28,16 @@ public sealed class JobQueue(QueueLimits limits)
     private long _order;
 
     public int Waiting { get { lock (_gate) return _waiting.Count; } }
-    public IReadOnlyList<QueuedBackup> WaitingItems { get { lock (_gate) return [.. _waiting.Select(w => w.Item)]; } }
     public IReadOnlyList<QueuedBackup> Running { get { lock (_gate) return [.. _running]; } }
+
+    /// <summary>
+    /// What waits and what runs, read in one step: an item moving from one to the other is in
+    /// exactly one of them, so a client polling for "done" never sees it missing halfway.
+    /// </summary>
+    public (IReadOnlyList<QueuedBackup> Waiting, IReadOnlyList<QueuedBackup> Running) Snapshot()
+    {
+        lock (_gate) return ([.. _waiting.Select(w => w.Item)], [.. _running]);
+    }
 
     /// <summary>False when the VM is already waiting or running.</summary>
     public bool Enqueue(QueuedBackup item)
@@ -65,5 +73,20 @@ public sealed class JobQueue(QueueLimits limits)
     public void Finished(QueuedBackup item)
     {
         lock (_gate) _running.Remove(item);
+    }
+
+    /// <summary>
+    /// A failed item goes back to the end of the queue as its next attempt, in one step, so that its
+    /// VM stays listed and no other backup of it is queued in between.
+    /// </summary>
+    public QueuedBackup Retry(QueuedBackup failed)
+    {
+        var next = failed with { Attempt = failed.Attempt + 1 };
+        lock (_gate)
+        {
+            _running.Remove(failed);
+            _waiting.Add((next, _order++));
+        }
+        return next;
     }
 }

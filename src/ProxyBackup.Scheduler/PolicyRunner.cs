@@ -45,7 +45,13 @@ public sealed class PolicyRunner(
         public void Report(TransferProgress value) => Latest = value;
     }
 
-    public IReadOnlyCollection<RunningJob> Jobs => [.. _jobs.Values];
+    /// <summary>What the daemon reports: the waiting VMs and the running ones with their latest progress (null before the first report).</summary>
+    public (IReadOnlyList<QueuedBackup> Waiting, IReadOnlyList<(QueuedBackup Item, TransferProgress? Progress)> Running) Status()
+    {
+        // The queue is the one source of truth for waiting and running; progress is looked up beside it.
+        var (waiting, running) = _queue.Snapshot();
+        return (waiting, [.. running.Select(r => (r, _jobs.TryGetValue(r.VmId, out var job) && job.Item == r ? job.Latest : null))]);
+    }
 
     /// <summary>Queues a backup asked for by an operator (CLI, TUI): it goes before scheduled ones.</summary>
     public async Task<bool> SubmitAsync(int vmId, bool full, CancellationToken ct)
@@ -122,6 +128,7 @@ public sealed class PolicyRunner(
         var ct = cancel.Token;
         var job = new RunningJob(item, cancel);
         _jobs[item.VmId] = job;
+        var retry = false;
         try
         {
             await Task.Yield();
@@ -149,8 +156,7 @@ public sealed class PolicyRunner(
             if (item.Attempt <= policy.Retries && !ct.IsCancellationRequested)
             {
                 logger.LogWarning("Policy {Policy}: backup of VM {Vm} failed (attempt {Attempt}): {Error}; retrying", policy.Name, item.VmId, item.Attempt, e.Message);
-                _queue.Finished(item);
-                _queue.Enqueue(item with { Attempt = item.Attempt + 1 });
+                retry = true;
                 return;
             }
             logger.LogError("Policy {Policy}: backup of VM {Vm} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
@@ -160,8 +166,10 @@ public sealed class PolicyRunner(
         }
         finally
         {
-            _jobs.TryRemove(item.VmId, out _);
-            _queue.Finished(item);
+            // Only this job's entry: a retry started meanwhile has its own.
+            _jobs.TryRemove(KeyValuePair.Create(item.VmId, job));
+            if (retry) _queue.Retry(item);
+            else _queue.Finished(item);
         }
     }
 

@@ -127,6 +127,25 @@ public class JobQueueTests
     }
 
     [Fact]
+    public void A_retry_goes_back_to_the_queue_in_one_step_and_its_vm_is_never_unlisted()
+    {
+        var q = new JobQueue(new QueueLimits(MaxConcurrent: 1, MaxPerHost: 0, MaxPerDatastore: 0));
+        q.Enqueue(Item(1, 0, [1]));
+        q.Enqueue(Item(2, 0, [1]));
+        var first = q.TryStart(Now).Next!;
+        Assert.Equal("waiting 2, running 1", Ids(q.Snapshot()));
+        var retry = q.Retry(first);
+        Assert.Equal(2, retry.Attempt);
+        Assert.Equal("waiting 2 1, running ", Ids(q.Snapshot()));  // behind what already waited
+        Assert.False(q.Enqueue(Item(1, 0, [1])));        // the retry holds the VM's place
+        Assert.Equal(2, q.TryStart(Now).Next!.VmId);
+        Assert.Equal("waiting 1, running 2", Ids(q.Snapshot()));
+    }
+
+    private static string Ids((IReadOnlyList<QueuedBackup> Waiting, IReadOnlyList<QueuedBackup> Running) s) =>
+        $"waiting {string.Join(' ', s.Waiting.Select(i => i.VmId))}, running {string.Join(' ', s.Running.Select(i => i.VmId))}";
+
+    [Fact]
     public void Priority_first_then_arrival_and_expired_windows_drop()
     {
         var q = new JobQueue(new QueueLimits(MaxConcurrent: 10, MaxPerHost: 0, MaxPerDatastore: 0));
