@@ -54,6 +54,8 @@ public sealed class AppConfig
         public int MaxConcurrent { get; set; } = 2;
         public int MaxPerHost { get; set; } = 1;
         public int MaxPerDatastore { get; set; } = 2;
+        /// <summary>What the chunk buffers of all running jobs may hold together; a job that does not fit waits.</summary>
+        public int MemoryMiB { get; set; } = (int)(ChunkMemory.DefaultBudget >> 20);
     }
 
     public sealed class DaemonSection
@@ -80,6 +82,7 @@ public sealed class AppConfig
         if (Limits.MaxConcurrent is < 1 or > 64) p.Add("Limits:MaxConcurrent: 1 to 64");
         if (Limits.MaxPerHost is < 0 or > 64) p.Add("Limits:MaxPerHost: 0 (no limit) to 64");
         if (Limits.MaxPerDatastore is < 0 or > 64) p.Add("Limits:MaxPerDatastore: 0 (no limit) to 64");
+        if (Limits.MemoryMiB is < 64 or > 65536) p.Add("Limits:MemoryMiB: 64 to 65536");
         if (Daemon.TickSeconds is < 1 or > 3600) p.Add("Daemon:TickSeconds: 1 to 3600");
         if (Daemon.GcGraceHours is < 0 or > 24 * 30) p.Add("Daemon:GcGraceHours: 0 to 720");
         if (Daemon.WebhookUrl is { } hook && (!Uri.TryCreate(hook, UriKind.Absolute, out var h) || h.Scheme is not ("http" or "https"))) p.Add("Daemon:WebhookUrl: an http(s) URL, or leave it out");

@@ -75,6 +75,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             var cleanup = await host.Cleaner.CleanAsync(ct: stoppingToken).ConfigureAwait(false);
             if (cleanup.Removed > 0 || cleanup.Failures.Count > 0)
                 _log.LogWarning("Start-up cleanup removed {Removed} leftover object(s); {Failed} could not be removed yet", cleanup.Removed, cleanup.Failures.Count);
+            host.Repository.Memory.Budget = (long)config.Limits.MemoryMiB << 20;
             IFailureNotifier? notifier = config.Daemon.WebhookUrl is { } url ? new WebhookNotifier(new HttpClient { Timeout = TimeSpan.FromSeconds(15) }, new Uri(url)) : null;
             var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, host.Steps.Options.ProxyVmId,
                 new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),

@@ -15,6 +15,9 @@ public sealed partial class BackupRepository
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _fanOutDirectories = new(StringComparer.Ordinal);
     private volatile bool _directChunkWrites = true;
 
+    /// <summary>The budget the chunk buffers of this object's backups, restores and verifies share.</summary>
+    public ChunkMemory Memory { get; } = new();
+
     private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys)
     {
         Root = path;

@@ -14,10 +14,12 @@ internal sealed class ChunkBuffers : IDisposable
     private readonly List<AlignedBuffer> _all;
     private readonly BlockingCollection<AlignedBuffer> _spares = new();
 
+    /// <summary>Room for a chunk file read one byte before a 4 KiB boundary, whatever its encoding.</summary>
+    public static int BufferBytes(int chunkSize) => chunkSize + 2 * 4096 + BlobCipher.Overhead;
+
     public ChunkBuffers(int chunkSize, int workers, int spares)
     {
-        // Room for a chunk file read one byte before a 4 KiB boundary, whatever its encoding.
-        _all = Enumerable.Range(0, workers + spares).Select(_ => new AlignedBuffer(chunkSize + 2 * 4096 + BlobCipher.Overhead)).ToList();
+        _all = Enumerable.Range(0, workers + spares).Select(_ => new AlignedBuffer(BufferBytes(chunkSize))).ToList();
         foreach (var spare in _all.Skip(workers)) _spares.Add(spare);
     }
 

@@ -32,8 +32,14 @@ internal sealed class ChunkCodec : IDisposable
         _hasher = hasher ?? new ChunkHasher(keys?.NameKey, concurrentCallers: 1);
         _level = level;
         _chunkSize = chunkSize;
-        _encodedCapacity = 1 + Math.Max(Zstd.Bound(chunkSize), chunkSize);
+        _encodedCapacity = EncodedCapacity(chunkSize);
     }
+
+    private static int EncodedCapacity(int chunkSize) => 1 + Math.Max(Zstd.Bound(chunkSize), chunkSize);
+
+    /// <summary>The buffers an encoding codec holds (the encoded chunk, and its sealed copy when encrypting).</summary>
+    public static long EncoderBytes(int chunkSize, bool encrypted) =>
+        encrypted ? 2L * EncodedCapacity(chunkSize) + BlobCipher.Overhead : EncodedCapacity(chunkSize);
 
     /// <summary>The bytes of the chunk file for <paramref name="data"/>; valid until the next call.</summary>
     public ReadOnlyMemory<byte> Encode(ChunkId id, ReadOnlySpan<byte> data)

@@ -19,10 +19,8 @@ internal sealed unsafe class ChunkHasher
     private static readonly TimeSpan FillTime = TimeSpan.FromMilliseconds(50);
 
     // Enough workers that 16 can wait in a filling batch while the others read, decode and write
-    // (restore of 4 GiB on 2 cores: 24 workers 2.8-3.1 s, 32 workers 2.2-2.4 s), if their chunk
-    // buffers fit in this much memory.
+    // (restore of 4 GiB on 2 cores: 24 workers 2.8-3.1 s, 32 workers 2.2-2.4 s).
     private const int BatchingWorkers = 32;
-    private const long WorkerMemory = 192L << 20;
 
     private readonly byte[]? _key;
     private readonly byte[]? _innerPrefix;
@@ -82,9 +80,12 @@ internal sealed unsafe class ChunkHasher
             finally { Leave(); }
         }, ct, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToList();
 
-    /// <summary>The worker count for an operation: enough to fill batches when the hash can batch and memory allows, else <paramref name="unbatched"/>.</summary>
-    public static int Workers(int chunkSize, int unbatched) =>
-        Sha256Lanes.IsSupported && WorkerMemory / chunkSize >= BatchingWorkers ? BatchingWorkers : unbatched;
+    /// <summary>
+    /// The workers an operation runs: enough to fill batches when the hash can batch and the
+    /// repository's memory budget allows (<see cref="ChunkMemory"/>), else <paramref name="unbatched"/>.
+    /// </summary>
+    public static Task<ChunkMemory.Lease> ReserveWorkersAsync(ChunkMemory memory, long bytesPerWorker, long fixedBytes, int unbatched, Action waiting, CancellationToken ct) =>
+        memory.ReserveAsync(bytesPerWorker, fixedBytes, Sha256Lanes.IsSupported ? Math.Max(BatchingWorkers, unbatched) : unbatched, unbatched, waiting, ct);
 
     /// <summary>The name of a chunk: its digest, which must not be the all-zero marker of zero chunks.</summary>
     public ChunkId Name(ReadOnlySpan<byte> data)

@@ -23,17 +23,21 @@ internal sealed class DiskBackup(BackupRepository repository)
         // another (2 cores, 4 GiB full, alternated runs: 2 workers 5.4 s and 4 workers 4.8 s before the
         // per-chunk sync; with it, 4 workers 5.9 s, 6 workers 5.4 s).
         var encoderCount = Math.Clamp(2 * Environment.ProcessorCount + 2, 3, 16);
-        // Workers hash and compare; where hashes are batched, 16 of them wait for each batch.
-        var workers = ChunkHasher.Workers(chunkSize, encoderCount);
+        const int ReadAhead = 4;
+        var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
+        // Workers hash and compare, each with its chunk buffer; where hashes are batched, 16 of them wait for each batch.
+        using var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, chunkSize,
+            ReadAhead * (long)chunkSize + encoderCount * ChunkCodec.EncoderBytes(chunkSize, repository.Keys is not null), encoderCount, meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
+        meter.Start();
+        var workers = lease.Workers;
         var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
         using var encoders = new BlockingCollection<ChunkCodec>();
         for (var i = 0; i < encoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys));
-        var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
         long zero = 0, changed = 0, newStored = 0;
         var newChunks = 0;
         var written = new ConcurrentDictionary<ChunkId, byte>();
         // One per worker and a few for the reader to fill ahead.
-        var buffers = Enumerable.Range(0, workers + 4).Select(_ => new AlignedBuffer(chunkSize)).ToList();
+        var buffers = Enumerable.Range(0, workers + ReadAhead).Select(_ => new AlignedBuffer(chunkSize)).ToList();
         var free = Channel.CreateUnbounded<AlignedBuffer>();
         foreach (var b in buffers) free.Writer.TryWrite(b);
         var work = Channel.CreateBounded<(int Index, AlignedBuffer Buffer, int Length)>(buffers.Count);

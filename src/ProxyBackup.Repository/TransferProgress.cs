@@ -27,6 +27,11 @@ internal sealed class ProgressMeter(string what, long total, IProgress<TransferP
 
     public TimeSpan Elapsed => _clock.Elapsed;
 
+    /// <summary>Reports that the transfer waits for memory other operations hold; <see cref="Start"/> begins the count once it has it.</summary>
+    public void ReportWaitingForMemory() => sink?.Report(new TransferProgress($"{what} (waiting for memory other jobs hold)", total, 0, storesData ? 0 : null, TimeSpan.Zero));
+
+    public void Start() => _clock.Restart();
+
     public void Add(long done, long newBytes)
     {
         Interlocked.Add(ref _done, done);

@@ -124,11 +124,12 @@ public class DaemonTests
     {
         using var dir = new TempDirectory();
         var config = dir.Combine("config.json");
-        await File.WriteAllTextAsync(config, "{\"OpenNebula\":{\"Endpoint\":\"ftp://x\"},\"Limits\":{\"MaxConcurrent\":0},\"Repository\":{\"Path\":\"relative\"}}");
+        await File.WriteAllTextAsync(config, "{\"OpenNebula\":{\"Endpoint\":\"ftp://x\"},\"Limits\":{\"MaxConcurrent\":0,\"MemoryMiB\":10},\"Repository\":{\"Path\":\"relative\"}}");
         var (code, _, error) = await ChildProcess.RunAsync("dotnet", Cli, "daemon", "--config", config);
         Assert.Equal(1, code);
         Assert.Contains("OpenNebula:Endpoint: an http(s) URL", error, StringComparison.Ordinal);
         Assert.Contains("Limits:MaxConcurrent: 1 to 64", error, StringComparison.Ordinal);
+        Assert.Contains("Limits:MemoryMiB: 64 to 65536", error, StringComparison.Ordinal);
         Assert.Contains("Repository:Path: an absolute directory path", error, StringComparison.Ordinal);
 
         await File.WriteAllTextAsync(config, "{}");

@@ -92,13 +92,6 @@ public unsafe class ChunkHashingTests
         Assert.Equal(0, hasher.FillTimeouts);
     }
 
-    [Fact]
-    public void Workers_are_only_multiplied_where_batches_can_fill_within_the_memory_budget()
-    {
-        Assert.Equal(Sha256Lanes.IsSupported ? 32 : 6, ChunkHasher.Workers(4 << 20, 6));
-        Assert.Equal(6, ChunkHasher.Workers(RepositoryConfig.MaxChunkSize, 6));
-    }
-
     private static byte[][] HashConcurrently(ChunkHasher hasher, byte[][] chunks, int threads)
     {
         var digests = new byte[chunks.Length][];

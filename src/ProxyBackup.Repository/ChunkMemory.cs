@@ -1,0 +1,97 @@
+namespace ProxyBackup.Repository;
+
+/// <summary>
+/// One memory budget for the chunk buffers of every backup, restore and verify that goes through a
+/// repository object. The daemon runs several jobs at once on one repository object: each job alone
+/// would take the memory batched hashing wants (32 workers), and together they could exhaust the
+/// proxy VM. An operation gets its preferred workers if they fit, else the fewest it can run with,
+/// else it waits for another operation to end; so the process stays within the budget however many
+/// jobs run. An operation alone always runs, even if its fewest workers exceed the budget.
+/// </summary>
+public sealed class ChunkMemory
+{
+    /// <summary>Two batched 4 MiB-chunk backups side by side; with the runtime, a process stays under 512 MiB.</summary>
+    public const long DefaultBudget = 384L << 20;
+
+    private readonly object _gate = new();
+    private long _budget = DefaultBudget;
+    private long _reserved;
+    private long _peak;
+    private TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public long Budget
+    {
+        get { lock (_gate) return _budget; }
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            lock (_gate) _budget = value;
+        }
+    }
+
+    /// <summary>What the operations under way hold now.</summary>
+    public long Reserved { get { lock (_gate) return _reserved; } }
+
+    /// <summary>The most they ever held at once.</summary>
+    public long PeakReserved { get { lock (_gate) return _peak; } }
+
+    /// <summary>
+    /// The workers an operation may run, and their memory until the lease is disposed. Each worker
+    /// needs <paramref name="bytesPerWorker"/>, the operation <paramref name="fixedBytes"/> besides.
+    /// <paramref name="preferred"/> workers are only considered when they need no more than half the
+    /// budget, so that two such operations can run side by side.
+    /// </summary>
+    /// <param name="waiting">Called once if the operation has to wait for memory.</param>
+    public async Task<Lease> ReserveAsync(long bytesPerWorker, long fixedBytes, int preferred, int fewest, Action? waiting, CancellationToken ct)
+    {
+        long Need(int workers) => fixedBytes + workers * bytesPerWorker;
+        var told = false;
+        while (true)
+        {
+            Task released;
+            lock (_gate)
+            {
+                var free = _budget - _reserved;
+                var workers = Need(preferred) <= _budget / 2 && Need(preferred) <= free ? preferred
+                    : Need(fewest) <= free || _reserved == 0 ? fewest
+                    : 0;
+                if (workers > 0)
+                {
+                    _reserved += Need(workers);
+                    _peak = Math.Max(_peak, _reserved);
+                    return new Lease(this, workers, Need(workers));
+                }
+                released = _released.Task;
+            }
+            if (!told) waiting?.Invoke();
+            told = true;
+            await released.WaitAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    private void Release(long bytes)
+    {
+        TaskCompletionSource released;
+        lock (_gate)
+        {
+            _reserved -= bytes;
+            released = _released;
+            _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        released.SetResult();
+    }
+
+    /// <summary>Workers granted to one operation; disposing gives their memory back.</summary>
+    public sealed class Lease(ChunkMemory memory, int workers, long bytes) : IDisposable
+    {
+        private int _disposed;
+
+        public int Workers { get; } = workers;
+        public long Bytes { get; } = bytes;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) memory.Release(Bytes);
+        }
+    }
+}
