@@ -20,8 +20,8 @@ public interface IProxyDiskBus
     /// <summary>At shutdown of the simulator; the state keeps the attachment.</summary>
     void Suspend(SimDevice device);
 
-    /// <summary>A detach: false when the guest has not let go of the device, as virsh detach-disk fails then.</summary>
-    bool TryRelease(SimDevice device);
+    /// <summary>A detach: null when done, else why the guest has not let go of the device (virsh detach-disk fails then).</summary>
+    string? TryRelease(SimDevice device);
 
     /// <summary>Unconditional removal (the VM is gone).</summary>
     void Remove(SimDevice device);

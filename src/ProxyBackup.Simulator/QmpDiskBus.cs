@@ -33,7 +33,7 @@ public sealed class QmpDiskBus(string socketPath, TimeSpan unplugTimeout) : IPro
     // The guest keeps its disks while the front-end is down, as a VM does when oned stops.
     public void Suspend(SimDevice device) { }
 
-    public bool TryRelease(SimDevice device)
+    public string? TryRelease(SimDevice device)
     {
         using var qmp = QmpConnection.Open(socketPath);
         if (Plugged(qmp, device))
@@ -41,10 +41,10 @@ public sealed class QmpDiskBus(string socketPath, TimeSpan unplugTimeout) : IPro
             qmp.Execute("device_del", new JsonObject { ["id"] = DeviceId(device) });
             // The guest acknowledges the unplug (ACPI/PCIe hot-plug); a guest that holds on times out.
             if (!qmp.WaitForEvent("DEVICE_DELETED", e => e["data"]?["device"]?.GetValue<string>() == DeviceId(device), unplugTimeout))
-                return false;
+                return $"device in use in the guest (no unplug in {unplugTimeout.TotalSeconds:0} s)";
         }
         if (NodeExists(qmp, device)) qmp.Execute("blockdev-del", new JsonObject { ["node-name"] = NodeName(device) });
-        return true;
+        return null;
     }
 
     public void Remove(SimDevice device)

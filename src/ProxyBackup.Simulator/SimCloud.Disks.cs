@@ -310,7 +310,7 @@ public sealed partial class SimCloud
                 {
                     // virsh detach-disk fails while the guest still holds the device (facts sheet 7.9).
                     string? refused;
-                    try { refused = device is null || ProxyDisks.TryRelease(device) ? null : "device still in use in the guest"; }
+                    try { refused = device is null ? null : ProxyDisks.TryRelease(device); }
                     catch (Exception e) when (e is IOException or QmpException or TimeoutException) { refused = e.Message; }
                     if (refused is not null)
                     {

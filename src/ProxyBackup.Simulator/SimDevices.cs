@@ -72,11 +72,12 @@ public sealed class SimDevices : IProxyDiskBus
         File.CreateSymbolicLink(link, target);
     }
 
-    public bool TryRelease(SimDevice device)
+    public string? TryRelease(SimDevice device)
     {
-        if (IsOpen(device)) return false;
+        // Short: OpenNebula cuts USER_TEMPLATE/ERROR at 100 characters, and who holds it is the useful part.
+        if (Holder(device) is { } holder) return $"device in use in the guest ({holder})";
         Remove(device);
-        return true;
+        return null;
     }
 
     public void Remove(SimDevice device)
@@ -90,8 +91,8 @@ public sealed class SimDevices : IProxyDiskBus
         }
     }
 
-    /// <summary>Whether any process on this machine holds the device (or its file) open: a guest that has not let go.</summary>
-    private static bool IsOpen(SimDevice device)
+    /// <summary>The process on this machine that holds the device (or its file) open, a guest that has not let go; null if none.</summary>
+    private static string? Holder(SimDevice device)
     {
         var targets = new HashSet<string>(StringComparer.Ordinal) { device.BackingFile };
         if (device.LoopDevice is not null) targets.Add(device.LoopDevice);
@@ -105,12 +106,18 @@ public sealed class SimDevices : IProxyDiskBus
             {
                 try
                 {
-                    if (new FileInfo(fd).LinkTarget is { } t && targets.Contains(t)) return true;
+                    if (new FileInfo(fd).LinkTarget is { } t && targets.Contains(t)) return $"pid {Path.GetFileName(proc)} {Command(proc)}";
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
             }
         }
-        return false;
+        return null;
+    }
+
+    private static string Command(string proc)
+    {
+        try { return File.ReadAllText(Path.Combine(proc, "comm")).Trim(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return "gone"; }
     }
 
     private string Link(SimDevice device) => Path.Combine(Directory, device.Name);

@@ -50,7 +50,7 @@ public sealed class QmpProxyTests : IAsyncLifetime
         await c.VmDetachAsync(proxy.Id, disk.DiskId);
         var still = await cloud.Waiter.VmSettledAsync(proxy.Id, SimulatedCloud.Timeout);
         Assert.Contains(still.Disks, d => d.ImageId == imageId);
-        Assert.Contains("still in use", still.LastError, StringComparison.Ordinal);
+        Assert.Contains("device in use in the guest (no unplug", still.LastError, StringComparison.Ordinal);
         Assert.Single(Devices());
     }
 

@@ -153,7 +153,9 @@ public class SimulatorBehaviourTests
             await c.VmDetachAsync(proxy.Id, disk.DiskId);
             var still = await cloud.Waiter.VmSettledAsync(proxy.Id, SimulatedCloud.Timeout);
             Assert.Contains(still.Disks, d => d.ImageId == imageId);
-            Assert.Contains("still in use", still.LastError, StringComparison.Ordinal);
+            // Who holds it, to find out: this test process.
+            Assert.Contains($"device in use in the guest (pid {Environment.ProcessId} ", still.LastError, StringComparison.Ordinal);
+            Console.WriteLine("LASTERROR " + still.LastError);
             Assert.Equal(ImageState.Used, (await c.ImageInfoAsync(imageId)).State);
         }
         await c.VmDetachAsync(proxy.Id, disk.DiskId);
