@@ -38,8 +38,8 @@ public sealed class ChunkMemory
     /// <summary>
     /// The workers an operation may run, and their memory until the lease is disposed. Each worker
     /// needs <paramref name="bytesPerWorker"/>, the operation <paramref name="fixedBytes"/> besides.
-    /// <paramref name="preferred"/> workers are only considered when they need no more than half the
-    /// budget, so that two such operations can run side by side.
+    /// <paramref name="preferred"/> workers are only considered when their buffers take no more than
+    /// half the budget, so that two such operations can run side by side.
     /// </summary>
     /// <param name="waiting">Called once if the operation has to wait for memory.</param>
     public async Task<Lease> ReserveAsync(long bytesPerWorker, long fixedBytes, int preferred, int fewest, Action? waiting, CancellationToken ct)
@@ -52,7 +52,7 @@ public sealed class ChunkMemory
             lock (_gate)
             {
                 var free = _budget - _reserved;
-                var workers = Need(preferred) <= _budget / 2 && Need(preferred) <= free ? preferred
+                var workers = preferred * bytesPerWorker <= _budget / 2 && Need(preferred) <= free ? preferred
                     : Need(fewest) <= free || _reserved == 0 ? fewest
                     : 0;
                 if (workers > 0)

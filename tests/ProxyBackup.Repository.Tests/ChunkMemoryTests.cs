@@ -37,6 +37,8 @@ public sealed class ChunkMemoryTests
         var memory = new ChunkMemory { Budget = 100 * MiB };
         using (var big = await memory.ReserveAsync(8 * MiB, 0, preferred: 8, fewest: 4, null, CancellationToken.None))
             Assert.Equal(4, big.Workers); // 64 MiB is more than half; 32 MiB fits
+        using (var encrypting = await memory.ReserveAsync(4 * MiB, 20 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None))
+            Assert.Equal(10, encrypting.Workers); // the workers' 40 MiB count against the half, not the encoders' buffers beside them
 
         using var alone = await memory.ReserveAsync(64 * MiB, 0, preferred: 8, fewest: 2, null, CancellationToken.None);
         Assert.Equal(2, alone.Workers);
