@@ -11,16 +11,31 @@ namespace ProxyBackup.Repository;
 /// </summary>
 internal sealed class ChunkBuffers : IDisposable
 {
+    private readonly ChunkMemory.Lease _lease;
     private readonly List<AlignedBuffer> _all;
     private readonly BlockingCollection<AlignedBuffer> _spares = new();
 
-    /// <summary>Room for a chunk file read one byte before a 4 KiB boundary, whatever its encoding.</summary>
-    public static int BufferBytes(int chunkSize) => chunkSize + 2 * 4096 + BlobCipher.Overhead;
-
-    public ChunkBuffers(int chunkSize, int workers, int spares)
+    private ChunkBuffers(ChunkMemory.Lease lease, int bufferBytes, int spares)
     {
-        _all = Enumerable.Range(0, workers + spares).Select(_ => new AlignedBuffer(BufferBytes(chunkSize))).ToList();
-        foreach (var spare in _all.Skip(workers)) _spares.Add(spare);
+        _lease = lease;
+        _all = Enumerable.Range(0, lease.Workers + spares).Select(_ => new AlignedBuffer(bufferBytes)).ToList();
+        foreach (var spare in _all.Skip(lease.Workers)) _spares.Add(spare);
+    }
+
+    /// <summary>How many workers the repository's memory budget granted; one buffer each.</summary>
+    public int Workers => _lease.Workers;
+
+    /// <summary>
+    /// Buffers for as many workers as the repository's memory budget grants (<see cref="ChunkHasher.ReserveWorkersAsync"/>),
+    /// waiting if it must; <paramref name="extraBytes"/> is what the operation holds besides them.
+    /// </summary>
+    public static async Task<ChunkBuffers> ReserveAsync(BackupRepository repository, int chunkSize, int unbatched, long extraBytes, Action waiting, CancellationToken ct)
+    {
+        // Room for a chunk file read one byte before a 4 KiB boundary, whatever its encoding.
+        var bufferBytes = chunkSize + 2 * 4096 + BlobCipher.Overhead;
+        var spares = Environment.ProcessorCount + 1;
+        var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct).ConfigureAwait(false);
+        return new ChunkBuffers(lease, bufferBytes, spares);
     }
 
     /// <summary>The reader for worker number <paramref name="worker"/>, which owns its codec.</summary>
@@ -30,6 +45,7 @@ internal sealed class ChunkBuffers : IDisposable
     {
         foreach (var b in _all) ((IDisposable)b).Dispose();
         _spares.Dispose();
+        _lease.Dispose();
     }
 
     internal sealed class Loader(ChunkBuffers buffers, BackupRepository repository, ChunkCodec codec, AlignedBuffer own)

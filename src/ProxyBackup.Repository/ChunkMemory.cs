@@ -16,7 +16,6 @@ public sealed class ChunkMemory
     private readonly object _gate = new();
     private long _budget = DefaultBudget;
     private long _reserved;
-    private long _peak;
     private TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public long Budget
@@ -31,9 +30,6 @@ public sealed class ChunkMemory
 
     /// <summary>What the operations under way hold now.</summary>
     public long Reserved { get { lock (_gate) return _reserved; } }
-
-    /// <summary>The most they ever held at once.</summary>
-    public long PeakReserved { get { lock (_gate) return _peak; } }
 
     /// <summary>
     /// The workers an operation may run, and their memory until the lease is disposed. Each worker
@@ -58,7 +54,6 @@ public sealed class ChunkMemory
                 if (workers > 0)
                 {
                     _reserved += Need(workers);
-                    _peak = Math.Max(_peak, _reserved);
                     return new Lease(this, workers, Need(workers));
                 }
                 released = _released.Task;

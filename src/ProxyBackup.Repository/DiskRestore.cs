@@ -48,14 +48,12 @@ internal sealed class DiskRestore(BackupRepository repository)
         // allocate blocks under the inode's exclusive lock and would run one at a time.
         if (!target.IsBlockDevice) PreallocateData(target, manifest);
         var meter = new ProgressMeter($"restore {Path.GetFileName(target.Path)}", manifest.DiskSize, progress);
-        var spares = Environment.ProcessorCount + 1;
-        var bufferBytes = ChunkBuffers.BufferBytes(manifest.ChunkSize);
         // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to
-        // another. Many more where chunk hashes are batched: 16 of them wait for each batch.
-        using var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, bufferBytes, spares * (long)bufferBytes + manifest.ChunkSize,
-            Math.Clamp(2 * Environment.ProcessorCount, 2, 16), meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
+        // another. Many more where chunk hashes are batched: 16 of them wait for each batch. Besides
+        // them, a chunk of zeros.
+        using var buffers = await ChunkBuffers.ReserveAsync(repository, manifest.ChunkSize, Math.Clamp(2 * Environment.ProcessorCount, 2, 16), manifest.ChunkSize, meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
         meter.Start();
-        var workers = lease.Workers;
+        var workers = buffers.Workers;
         var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
         // The feeder runs this many chunks ahead of the workers, starting to read their files.
         var work = Channel.CreateBounded<int>(4 * workers);
@@ -63,7 +61,6 @@ internal sealed class DiskRestore(BackupRepository repository)
         long zeroBytes = 0, written = 0;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
-        using var buffers = new ChunkBuffers(manifest.ChunkSize, workers, spares);
 
         async Task Feed()
         {

@@ -57,15 +57,10 @@ internal sealed class Verifier(BackupRepository repository)
         var chunks = users.ToList();
         // Reading the data is hashing every chunk: as many workers as fill batched hashes there.
         var unbatched = Math.Clamp(Environment.ProcessorCount, 1, 8);
-        var spares = Environment.ProcessorCount + 1;
-        var bufferBytes = ChunkBuffers.BufferBytes(chunkSize);
-        using var lease = readData
-            ? await ChunkHasher.ReserveWorkersAsync(repository.Memory, bufferBytes, spares * (long)bufferBytes, unbatched, meter.ReportWaitingForMemory, ct).ConfigureAwait(false)
-            : null;
+        using var buffers = readData ? await ChunkBuffers.ReserveAsync(repository, chunkSize, unbatched, 0, meter.ReportWaitingForMemory, ct).ConfigureAwait(false) : null;
         meter.Start();
-        var workers = lease?.Workers ?? unbatched;
+        var workers = buffers?.Workers ?? unbatched;
         var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
-        using var buffers = readData ? new ChunkBuffers(chunkSize, workers, spares) : null;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
         var next = -1;
