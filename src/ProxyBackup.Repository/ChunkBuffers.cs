@@ -11,6 +11,10 @@ namespace ProxyBackup.Repository;
 /// </summary>
 internal sealed class ChunkBuffers : IDisposable
 {
+    // A chunk file is read one byte before a 4 KiB boundary: a raw chunk's data (after its encoding
+    // byte) is then aligned and goes from here to an O_DIRECT write with no copy.
+    private const int FileOffset = 4095;
+
     private readonly ChunkMemory.Lease _lease;
     private readonly List<AlignedBuffer> _all;
     private readonly BlockingCollection<AlignedBuffer> _spares = new();
@@ -31,8 +35,7 @@ internal sealed class ChunkBuffers : IDisposable
     /// </summary>
     public static async Task<ChunkBuffers> ReserveAsync(BackupRepository repository, int chunkSize, int unbatched, long extraBytes, Action waiting, CancellationToken ct)
     {
-        // Room for a chunk file read one byte before a 4 KiB boundary, whatever its encoding.
-        var bufferBytes = chunkSize + 2 * 4096 + BlobCipher.Overhead;
+        var bufferBytes = FileOffset + BackupRepository.ChunkFileCapacity(chunkSize);
         var spares = Environment.ProcessorCount + 1;
         var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct).ConfigureAwait(false);
         return new ChunkBuffers(lease, bufferBytes, spares);
@@ -57,9 +60,7 @@ internal sealed class ChunkBuffers : IDisposable
         /// </summary>
         public ReadOnlySpan<byte> Load(ChunkId id, CancellationToken ct)
         {
-            // Read one byte before a 4 KiB boundary, a raw chunk's data (after its encoding byte) is
-            // aligned and goes from here to an O_DIRECT write with no copy.
-            var file = own.GetSpan()[4095..];
+            var file = own.GetSpan()[FileOffset..];
             file = file[..repository.ReadChunkFile(id, file)];
             var plain = codec.Decodes(file) ? buffers._spares.Take(ct) : null;
             ReadOnlySpan<byte> data;

@@ -82,11 +82,10 @@ public sealed class ChunkMemory
         private int _disposed;
 
         public int Workers { get; } = workers;
-        public long Bytes { get; } = bytes;
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) memory.Release(Bytes);
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) memory.Release(bytes);
         }
     }
 }

@@ -50,14 +50,15 @@ internal sealed class DiskRestore(BackupRepository repository)
         var meter = new ProgressMeter($"restore {Path.GetFileName(target.Path)}", manifest.DiskSize, progress);
         // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to
         // another. Many more where chunk hashes are batched: 16 of them wait for each batch. Besides
-        // them, a chunk of zeros.
-        using var buffers = await ChunkBuffers.ReserveAsync(repository, manifest.ChunkSize, Math.Clamp(2 * Environment.ProcessorCount, 2, 16), manifest.ChunkSize, meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
+        // them, a chunk of zeros where zero chunks must be written.
+        using var buffers = await ChunkBuffers.ReserveAsync(repository, manifest.ChunkSize, Math.Clamp(2 * Environment.ProcessorCount, 2, 16),
+            skipZeros ? 0 : manifest.ChunkSize, meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
         meter.Start();
         var workers = buffers.Workers;
         var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
         // The feeder runs this many chunks ahead of the workers, starting to read their files.
         var work = Channel.CreateBounded<int>(4 * workers);
-        using var zeros = new AlignedBuffer(manifest.ChunkSize);
+        using var zeros = skipZeros ? null : new AlignedBuffer(manifest.ChunkSize);
         long zeroBytes = 0, written = 0;
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
@@ -95,7 +96,7 @@ internal sealed class DiskRestore(BackupRepository repository)
                     if (id.IsZero)
                     {
                         Interlocked.Add(ref zeroBytes, length);
-                        if (!skipZeros) target.Write(zeros.GetSpan()[..length], offset);
+                        if (zeros is not null) target.Write(zeros.GetSpan()[..length], offset);
                     }
                     else
                     {

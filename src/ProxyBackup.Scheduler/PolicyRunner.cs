@@ -50,7 +50,7 @@ public sealed class PolicyRunner(
     {
         // The queue is the one source of truth for waiting and running; progress is looked up beside it.
         var (waiting, running) = _queue.Snapshot();
-        return (waiting, [.. running.Select(r => (r, _jobs.TryGetValue(r.VmId, out var job) && job.Item == r ? job.Latest : null))]);
+        return (waiting, [.. running.Select(r => (r, _jobs.TryGetValue(r.VmId, out var job) ? job.Latest : null))]);
     }
 
     /// <summary>Queues a backup asked for by an operator (CLI, TUI): it goes before scheduled ones.</summary>
@@ -166,8 +166,9 @@ public sealed class PolicyRunner(
         }
         finally
         {
-            // Only this job's entry: a retry started meanwhile has its own.
-            _jobs.TryRemove(KeyValuePair.Create(item.VmId, job));
+            // The entry goes before the queue lets the VM go: the queue runs one job per VM at a time,
+            // so a retry (or the next backup) of it registers only after this.
+            _jobs.TryRemove(item.VmId, out _);
             if (retry) _queue.Retry(item);
             else _queue.Finished(item);
         }
