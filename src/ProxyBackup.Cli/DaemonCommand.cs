@@ -76,6 +76,12 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             if (cleanup.Removed > 0 || cleanup.Failures.Count > 0)
                 _log.LogWarning("Start-up cleanup removed {Removed} leftover object(s); {Failed} could not be removed yet", cleanup.Removed, cleanup.Failures.Count);
             host.Repository.Memory.Budget = (long)config.Limits.MemoryMiB << 20;
+            host.Repository.Memory.ExpectedOperations = config.Limits.MaxConcurrent;
+            var perJobMiB = (host.Repository.BackupMemoryAtFewest + (1 << 20) - 1) >> 20;
+            if (config.Limits.MaxConcurrent * perJobMiB > config.Limits.MemoryMiB)
+                _log.LogWarning("Limits:MemoryMiB {Memory} holds {Fit} backup(s) at once ({PerJob} MiB each at the least), Limits:MaxConcurrent is {Max}: " +
+                    "the other jobs will wait for memory with their snapshots taken. Set Limits:MemoryMiB to {Needed} or more, or lower Limits:MaxConcurrent.",
+                    config.Limits.MemoryMiB, Math.Max(1, config.Limits.MemoryMiB / perJobMiB), perJobMiB, config.Limits.MaxConcurrent, config.Limits.MaxConcurrent * perJobMiB);
             IFailureNotifier? notifier = config.Daemon.WebhookUrl is { } url ? new WebhookNotifier(new HttpClient { Timeout = TimeSpan.FromSeconds(15) }, new Uri(url)) : null;
             var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, host.Steps.Options.ProxyVmId,
                 new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),

@@ -18,6 +18,9 @@ public sealed partial class BackupRepository
     /// <summary>The budget the chunk buffers of this object's backups, restores and verifies share.</summary>
     public ChunkMemory Memory { get; } = new();
 
+    /// <summary>What one backup needs from <see cref="Memory"/> at the least; a budget for N jobs at once holds N of these.</summary>
+    public long BackupMemoryAtFewest => DiskBackup.FewestBytes(Config.ChunkSize, Keys is not null);
+
     private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys)
     {
         Root = path;

@@ -15,7 +15,9 @@ public sealed class ChunkMemory
 
     private readonly object _gate = new();
     private long _budget = DefaultBudget;
+    private int _expected = 1;
     private long _reserved;
+    private int _operations;
     private TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public long Budget
@@ -28,6 +30,22 @@ public sealed class ChunkMemory
         }
     }
 
+    /// <summary>
+    /// How many operations are meant to run at once (the daemon's Limits:MaxConcurrent). Preferred
+    /// workers are granted only while the rest of the budget keeps room for the others at their
+    /// fewest: otherwise the first jobs would take the memory and the last ones would wait, with
+    /// their snapshots already taken.
+    /// </summary>
+    public int ExpectedOperations
+    {
+        get { lock (_gate) return _expected; }
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            lock (_gate) _expected = value;
+        }
+    }
+
     /// <summary>What the operations under way hold now.</summary>
     public long Reserved { get { lock (_gate) return _reserved; } }
 
@@ -35,7 +53,8 @@ public sealed class ChunkMemory
     /// The workers an operation may run, and their memory until the lease is disposed. Each worker
     /// needs <paramref name="bytesPerWorker"/>, the operation <paramref name="fixedBytes"/> besides.
     /// <paramref name="preferred"/> workers are only considered when their buffers take no more than
-    /// half the budget, so that two such operations can run side by side.
+    /// half the budget, so that two such operations can run side by side, and while the budget keeps
+    /// room for the other <see cref="ExpectedOperations"/> at their fewest.
     /// </summary>
     /// <param name="waiting">Called once if the operation has to wait for memory.</param>
     public async Task<Lease> ReserveAsync(long bytesPerWorker, long fixedBytes, int preferred, int fewest, Action? waiting, CancellationToken ct)
@@ -48,12 +67,14 @@ public sealed class ChunkMemory
             lock (_gate)
             {
                 var free = _budget - _reserved;
-                var workers = preferred * bytesPerWorker <= _budget / 2 && Need(preferred) <= free ? preferred
+                var othersRoom = Math.Max(0, _expected - _operations - 1) * Need(fewest);
+                var workers = preferred * bytesPerWorker <= _budget / 2 && Need(preferred) + othersRoom <= free ? preferred
                     : Need(fewest) <= free || _reserved == 0 ? fewest
                     : 0;
                 if (workers > 0)
                 {
                     _reserved += Need(workers);
+                    _operations++;
                     return new Lease(this, workers, Need(workers));
                 }
                 released = _released.Task;
@@ -70,6 +91,7 @@ public sealed class ChunkMemory
         lock (_gate)
         {
             _reserved -= bytes;
+            _operations--;
             released = _released;
             _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }

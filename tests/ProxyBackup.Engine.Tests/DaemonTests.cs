@@ -120,6 +120,23 @@ public class DaemonTests
     }
 
     [Fact]
+    public async Task Warns_at_start_when_the_memory_budget_cannot_hold_the_concurrent_jobs()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var perJobMiB = (w.Repository.BackupMemoryAtFewest + (1 << 20) - 1) >> 20;
+        var jobs = (int)(64 / perJobMiB) + 1; // one more than 64 MiB holds
+        var config = await WriteConfigAsync(w, new { MaxConcurrent = jobs, MemoryMiB = 64 });
+        using var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
+        string line;
+        do line = await daemon.ReadLineAsync(TimeSpan.FromSeconds(60));
+        while (!line.Contains("Limits:MemoryMiB 64", StringComparison.Ordinal));
+        Assert.Contains($"Limits:MaxConcurrent is {jobs}", line, StringComparison.Ordinal);
+        Assert.Contains($"Set Limits:MemoryMiB to {jobs * perJobMiB} or more", line, StringComparison.Ordinal);
+        Terminate(daemon.Process);
+        Assert.True(daemon.Process.WaitForExit(60_000));
+    }
+
+    [Fact]
     public async Task A_bad_configuration_is_refused_with_the_key_and_what_is_expected()
     {
         using var dir = new TempDirectory();
@@ -142,7 +159,7 @@ public class DaemonTests
     }
 
     /// <summary>The appliance's configuration and 0600 secrets for the world's simulator, repository and catalog.</summary>
-    private static async Task<string> WriteConfigAsync(EngineWorld w)
+    private static async Task<string> WriteConfigAsync(EngineWorld w, object? limits = null)
     {
         var config = Path.Combine(w.Root, "etc", "config.json");
         Directory.CreateDirectory(Path.GetDirectoryName(config)!);
@@ -152,7 +169,7 @@ public class DaemonTests
             Repository = new { Path = w.Repository.Root },
             Catalog = new { Path = w.Catalog.Path },
             Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
-            Limits = new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
+            Limits = limits ?? new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
             Daemon = new { TickSeconds = 1, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock") },
         }));
         var secrets = Path.Combine(w.Root, "etc", "secrets.json");

@@ -48,6 +48,46 @@ public sealed class ChunkMemoryTests
     }
 
     [Fact]
+    public async Task With_several_operations_expected_the_first_ones_leave_room_for_the_others()
+    {
+        // The grants of the first test (preferred 48 MiB, fewest 20 MiB of 100), now with 4 jobs expected:
+        // had the first two taken 48 MiB each, the third and fourth would wait.
+        var memory = new ChunkMemory { Budget = 100 * MiB, ExpectedOperations = 4 };
+        var waits = 0;
+        var leases = new List<ChunkMemory.Lease>();
+        for (var i = 0; i < 4; i++)
+            leases.Add(await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, () => waits++, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(new[] { 3, 3, 3, 3 }, leases.Select(l => l.Workers));
+        Assert.Equal(0, waits);
+        Assert.Equal(80 * MiB, memory.Reserved);
+        foreach (var lease in leases) lease.Dispose();
+
+        // Two expected, as the daemon's default: both still get their preferred workers.
+        memory.ExpectedOperations = 2;
+        using var first = await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None);
+        using var second = await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None);
+        Assert.Equal((10, 10), (first.Workers, second.Workers));
+    }
+
+    [Fact]
+    public async Task A_backup_at_its_fewest_workers_takes_what_the_daemon_counts_per_job()
+    {
+        using var dir = new TempDirectory();
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10 });
+        repo.Memory.Budget = 1; // alone, an operation runs at its fewest workers
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 3_000_000, seed: 7);
+        long held = 0;
+        using (var w = repo.StartRestorePoint("vm-1"))
+        {
+            await w.AddDiskAsync("0", disk, new Progress(_ => held = Math.Max(held, repo.Memory.Reserved)));
+            w.Commit();
+        }
+        Assert.Equal(repo.BackupMemoryAtFewest, held);
+        Assert.Equal(0, repo.Memory.Reserved);
+    }
+
+    [Fact]
     public async Task A_cancelled_wait_takes_nothing()
     {
         var memory = new ChunkMemory { Budget = 10 * MiB };
