@@ -50,6 +50,28 @@ public sealed class ChunkMemory
     public long Reserved { get { lock (_gate) return _reserved; } }
 
     /// <summary>
+    /// Runs <paramref name="body"/> with <paramref name="bytes"/> of the budget held for it from the
+    /// start, waiting first until they fit. A daemon job takes its memory this way before its first
+    /// cloud call, so that it never waits for memory with its snapshots taken. The operations that
+    /// <paramref name="body"/> starts on this object draw on what it holds before the rest of the
+    /// budget (one at a time; a second one at once reserves as usual).
+    /// </summary>
+    /// <param name="waiting">Called once if the job has to wait for memory.</param>
+    public async Task<T> RunAdmittedAsync<T>(long bytes, Func<Task<T>> body, Action? waiting, CancellationToken ct)
+    {
+        using var admission = await WaitForAsync(() =>
+        {
+            if (bytes > _budget - _reserved && _reserved != 0) return null;
+            _reserved += bytes;
+            _operations++;
+            return new Admission(this, bytes);
+        }, waiting, ct).ConfigureAwait(false);
+        // Flows into everything body awaits or starts, and ends with this method.
+        Admitted.Value = admission;
+        return await body().ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// The workers an operation may run, and their memory until the lease is disposed. Each worker
     /// needs <paramref name="bytesPerWorker"/>, the operation <paramref name="fixedBytes"/> besides.
     /// <paramref name="preferred"/> workers are only considered when their buffers take no more than
@@ -57,26 +79,41 @@ public sealed class ChunkMemory
     /// room for the other <see cref="ExpectedOperations"/> at their fewest.
     /// </summary>
     /// <param name="waiting">Called once if the operation has to wait for memory.</param>
-    public async Task<Lease> ReserveAsync(long bytesPerWorker, long fixedBytes, int preferred, int fewest, Action? waiting, CancellationToken ct)
+    public Task<Lease> ReserveAsync(long bytesPerWorker, long fixedBytes, int preferred, int fewest, Action? waiting, CancellationToken ct)
     {
         long Need(int workers) => fixedBytes + workers * bytesPerWorker;
+        var admitted = Admitted.Value is { } a && a.Memory == this ? a : null;
+        return WaitForAsync(() =>
+        {
+            var admission = admitted is { Lent: false } ? admitted : null;
+            var credit = admission?.Bytes ?? 0;
+            var free = _budget - _reserved + credit;
+            // An admitted job is counted already; anyone else counts themselves now.
+            var othersRoom = Math.Max(0, _expected - _operations - (admission is null ? 1 : 0)) * Need(fewest);
+            var workers = preferred * bytesPerWorker <= _budget / 2 && Need(preferred) + othersRoom <= free ? preferred
+                : Need(fewest) <= free || _reserved == credit ? fewest
+                : 0;
+            if (workers == 0) return null;
+            var extra = Math.Max(0, Need(workers) - credit);
+            _reserved += extra;
+            if (admission is null) _operations++;
+            else admission.Lent = true;
+            return new Lease(this, workers, extra, admission);
+        }, waiting, ct);
+    }
+
+    private static readonly AsyncLocal<Admission?> Admitted = new();
+
+    /// <summary>Calls <paramref name="take"/> under the lock until it grants something, waiting for releases in between.</summary>
+    private async Task<T> WaitForAsync<T>(Func<T?> take, Action? waiting, CancellationToken ct) where T : class
+    {
         var told = false;
         while (true)
         {
             Task released;
             lock (_gate)
             {
-                var free = _budget - _reserved;
-                var othersRoom = Math.Max(0, _expected - _operations - 1) * Need(fewest);
-                var workers = preferred * bytesPerWorker <= _budget / 2 && Need(preferred) + othersRoom <= free ? preferred
-                    : Need(fewest) <= free || _reserved == 0 ? fewest
-                    : 0;
-                if (workers > 0)
-                {
-                    _reserved += Need(workers);
-                    _operations++;
-                    return new Lease(this, workers, Need(workers));
-                }
+                if (take() is { } taken) return taken;
                 released = _released.Task;
             }
             if (!told) waiting?.Invoke();
@@ -85,29 +122,58 @@ public sealed class ChunkMemory
         }
     }
 
-    private void Release(long bytes)
+    private void Release(long bytes, bool endsOperation, Admission? returnedTo = null)
     {
         TaskCompletionSource released;
         lock (_gate)
         {
             _reserved -= bytes;
-            _operations--;
+            if (endsOperation) _operations--;
+            if (returnedTo is not null) returnedTo.Lent = false;
             released = _released;
             _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
         released.SetResult();
     }
 
-    /// <summary>Workers granted to one operation; disposing gives their memory back.</summary>
-    public sealed class Lease(ChunkMemory memory, int workers, long bytes) : IDisposable
+    /// <summary>Workers granted to one operation; disposing gives their memory back (to the job's admission, if it drew on one).</summary>
+    public sealed class Lease : IDisposable
     {
+        private readonly ChunkMemory _memory;
+        private readonly long _bytes;
+        private readonly Admission? _admission;
         private int _disposed;
 
-        public int Workers { get; } = workers;
+        internal Lease(ChunkMemory memory, int workers, long bytes, Admission? admission)
+        {
+            _memory = memory;
+            Workers = workers;
+            _bytes = bytes;
+            _admission = admission;
+        }
+
+        public int Workers { get; }
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) memory.Release(bytes);
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) _memory.Release(_bytes, endsOperation: _admission is null, _admission);
+        }
+    }
+
+    /// <summary>Memory a job holds from its start to its end (<see cref="RunAdmittedAsync"/>).</summary>
+    internal sealed class Admission(ChunkMemory memory, long bytes) : IDisposable
+    {
+        private int _disposed;
+
+        public ChunkMemory Memory { get; } = memory;
+        public long Bytes { get; } = bytes;
+
+        /// <summary>An operation draws on it now; guarded by the memory's lock.</summary>
+        public bool Lent { get; set; }
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) Memory.Release(Bytes, endsOperation: true);
         }
     }
 }

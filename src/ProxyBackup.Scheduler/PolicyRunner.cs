@@ -133,7 +133,11 @@ public sealed class PolicyRunner(
         {
             await Task.Yield();
             var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)), time.GetUtcNow());
-            var result = await backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet() }, job, ct).ConfigureAwait(false);
+            // The job's memory is taken before its first cloud call: a job that has to wait for it
+            // waits here, before it has a snapshot on the cloud or a disk attached to the proxy.
+            var result = await repository.Memory.RunAdmittedAsync(repository.BackupMemoryAtFewest,
+                () => backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet() }, job, ct),
+                () => job.Report(new TransferProgress("waiting for memory other jobs hold", 0, 0, null, TimeSpan.Zero)), ct).ConfigureAwait(false);
             logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
             if (!policy.Retention.IsEmpty)
             {

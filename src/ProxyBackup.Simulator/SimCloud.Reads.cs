@@ -121,6 +121,7 @@ public sealed partial class SimCloud
                 ["vms"] = _s.Vms.Count(v => v.State != VmState.Done),
                 ["images"] = _s.Images.Select(i => (object?)i.Name).ToList(),
                 ["disk_snapshots"] = _s.Vms.Where(v => v.State != VmState.Done).Sum(v => v.Snapshots.Sum(s => s.Snapshots.Count)),
+                ["vms_with_snapshots"] = _s.Vms.Count(v => v.State != VmState.Done && v.Snapshots.Any(s => s.Snapshots.Count > 0)),
                 ["proxy_vm"] = proxy?.Id ?? -1,
                 ["proxy_disks"] = proxy?.Disks.Count() ?? 0,
                 ["proxy_devices"] = proxy?.Devices.Count ?? 0,

@@ -80,6 +80,36 @@ public class PolicyRunnerTests
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
     }
 
+    [Fact]
+    public async Task A_job_that_must_wait_for_memory_waits_before_it_takes_a_snapshot()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "gold", Schedule = "*/5 * * * *", Selection = new VmSelection { AttributeName = "BACKUP_POLICY", AttributeValue = "gold" },
+        });
+        w.Repository.Memory.Budget = 1; // a job alone always runs; a second one waits for it
+        var clock = new ManualClock(T0.AddMinutes(3));
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, w.ProxyId, new QueueLimits(2, 0, 0), clock, T0,
+            NullLogger.Instance, null, gcGrace: TimeSpan.Zero);
+
+        Assert.Equal(2, await runner.TickAsync(CancellationToken.None));
+        var mostVmsWithSnapshots = 0;
+        var sawWaiting = false;
+        while (runner.Queue.Running.Count > 0)
+        {
+            mostVmsWithSnapshots = Math.Max(mostVmsWithSnapshots, Convert.ToInt32(w.Inventory()["vms_with_snapshots"], System.Globalization.CultureInfo.InvariantCulture));
+            sawWaiting |= runner.Status().Running.Any(r => r.Progress?.What.Contains("waiting for memory", StringComparison.Ordinal) == true);
+            await Task.Delay(1);
+        }
+        await runner.DrainAsync();
+
+        Assert.True(sawWaiting, "the second job never reported that it waits for memory");
+        Assert.Equal(1, mostVmsWithSnapshots); // both jobs ran, one after the other: never two VMs with snapshots at once
+        Assert.Equal(2, w.Repository.ListRestorePoints().Select(p => p.Source).Distinct().Count());
+        Assert.Equal(0, w.Repository.Memory.Reserved);
+    }
+
     private static async Task DrainAll(PolicyRunner runner)
     {
         for (var i = 0; i < 200 && (runner.Queue.Waiting > 0 || runner.Queue.Running.Count > 0); i++)

@@ -70,6 +70,35 @@ public sealed class ChunkMemoryTests
     }
 
     [Fact]
+    public async Task An_admitted_job_holds_its_memory_from_the_start_and_its_operation_draws_on_it()
+    {
+        var memory = new ChunkMemory { Budget = 100 * MiB, ExpectedOperations = 2 };
+        var go = new TaskCompletionSource();
+        var first = memory.RunAdmittedAsync(20 * MiB, async () =>
+        {
+            await go.Task;
+            using var lease = await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+            return (lease.Workers, memory.Reserved);
+        }, null, CancellationToken.None);
+        // Someone else takes most of the rest meanwhile (74 MiB): 6 MiB are free, the job's own 20 MiB still are its own.
+        var other = await memory.ReserveAsync(4 * MiB, 62 * MiB, preferred: 3, fewest: 3, null, CancellationToken.None);
+        go.SetResult();
+        Assert.Equal((3, 94 * MiB), await first.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(74 * MiB, memory.Reserved);
+
+        // A job that does not fit waits before its body starts, and says so.
+        var waits = 0;
+        var started = false;
+        var second = memory.RunAdmittedAsync(30 * MiB, () => { started = true; return Task.FromResult(memory.Reserved); }, () => waits++, CancellationToken.None);
+        await Task.Delay(100);
+        Assert.False(started);
+        Assert.Equal(1, waits);
+        other.Dispose();
+        Assert.Equal(30 * MiB, await second.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, memory.Reserved);
+    }
+
+    [Fact]
     public async Task A_backup_at_its_fewest_workers_takes_what_the_daemon_counts_per_job()
     {
         using var dir = new TempDirectory();
