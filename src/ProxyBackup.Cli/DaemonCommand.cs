@@ -80,7 +80,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             var perJobMiB = (host.Repository.BackupMemoryAtFewest + (1 << 20) - 1) >> 20;
             if (config.Limits.MaxConcurrent * perJobMiB > config.Limits.MemoryMiB)
                 _log.LogWarning("Limits:MemoryMiB {Memory} holds {Fit} backup(s) at once ({PerJob} MiB each at the least), Limits:MaxConcurrent is {Max}: " +
-                    "the other jobs will wait for memory with their snapshots taken. Set Limits:MemoryMiB to {Needed} or more, or lower Limits:MaxConcurrent.",
+                    "the other jobs will wait for memory before they start. Set Limits:MemoryMiB to {Needed} or more, or lower Limits:MaxConcurrent.",
                     config.Limits.MemoryMiB, Math.Max(1, config.Limits.MemoryMiB / perJobMiB), perJobMiB, config.Limits.MaxConcurrent, config.Limits.MaxConcurrent * perJobMiB);
             IFailureNotifier? notifier = config.Daemon.WebhookUrl is { } url ? new WebhookNotifier(new HttpClient { Timeout = TimeSpan.FromSeconds(15) }, new Uri(url)) : null;
             var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, host.Steps.Options.ProxyVmId,
