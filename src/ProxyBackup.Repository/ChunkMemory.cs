@@ -13,6 +13,9 @@ public sealed class ChunkMemory
     /// <summary>Two batched 4 MiB-chunk backups side by side; with the runtime, a process stays under 512 MiB.</summary>
     public const long DefaultBudget = 384L << 20;
 
+    /// <summary>The admission of the job running on this flow, if any (<see cref="RunAdmittedAsync"/>).</summary>
+    private static readonly AsyncLocal<Admission?> Admitted = new();
+
     private readonly object _gate = new();
     private long _budget = DefaultBudget;
     private int _expected = 1;
@@ -33,8 +36,8 @@ public sealed class ChunkMemory
     /// <summary>
     /// How many operations are meant to run at once (the daemon's Limits:MaxConcurrent). Preferred
     /// workers are granted only while the rest of the budget keeps room for the others at their
-    /// fewest: otherwise the first jobs would take the memory and the last ones would wait, with
-    /// their snapshots already taken.
+    /// fewest: otherwise the first jobs would take the memory and the others would wait for them
+    /// instead of running beside them.
     /// </summary>
     public int ExpectedOperations
     {
@@ -101,8 +104,6 @@ public sealed class ChunkMemory
             return new Lease(this, workers, extra, admission);
         }, waiting, ct);
     }
-
-    private static readonly AsyncLocal<Admission?> Admitted = new();
 
     /// <summary>Calls <paramref name="take"/> under the lock until it grants something, waiting for releases in between.</summary>
     private async Task<T> WaitForAsync<T>(Func<T?> take, Action? waiting, CancellationToken ct) where T : class
