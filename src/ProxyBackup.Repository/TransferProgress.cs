@@ -6,6 +6,10 @@ public sealed record TransferProgress(string What, long TotalBytes, long DoneByt
 {
     public double BytesPerSecond => Elapsed.TotalSeconds > 0 ? DoneBytes / Elapsed.TotalSeconds : 0;
 
+    /// <summary>What an operation (or a daemon job before it starts) reports while it waits for memory others hold (<see cref="ChunkMemory"/>).</summary>
+    public static TransferProgress WaitingForMemory(string what, long totalBytes = 0, long? newBytes = null) =>
+        new($"{what} (waiting for memory other jobs hold)", totalBytes, 0, newBytes, TimeSpan.Zero);
+
     public TimeSpan? Eta => BytesPerSecond > 0 && TotalBytes >= DoneBytes
         ? TimeSpan.FromSeconds((TotalBytes - DoneBytes) / BytesPerSecond) : null;
 
@@ -28,7 +32,7 @@ internal sealed class ProgressMeter(string what, long total, IProgress<TransferP
     public TimeSpan Elapsed => _clock.Elapsed;
 
     /// <summary>Reports that the transfer waits for memory other operations hold; <see cref="Start"/> begins the count once it has it.</summary>
-    public void ReportWaitingForMemory() => sink?.Report(new TransferProgress($"{what} (waiting for memory other jobs hold)", total, 0, storesData ? 0 : null, TimeSpan.Zero));
+    public void ReportWaitingForMemory() => sink?.Report(TransferProgress.WaitingForMemory(what, total, storesData ? 0 : null));
 
     public void Start() => _clock.Restart();
 

@@ -137,7 +137,7 @@ public sealed class PolicyRunner(
             // waits here, before it has a snapshot on the cloud or a disk attached to the proxy.
             var result = await repository.Memory.RunAdmittedAsync(repository.BackupMemoryAtFewest,
                 () => backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet() }, job, ct),
-                () => job.Report(new TransferProgress("waiting for memory other jobs hold", 0, 0, null, TimeSpan.Zero)), ct).ConfigureAwait(false);
+                () => job.Report(TransferProgress.WaitingForMemory("backup")), ct).ConfigureAwait(false);
             logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
             if (!policy.Retention.IsEmpty)
             {
