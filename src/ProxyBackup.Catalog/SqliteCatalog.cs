@@ -1,8 +1,7 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using System.Text.Json;
-using ProxyBackup.Engine;
-using ProxyBackup.Scheduler;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Catalog;
 
@@ -136,10 +135,9 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
 
     private static readonly JsonSerializerOptions PolicyJson = new() { WriteIndented = false };
 
-    /// <summary>Adds or replaces a policy; an invalid one is refused whole, naming every problem.</summary>
+    /// <summary>Adds or replaces a policy, as given: the scheduler's ProtectionPolicyRules.Save validates it first.</summary>
     public void SavePolicy(ProtectionPolicy policy)
     {
-        policy.Validate();
         using var c = Open();
         Execute(c, "INSERT OR REPLACE INTO policies (name, definition, updated) VALUES ($n, $d, $t);", null,
             ("$n", policy.Name), ("$d", JsonSerializer.Serialize(policy, PolicyJson)), ("$t", DateTimeOffset.UtcNow.ToString("o")));
@@ -181,16 +179,19 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
 
     // ---- restore point index -----------------------------------------------------------------
 
-    public void Sync(string source, IReadOnlyList<ProxyBackup.Repository.RestorePointIndex> points)
+    public void Sync(string source, IReadOnlyList<IndexedRestorePoint> points) => Replace("DELETE FROM restore_points WHERE source = $s;", source, points);
+
+    public void ReplaceAll(IReadOnlyList<IndexedRestorePoint> points) => Replace("DELETE FROM restore_points;", null, points);
+
+    private void Replace(string delete, string? source, IReadOnlyList<IndexedRestorePoint> points)
     {
         using var c = Open();
         using var tx = c.BeginTransaction();
-        Execute(c, "DELETE FROM restore_points WHERE source = $s;", tx, ("$s", source));
+        Execute(c, delete, tx, ("$s", source));
         foreach (var p in points)
             Execute(c, "INSERT INTO restore_points VALUES ($s, $id, $t, $vm, $name, $kind, $disks, $bytes);", tx,
-                ("$s", source), ("$id", p.Id), ("$t", p.Time.ToString("o")),
-                ("$vm", int.TryParse(p.Tags.GetValueOrDefault("vm_id"), out var vm) ? vm : -1), ("$name", p.Tags.GetValueOrDefault("vm_name") ?? ""),
-                ("$kind", p.Tags.GetValueOrDefault("kind") ?? ""), ("$disks", p.Disks.Count), ("$bytes", p.Disks.Sum(d => d.Size)));
+                ("$s", p.Source), ("$id", p.Id), ("$t", p.Time.ToString("o")), ("$vm", p.VmId), ("$name", p.VmName),
+                ("$kind", p.Kind), ("$disks", p.Disks), ("$bytes", p.Bytes));
         tx.Commit();
     }
 
@@ -203,15 +204,6 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         while (r.Read())
             list.Add(new IndexedRestorePoint(r.GetString(0), r.GetString(1), DateTimeOffset.Parse(r.GetString(2), CultureInfo.InvariantCulture), r.GetInt32(3), r.GetString(4), r.GetString(5), r.GetInt32(6), r.GetInt64(7)));
         return list;
-    }
-
-    /// <summary>Rebuilds the restore point index from the repository alone: losing the catalog loses no backup.</summary>
-    public int RebuildIndex(ProxyBackup.Repository.BackupRepository repository)
-    {
-        using (var c = Open()) Execute(c, "DELETE FROM restore_points;");
-        var all = repository.ListRestorePoints();
-        foreach (var group in all.GroupBy(p => p.Source)) Sync(group.Key, [.. group]);
-        return all.Count;
     }
 
     // ---- jobs -------------------------------------------------------------------------------

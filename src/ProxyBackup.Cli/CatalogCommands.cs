@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ProxyBackup.Catalog;
+using ProxyBackup.Engine;
 
 namespace ProxyBackup.Cli;
 
@@ -16,7 +17,7 @@ internal static class CatalogCommands
         var rebuild = new Command("rebuild", "Rebuild the restore point index from the repository alone (after losing the catalog).");
         rebuild.SetAction(p =>
         {
-            var count = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).RebuildIndex(RepositoryCommands.Open(p));
+            var count = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).Rebuild(RepositoryCommands.Open(p));
             Console.WriteLine($"Indexed {count} restore point(s) from {p.GetValue(RepositoryCommands.Repo)}.");
             return 0;
         });

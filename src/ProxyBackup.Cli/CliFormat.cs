@@ -1,3 +1,4 @@
+using ProxyBackup.Contracts;
 using System.Globalization;
 using System.Text.Json;
 
@@ -60,4 +61,4 @@ internal static class CliFormat
 }
 
 /// <summary>Bad input on the command line: one message that says what to fix.</summary>
-internal sealed class CliException(string message) : Exception(message);
+internal sealed class CliException(string message) : UserFacingException(message);

@@ -8,6 +8,7 @@ using ProxyBackup.Repository;
 using ProxyBackup.Scheduler;
 using ProxyBackup.XmlRpc;
 using Spectre.Console;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Cli;
 
@@ -108,7 +109,7 @@ internal static class ConfigureCommand
                             return 0;
                     }
                 }
-                catch (Exception e) when (e is CliException or OneException or JobFailedException or RepositoryException or XmlRpcException or IOException or PolicyException or OneOperationFailedException or OneWaitTimeoutException)
+                catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
                 {
                     AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
                     Pause();
@@ -288,7 +289,7 @@ internal static class ConfigureCommand
                 return;
             }
             if (action == "Back") return;
-            var policyName = AnsiConsole.Prompt(new TextPrompt<string>("Policy name:").Validate(v => ProtectionPolicy.IsValidName(v) ? ValidationResult.Success() : ValidationResult.Error("[red]Letters, digits, space, '.', '_' or '-'[/]")));
+            var policyName = AnsiConsole.Prompt(new TextPrompt<string>("Policy name:").Validate(v => ProtectionPolicyRules.IsValidName(v) ? ValidationResult.Success() : ValidationResult.Error("[red]Letters, digits, space, '.', '_' or '-'[/]")));
             var existing = catalog.Policies().FirstOrDefault(p => p.Name == policyName);
             var zone = AnsiConsole.Prompt(new TextPrompt<string>("Time zone:").DefaultValue(existing?.TimeZone ?? "UTC")
                 .Validate(v => TimeZoneInfo.TryFindSystemTimeZoneById(v, out _) ? ValidationResult.Success() : ValidationResult.Error("[red]An IANA time zone such as Europe/Berlin[/]")));
@@ -320,7 +321,7 @@ internal static class ConfigureCommand
             AnsiConsole.MarkupLine($"Next run: {policy.CompiledSchedule().Next(DateTimeOffset.UtcNow):yyyy-MM-dd HH:mm}Z.");
             if (AnsiConsole.Confirm("Save this policy?", true))
             {
-                catalog.SavePolicy(policy);
+                ProtectionPolicyRules.Save(catalog, policy);
                 AnsiConsole.MarkupLine("[green]Policy saved.[/]");
                 Pause();
             }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using ProxyBackup.Catalog;
 using ProxyBackup.Repository;
 using ProxyBackup.Scheduler;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Cli;
 
@@ -47,7 +48,7 @@ internal static class PolicyCommands
             };
             var problems = policy.Problems();
             if (problems.Count > 0) throw new CliException($"Policy '{policy.Name}' not saved: {string.Join("; ", problems)}.");
-            new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).SavePolicy(policy);
+            ProtectionPolicyRules.Save(new SqliteCatalog(p.GetValue(EngineHost.Catalog)!), policy);
             Console.WriteLine($"Policy '{policy.Name}' saved; next run {policy.CompiledSchedule().Next(DateTimeOffset.UtcNow):yyyy-MM-dd HH:mm}Z.");
             return 0;
         });

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using ProxyBackup.Cli;
-using ProxyBackup.Repository;
+using ProxyBackup.Contracts;
 
 var root = new RootCommand("proxybackup: agentless backup of OpenNebula VMs through a proxy VM.");
 root.Subcommands.Add(RepositoryCommands.Build());
@@ -19,11 +19,9 @@ try
 {
     return await root.Parse(args).InvokeAsync(config);
 }
-catch (Exception e) when (e is CliException or RepositoryException or IOException or UnauthorizedAccessException or ArgumentException
-    or ProxyBackup.Engine.JobFailedException or ProxyBackup.Engine.VmBusyException or ProxyBackup.OpenNebula.OneException
-    or ProxyBackup.OpenNebula.OneOperationFailedException or ProxyBackup.OpenNebula.OneWaitTimeoutException
-    or ProxyBackup.XmlRpc.XmlRpcException or ProxyBackup.Devices.DeviceNotFoundException or ProxyBackup.Scheduler.PolicyException)
+catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
 {
+    // Written for the operator (UserFacingException), or the system's own word on a file: one line.
     Console.Error.WriteLine($"proxybackup: {e.Message}");
     return 1;
 }
@@ -31,4 +29,11 @@ catch (OperationCanceledException)
 {
     Console.Error.WriteLine("proxybackup: cancelled.");
     return 130;
+}
+catch (Exception e)
+{
+    // A fault of the program, not of the input: still one line and a documented code, never a
+    // stack trace on the operator's screen (docs/operations.md, "Exit codes").
+    Console.Error.WriteLine($"proxybackup: internal error ({e.GetType().Name}): {e.Message}. Please report it with 'proxybackup jobs log'.");
+    return 70;
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ProxyBackup.Repository;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Cli;
 

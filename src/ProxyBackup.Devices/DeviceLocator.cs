@@ -1,3 +1,4 @@
+using ProxyBackup.Contracts;
 using System.Globalization;
 
 namespace ProxyBackup.Devices;
@@ -182,4 +183,4 @@ public sealed record DeviceLocatorOptions
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(200);
 }
 
-public sealed class DeviceNotFoundException(string message) : Exception(message);
+public sealed class DeviceNotFoundException(string message) : UserFacingException(message);

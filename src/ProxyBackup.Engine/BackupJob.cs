@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine;
 
@@ -42,7 +43,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             foreach (var d in result.Disks)
                 jobs.Log(jobId, "info", $"disk {d.DiskId}: read {d.Stats.Read} bytes ({d.Stats.Zero} zero), changed {d.Stats.Changed}, stored {d.Stats.NewStored} new in {d.Stats.NewChunks} chunks, {d.Stats.Seconds:0.0} s");
             jobs.Log(jobId, "info", $"restore point {result.RestorePoint.Id} committed");
-            index?.Sync(SourceOf(vmId), repository.ListRestorePoints(SourceOf(vmId)));
+            index?.SyncSource(repository, SourceOf(vmId));
             jobs.Finished(jobId, true, result.Disks.Sum(d => d.Stats.Read), result.Disks.Sum(d => d.Stats.NewStored), result.RestorePoint.Id, null);
             return result;
         }

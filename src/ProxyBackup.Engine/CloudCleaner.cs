@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using ProxyBackup.OpenNebula;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine;
 
@@ -26,7 +27,7 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 journal.Remove(entry.Id);
                 removed++;
             }
-            catch (Exception e) when (e is OneException or JobFailedException or OneWaitTimeoutException or OneOperationFailedException or ProxyBackup.XmlRpc.XmlRpcException)
+            catch (UserFacingException e)
             {
                 failures.Add($"{entry.Kind} {entry.Name}: {e.Message}");
                 logger.LogWarning("Cleanup of {Kind} {Name} failed, kept for the next pass: {Error}", entry.Kind, entry.Name, e.Message);

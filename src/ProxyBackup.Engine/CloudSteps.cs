@@ -1,3 +1,4 @@
+using ProxyBackup.Contracts;
 using Microsoft.Extensions.Logging;
 using ProxyBackup.Devices;
 using ProxyBackup.OpenNebula;
@@ -177,4 +178,4 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
 }
 
 /// <summary>A job could not do its work; the message says what happened and, where it can, what to do.</summary>
-public sealed class JobFailedException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class JobFailedException(string message, Exception? inner = null) : UserFacingException(message, inner);

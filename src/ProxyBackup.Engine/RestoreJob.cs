@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine;
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using ProxyBackup.OpenNebula;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine;
 

@@ -1,3 +1,5 @@
+using ProxyBackup.Contracts;
+
 namespace ProxyBackup.OpenNebula;
 
 /// <summary>The third element of an OpenNebula failure reply (include/Request.h).</summary>
@@ -16,7 +18,7 @@ public enum OneErrorCode
 }
 
 /// <summary>OpenNebula refused a call. The message is OpenNebula's own text.</summary>
-public class OneException : Exception
+public class OneException : UserFacingException
 {
     public OneException(string method, OneErrorCode code, string message, int objectId)
         : base(message)
@@ -79,10 +81,10 @@ public sealed class OneLockedException(string method, string message, int object
     : OneException(method, OneErrorCode.Locked, message, objectId);
 
 /// <summary>OpenNebula answered in a shape the client does not understand (not a failure reply).</summary>
-public sealed class OneProtocolException(string message) : Exception(message);
+public sealed class OneProtocolException(string message) : UserFacingException(message);
 
 /// <summary>A wait ended in a state that will not turn into the one awaited (a *_FAILURE state, image ERROR, VM DONE).</summary>
-public sealed class OneOperationFailedException(string message) : Exception(message);
+public sealed class OneOperationFailedException(string message) : UserFacingException(message);
 
 /// <summary>A wait did not see the awaited state in time. Carries the last state seen.</summary>
-public sealed class OneWaitTimeoutException(string message) : TimeoutException(message);
+public sealed class OneWaitTimeoutException(string message) : UserFacingException(message);

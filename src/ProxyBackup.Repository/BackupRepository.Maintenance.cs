@@ -1,3 +1,5 @@
+using ProxyBackup.Contracts;
+
 namespace ProxyBackup.Repository;
 
 /// <summary>Verify, retention, garbage collection and statistics.</summary>

@@ -1,3 +1,4 @@
+using ProxyBackup.Contracts;
 using System.Text.Json.Serialization;
 
 namespace ProxyBackup.Repository;
@@ -55,7 +56,7 @@ public sealed record RepositoryCreateOptions
 }
 
 /// <summary>A problem with the repository a user must act on; the message says what to do.</summary>
-public class RepositoryException(string message, Exception? inner = null) : Exception(message, inner);
+public class RepositoryException(string message, Exception? inner = null) : UserFacingException(message, inner);
 
 /// <summary>The passphrase or key file does not open this repository.</summary>
 public sealed class WrongKeyException(string message) : RepositoryException(message);

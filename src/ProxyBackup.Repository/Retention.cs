@@ -1,29 +1,7 @@
 using System.Globalization;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Repository;
-
-/// <summary>
-/// Which restore points to keep: the last N, one per day/week/month/year for the last N such
-/// periods (grandfather-father-son), and everything within a duration. A restore point kept by any
-/// rule stays. An empty policy keeps everything (nothing is ever removed by accident).
-/// </summary>
-public sealed record RetentionPolicy
-{
-    public int KeepLast { get; init; }
-    public int KeepDaily { get; init; }
-    public int KeepWeekly { get; init; }
-    public int KeepMonthly { get; init; }
-    public int KeepYearly { get; init; }
-    public TimeSpan? KeepWithin { get; init; }
-
-    public bool IsEmpty => KeepLast == 0 && KeepDaily == 0 && KeepWeekly == 0 && KeepMonthly == 0 && KeepYearly == 0 && KeepWithin is null;
-
-    public void Validate()
-    {
-        if (new[] { KeepLast, KeepDaily, KeepWeekly, KeepMonthly, KeepYearly }.Any(n => n < 0) || KeepWithin < TimeSpan.Zero)
-            throw new ArgumentException("Retention counts and durations cannot be negative.");
-    }
-}
 
 public sealed record RetentionDecision(RestorePointIndex Point, bool Keep, IReadOnlyList<string> Reasons);
 

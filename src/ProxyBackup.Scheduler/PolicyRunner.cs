@@ -2,16 +2,9 @@ using Microsoft.Extensions.Logging;
 using ProxyBackup.Engine;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Scheduler;
-
-/// <summary>Where policies and their last handled slots live (the catalog).</summary>
-public interface IPolicyStore
-{
-    IReadOnlyList<ProtectionPolicy> Policies();
-    IReadOnlyDictionary<string, DateTimeOffset> LastSlots();
-    void SetLastSlot(string policy, DateTimeOffset slot);
-}
 
 /// <summary>Failed jobs are told to someone: a log line at error level always, a webhook when configured.</summary>
 public interface IFailureNotifier
@@ -145,7 +138,7 @@ public sealed class PolicyRunner(
                 if (removed > 0)
                 {
                     // The backup job indexed its new point; only what retention removed is left to drop.
-                    index?.Sync(BackupJob.SourceOf(item.VmId), repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)));
+                    index?.SyncSource(repository, BackupJob.SourceOf(item.VmId));
                     _forgotSomething = true;
                     logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {Vm}", policy.Name, removed, item.VmId);
                 }

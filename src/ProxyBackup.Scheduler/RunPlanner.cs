@@ -1,4 +1,5 @@
 using ProxyBackup.Repository;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Scheduler;
 

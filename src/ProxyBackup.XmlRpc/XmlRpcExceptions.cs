@@ -1,7 +1,9 @@
+using ProxyBackup.Contracts;
+
 namespace ProxyBackup.XmlRpc;
 
 /// <summary>Base of every error the XML-RPC layer raises, so callers can catch the layer as a whole.</summary>
-public abstract class XmlRpcException : Exception
+public abstract class XmlRpcException : UserFacingException
 {
     protected XmlRpcException(string message, Exception? inner = null) : base(message, inner) { }
 }

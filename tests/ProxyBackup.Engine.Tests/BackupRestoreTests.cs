@@ -1,4 +1,5 @@
 using ProxyBackup.OpenNebula;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine.Tests;
 

@@ -4,6 +4,7 @@ using ProxyBackup.Repository;
 using ProxyBackup.Scheduler;
 using ProxyBackup.Simulator;
 using ProxyBackup.TestSupport;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine.Tests;
 

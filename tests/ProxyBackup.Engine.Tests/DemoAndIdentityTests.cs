@@ -78,7 +78,7 @@ public class CatalogIndexTests
 
         var lost = new ProxyBackup.Catalog.SqliteCatalog(Path.Combine(w.Root, "new-catalog.db"));
         Assert.Empty(lost.IndexedPoints());
-        Assert.Equal(2, lost.RebuildIndex(w.Repository));
+        Assert.Equal(2, lost.Rebuild(w.Repository));
         Assert.Equal(indexed.Select(p => p.Id), lost.IndexedPoints().Select(p => p.Id));
     }
 }

@@ -1,5 +1,6 @@
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Simulator;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine.Tests;
 

@@ -3,6 +3,7 @@ using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
 using ProxyBackup.Scheduler;
 using ProxyBackup.Simulator;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine.Tests;
 

@@ -1,4 +1,5 @@
 using ProxyBackup.TestSupport;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Repository.Tests;
 

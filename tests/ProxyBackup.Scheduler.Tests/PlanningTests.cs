@@ -1,5 +1,6 @@
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Scheduler.Tests;
 

@@ -1,15 +1,14 @@
 namespace ProxyBackup.TestSupport;
 
-/// <summary>Finds ../shared/fixtures/oned-6.10.5 next to the checkout, wherever the tests run from.</summary>
+/// <summary>
+/// Documents captured from a real oned 6.10.5 (Fixtures/oned-6.10.5/README.md), copied beside the
+/// test assemblies by the build: the tests need nothing outside the repository.
+/// </summary>
 public static class Fixtures
 {
     public static string Path(string name)
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = System.IO.Path.Combine(dir.FullName, "shared", "fixtures", "oned-6.10.5", name);
-            if (File.Exists(candidate)) return candidate;
-        }
-        throw new FileNotFoundException($"Fixture {name} not found in a shared/fixtures/oned-6.10.5 above {AppContext.BaseDirectory}.");
+        var path = System.IO.Path.Combine(AppContext.BaseDirectory, "Fixtures", "oned-6.10.5", name);
+        return File.Exists(path) ? path : throw new FileNotFoundException($"Fixture {name} is not in {System.IO.Path.GetDirectoryName(path)}; it belongs in tests/ProxyBackup.TestSupport/Fixtures/oned-6.10.5.", path);
     }
 }

@@ -1,4 +1,4 @@
-namespace ProxyBackup.Engine;
+namespace ProxyBackup.Contracts;
 
 /// <summary>What a job creates on the cloud, and so what a cleanup may have to remove.</summary>
 public enum CloudObjectKind
@@ -39,4 +39,4 @@ public interface IVmGuard
     IDisposable Acquire(int vmId, string jobId, string what);
 }
 
-public sealed class VmBusyException(string message) : Exception(message);
+public sealed class VmBusyException(string message) : UserFacingException(message);

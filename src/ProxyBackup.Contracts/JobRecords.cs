@@ -1,4 +1,4 @@
-namespace ProxyBackup.Engine;
+namespace ProxyBackup.Contracts;
 
 /// <summary>A job as the catalog records it.</summary>
 public sealed record JobRecord(
@@ -24,6 +24,9 @@ public sealed record IndexedRestorePoint(string Source, string Id, DateTimeOffse
 public interface IRestorePointIndex
 {
     /// <summary>Makes the index hold exactly these restore points for the source.</summary>
-    void Sync(string source, IReadOnlyList<ProxyBackup.Repository.RestorePointIndex> points);
+    void Sync(string source, IReadOnlyList<IndexedRestorePoint> points);
+
+    /// <summary>Makes the index hold exactly these restore points, of every source (a rebuild from the repository).</summary>
+    void ReplaceAll(IReadOnlyList<IndexedRestorePoint> points);
     IReadOnlyList<IndexedRestorePoint> IndexedPoints(string? source = null);
 }

@@ -1,0 +1,86 @@
+namespace ProxyBackup.Contracts;
+
+/// <summary>
+/// Which VMs, when, how and for how long. A plain record: the scheduler's <c>ProtectionPolicyRules</c>
+/// validates it as a whole, so that an invalid policy is refused where it is entered, never saved
+/// half-valid.
+/// </summary>
+public sealed record ProtectionPolicy
+{
+    public required string Name { get; init; }
+    public bool Enabled { get; init; } = true;
+
+    /// <summary>Cron expression (5 fields or @daily ...), in <see cref="TimeZone"/>.</summary>
+    public required string Schedule { get; init; }
+    public string TimeZone { get; init; } = "UTC";
+
+    /// <summary>How long after a scheduled time new VMs may still start; null: until all are done.</summary>
+    public TimeSpan? Window { get; init; }
+
+    public VmSelection Selection { get; init; } = new();
+
+    /// <summary>DISK_IDs never backed up, for every selected VM.</summary>
+    public IReadOnlyList<int> ExcludeDisks { get; init; } = [];
+
+    /// <summary>Every Nth backup of a VM is a full one (0: only the first).</summary>
+    public int FullEveryRuns { get; init; }
+
+    /// <summary>A full backup when the last one is older than this many days (0: never by age).</summary>
+    public int FullEveryDays { get; init; }
+
+    public RetentionPolicy Retention { get; init; } = new();
+
+    /// <summary>Higher runs first when several policies compete for the queue.</summary>
+    public int Priority { get; init; }
+
+    /// <summary>How many times a failed VM is tried again within the same run.</summary>
+    public int Retries { get; init; } = 2;
+}
+
+/// <summary>A VM is selected when it matches any criterion given: ID, name pattern, label, or USER_TEMPLATE attribute.</summary>
+public sealed record VmSelection
+{
+    public IReadOnlyList<int> VmIds { get; init; } = [];
+
+    /// <summary>Glob on the VM name: * any run of characters, ? one character.</summary>
+    public string? NamePattern { get; init; }
+    public string? Label { get; init; }
+    public string? AttributeName { get; init; }
+    public string? AttributeValue { get; init; }
+
+    public bool IsEmpty => VmIds.Count == 0 && NamePattern is null && Label is null && AttributeName is null;
+}
+
+/// <summary>
+/// Which restore points to keep: the last N, one per day/week/month/year for the last N such
+/// periods (grandfather-father-son), and everything within a duration. A restore point kept by any
+/// rule stays. An empty policy keeps everything (nothing is ever removed by accident).
+/// </summary>
+public sealed record RetentionPolicy
+{
+    public int KeepLast { get; init; }
+    public int KeepDaily { get; init; }
+    public int KeepWeekly { get; init; }
+    public int KeepMonthly { get; init; }
+    public int KeepYearly { get; init; }
+    public TimeSpan? KeepWithin { get; init; }
+
+    public bool IsEmpty => KeepLast == 0 && KeepDaily == 0 && KeepWeekly == 0 && KeepMonthly == 0 && KeepYearly == 0 && KeepWithin is null;
+
+    public void Validate()
+    {
+        if (new[] { KeepLast, KeepDaily, KeepWeekly, KeepMonthly, KeepYearly }.Any(n => n < 0) || KeepWithin < TimeSpan.Zero)
+            throw new ArgumentException("Retention counts and durations cannot be negative.");
+    }
+}
+
+/// <summary>Where policies and their last handled slots live (the catalog).</summary>
+public interface IPolicyStore
+{
+    IReadOnlyList<ProtectionPolicy> Policies();
+    IReadOnlyDictionary<string, DateTimeOffset> LastSlots();
+    void SetLastSlot(string policy, DateTimeOffset slot);
+
+    /// <summary>Adds or replaces a policy as given (ProtectionPolicyRules.Save validates it first).</summary>
+    void SavePolicy(ProtectionPolicy policy);
+}

@@ -1,0 +1,30 @@
+using System.Globalization;
+using ProxyBackup.Contracts;
+using ProxyBackup.Repository;
+
+namespace ProxyBackup.Engine;
+
+/// <summary>
+/// Keeps the catalog's restore point index in step with the repository, which stays the source of
+/// truth (docs/glossary.md, "index"): the engine's tags (vm_id, vm_name, kind) become columns.
+/// </summary>
+public static class CatalogIndexing
+{
+    public static IndexedRestorePoint ToIndexed(RestorePointIndex point) => new(
+        point.Source, point.Id, point.Time,
+        int.TryParse(point.Tags.GetValueOrDefault("vm_id"), NumberStyles.None, CultureInfo.InvariantCulture, out var vm) ? vm : -1,
+        point.Tags.GetValueOrDefault("vm_name") ?? "", point.Tags.GetValueOrDefault("kind") ?? "",
+        point.Disks.Count, point.Disks.Sum(d => d.Size));
+
+    /// <summary>Makes the index hold exactly the repository's restore points of <paramref name="source"/>.</summary>
+    public static void SyncSource(this IRestorePointIndex index, BackupRepository repository, string source) =>
+        index.Sync(source, [.. repository.ListRestorePoints(source).Select(ToIndexed)]);
+
+    /// <summary>Refills the whole index from the repository alone: losing the catalog loses no backup.</summary>
+    public static int Rebuild(this IRestorePointIndex index, BackupRepository repository)
+    {
+        var all = repository.ListRestorePoints();
+        index.ReplaceAll([.. all.Select(ToIndexed)]);
+        return all.Count;
+    }
+}
