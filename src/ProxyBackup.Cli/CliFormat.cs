@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace ProxyBackup.Cli;
 
 /// <summary>Parsing and printing of sizes, durations and JSON for the command line.</summary>
-internal static class CliFormat
+public static class CliFormat
 {
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -61,4 +61,4 @@ internal static class CliFormat
 }
 
 /// <summary>Bad input on the command line: one message that says what to fix.</summary>
-internal sealed class CliException(string message) : UserFacingException(message);
+public sealed class CliException(string message) : UserFacingException(message);

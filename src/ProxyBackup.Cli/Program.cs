@@ -5,7 +5,6 @@ using ProxyBackup.Contracts;
 var root = new RootCommand("proxybackup: agentless backup of OpenNebula VMs through a proxy VM.");
 root.Subcommands.Add(RepositoryCommands.Build());
 foreach (var c in CloudCommands.Build()) root.Subcommands.Add(c);
-root.Subcommands.Add(DemoCommand.Build());
 root.Subcommands.Add(PolicyCommands.Build());
 root.Subcommands.Add(DaemonCommand.Build());
 root.Subcommands.Add(CatalogCommands.Build());

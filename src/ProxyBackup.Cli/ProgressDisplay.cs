@@ -7,7 +7,7 @@ namespace ProxyBackup.Cli;
 /// Shows long work: a live bar (bytes, MB/s, ETA) on a terminal, a line every few seconds
 /// otherwise (logs, pipes, CI), so that progress is never silent and never floods.
 /// </summary>
-internal static class ProgressDisplay
+public static class ProgressDisplay
 {
     public static async Task<T> RunAsync<T>(string title, Func<IProgress<TransferProgress>, Task<T>> work)
     {

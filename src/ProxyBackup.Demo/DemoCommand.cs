@@ -4,28 +4,29 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ProxyBackup.Catalog;
+using ProxyBackup.Cli;
 using ProxyBackup.Devices;
 using ProxyBackup.Engine;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
 using ProxyBackup.Simulator;
 
-namespace ProxyBackup.Cli;
+namespace ProxyBackup.Demo;
 
 /// <summary>
-/// `proxybackup demo`: the main job on the embedded default. Starts the OpenNebula simulator with a
+/// `proxybackup-demo` (scripts/demo): the main job on the embedded default. Starts the OpenNebula simulator with a
 /// seeded cloud and a temporary repository, protects a VM, changes its disks, backs up again,
 /// restores to a new VM, and shows that the restored disks equal the source at backup time.
 /// </summary>
 internal static class DemoCommand
 {
-    public static Command Build()
+    public static RootCommand Build()
     {
         var json = new Option<bool>("--json") { Description = "Print the outcome as one JSON object." };
         var diskMb = new Option<int>("--disk-mb") { DefaultValueFactory = _ => 256, Description = "Size of the demo VM's main disk, MiB." };
         var keep = new Option<string?>("--keep") { Description = "Keep the simulator data, repository and catalog in this directory (default: a temporary one, removed)." };
         var vmName = new Option<string>("--vm") { DefaultValueFactory = _ => "web-01", Description = "The demo VM to protect (web-01, db-01, dev-01)." };
-        var c = new Command("demo", "Run the whole job against the embedded OpenNebula simulator: backup, change, incremental, restore, verify.") { json, diskMb, keep, vmName };
+        var c = new RootCommand("proxybackup-demo: the whole job against the embedded OpenNebula simulator: backup, change, incremental, restore, verify.") { json, diskMb, keep, vmName };
         c.SetAction(async (p, ct) => await RunAsync(p.GetValue(json), p.GetValue(diskMb), p.GetValue(keep), p.GetValue(vmName)!, ct).ConfigureAwait(false));
         return c;
     }

@@ -1,6 +1,6 @@
 using ProxyBackup.TestSupport;
 
-namespace ProxyBackup.Engine.Tests;
+namespace ProxyBackup.Cli.Tests;
 
 /// <summary>The appliance process is killed in the middle of reading a disk; the next start cleans up.</summary>
 public class KilledApplianceTests

@@ -5,7 +5,7 @@ using System.Text.Json;
 using ProxyBackup.XmlRpc.Server;
 using ProxyBackup.TestSupport;
 
-namespace ProxyBackup.Engine.Tests;
+namespace ProxyBackup.Cli.Tests;
 
 /// <summary>The configuration TUI driven through tmux: a configuration made in the menus is saved and works.</summary>
 public class ConfigureTuiTests

@@ -6,7 +6,7 @@ using ProxyBackup.Simulator;
 using ProxyBackup.TestSupport;
 using ProxyBackup.Contracts;
 
-namespace ProxyBackup.Engine.Tests;
+namespace ProxyBackup.Cli.Tests;
 
 /// <summary>The daemon as systemd runs it: a policy due every minute, SIGTERM in the middle of a job, a restart.</summary>
 public class DaemonTests

@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using ProxyBackup.TestSupport;
 
-namespace ProxyBackup.Repository.Tests;
+namespace ProxyBackup.Cli.Tests;
 
 /// <summary>A backup process killed half-way through, as a crash or reboot of the proxy would.</summary>
 public class CrashTests
