@@ -10,7 +10,7 @@ public sealed record AttachedDisk(int ImageId, string? Target, string? Serial, l
 public sealed record DeviceSnapshot(IReadOnlyDictionary<string, long> Devices);
 
 /// <summary>
-/// Finds, inside the proxy VM, the block device of a disk OpenNebula just attached (facts sheet 5.3).
+/// Finds, inside the proxy VM, the block device of a disk OpenNebula just attached (docs/opennebula.md, "Device discovery").
 /// Guest names (sdb, vdc) follow discovery order and need not match TARGET, so the disk is found by
 /// what is deterministic: the SCSI target number of an sd TARGET, the disk serial on 7.0.2+, or as
 /// the only new device of the right size. Every answer is checked against the size; an ambiguous

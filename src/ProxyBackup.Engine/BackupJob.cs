@@ -13,6 +13,9 @@ public sealed record BackupOptions
 
     /// <summary>DISK_IDs not to back up (they are restored as empty disks).</summary>
     public IReadOnlySet<int> ExcludeDisks { get; init; } = new HashSet<int>();
+
+    /// <summary>Memory the job took before its first cloud call (the daemon's PolicyRunner); its disk reads draw on it.</summary>
+    public ChunkMemory.Admission? Memory { get; init; }
 }
 
 public sealed record DiskBackupResult(int DiskId, string? Image, DiskBackupStats Stats);
@@ -20,8 +23,8 @@ public sealed record DiskBackupResult(int DiskId, string? Image, DiskBackupStats
 public sealed record BackupResult(string JobId, int VmId, string VmName, RestorePointIndex RestorePoint, IReadOnlyList<DiskBackupResult> Disks, IReadOnlyList<string> Warnings);
 
 /// <summary>
-/// Backs up one VM through the proxy (brief, "The backup flow"): metadata, a snapshot of every disk
-/// taken back to back (crash-consistent set), then per disk save-as, attach to the proxy, read into
+/// Backs up one VM through the proxy (docs/opennebula.md, "Backup flow"): metadata, a snapshot of every disk
+/// taken back to back, then per disk save-as, attach to the proxy, read into
 /// the repository, detach, delete image and snapshot; the restore point is committed last. On any
 /// failure, what the job created is removed again before the error is reported.
 /// </summary>
@@ -94,7 +97,8 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             writer.AddMetadata($"image-{imageId}.xml", Encoding.UTF8.GetBytes(image.Xml.ToString()));
         }
 
-        // Snapshots back to back: together they are one crash-consistent moment of the VM.
+        // Snapshots back to back, seconds apart while the VM runs: each disk is crash-consistent on its
+        // own, the set is not one moment across disks (docs/opennebula.md, "Disk snapshots").
         var snapshots = new Dictionary<int, int>();
         foreach (var d in disks)
         {
@@ -114,14 +118,14 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 var imageId = await nextSave!.ConfigureAwait(false);
                 nextSave = null;
                 var image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
-                // A persistent image is attached in place; a non-persistent one would be copied again (fixtures README).
+                // A persistent image is attached in place; a non-persistent one would be copied again (docs/opennebula.md, "Persistency on attach").
                 await client.ImagePersistentAsync(imageId, true, ct).ConfigureAwait(false);
                 var (_, device) = await steps.AttachToProxyAsync(jobId, imageId, image.Name, image.SizeMb << 20, readOnly: true, ct).ConfigureAwait(false);
                 if (i + 1 < disks.Count) nextSave = steps.SaveAsAsync(jobId, vmId, disks[i + 1].DiskId, snapshots[disks[i + 1].DiskId], ct);
                 DiskBackupStats stats;
                 try
                 {
-                    stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), device, progress, ct).ConfigureAwait(false);
+                    stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), device, progress, ct, options.Memory).ConfigureAwait(false);
                 }
                 finally
                 {

@@ -139,7 +139,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         }
     }
 
-    /// <summary>sd letters a..z not used by the proxy's disks: the letter index is the SCSI target (facts sheet 5.2).</summary>
+    /// <summary>sd letters a..z not used by the proxy's disks: the letter index is the SCSI target (docs/opennebula.md, "Device discovery").</summary>
     private static string FreeScsiTarget(VirtualMachine proxy)
     {
         var used = proxy.Disks.Select(d => d.Target).Append(proxy.Template.Element("CONTEXT")?.Element("TARGET")?.Value).OfType<string>().ToHashSet();

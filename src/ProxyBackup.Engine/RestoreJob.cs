@@ -22,7 +22,7 @@ public sealed record RestoreVmOptions
 public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<int, int> Images);
 
 /// <summary>
-/// Restore runs the backup road backwards (brief, "The restore flow"): per disk an empty persistent
+/// Restore runs the backup road backwards (docs/opennebula.md, "Restore flow"): per disk an empty persistent
 /// image attached to the proxy and written, then a VM created from the saved document. Until the
 /// job succeeds, every image and template it made is in the journal, and is removed if it fails.
 /// </summary>

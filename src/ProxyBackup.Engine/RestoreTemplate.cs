@@ -18,7 +18,7 @@ public enum NicMode
 
 /// <summary>
 /// Builds the template of a restored VM from its saved document, removing what OpenNebula sets
-/// itself (facts sheet section 6, from OpenNebula's own backup.rb plus the additions it lists).
+/// itself (docs/opennebula.md, "Restore template": OpenNebula's own backup.rb plus ProxyBackup's additions).
 /// </summary>
 public static class RestoreTemplate
 {
@@ -27,7 +27,7 @@ public static class RestoreTemplate
         "ALLOW_ORPHANS", "CLONE", "CLONE_TARGET", "CLUSTER_ID", "DATASTORE", "DATASTORE_ID", "DISK_SNAPSHOT_TOTAL_SIZE", "DISK_TYPE",
         "DRIVER", "IMAGE", "IMAGE_STATE", "IMAGE_UID", "IMAGE_UNAME", "LN_TARGET", "OPENNEBULA_MANAGED", "ORIGINAL_SIZE", "PERSISTENT",
         "READONLY", "SAVE", "SOURCE", "TARGET", "TM_MAD", "FORMAT", "DISK_ID",
-        // transient flags and inherited datastore/image attributes (facts sheet, "Additions")
+        // transient flags and inherited datastore/image attributes (docs/opennebula.md, "Restore template")
         "ATTACH", "CLONING", "DISK_SNAPSHOT_ACTIVE", "DISK_SNAPSHOT_ID", "HOTPLUG_SAVE_AS", "HOTPLUG_SAVE_AS_ACTIVE", "HOTPLUG_SAVE_AS_SOURCE",
         "HOTPLUG_SAVE_AS_SNAPSHOT_ID", "RESIZE", "SIZE_PREV", "TM_MAD_SYSTEM", "CEPH_HOST", "CEPH_SECRET", "CEPH_USER", "CEPH_KEY", "CEPH_CONF",
         "CEPH_TRASH", "POOL_NAME", "QCOW2_STANDALONE", "SPARSE", "LUKS_SECRET", "LVM_THIN_ENABLE", "PERSISTENT_SNAPSHOTS",

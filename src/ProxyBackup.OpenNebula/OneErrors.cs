@@ -36,7 +36,7 @@ public class OneException : UserFacingException
 
     /// <summary>
     /// HA front-ends refuse writes while electing or replicating; the same call succeeds later
-    /// (facts sheet 1.1). No other refusal is worth repeating blindly.
+    /// (docs/opennebula.md, "Replies and errors"). No other refusal is worth repeating blindly.
     /// </summary>
     public bool IsTransient => Code == OneErrorCode.Internal && (
         Message.Contains("no leader found", StringComparison.OrdinalIgnoreCase) ||

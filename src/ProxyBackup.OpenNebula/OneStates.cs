@@ -42,7 +42,7 @@ public enum DatastoreType { Image = 0, System = 1, File = 2, Backup = 3 }
 
 public enum HostState { Init = 0, Monitored = 2, Error = 3, Disabled = 4, Offline = 8 }
 
-/// <summary>Where a VM stands for the next operation (facts sheet 3.2, "Is the VM settled?").</summary>
+/// <summary>Where a VM stands for the next operation (docs/opennebula.md, "Settled states").</summary>
 public enum VmSettlement
 {
     /// <summary>RUNNING, or a settled non-active state (PENDING, HOLD, STOPPED, SUSPENDED, POWEROFF, UNDEPLOYED).</summary>

@@ -6,7 +6,7 @@ namespace ProxyBackup.OpenNebula;
 
 /// <summary>
 /// Polls until an asynchronous operation has visibly ended. A call's success only means "accepted"
-/// (facts sheet 7.2): the outcome is read from the documents afterwards. States that cannot turn
+/// (docs/opennebula.md, "Asynchronous operations"): the outcome is read from the documents afterwards. States that cannot turn
 /// into the awaited one end the wait at once with OpenNebula's own error text.
 /// </summary>
 public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, TimeSpan? maxPoll = null)

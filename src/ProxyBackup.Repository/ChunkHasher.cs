@@ -84,8 +84,9 @@ internal sealed unsafe class ChunkHasher
     /// The workers an operation runs: enough to fill batches when the hash can batch and the
     /// repository's memory budget allows (<see cref="ChunkMemory"/>), else <paramref name="unbatched"/>.
     /// </summary>
-    public static Task<ChunkMemory.Lease> ReserveWorkersAsync(ChunkMemory memory, long bytesPerWorker, long fixedBytes, int unbatched, Action waiting, CancellationToken ct) =>
-        memory.ReserveAsync(bytesPerWorker, fixedBytes, Sha256Lanes.IsSupported ? Math.Max(BatchingWorkers, unbatched) : unbatched, unbatched, waiting, ct);
+    public static Task<ChunkMemory.Lease> ReserveWorkersAsync(ChunkMemory memory, long bytesPerWorker, long fixedBytes, int unbatched, Action waiting, CancellationToken ct,
+        ChunkMemory.Admission? admission = null) =>
+        memory.ReserveAsync(bytesPerWorker, fixedBytes, Sha256Lanes.IsSupported ? Math.Max(BatchingWorkers, unbatched) : unbatched, unbatched, waiting, ct, admission);
 
     /// <summary>The name of a chunk: its digest, which must not be the all-zero marker of zero chunks.</summary>
     public ChunkId Name(ReadOnlySpan<byte> data)

@@ -13,9 +13,6 @@ public sealed class ChunkMemory
     /// <summary>Two batched 4 MiB-chunk backups side by side; with the runtime, a process stays under 512 MiB.</summary>
     public const long DefaultBudget = 384L << 20;
 
-    /// <summary>The admission of the job running on this flow, if any (<see cref="RunAdmittedAsync"/>).</summary>
-    private static readonly AsyncLocal<Admission?> Admitted = new();
-
     private readonly object _gate = new();
     private long _budget = DefaultBudget;
     private int _expected = 1;
@@ -53,26 +50,21 @@ public sealed class ChunkMemory
     public long Reserved { get { lock (_gate) return _reserved; } }
 
     /// <summary>
-    /// Runs <paramref name="body"/> with <paramref name="bytes"/> of the budget held for it from the
-    /// start, waiting first until they fit. A daemon job takes its memory this way before its first
-    /// cloud call, so that it never waits for memory with its snapshots taken. The operations that
-    /// <paramref name="body"/> starts on this object draw on what it holds before the rest of the
-    /// budget (one at a time; a second one at once reserves as usual).
+    /// Holds <paramref name="bytes"/> of the budget for a job from now until the admission is
+    /// disposed, waiting first until they fit. A daemon job takes its memory this way before its
+    /// first cloud call, so that it never waits for memory with its snapshots taken. The job hands
+    /// the admission to its repository operations (<see cref="ReserveAsync"/>), which draw on it
+    /// before the rest of the budget (one at a time; a second one at once reserves as usual).
     /// </summary>
     /// <param name="waiting">Called once if the job has to wait for memory.</param>
-    public async Task<T> RunAdmittedAsync<T>(long bytes, Func<Task<T>> body, Action? waiting, CancellationToken ct)
-    {
-        using var admission = await WaitForAsync(() =>
+    public Task<Admission> AdmitAsync(long bytes, Action? waiting, CancellationToken ct) =>
+        WaitForAsync(() =>
         {
             if (bytes > _budget - _reserved && _reserved != 0) return null;
             _reserved += bytes;
             _operations++;
             return new Admission(this, bytes);
-        }, waiting, ct).ConfigureAwait(false);
-        // Flows into everything body awaits or starts, and ends with this method.
-        Admitted.Value = admission;
-        return await body().ConfigureAwait(false);
-    }
+        }, waiting, ct);
 
     /// <summary>
     /// The workers an operation may run, and their memory until the lease is disposed. Each worker
@@ -82,26 +74,27 @@ public sealed class ChunkMemory
     /// room for the other <see cref="ExpectedOperations"/> at their fewest.
     /// </summary>
     /// <param name="waiting">Called once if the operation has to wait for memory.</param>
-    public Task<Lease> ReserveAsync(long bytesPerWorker, long fixedBytes, int preferred, int fewest, Action? waiting, CancellationToken ct)
+    /// <param name="admission">The job's admission (<see cref="AdmitAsync"/>) this operation draws on first, if any.</param>
+    public Task<Lease> ReserveAsync(long bytesPerWorker, long fixedBytes, int preferred, int fewest, Action? waiting, CancellationToken ct, Admission? admission = null)
     {
         long Need(int workers) => fixedBytes + workers * bytesPerWorker;
-        var admitted = Admitted.Value is { } a && a.Memory == this ? a : null;
+        var admitted = admission?.Memory == this ? admission : null;
         return WaitForAsync(() =>
         {
-            var admission = admitted is { Lent: false } ? admitted : null;
-            var credit = admission?.Bytes ?? 0;
+            var drawn = admitted is { Lent: false } ? admitted : null;
+            var credit = drawn?.Bytes ?? 0;
             var free = _budget - _reserved + credit;
             // An admitted job is counted already; anyone else counts themselves now.
-            var othersRoom = Math.Max(0, _expected - _operations - (admission is null ? 1 : 0)) * Need(fewest);
+            var othersRoom = Math.Max(0, _expected - _operations - (drawn is null ? 1 : 0)) * Need(fewest);
             var workers = preferred * bytesPerWorker <= _budget / 2 && Need(preferred) + othersRoom <= free ? preferred
                 : Need(fewest) <= free || _reserved == credit ? fewest
                 : 0;
             if (workers == 0) return null;
             var extra = Math.Max(0, Need(workers) - credit);
             _reserved += extra;
-            if (admission is null) _operations++;
-            else admission.Lent = true;
-            return new Lease(this, workers, extra, admission);
+            if (drawn is null) _operations++;
+            else drawn.Lent = true;
+            return new Lease(this, workers, extra, drawn);
         }, waiting, ct);
     }
 
@@ -161,16 +154,22 @@ public sealed class ChunkMemory
         }
     }
 
-    /// <summary>Memory a job holds from its start to its end (<see cref="RunAdmittedAsync"/>).</summary>
-    internal sealed class Admission(ChunkMemory memory, long bytes) : IDisposable
+    /// <summary>Memory a job holds from its start to its end (<see cref="AdmitAsync"/>).</summary>
+    public sealed class Admission : IDisposable
     {
         private int _disposed;
 
-        public ChunkMemory Memory { get; } = memory;
-        public long Bytes { get; } = bytes;
+        internal Admission(ChunkMemory memory, long bytes)
+        {
+            Memory = memory;
+            Bytes = bytes;
+        }
+
+        internal ChunkMemory Memory { get; }
+        internal long Bytes { get; }
 
         /// <summary>An operation draws on it now; guarded by the memory's lock.</summary>
-        public bool Lent { get; set; }
+        internal bool Lent { get; set; }
 
         public void Dispose()
         {

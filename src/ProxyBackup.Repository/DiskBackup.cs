@@ -10,7 +10,7 @@ namespace ProxyBackup.Repository;
 /// lacks to a pool of encoders that compress, encrypt and write them. Memory stays at (buffers +
 /// encoders) × chunk size whatever the disk size.
 /// </summary>
-internal sealed class DiskBackup(BackupRepository repository)
+internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admission? admission)
 {
     /// <summary>
     /// Chunks are compressed, encrypted and written by a pool of encoders, more than the cores: an
@@ -38,7 +38,7 @@ internal sealed class DiskBackup(BackupRepository repository)
         var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
         // Workers hash and compare, each with its chunk buffer; where hashes are batched, 16 of them wait for each batch.
         using var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, chunkSize,
-            FixedBytes(chunkSize, repository.Keys is not null), EncoderCount, meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
+            FixedBytes(chunkSize, repository.Keys is not null), EncoderCount, meter.ReportWaitingForMemory, ct, admission).ConfigureAwait(false);
         meter.Start();
         var workers = lease.Workers;
         var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);

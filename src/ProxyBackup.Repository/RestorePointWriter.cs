@@ -48,12 +48,14 @@ public sealed class RestorePointWriter : IDisposable
     /// Reads a disk (block device or file) into the restore point. With a parent, chunks equal to
     /// the parent's at the same position are neither compressed nor written.
     /// </summary>
-    public async Task<DiskBackupStats> AddDiskAsync(string disk, string sourcePath, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    /// <param name="admission">Memory the job took before it started (<see cref="ChunkMemory.AdmitAsync"/>), drawn on first.</param>
+    public async Task<DiskBackupStats> AddDiskAsync(string disk, string sourcePath, IProgress<TransferProgress>? progress = null, CancellationToken ct = default,
+        ChunkMemory.Admission? admission = null)
     {
         BackupRepository.CheckItemName(disk);
         if (_disks.Any(d => d.Disk == disk)) throw new ArgumentException($"Disk '{disk}' is already in this restore point.");
         var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
-        var (manifest, stats) = await new DiskBackup(_repository).RunAsync(sourcePath, previous, progress, ct).ConfigureAwait(false);
+        var (manifest, stats) = await new DiskBackup(_repository, admission).RunAsync(sourcePath, previous, progress, ct).ConfigureAwait(false);
         var bytes = manifest.ToBytes();
         _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, Durability.AtCommit);
         _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });

@@ -128,9 +128,9 @@ public sealed class PolicyRunner(
             var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)), time.GetUtcNow());
             // The job's memory is taken before its first cloud call: a job that has to wait for it
             // waits here, before it has a snapshot on the cloud or a disk attached to the proxy.
-            var result = await repository.Memory.RunAdmittedAsync(repository.BackupMemoryAtFewest,
-                () => backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet() }, job, ct),
+            using var admission = await repository.Memory.AdmitAsync(repository.BackupMemoryAtFewest,
                 () => job.Report(TransferProgress.WaitingForMemory("backup")), ct).ConfigureAwait(false);
+            var result = await backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission }, job, ct).ConfigureAwait(false);
             logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
             if (!policy.Retention.IsEmpty)
             {

@@ -308,7 +308,7 @@ public sealed partial class SimCloud
             Later(outcome,
                 onSuccess: () =>
                 {
-                    // virsh detach-disk fails while the guest still holds the device (facts sheet 7.9).
+                    // virsh detach-disk fails while the guest still holds the device (docs/opennebula.md, "Hotplug").
                     string? refused;
                     try { refused = device is null ? null : ProxyDisks.TryRelease(device); }
                     catch (Exception e) when (e is IOException or QmpException or TimeoutException) { refused = e.Message; }
@@ -394,7 +394,7 @@ public sealed partial class SimCloud
         return disk;
     }
 
-    /// <summary>Facts sheet 5.1: explicit TARGET, else the image's TARGET, else the first free &lt;prefix&gt;&lt;letters&gt;.</summary>
+    /// <summary>docs/opennebula.md, "Target names": explicit TARGET, else the image's TARGET, else the first free &lt;prefix&gt;&lt;letters&gt;.</summary>
     private static string Target(XElement spec, SimImage? image, HashSet<string> used, OneErrorCode code, int objectId)
     {
         var explicitTarget = spec.Element("TARGET")?.Value ?? image?.Template.GetValueOrDefault("TARGET");

@@ -291,7 +291,7 @@ public sealed partial class SimCloud
         }
     }
 
-    /// <summary>A lock at level L refuses every operation of level ≥ L, for everybody (facts sheet 7.12).</summary>
+    /// <summary>A lock at level L refuses every operation of level ≥ L, for everybody (docs/opennebula.md, "Locks").</summary>
     public void CheckLock(int vmId, int operationLevel, string operation)
     {
         lock (_gate)

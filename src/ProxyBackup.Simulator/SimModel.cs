@@ -46,7 +46,7 @@ public sealed class SimDatastore
     public required string TmMad { get; set; }
     public long TotalMb { get; set; }
 
-    /// <summary>Snapshot delete rules (facts sheet 7.6): NO, YES, MIXED or FORMAT.</summary>
+    /// <summary>Snapshot delete rules (docs/opennebula.md, "Snapshot delete rules"): NO, YES, MIXED or FORMAT.</summary>
     public string AllowOrphans { get; set; } = "NO";
 }
 

@@ -74,12 +74,14 @@ public sealed class ChunkMemoryTests
     {
         var memory = new ChunkMemory { Budget = 100 * MiB, ExpectedOperations = 2 };
         var go = new TaskCompletionSource();
-        var first = memory.RunAdmittedAsync(20 * MiB, async () =>
+        var first = Task.Run(async () =>
         {
+            using var admission = await memory.AdmitAsync(20 * MiB, null, CancellationToken.None);
             await go.Task;
-            using var lease = await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+            using var lease = await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None, admission).WaitAsync(TimeSpan.FromSeconds(10));
             return (lease.Workers, memory.Reserved);
-        }, null, CancellationToken.None);
+        });
+        while (memory.Reserved == 0) await Task.Delay(5); // the job holds its admission
         // Someone else takes most of the rest meanwhile (74 MiB): 6 MiB are free, the job's own 20 MiB still are its own.
         var other = await memory.ReserveAsync(4 * MiB, 62 * MiB, preferred: 3, fewest: 3, null, CancellationToken.None);
         go.SetResult();
@@ -89,7 +91,12 @@ public sealed class ChunkMemoryTests
         // A job that does not fit waits before its body starts, and says so.
         var waits = 0;
         var started = false;
-        var second = memory.RunAdmittedAsync(30 * MiB, () => { started = true; return Task.FromResult(memory.Reserved); }, () => waits++, CancellationToken.None);
+        var second = Task.Run(async () =>
+        {
+            using var admission = await memory.AdmitAsync(30 * MiB, () => waits++, CancellationToken.None);
+            started = true;
+            return memory.Reserved;
+        });
         await Task.Delay(100);
         Assert.False(started);
         Assert.Equal(1, waits);
