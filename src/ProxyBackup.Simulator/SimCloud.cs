@@ -188,15 +188,48 @@ public sealed partial class SimCloud : IDisposable
         vm.UserTemplate.Add(new XElement("ERROR", text));
     }
 
-    /// <summary>Runs the end of an operation after the configured time, under the lock, then persists.</summary>
+    private TaskCompletionSource _released = CompletedRelease();
+
+    private static TaskCompletionSource CompletedRelease()
+    {
+        var released = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        released.SetResult();
+        return released;
+    }
+
+    /// <summary>
+    /// Keeps every asynchronous operation in its transient state (DISK_SNAPSHOT, HOTPLUG, image
+    /// LOCKED ...) until the returned handle is disposed, so that a test sees that state for sure
+    /// instead of racing the operation time.
+    /// </summary>
+    public IDisposable HoldTransientStates()
+    {
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate) _released = held;
+        return new Release(() =>
+        {
+            lock (_gate) _released = CompletedRelease();
+            held.TrySetResult();
+        });
+    }
+
+    private sealed class Release(Action release) : IDisposable
+    {
+        public void Dispose() => release();
+    }
+
+    /// <summary>Runs the end of an operation after the configured time (and any hold), under the lock, then persists.</summary>
     private void Later(OpOutcome outcome, Action onSuccess, Action onFailure, Action? slowWork = null)
     {
         if (outcome == OpOutcome.Stuck) return;
+        Task released;
+        lock (_gate) released = _released.Task;
         _ = Task.Run(async () =>
         {
             try
             {
                 await Task.Delay(Options.OperationTime, _stop.Token).ConfigureAwait(false);
+                await released.WaitAsync(_stop.Token).ConfigureAwait(false);
                 var ok = outcome == OpOutcome.Succeed;
                 if (ok && slowWork is not null)
                 {

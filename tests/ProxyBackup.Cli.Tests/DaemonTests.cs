@@ -84,10 +84,11 @@ public class DaemonTests
         }
         Assert.Single(w.Repository.ListRestorePoints());
 
-        // The TUI is up before the slowed backup starts, so that it finds the backup still running.
+        // The TUI is up before the held backup starts. The simulator holds the backup's snapshot in
+        // DISK_SNAPSHOT until the cancel has been asked for, so the job is surely still running then.
         using var tui = new TmuxSession($"dotnet {Cli} configure --config {config}");
         await tui.WaitForAsync("What do you want to set up?");
-        w.Sim.Faults.Set([FaultRule.Parse("one.vm.info,action=delay,latency=300")]);
+        var hold = w.Sim.Cloud.HoldTransientStates();
         using (var cli = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config))
         {
             await WaitFor(() => w.Catalog.Recent(10).Any(j => j.State == "running"), TimeSpan.FromSeconds(60), daemon);
@@ -103,6 +104,7 @@ public class DaemonTests
                 Assert.Contains("is being stopped", await cancel.Process.StandardOutput.ReadToEndAsync(), StringComparison.Ordinal);
                 await cancel.Process.WaitForExitAsync();
             }
+            hold.Dispose(); // the cancelled job's cleanup needs the snapshot settled
             var output = await cli.Process.StandardOutput.ReadToEndAsync();
             var progress = await cli.Process.StandardError.ReadToEndAsync();
             await cli.Process.WaitForExitAsync();
@@ -110,7 +112,6 @@ public class DaemonTests
             Assert.Contains("failed: cancelled", output, StringComparison.Ordinal);
             Assert.Matches(@"VM \d+ \(web-01\): ", progress);  // the running job, named, as the daemon reports it
         }
-        w.Sim.Faults.Set([]);
         Assert.Single(w.Repository.ListRestorePoints());
         Assert.Empty(w.Catalog.Pending());
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);

@@ -61,9 +61,13 @@ public class SimulatorBehaviourTests
         var noDisk = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotCreateAsync(db.Id, 42, ""));
         Assert.Contains("VM disk does not exist", noDisk.Message, StringComparison.Ordinal);
 
-        var snap = await c.VmDiskSnapshotCreateAsync(db.Id, 0, "s1");
-        var busy = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotCreateAsync(db.Id, 1, "s2"));
-        Assert.Contains($"wrong state DISK_SNAPSHOT", busy.Message, StringComparison.Ordinal);
+        int snap;
+        using (cloud.Server.Cloud.HoldTransientStates())
+        {
+            snap = await c.VmDiskSnapshotCreateAsync(db.Id, 0, "s1");
+            var busy = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotCreateAsync(db.Id, 1, "s2"));
+            Assert.Contains($"wrong state DISK_SNAPSHOT", busy.Message, StringComparison.Ordinal);
+        }
         await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
         var revert = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotRevertAsync(db.Id, 0, snap));
         Assert.Contains("wrong state RUNNING", revert.Message, StringComparison.Ordinal);
@@ -77,11 +81,15 @@ public class SimulatorBehaviourTests
 
         // A save-as image is LOCKED while copying: attaching it then is refused.
         var proxy = await cloud.ProxyAsync();
-        var img = await c.VmDiskSaveAsAsync(db.Id, 0, "pb-locked", "", snap);
-        var lockedAttach = await Assert.ThrowsAsync<OneActionException>(() => c.VmAttachAsync(proxy.Id, new OneTemplate().AddVector("DISK", [new("IMAGE_ID", img)])));
-        Assert.Contains($"Cannot acquire image {img}, it is locked", lockedAttach.Message, StringComparison.Ordinal);
-        var lockedDelete = await Assert.ThrowsAsync<OneInternalException>(() => c.ImageDeleteAsync(img));
-        Assert.Contains("use --force", lockedDelete.Message, StringComparison.Ordinal);
+        int img;
+        using (cloud.Server.Cloud.HoldTransientStates())
+        {
+            img = await c.VmDiskSaveAsAsync(db.Id, 0, "pb-locked", "", snap);
+            var lockedAttach = await Assert.ThrowsAsync<OneActionException>(() => c.VmAttachAsync(proxy.Id, new OneTemplate().AddVector("DISK", [new("IMAGE_ID", img)])));
+            Assert.Contains($"Cannot acquire image {img}, it is locked", lockedAttach.Message, StringComparison.Ordinal);
+            var lockedDelete = await Assert.ThrowsAsync<OneInternalException>(() => c.ImageDeleteAsync(img));
+            Assert.Contains("use --force", lockedDelete.Message, StringComparison.Ordinal);
+        }
         await cloud.Waiter.ImageReadyAsync(img, SimulatedCloud.Timeout);
 
         var unknownAction = await Assert.ThrowsAsync<OneActionException>(() => c.VmActionAsync("fly", db.Id));
@@ -104,8 +112,11 @@ public class SimulatorBehaviourTests
         await c.VmActionAsync("poweroff", web.Id);
         var off = await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
         Assert.Equal(VmState.Poweroff, off.State);
-        await c.VmDiskSnapshotRevertAsync(web.Id, 0, snap);
-        Assert.Equal(LcmState.DiskSnapshotRevertPoweroff, (await c.VmInfoAsync(web.Id)).LcmState);
+        using (cloud.Server.Cloud.HoldTransientStates())
+        {
+            await c.VmDiskSnapshotRevertAsync(web.Id, 0, snap);
+            Assert.Equal(LcmState.DiskSnapshotRevertPoweroff, (await c.VmInfoAsync(web.Id)).LcmState);
+        }
         await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
         Assert.Equal(original, SimulatedCloud.Sha256OfFile(file));
         await c.VmActionAsync("resume", web.Id);
