@@ -43,9 +43,12 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     ];
 
     private readonly string _connectionString;
+    private readonly TimeProvider _time;
 
-    public SqliteCatalog(string path)
+    /// <param name="time">Stamps journal entries, jobs and logs; the journal's in-flight grace is measured from it.</param>
+    public SqliteCatalog(string path, TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
         Path = System.IO.Path.GetFullPath(path);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
         if (!File.Exists(Path))
@@ -104,7 +107,7 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     {
         using var c = Open();
         return (long)Scalar(c, "INSERT INTO journal (job_id, kind, vm_id, disk_id, name, created) VALUES ($job, $kind, $vm, $disk, $name, $created) RETURNING id;",
-            ("$job", jobId), ("$kind", kind.ToString()), ("$vm", vmId), ("$disk", diskId), ("$name", name), ("$created", DateTimeOffset.UtcNow.ToString("o")))!;
+            ("$job", jobId), ("$kind", kind.ToString()), ("$vm", vmId), ("$disk", diskId), ("$name", name), ("$created", _time.GetUtcNow().ToString("o")))!;
     }
 
     public void SetObjectId(long entryId, int objectId)
@@ -140,7 +143,7 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     {
         using var c = Open();
         Execute(c, "INSERT OR REPLACE INTO policies (name, definition, updated) VALUES ($n, $d, $t);", null,
-            ("$n", policy.Name), ("$d", JsonSerializer.Serialize(policy, PolicyJson)), ("$t", DateTimeOffset.UtcNow.ToString("o")));
+            ("$n", policy.Name), ("$d", JsonSerializer.Serialize(policy, PolicyJson)), ("$t", _time.GetUtcNow().ToString("o")));
     }
 
     public bool RemovePolicy(string name)
@@ -212,14 +215,14 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     {
         using var c = Open();
         Execute(c, "INSERT INTO jobs (id, kind, vm_id, state, started) VALUES ($id, $kind, $vm, 'running', $t);", null,
-            ("$id", jobId), ("$kind", kind), ("$vm", vmId), ("$t", DateTimeOffset.UtcNow.ToString("o")));
+            ("$id", jobId), ("$kind", kind), ("$vm", vmId), ("$t", _time.GetUtcNow().ToString("o")));
     }
 
     public void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error)
     {
         using var c = Open();
         Execute(c, "UPDATE jobs SET state = $s, ended = $t, bytes_read = $r, bytes_stored = $w, restore_point = $p, error = $e WHERE id = $id;", null,
-            ("$s", succeeded ? "succeeded" : "failed"), ("$t", DateTimeOffset.UtcNow.ToString("o")), ("$r", bytesRead), ("$w", bytesStored),
+            ("$s", succeeded ? "succeeded" : "failed"), ("$t", _time.GetUtcNow().ToString("o")), ("$r", bytesRead), ("$w", bytesStored),
             ("$p", restorePoint), ("$e", error), ("$id", jobId));
     }
 
@@ -240,7 +243,7 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     {
         using var c = Open();
         Execute(c, "INSERT INTO job_logs (job_id, time, level, message) VALUES ($j, $t, $l, $m);", null,
-            ("$j", jobId), ("$t", DateTimeOffset.UtcNow.ToString("o")), ("$l", level), ("$m", message));
+            ("$j", jobId), ("$t", _time.GetUtcNow().ToString("o")), ("$l", level), ("$m", message));
     }
 
     public IReadOnlyList<(DateTimeOffset Time, string Level, string Message)> LogOf(string jobId)
@@ -271,7 +274,7 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
             }
         }
         Execute(c, "INSERT OR REPLACE INTO vm_guards (vm_id, job_id, what, host, pid, since) VALUES ($vm, $job, $what, $host, $pid, $since);", tx,
-            ("$vm", vmId), ("$job", jobId), ("$what", what), ("$host", Environment.MachineName), ("$pid", Environment.ProcessId), ("$since", DateTimeOffset.UtcNow.ToString("u")));
+            ("$vm", vmId), ("$job", jobId), ("$what", what), ("$host", Environment.MachineName), ("$pid", Environment.ProcessId), ("$since", _time.GetUtcNow().ToString("u")));
         tx.Commit();
         return new Release(this, vmId, jobId);
     }

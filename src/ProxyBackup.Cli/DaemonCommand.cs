@@ -83,10 +83,13 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                     "the other jobs will wait for memory before they start. Set Limits:MemoryMiB to {Needed} or more, or lower Limits:MaxConcurrent.",
                     config.Limits.MemoryMiB, Math.Max(1, config.Limits.MemoryMiB / perJobMiB), perJobMiB, config.Limits.MaxConcurrent, config.Limits.MaxConcurrent * perJobMiB);
             IFailureNotifier? notifier = config.Daemon.WebhookUrl is { } url ? new WebhookNotifier(new HttpClient { Timeout = TimeSpan.FromSeconds(15) }, new Uri(url)) : null;
-            var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, host.Steps.Options.ProxyVmId,
-                new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
-                TimeProvider.System, DateTimeOffset.UtcNow, _log, notifier, TimeSpan.FromHours(config.Daemon.GcGraceHours),
-                beforeJobs: async ct => await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false), index: host.CatalogDb);
+            var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, _log, new PolicyRunnerOptions
+            {
+                ProxyVmId = host.Steps.Options.ProxyVmId,
+                Limits = new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
+                Since = DateTimeOffset.UtcNow, Notifier = notifier, GcGrace = TimeSpan.FromHours(config.Daemon.GcGraceHours),
+                BeforeJobs = async ct => await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false), Index = host.CatalogDb,
+            });
             await using var api = new DaemonApi(config.Daemon.Socket, runner, _log);
             try
             {

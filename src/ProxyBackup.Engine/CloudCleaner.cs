@@ -41,9 +41,9 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
     /// An object whose id was never learned and that cannot be found may still be on its way (the
     /// request was in flight when the job died): the entry stays until the grace has passed.
     /// </summary>
-    private static void KeepWhileInFlight(JournalEntry entry)
+    private void KeepWhileInFlight(JournalEntry entry)
     {
-        if (DateTimeOffset.UtcNow - entry.Created < CloudSteps.InFlightGrace)
+        if (steps.Options.Time.GetUtcNow() - entry.Created < CloudSteps.InFlightGrace)
             throw new JobFailedException($"not found yet; its creation may still be under way (kept until {entry.Created + CloudSteps.InFlightGrace:u})");
     }
 

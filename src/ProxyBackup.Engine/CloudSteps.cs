@@ -12,7 +12,7 @@ namespace ProxyBackup.Engine;
 public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLocator locator, EngineOptions options, ILogger logger)
 {
     private readonly ProxyHotplugLock _hotplug = new(options.HotplugLockFile);
-    private readonly OneWaiter _waiter = new(client, options.FirstPoll, options.MaxPoll);
+    private readonly OneWaiter _waiter = new(client, options.FirstPoll, options.MaxPoll, options.Time);
 
     /// <summary>A creating request may still be in flight this long after its journal entry (a lost answer, a killed process).</summary>
     public static readonly TimeSpan InFlightGrace = TimeSpan.FromMinutes(15);

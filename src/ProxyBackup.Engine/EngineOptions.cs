@@ -30,6 +30,9 @@ public sealed record EngineOptions
     /// </summary>
     public string? HotplugLockFile { get; init; }
 
+    /// <summary>The time waits, deadlines and the journal's in-flight grace are measured with.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
     /// <summary>Prefix of every object the appliance creates on the cloud, so that an operator recognises them.</summary>
     public string NamePrefix { get; init; } = "pb";
 }

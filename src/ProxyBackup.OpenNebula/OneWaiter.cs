@@ -9,8 +9,9 @@ namespace ProxyBackup.OpenNebula;
 /// (docs/opennebula.md, "Asynchronous operations"): the outcome is read from the documents afterwards. States that cannot turn
 /// into the awaited one end the wait at once with OpenNebula's own error text.
 /// </summary>
-public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, TimeSpan? maxPoll = null)
+public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, TimeSpan? maxPoll = null, TimeProvider? time = null)
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly TimeSpan _firstPoll = firstPoll ?? TimeSpan.FromMilliseconds(200);
     private readonly TimeSpan _maxPoll = maxPoll ?? TimeSpan.FromSeconds(3);
 
@@ -66,7 +67,7 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
     private async Task<T> PollAsync<T>(string what, Func<CancellationToken, Task<(T Value, bool Done, string State)>> probe, TimeSpan timeout, CancellationToken ct)
     {
         var lastState = "unknown";
-        var pipeline = new ResiliencePipelineBuilder<(T Value, bool Done, string State)>()
+        var pipeline = new ResiliencePipelineBuilder<(T Value, bool Done, string State)> { TimeProvider = _time }
             .AddTimeout(timeout)
             .AddRetry(new RetryStrategyOptions<(T Value, bool Done, string State)>
             {

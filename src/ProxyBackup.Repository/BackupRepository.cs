@@ -15,6 +15,12 @@ public sealed partial class BackupRepository
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _fanOutDirectories = new(StringComparer.Ordinal);
     private volatile bool _directChunkWrites = true;
 
+    /// <summary>
+    /// The time that decides lock staleness, garbage collection's grace and restore point times;
+    /// tests set it instead of back-dating files.
+    /// </summary>
+    public TimeProvider Clock { get; set; } = TimeProvider.System;
+
     /// <summary>The budget the chunk buffers of this object's backups, restores and verifies share.</summary>
     public ChunkMemory Memory { get; } = new();
 

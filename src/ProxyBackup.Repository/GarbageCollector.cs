@@ -10,7 +10,7 @@ internal sealed class GarbageCollector(BackupRepository repository)
 {
     public GcReport Run(TimeSpan grace, CancellationToken ct)
     {
-        var cutoff = DateTime.UtcNow - grace;
+        var cutoff = repository.Clock.GetUtcNow().UtcDateTime - grace;
         var marked = new HashSet<ChunkId>();
         foreach (var point in repository.ListRestorePoints())
             foreach (var d in point.Disks)

@@ -17,14 +17,16 @@ public sealed class RepositoryLock : IDisposable
 
     private readonly string _path;
     private readonly LockInfo _info;
-    private readonly Timer _refresh;
+    private readonly TimeProvider _clock;
+    private readonly ITimer _refresh;
     private bool _released;
 
-    private RepositoryLock(string path, LockInfo info)
+    private RepositoryLock(string path, LockInfo info, TimeProvider clock)
     {
         _path = path;
         _info = info;
-        _refresh = new Timer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
+        _clock = clock;
+        _refresh = clock.CreateTimer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
     }
 
     public sealed record LockInfo(
@@ -38,19 +40,20 @@ public sealed class RepositoryLock : IDisposable
     /// <summary>Takes the lock, waiting up to <paramref name="wait"/> for a conflicting holder to finish.</summary>
     public static RepositoryLock Acquire(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null)
     {
-        var deadline = DateTime.UtcNow + (wait ?? TimeSpan.Zero);
+        var clock = repository.Clock;
+        var deadline = clock.GetUtcNow() + (wait ?? TimeSpan.Zero);
         var dir = repository.LocksDirectory;
         Directory.CreateDirectory(dir);
         while (true)
         {
-            var now = DateTimeOffset.UtcNow;
+            var now = clock.GetUtcNow();
             var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessStartTicks(Environment.ProcessId) ?? 0, purpose, now, now);
             var path = Path.Combine(dir, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
             AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), Durability.Immediate);
-            var conflict = Holders(dir).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive));
-            if (conflict.Path is null) return new RepositoryLock(path, info);
+            var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive));
+            if (conflict.Path is null) return new RepositoryLock(path, info, clock);
             File.Delete(path);
-            if (DateTime.UtcNow >= deadline)
+            if (clock.GetUtcNow() >= deadline)
                 throw new RepositoryLockedException(
                     $"The repository is locked {(conflict.Exclusive ? "exclusively" : "")} by {conflict.Info.Purpose} (host {conflict.Info.Host}, pid {conflict.Info.Pid}, since {conflict.Info.Created:u}); retry when it has finished.");
             Thread.Sleep(TimeSpan.FromMilliseconds(500));
@@ -58,7 +61,7 @@ public sealed class RepositoryLock : IDisposable
     }
 
     /// <summary>The live locks; stale ones are removed on the way.</summary>
-    public static IEnumerable<(string Path, bool Exclusive, LockInfo Info)> Holders(string directory)
+    public static IEnumerable<(string Path, bool Exclusive, LockInfo Info)> Holders(string directory, TimeProvider clock)
     {
         foreach (var file in Directory.EnumerateFiles(directory))
         {
@@ -69,7 +72,7 @@ public sealed class RepositoryLock : IDisposable
             try { info = JsonSerializer.Deserialize<LockInfo>(File.ReadAllBytes(file)); }
             catch (Exception e) when (e is IOException or JsonException) { continue; }
             if (info is null) continue;
-            if (IsStale(info))
+            if (IsStale(info, clock.GetUtcNow()))
             {
                 AtomicFile.TryDelete(file);
                 continue;
@@ -78,9 +81,9 @@ public sealed class RepositoryLock : IDisposable
         }
     }
 
-    private static bool IsStale(LockInfo info)
+    private static bool IsStale(LockInfo info, DateTimeOffset now)
     {
-        if (DateTimeOffset.UtcNow - info.Refreshed > StaleAfter) return true;
+        if (now - info.Refreshed > StaleAfter) return true;
         if (info.Host != Environment.MachineName) return false;
         var start = ProcessStartTicks(info.Pid);
         return start is null || (info.ProcessStart != 0 && start != info.ProcessStart);
@@ -106,7 +109,7 @@ public sealed class RepositoryLock : IDisposable
         if (_released) return;
         try
         {
-            var updated = _info with { Refreshed = DateTimeOffset.UtcNow };
+            var updated = _info with { Refreshed = _clock.GetUtcNow() };
             File.WriteAllBytes(_path, JsonSerializer.SerializeToUtf8Bytes(updated));
         }
         catch (IOException e)

@@ -26,7 +26,7 @@ public sealed class RestorePointWriter : IDisposable
         _parent = parent;
         _tags = tags?.ToDictionary() ?? [];
         Source = source;
-        Time = DateTimeOffset.UtcNow;
+        Time = repository.Clock.GetUtcNow();
         Id = BackupRepository.NewRestorePointId(Time);
         _lock = RepositoryLock.Acquire(repository, exclusive: false, purpose: $"backup of {source}");
         Directory.CreateDirectory(repository.PointDirectory(source, Id));

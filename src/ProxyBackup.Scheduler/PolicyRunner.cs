@@ -12,17 +12,38 @@ public interface IFailureNotifier
     Task NotifyAsync(string policy, int vmId, string vmName, string error, CancellationToken ct);
 }
 
+/// <summary>How a <see cref="PolicyRunner"/> runs: limits, clock, and who hears of failures.</summary>
+public sealed record PolicyRunnerOptions
+{
+    /// <summary>The proxy VM, never selected by a policy.</summary>
+    public required int ProxyVmId { get; init; }
+    public QueueLimits Limits { get; init; } = new();
+
+    /// <summary>All time comes from here, so that tests drive it.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Slots before this moment are not run (the daemon's start).</summary>
+    public required DateTimeOffset Since { get; init; }
+    public IFailureNotifier? Notifier { get; init; }
+
+    /// <summary>How old an unreferenced chunk must be before garbage collection removes it; null: the repository's default.</summary>
+    public TimeSpan? GcGrace { get; init; }
+
+    /// <summary>Runs before the first job of a batch starts (the cloud cleanup pass).</summary>
+    public Func<CancellationToken, Task>? BeforeJobs { get; init; }
+
+    /// <summary>The catalog's restore point index, kept in step after retention.</summary>
+    public IRestorePointIndex? Index { get; init; }
+}
+
 /// <summary>
 /// The daemon's core: turns due policy runs into queued VM backups, starts them within the queue's
 /// limits, retries failures, applies the policy's retention after each success and garbage
-/// collection once a run has drained. All time comes from a TimeProvider, so tests drive it.
+/// collection once a run has drained.
 /// </summary>
-public sealed class PolicyRunner(
-    IPolicyStore store, OneClient client, BackupJob backup, BackupRepository repository, int proxyVmId,
-    QueueLimits limits, TimeProvider time, DateTimeOffset since, ILogger logger, IFailureNotifier? notifier = null, TimeSpan? gcGrace = null,
-    Func<CancellationToken, Task>? beforeJobs = null, IRestorePointIndex? index = null)
+public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob backup, BackupRepository repository, ILogger logger, PolicyRunnerOptions options)
 {
-    private readonly JobQueue _queue = new(limits);
+    private readonly JobQueue _queue = new(options.Limits);
     private readonly List<Task> _running = [];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, RunningJob> _jobs = new();
     private bool _forgotSomething;
@@ -55,7 +76,7 @@ public sealed class PolicyRunner(
             Name = "manual", Schedule = "@yearly", Selection = new VmSelection { VmIds = [vmId] }, Priority = int.MaxValue, Retries = 0,
             FullEveryRuns = full ? 1 : 0,
         };
-        return _queue.Enqueue(QueuedBackup.Of(vm, new DueRun(manual, time.GetUtcNow(), null)));
+        return _queue.Enqueue(QueuedBackup.Of(vm, new DueRun(manual, options.Time.GetUtcNow(), null)));
     }
 
     /// <summary>Stops the running job of a VM at its next safe point (it then cleans up).</summary>
@@ -69,8 +90,8 @@ public sealed class PolicyRunner(
     /// <summary>One scheduling step: plan, enqueue, start what may start. Returns the number of jobs started.</summary>
     public async Task<int> TickAsync(CancellationToken ct)
     {
-        var now = time.GetUtcNow();
-        var (due, skipped) = RunPlanner.Plan(store.Policies(), store.LastSlots(), since, now);
+        var now = options.Time.GetUtcNow();
+        var (due, skipped) = RunPlanner.Plan(store.Policies(), store.LastSlots(), options.Since, now);
         foreach (var (policy, slot) in skipped)
         {
             logger.LogWarning("Policy {Policy}: the run of {Slot:u} was missed and its window has closed; skipped", policy.Name, slot);
@@ -81,7 +102,7 @@ public sealed class PolicyRunner(
             var vms = await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
             foreach (var run in due)
             {
-                var selected = vms.Where(v => v.Id != proxyVmId && run.Policy.Selection.Matches(v)).ToList();
+                var selected = vms.Where(v => v.Id != options.ProxyVmId && run.Policy.Selection.Matches(v)).ToList();
                 logger.LogInformation("Policy {Policy}: run of {Slot:u}, {Count} VM(s) selected", run.Policy.Name, run.Slot, selected.Count);
                 foreach (var vm in selected)
                     if (!_queue.Enqueue(QueuedBackup.Of(vm, run)))
@@ -91,10 +112,10 @@ public sealed class PolicyRunner(
         }
         var started = 0;
         // The cleanup pass runs before jobs start, so that leftovers of earlier failures never pile up.
-        if (beforeJobs is not null && _queue.Waiting > 0 && _queue.Running.Count == 0) await beforeJobs(ct).ConfigureAwait(false);
+        if (options.BeforeJobs is not null && _queue.Waiting > 0 && _queue.Running.Count == 0) await options.BeforeJobs(ct).ConfigureAwait(false);
         while (true)
         {
-            var (next, expired) = _queue.TryStart(time.GetUtcNow());
+            var (next, expired) = _queue.TryStart(options.Time.GetUtcNow());
             foreach (var e in expired)
                 logger.LogWarning("Policy {Policy}: VM {Vm} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
             if (next is null) break;
@@ -125,7 +146,7 @@ public sealed class PolicyRunner(
         try
         {
             await Task.Yield();
-            var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)), time.GetUtcNow());
+            var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)), options.Time.GetUtcNow());
             // The job's memory is taken before its first cloud call: a job that has to wait for it
             // waits here, before it has a snapshot on the cloud or a disk attached to the proxy.
             using var admission = await repository.Memory.AdmitAsync(repository.BackupMemoryAtFewest,
@@ -138,7 +159,7 @@ public sealed class PolicyRunner(
                 if (removed > 0)
                 {
                     // The backup job indexed its new point; only what retention removed is left to drop.
-                    index?.SyncSource(repository, BackupJob.SourceOf(item.VmId));
+                    options.Index?.SyncSource(repository, BackupJob.SourceOf(item.VmId));
                     _forgotSomething = true;
                     logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {Vm}", policy.Name, removed, item.VmId);
                 }
@@ -157,8 +178,8 @@ public sealed class PolicyRunner(
                 return;
             }
             logger.LogError("Policy {Policy}: backup of VM {Vm} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
-            if (notifier is not null)
-                try { await notifier.NotifyAsync(policy.Name, item.VmId, item.VmName, e.Message, CancellationToken.None).ConfigureAwait(false); }
+            if (options.Notifier is not null)
+                try { await options.Notifier.NotifyAsync(policy.Name, item.VmId, item.VmName, e.Message, CancellationToken.None).ConfigureAwait(false); }
                 catch (Exception n) when (n is HttpRequestException or TaskCanceledException) { logger.LogWarning("Failure notification could not be sent: {Error}", n.Message); }
         }
         finally
@@ -177,7 +198,7 @@ public sealed class PolicyRunner(
         _forgotSomething = false;
         try
         {
-            var report = repository.CollectGarbage(gcGrace);
+            var report = repository.CollectGarbage(options.GcGrace);
             logger.LogInformation("Garbage collection: {Removed} chunk(s) removed, {Bytes} bytes freed", report.ChunksRemoved, report.BytesFreed);
         }
         catch (RepositoryLockedException e)

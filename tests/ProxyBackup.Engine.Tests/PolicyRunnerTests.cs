@@ -4,18 +4,13 @@ using ProxyBackup.Repository;
 using ProxyBackup.Scheduler;
 using ProxyBackup.Simulator;
 using ProxyBackup.Contracts;
+using ProxyBackup.TestSupport;
 
 namespace ProxyBackup.Engine.Tests;
 
 /// <summary>The daemon's core on a simulated cloud with a clock the test turns.</summary>
 public class PolicyRunnerTests
 {
-    private sealed class ManualClock(DateTimeOffset start) : TimeProvider
-    {
-        public DateTimeOffset Now { get; set; } = start;
-        public override DateTimeOffset GetUtcNow() => Now;
-    }
-
     private sealed class RecordingNotifier : IFailureNotifier
     {
         public List<string> Sent { get; } = [];
@@ -39,8 +34,8 @@ public class PolicyRunnerTests
         });
         var clock = new ManualClock(T0);
         var notifier = new RecordingNotifier();
-        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, w.ProxyId, new QueueLimits(2, 1, 2), clock, T0,
-            NullLogger.Instance, notifier, gcGrace: TimeSpan.Zero);
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Limits = new QueueLimits(2, 1, 2), Time = clock, Since = T0, Notifier = notifier, GcGrace = TimeSpan.Zero });
         var gold = (await w.Client.VmPoolExtendedAsync()).Where(v => v.UserTemplate.Text("BACKUP_POLICY") == "gold").Select(v => v.Id).Order().ToList();
         Assert.Equal(2, gold.Count);
 
@@ -91,8 +86,8 @@ public class PolicyRunnerTests
         });
         w.Repository.Memory.Budget = 1; // a job alone always runs; a second one waits for it
         var clock = new ManualClock(T0.AddMinutes(3));
-        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, w.ProxyId, new QueueLimits(2, 0, 0), clock, T0,
-            NullLogger.Instance, null, gcGrace: TimeSpan.Zero);
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Limits = new QueueLimits(2, 0, 0), Time = clock, Since = T0, GcGrace = TimeSpan.Zero });
 
         Assert.Equal(2, await runner.TickAsync(CancellationToken.None));
         var mostVmsWithSnapshots = 0;
