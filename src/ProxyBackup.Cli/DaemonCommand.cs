@@ -72,6 +72,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         using (host)
         {
             _log.LogInformation("Started: OpenNebula {Endpoint} as {User}, proxy VM {Proxy}, repository {Repo}", config.OpenNebula.Endpoint, config.OpenNebula.User, host.Steps.Options.ProxyVmId, host.Repository.Root);
+            _log.LogInformation("Chunk hashing: {Hashing}", ProxyBackup.Repository.BackupRepository.HashingStatus);
             var cleanup = await host.Cleaner.CleanAsync(ct: stoppingToken).ConfigureAwait(false);
             if (cleanup.Removed > 0 || cleanup.Failures.Count > 0)
                 _log.LogWarning("Start-up cleanup removed {Removed} leftover object(s); {Failed} could not be removed yet", cleanup.Removed, cleanup.Failures.Count);

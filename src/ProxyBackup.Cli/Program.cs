@@ -2,6 +2,13 @@ using System.CommandLine;
 using ProxyBackup.Cli;
 using ProxyBackup.Contracts;
 
+// Native calls use x86_64's and aarch64's open(2) flags (Native.cs); elsewhere nothing would be safe.
+if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture is not (System.Runtime.InteropServices.Architecture.X64 or System.Runtime.InteropServices.Architecture.Arm64))
+{
+    Console.Error.WriteLine($"proxybackup: runs on x86_64 and aarch64 Linux only; this machine is {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}.");
+    return 1;
+}
+
 var root = new RootCommand("proxybackup: agentless backup of OpenNebula VMs through a proxy VM.");
 root.Subcommands.Add(RepositoryCommands.Build());
 foreach (var c in CloudCommands.Build()) root.Subcommands.Add(c);

@@ -21,6 +21,9 @@ public sealed partial class BackupRepository
     /// </summary>
     public TimeProvider Clock { get; set; } = TimeProvider.System;
 
+    /// <summary>Which SHA-256 names chunks here, and why (the lanes' self-test): one line for the daemon's log.</summary>
+    public static string HashingStatus => Sha256Lanes.Status;
+
     /// <summary>The budget the chunk buffers of this object's backups, restores and verifies share.</summary>
     public ChunkMemory Memory { get; } = new();
 

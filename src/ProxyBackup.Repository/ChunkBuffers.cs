@@ -33,11 +33,12 @@ internal sealed class ChunkBuffers : IDisposable
     /// Buffers for as many workers as the repository's memory budget grants (<see cref="ChunkHasher.ReserveWorkersAsync"/>),
     /// waiting if it must; <paramref name="extraBytes"/> is what the operation holds besides them.
     /// </summary>
-    public static async Task<ChunkBuffers> ReserveAsync(BackupRepository repository, int chunkSize, int unbatched, long extraBytes, Action waiting, CancellationToken ct)
+    public static async Task<ChunkBuffers> ReserveAsync(BackupRepository repository, int chunkSize, int unbatched, long extraBytes, Action waiting, CancellationToken ct,
+        bool platformOnly = false)
     {
         var bufferBytes = FileOffset + BackupRepository.ChunkFileCapacity(chunkSize);
         var spares = Environment.ProcessorCount + 1;
-        var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct).ConfigureAwait(false);
+        var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct, platformOnly: platformOnly).ConfigureAwait(false);
         return new ChunkBuffers(lease, bufferBytes, spares);
     }
 

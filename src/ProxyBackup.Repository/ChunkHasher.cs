@@ -35,10 +35,14 @@ internal sealed unsafe class ChunkHasher
 
     /// <param name="key">The HMAC key for keyed names; null for plain SHA-256.</param>
     /// <param name="concurrentCallers">How many threads will call at once; batching needs enough of them to fill a batch.</param>
-    public ChunkHasher(byte[]? key, int concurrentCallers)
+    /// <param name="platformOnly">
+    /// Hash with the platform's SHA-256 only: verify checks names with an implementation independent
+    /// of the lanes that may have written them (docs/architecture.md, "Verify").
+    /// </param>
+    public ChunkHasher(byte[]? key, int concurrentCallers, bool platformOnly = false)
     {
         _key = key;
-        _batching = Sha256Lanes.IsSupported && concurrentCallers >= BatchingWorkers;
+        _batching = !platformOnly && Sha256Lanes.IsSupported && concurrentCallers >= BatchingWorkers;
         _callers = concurrentCallers;
         if (key is null) return;
         // HMAC (RFC 2104): the key, zero-padded to a block, XOR 0x36 before the message and 0x5c before the inner digest.
@@ -85,8 +89,8 @@ internal sealed unsafe class ChunkHasher
     /// repository's memory budget allows (<see cref="ChunkMemory"/>), else <paramref name="unbatched"/>.
     /// </summary>
     public static Task<ChunkMemory.Lease> ReserveWorkersAsync(ChunkMemory memory, long bytesPerWorker, long fixedBytes, int unbatched, Action waiting, CancellationToken ct,
-        ChunkMemory.Admission? admission = null) =>
-        memory.ReserveAsync(bytesPerWorker, fixedBytes, Sha256Lanes.IsSupported ? Math.Max(BatchingWorkers, unbatched) : unbatched, unbatched, waiting, ct, admission);
+        ChunkMemory.Admission? admission = null, bool platformOnly = false) =>
+        memory.ReserveAsync(bytesPerWorker, fixedBytes, !platformOnly && Sha256Lanes.IsSupported ? Math.Max(BatchingWorkers, unbatched) : unbatched, unbatched, waiting, ct, admission);
 
     /// <summary>The name of a chunk: its digest, which must not be the all-zero marker of zero chunks.</summary>
     public ChunkId Name(ReadOnlySpan<byte> data)

@@ -6,14 +6,19 @@ namespace ProxyBackup.Repository;
 /// <summary>The few libc calls .NET does not expose: O_DIRECT opens, device sizes, syncfs, directory fsync.</summary>
 internal static partial class Native
 {
+    // open(2) flags from <asm-generic/fcntl.h>, the same on x86_64 and aarch64 ...
     private const int ORdOnly = 0x0;
     private const int OWrOnly = 0x1;
     private const int ORdWr = 0x2;
     private const int OCreat = 0x40;
     private const int OExcl = 0x80;
-    private const int ODirect = 0x4000;     // x86_64 / aarch64 Linux
-    private const int ODirectory = 0x10000;
     private const int OCloexec = 0x80000;
+    // ... except these two, which aarch64's <asm/fcntl.h> swaps: with x86_64's values an aarch64
+    // build would open directories with O_DIRECT and make their fsync a silent no-op.
+    private static readonly int ODirect = ArchitectureFlag(x64: 0x4000, arm64: 0x10000);
+    private static readonly int ODirectory = ArchitectureFlag(x64: 0x10000, arm64: 0x4000);
+    // <linux/fs.h>: BLKGETSIZE64 = _IOR(0x12, 114, size_t), BLKFLSBUF = _IO(0x12, 97); the generic
+    // ioctl encoding, the same on x86_64 and aarch64.
     private const ulong BlkGetSize64 = 0x80081272;
     private const ulong BlkFlsBuf = 0x1261;
     private const int FGetFl = 3;
@@ -21,6 +26,14 @@ internal static partial class Native
     public const int Einval = 22;
     public const int Enospc = 28;
     public const int DirectAlignment = 4096;
+
+    /// <summary>The flag for the architecture this process runs on; any other is refused with a clear message.</summary>
+    private static int ArchitectureFlag(int x64, int arm64) => RuntimeInformation.ProcessArchitecture switch
+    {
+        Architecture.X64 => x64,
+        Architecture.Arm64 => arm64,
+        var other => throw new PlatformNotSupportedException($"ProxyBackup runs on x86_64 and aarch64 Linux; this machine is {other}."),
+    };
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);

@@ -17,7 +17,64 @@ internal static unsafe class Sha256Lanes
     public const int Width = 16;
     private const int Block = 64;
 
-    public static bool IsSupported => Avx512F.IsSupported && Avx512BW.IsSupported;
+    /// <summary>The CPU has AVX-512 and the lanes passed their known-answer test (<see cref="SelfTest"/>).</summary>
+    public static bool IsSupported => HardwareSupports && SelfTestResult.Value is null;
+
+    /// <summary>What the hashing uses, for the daemon's start-up log line.</summary>
+    public static string Status => !HardwareSupports ? "platform SHA-256 (no AVX-512)"
+        : SelfTestResult.Value is { } failure ? $"platform SHA-256: the 16-lane SHA-256 failed its self-test ({failure})"
+        : "16-lane AVX-512 SHA-256 (self-test passed)";
+
+    private static bool HardwareSupports => Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    private static readonly Lazy<string?> SelfTestResult = new(() =>
+    {
+        var failure = SelfTest();
+        if (failure is not null) System.Diagnostics.Trace.TraceWarning($"Chunk hashing falls back to the platform's SHA-256: {failure}");
+        return failure;
+    });
+
+    /// <summary>
+    /// Known answers, hashed together in lanes of different lengths, before the lanes name any chunk
+    /// (borg's selftest is the model): FIPS 180-4's examples and RFC 4231's HMAC test case 2.
+    /// Returns what failed, or null.
+    /// </summary>
+    internal static string? SelfTest()
+    {
+        if (!HardwareSupports) return "no AVX-512";
+        (byte[] Message, string Digest)[] vectors =
+        [
+            ("abc"u8.ToArray(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ([], "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"u8.ToArray(), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+            (Enumerable.Repeat((byte)'a', 1_000_000).ToArray(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+        ];
+        var digests = HashAll([], [.. vectors.Select(v => v.Message)]);
+        for (var i = 0; i < vectors.Length; i++)
+            if (Convert.ToHexStringLower(digests[i]) != vectors[i].Digest) return $"FIPS 180-4 vector {i + 1} gave {Convert.ToHexStringLower(digests[i])}";
+        // HMAC-SHA256 (RFC 2104) with the key's padded block as the shared prefix, as keyed chunk names use it.
+        var key = new byte[Block];
+        "Jefe"u8.CopyTo(key);
+        var inner = HashAll([.. key.Select(b => (byte)(b ^ 0x36))], ["what do ya want for nothing?"u8.ToArray()])[0];
+        var mac = HashAll([.. key.Select(b => (byte)(b ^ 0x5c))], [inner])[0];
+        const string Expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        return Convert.ToHexStringLower(mac) == Expected ? null : $"RFC 4231 test case 2 gave {Convert.ToHexStringLower(mac)}";
+    }
+
+    private static byte[][] HashAll(byte[] prefix, byte[][] messages)
+    {
+        var handles = messages.Select(m => System.Runtime.InteropServices.GCHandle.Alloc(m, System.Runtime.InteropServices.GCHandleType.Pinned)).ToArray();
+        try
+        {
+            var digests = new byte[32 * messages.Length];
+            HashUnchecked(prefix, [.. handles.Select(h => h.AddrOfPinnedObject())], [.. messages.Select(m => m.Length)], digests);
+            return [.. digests.Chunk(32)];
+        }
+        finally
+        {
+            foreach (var h in handles) h.Free();
+        }
+    }
 
     private static ReadOnlySpan<uint> RoundConstants =>
     [
@@ -45,7 +102,13 @@ internal static unsafe class Sha256Lanes
     /// </summary>
     public static void Hash(ReadOnlySpan<byte> prefix, ReadOnlySpan<nint> messages, ReadOnlySpan<int> lengths, Span<byte> digests)
     {
-        if (!IsSupported) throw new PlatformNotSupportedException("Sha256Lanes needs AVX-512 (F and BW).");
+        if (!IsSupported) throw new PlatformNotSupportedException($"Sha256Lanes is not in use here: {Status}.");
+        HashUnchecked(prefix, messages, lengths, digests);
+    }
+
+    private static void HashUnchecked(ReadOnlySpan<byte> prefix, ReadOnlySpan<nint> messages, ReadOnlySpan<int> lengths, Span<byte> digests)
+    {
+        if (!HardwareSupports) throw new PlatformNotSupportedException("Sha256Lanes needs AVX-512 (F and BW).");
         if (messages.Length is 0 or > Width || lengths.Length != messages.Length || digests.Length < 32 * messages.Length || prefix.Length is not (0 or Block))
             throw new ArgumentException("1 to 16 messages with their lengths, 32 bytes of digest each, and an empty or 64-byte prefix.");
         var lanes = messages.Length;

@@ -55,12 +55,13 @@ internal sealed class Verifier(BackupRepository repository)
         var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", (long)users.Count * repository.Config.ChunkSize, progress);
         var chunkSize = repository.Config.ChunkSize;
         var chunks = users.ToList();
-        // Reading the data is hashing every chunk: as many workers as fill batched hashes there.
+        // Names are checked with the platform's SHA-256, independent of the lanes that may have
+        // written them: a fault in one implementation cannot confirm itself.
         var unbatched = Math.Clamp(Environment.ProcessorCount, 1, 8);
-        using var buffers = readData ? await ChunkBuffers.ReserveAsync(repository, chunkSize, unbatched, 0, meter.ReportWaitingForMemory, ct).ConfigureAwait(false) : null;
+        using var buffers = readData ? await ChunkBuffers.ReserveAsync(repository, chunkSize, unbatched, 0, meter.ReportWaitingForMemory, ct, platformOnly: true).ConfigureAwait(false) : null;
         meter.Start();
         var workers = buffers?.Workers ?? unbatched;
-        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
+        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, platformOnly: true);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
         var next = -1;

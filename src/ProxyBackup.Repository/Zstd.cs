@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace ProxyBackup.Repository;
 
@@ -11,22 +12,22 @@ internal static partial class Zstd
     private static partial nuint CompressBound(nuint srcSize);
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_createCCtx")]
-    private static partial nint CreateCCtx();
+    private static partial CompressionContext CreateCCtx();
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_freeCCtx")]
     private static partial nuint FreeCCtx(nint cctx);
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_compressCCtx")]
-    private static unsafe partial nuint CompressCCtx(nint cctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize, int level);
+    private static unsafe partial nuint CompressCCtx(CompressionContext cctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize, int level);
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_createDCtx")]
-    private static partial nint CreateDCtx();
+    private static partial DecompressionContext CreateDCtx();
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_freeDCtx")]
     private static partial nuint FreeDCtx(nint dctx);
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_decompressDCtx")]
-    private static unsafe partial nuint DecompressDCtx(nint dctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize);
+    private static unsafe partial nuint DecompressDCtx(DecompressionContext dctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize);
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_isError")]
     private static partial uint IsError(nuint code);
@@ -50,10 +51,30 @@ internal static partial class Zstd
 
     private static string Error(nuint code) => Marshal.PtrToStringAnsi(GetErrorName(code)) ?? "unknown zstd error";
 
+    /// <summary>A ZSTD_CCtx, freed exactly once, even when its owner is never disposed.</summary>
+    private sealed class CompressionContext() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+    {
+        protected override bool ReleaseHandle()
+        {
+            FreeCCtx(handle);
+            return true;
+        }
+    }
+
+    /// <summary>A ZSTD_DCtx, freed exactly once, even when its owner is never disposed.</summary>
+    private sealed class DecompressionContext() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+    {
+        protected override bool ReleaseHandle()
+        {
+            FreeDCtx(handle);
+            return true;
+        }
+    }
+
     /// <summary>A compression context: one per worker thread (contexts are not thread-safe).</summary>
     public sealed class Compressor : IDisposable
     {
-        private nint _ctx = CreateCCtx();
+        private readonly CompressionContext _ctx = CreateCCtx().OrThrowIfInvalid();
 
         public unsafe int Compress(ReadOnlySpan<byte> src, Span<byte> dst, int level)
         {
@@ -66,16 +87,12 @@ internal static partial class Zstd
             }
         }
 
-        public void Dispose()
-        {
-            if (_ctx != 0) FreeCCtx(_ctx);
-            _ctx = 0;
-        }
+        public void Dispose() => _ctx.Dispose();
     }
 
     public sealed class Decompressor : IDisposable
     {
-        private nint _ctx = CreateDCtx();
+        private readonly DecompressionContext _ctx = CreateDCtx().OrThrowIfInvalid();
 
         public unsafe int Decompress(ReadOnlySpan<byte> src, Span<byte> dst)
         {
@@ -88,10 +105,9 @@ internal static partial class Zstd
             }
         }
 
-        public void Dispose()
-        {
-            if (_ctx != 0) FreeDCtx(_ctx);
-            _ctx = 0;
-        }
+        public void Dispose() => _ctx.Dispose();
     }
+
+    private static T OrThrowIfInvalid<T>(this T context) where T : SafeHandle =>
+        context.IsInvalid ? throw new OutOfMemoryException("zstd could not allocate a context.") : context;
 }

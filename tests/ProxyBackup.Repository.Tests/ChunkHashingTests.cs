@@ -13,14 +13,31 @@ public unsafe class ChunkHashingTests
     // blocks, empty messages, and chunk-sized ones.
     private static readonly int[] Edges = [0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4096, 65536 + 13];
 
+    [Avx512Fact]
+    public void The_lanes_pass_their_known_answer_self_test_before_they_are_used()
+    {
+        Assert.Null(Sha256Lanes.SelfTest());
+        Assert.True(Sha256Lanes.IsSupported);
+        Assert.StartsWith("16-lane", BackupRepository.HashingStatus, StringComparison.Ordinal);
+    }
+
     [Fact]
+    public void Verify_hashes_with_the_platform_never_in_lanes()
+    {
+        Assert.False(new ChunkHasher(null, 64, platformOnly: true).IsBatching);
+        Assert.Equal(Sha256Lanes.IsSupported, new ChunkHasher(null, 64).IsBatching);
+    }
+
+    [Fact]
+    public void Without_lanes_hashing_in_lanes_is_refused()
+    {
+        if (Sha256Lanes.IsSupported) Sha256Lanes.Hash([], [0], [0], new byte[32]);
+        else Assert.Throws<PlatformNotSupportedException>(() => Sha256Lanes.Hash([], [0], [0], new byte[32]));
+    }
+
+    [Avx512Fact]
     public void Sixteen_lanes_give_the_platforms_sha256_for_every_length_and_lane_count()
     {
-        if (!Sha256Lanes.IsSupported)
-        {
-            Assert.Throws<PlatformNotSupportedException>(() => Sha256Lanes.Hash([], [0], [0], new byte[32]));
-            return;
-        }
         var random = new Random(7);
         for (var trial = 0; trial < 300; trial++)
         {
@@ -32,10 +49,9 @@ public unsafe class ChunkHashingTests
         }
     }
 
-    [Fact]
+    [Avx512Fact]
     public void Lanes_of_very_different_lengths_finish_independently()
     {
-        if (!Sha256Lanes.IsSupported) return; // the fallback is the platform's own SHA-256
         var random = new Random(8);
         // One 4 MiB chunk beside 15 short ones: the short lanes idle for thousands of blocks and must keep their result.
         var messages = new[] { RandomBytes(random, 4 << 20) }.Concat(Edges.Take(15).Select(n => RandomBytes(random, n))).ToArray();
@@ -131,5 +147,14 @@ public unsafe class ChunkHashingTests
         var bytes = new byte[length];
         random.NextBytes(bytes);
         return bytes;
+    }
+}
+
+/// <summary>A test of the AVX-512 lanes; skipped, with the reason, on a CPU without AVX-512.</summary>
+public sealed class Avx512FactAttribute : FactAttribute
+{
+    public Avx512FactAttribute()
+    {
+        if (!(System.Runtime.Intrinsics.X86.Avx512F.IsSupported && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)) Skip = "needs a CPU with AVX-512 (F and BW)";
     }
 }
