@@ -28,7 +28,14 @@ public sealed partial class BackupRepository
     public ChunkMemory Memory { get; } = new();
 
     /// <summary>What one backup needs from <see cref="Memory"/> at the least; a budget for N jobs at once holds N of these.</summary>
-    public long BackupMemoryAtFewest => DiskBackup.FewestBytes(Config.ChunkSize, Keys is not null);
+    public long BackupMemoryAtFewest => DiskBackup.FewestBytes(Tuning, Config.ChunkSize, Keys is not null);
+
+    /// <summary>Workers, read-ahead and batching of this object's pipelines; validated when set.</summary>
+    public PipelineTuning Tuning
+    {
+        get;
+        set => field = value.Validated();
+    } = PipelineTuning.Default;
 
     private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys)
     {

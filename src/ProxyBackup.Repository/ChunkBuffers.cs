@@ -37,8 +37,8 @@ internal sealed class ChunkBuffers : IDisposable
         bool platformOnly = false)
     {
         var bufferBytes = FileOffset + BackupRepository.ChunkFileCapacity(chunkSize);
-        var spares = Environment.ProcessorCount + 1;
-        var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct, platformOnly: platformOnly).ConfigureAwait(false);
+        var spares = repository.Tuning.SpareBuffers;
+        var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, repository.Tuning, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct, platformOnly: platformOnly).ConfigureAwait(false);
         return new ChunkBuffers(lease, bufferBytes, spares);
     }
 

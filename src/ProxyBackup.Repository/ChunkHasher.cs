@@ -12,16 +12,9 @@ namespace ProxyBackup.Repository;
 /// </summary>
 internal sealed unsafe class ChunkHasher
 {
-    // Below this many messages a batch costs more core time than hashing each one on its own thread.
-    private const int MinimumBatch = 8;
-    // How long the first caller of a batch waits for the others. Chunks reach the hash at disk speed,
-    // so filling 16 lanes takes tens of milliseconds; the wait is paid in full only at the end of a run.
-    private static readonly TimeSpan FillTime = TimeSpan.FromMilliseconds(50);
-
-    // Enough workers that 16 can wait in a filling batch while the others read, decode and write
-    // (restore of 4 GiB on 2 cores: 24 workers 2.8-3.1 s, 32 workers 2.2-2.4 s).
-    private const int BatchingWorkers = 32;
-
+    // The first caller of a batch waits PipelineTuning.BatchFillTime for the others: chunks reach the
+    // hash at disk speed, so the wait is paid in full only at the end of a run.
+    private readonly PipelineTuning _tuning;
     private readonly byte[]? _key;
     private readonly byte[]? _innerPrefix;
     private readonly byte[]? _outerPrefix;
@@ -39,10 +32,11 @@ internal sealed unsafe class ChunkHasher
     /// Hash with the platform's SHA-256 only: verify checks names with an implementation independent
     /// of the lanes that may have written them (docs/architecture.md, "Verify").
     /// </param>
-    public ChunkHasher(byte[]? key, int concurrentCallers, bool platformOnly = false)
+    public ChunkHasher(byte[]? key, int concurrentCallers, PipelineTuning? tuning = null, bool platformOnly = false)
     {
         _key = key;
-        _batching = !platformOnly && Sha256Lanes.IsSupported && concurrentCallers >= BatchingWorkers;
+        _tuning = tuning ?? PipelineTuning.Default;
+        _batching = !platformOnly && Sha256Lanes.IsSupported && concurrentCallers >= _tuning.BatchingWorkers;
         _callers = concurrentCallers;
         if (key is null) return;
         // HMAC (RFC 2104): the key, zero-padded to a block, XOR 0x36 before the message and 0x5c before the inner digest.
@@ -88,9 +82,9 @@ internal sealed unsafe class ChunkHasher
     /// The workers an operation runs: enough to fill batches when the hash can batch and the
     /// repository's memory budget allows (<see cref="ChunkMemory"/>), else <paramref name="unbatched"/>.
     /// </summary>
-    public static Task<ChunkMemory.Lease> ReserveWorkersAsync(ChunkMemory memory, long bytesPerWorker, long fixedBytes, int unbatched, Action waiting, CancellationToken ct,
+    public static Task<ChunkMemory.Lease> ReserveWorkersAsync(ChunkMemory memory, PipelineTuning tuning, long bytesPerWorker, long fixedBytes, int unbatched, Action waiting, CancellationToken ct,
         ChunkMemory.Admission? admission = null, bool platformOnly = false) =>
-        memory.ReserveAsync(bytesPerWorker, fixedBytes, !platformOnly && Sha256Lanes.IsSupported ? Math.Max(BatchingWorkers, unbatched) : unbatched, unbatched, waiting, ct, admission);
+        memory.ReserveAsync(bytesPerWorker, fixedBytes, !platformOnly && Sha256Lanes.IsSupported ? Math.Max(tuning.BatchingWorkers, unbatched) : unbatched, unbatched, waiting, ct, admission);
 
     /// <summary>The name of a chunk: its digest, which must not be the all-zero marker of zero chunks.</summary>
     public ChunkId Name(ReadOnlySpan<byte> data)
@@ -120,7 +114,7 @@ internal sealed unsafe class ChunkHasher
                 if (batch.Count == Sha256Lanes.Width || batch.Count >= _callers) Close(batch);
                 if (lane == 0)
                 {
-                    var deadline = Stopwatch.GetTimestamp() + (long)(FillTime.TotalSeconds * Stopwatch.Frequency);
+                    var deadline = Stopwatch.GetTimestamp() + (long)(_tuning.BatchFillTime.TotalSeconds * Stopwatch.Frequency);
                     while (_filling == batch)
                     {
                         var left = deadline - Stopwatch.GetTimestamp();
@@ -135,10 +129,10 @@ internal sealed unsafe class ChunkHasher
                 }
                 else
                 {
-                    while (!batch.Done && !(batch.Closed && batch.Count < MinimumBatch)) Monitor.Wait(_gate);
+                    while (!batch.Done && !(batch.Closed && batch.Count < _tuning.MinimumBatch)) Monitor.Wait(_gate);
                 }
             }
-            if (batch.Count < MinimumBatch)
+            if (batch.Count < _tuning.MinimumBatch)
             {
                 HashAlone(data, digest);
                 return;

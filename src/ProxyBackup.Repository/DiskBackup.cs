@@ -12,22 +12,13 @@ namespace ProxyBackup.Repository;
 /// </summary>
 internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admission? admission)
 {
-    /// <summary>
-    /// Chunks are compressed, encrypted and written by a pool of encoders, more than the cores: an
-    /// encoder waiting for its chunk file to reach the disk (O_DIRECT, fdatasync) leaves its core to
-    /// another (2 cores, 4 GiB full, alternated runs: 2 workers 5.4 s and 4 workers 4.8 s before the
-    /// per-chunk sync; with it, 4 workers 5.9 s, 6 workers 5.4 s). It is also the fewest workers.
-    /// </summary>
-    private static int EncoderCount => Math.Clamp(2 * Environment.ProcessorCount + 2, 3, 16);
-
-    private const int ReadAhead = 4;
-
     /// <summary>The read-ahead buffers and the encoders, besides one chunk buffer per worker.</summary>
-    private static long FixedBytes(int chunkSize, bool encrypted) =>
-        ReadAhead * (long)chunkSize + EncoderCount * ChunkCodec.EncoderBytes(chunkSize, encrypted);
+    private static long FixedBytes(PipelineTuning tuning, int chunkSize, bool encrypted) =>
+        tuning.BackupReadAhead * (long)chunkSize + tuning.BackupEncoders * ChunkCodec.EncoderBytes(chunkSize, encrypted);
 
-    /// <summary>The memory a backup needs at its fewest workers: what each concurrent job must find in the budget.</summary>
-    public static long FewestBytes(int chunkSize, bool encrypted) => FixedBytes(chunkSize, encrypted) + EncoderCount * (long)chunkSize;
+    /// <summary>The memory a backup needs at its fewest workers (as many as its encoders): what each concurrent job must find in the budget.</summary>
+    public static long FewestBytes(PipelineTuning tuning, int chunkSize, bool encrypted) =>
+        FixedBytes(tuning, chunkSize, encrypted) + tuning.BackupEncoders * (long)chunkSize;
 
     public async Task<(Manifest Manifest, DiskBackupStats Stats)> RunAsync(string sourcePath, Manifest? previous, IProgress<TransferProgress>? progress, CancellationToken ct)
     {
@@ -37,18 +28,20 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
         var ids = new ChunkId[count];
         var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
         // Workers hash and compare, each with its chunk buffer; where hashes are batched, 16 of them wait for each batch.
-        using var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, chunkSize,
-            FixedBytes(chunkSize, repository.Keys is not null), EncoderCount, meter.ReportWaitingForMemory, ct, admission).ConfigureAwait(false);
+        var tuning = repository.Tuning;
+        var encoderCount = tuning.BackupEncoders;
+        using var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, tuning, chunkSize,
+            FixedBytes(tuning, chunkSize, repository.Keys is not null), encoderCount, meter.ReportWaitingForMemory, ct, admission).ConfigureAwait(false);
         meter.Start();
         var workers = lease.Workers;
-        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
+        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, tuning);
         using var encoders = new BlockingCollection<ChunkCodec>();
-        for (var i = 0; i < EncoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys));
+        for (var i = 0; i < encoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys));
         long zero = 0, changed = 0, newStored = 0;
         var newChunks = 0;
         var written = new ConcurrentDictionary<ChunkId, byte>();
         // One per worker and a few for the reader to fill ahead.
-        var buffers = Enumerable.Range(0, workers + ReadAhead).Select(_ => new AlignedBuffer(chunkSize)).ToList();
+        var buffers = Enumerable.Range(0, workers + tuning.BackupReadAhead).Select(_ => new AlignedBuffer(chunkSize)).ToList();
         var free = Channel.CreateUnbounded<AlignedBuffer>();
         foreach (var b in buffers) free.Writer.TryWrite(b);
         var work = Channel.CreateBounded<(int Index, AlignedBuffer Buffer, int Length)>(buffers.Count);

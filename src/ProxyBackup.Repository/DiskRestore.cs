@@ -51,11 +51,11 @@ internal sealed class DiskRestore(BackupRepository repository)
         // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to
         // another. Many more where chunk hashes are batched: 16 of them wait for each batch. Besides
         // them, a chunk of zeros where zero chunks must be written.
-        using var buffers = await ChunkBuffers.ReserveAsync(repository, manifest.ChunkSize, Math.Clamp(2 * Environment.ProcessorCount, 2, 16),
+        using var buffers = await ChunkBuffers.ReserveAsync(repository, manifest.ChunkSize, repository.Tuning.RestoreWorkers,
             skipZeros ? 0 : manifest.ChunkSize, meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
         meter.Start();
         var workers = buffers.Workers;
-        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers);
+        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, repository.Tuning);
         // The feeder runs this many chunks ahead of the workers, starting to read their files.
         var work = Channel.CreateBounded<int>(4 * workers);
         using var zeros = skipZeros ? null : new AlignedBuffer(manifest.ChunkSize);
@@ -67,7 +67,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         {
             try
             {
-                foreach (var i in Interleaved(manifest.Chunks.Count))
+                foreach (var i in Interleaved(manifest.Chunks.Count, repository.Tuning.RestoreRegions))
                 {
                     await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
                     if (!manifest.Chunks[i].IsZero) repository.ReadAhead(manifest.Chunks[i]);
@@ -119,17 +119,16 @@ internal sealed class DiskRestore(BackupRepository repository)
     }
 
     /// <summary>
-    /// Chunk indexes from four places of the disk in turn. Regions of a disk differ (zeros,
+    /// Chunk indexes from several places of the disk in turn (PipelineTuning.RestoreRegions). Regions of a disk differ (zeros,
     /// compressible, incompressible data): taken in order, the workers decompress for a while with
     /// the disk idle, then write raw data with the cores idle; taken from several regions at once,
-    /// both stay busy (about 9 % faster restores on the benchmark's image).
+    /// both stay busy (docs/operations.md, "Speed").
     /// </summary>
-    private static IEnumerable<int> Interleaved(int count)
+    private static IEnumerable<int> Interleaved(int count, int regions)
     {
-        const int Streams = 4;
-        var span = (count + Streams - 1) / Streams;
+        var span = (count + regions - 1) / regions;
         for (var k = 0; k < span; k++)
-            for (var s = 0; s < Streams; s++)
+            for (var s = 0; s < regions; s++)
                 if (s * span + k < count) yield return s * span + k;
     }
 

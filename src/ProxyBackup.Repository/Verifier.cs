@@ -57,11 +57,11 @@ internal sealed class Verifier(BackupRepository repository)
         var chunks = users.ToList();
         // Names are checked with the platform's SHA-256, independent of the lanes that may have
         // written them: a fault in one implementation cannot confirm itself.
-        var unbatched = Math.Clamp(Environment.ProcessorCount, 1, 8);
+        var unbatched = repository.Tuning.VerifyWorkers;
         using var buffers = readData ? await ChunkBuffers.ReserveAsync(repository, chunkSize, unbatched, 0, meter.ReportWaitingForMemory, ct, platformOnly: true).ConfigureAwait(false) : null;
         meter.Start();
         var workers = buffers?.Workers ?? unbatched;
-        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, platformOnly: true);
+        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, repository.Tuning, platformOnly: true);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
         var next = -1;
