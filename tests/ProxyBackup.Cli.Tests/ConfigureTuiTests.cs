@@ -10,8 +10,6 @@ namespace ProxyBackup.Cli.Tests;
 /// <summary>The configuration TUI driven through tmux: a configuration made in the menus is saved and works.</summary>
 public class ConfigureTuiTests
 {
-    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
-
     [Fact]
     public async Task An_operator_configures_the_appliance_in_the_menus_and_it_works()
     {
@@ -23,7 +21,7 @@ public class ConfigureTuiTests
         await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new { Catalog = new { Path = Path.Combine(w.Root, "tui-catalog.db") }, Devices = new { Directory = w.Sim.Cloud.Devices.Directory } }));
         var repo = Path.Combine(w.Root, "tui-repo");
 
-        using (var tui = new TmuxSession($"dotnet {Cli} configure --config {config}"))
+        using (var tui = new TmuxSession($"dotnet {ProxybackupDll} configure --config {config}"))
         {
             await tui.ChooseAsync("What do you want to set up?", "Connection");
             await tui.AnswerAsync("OpenNebula XML-RPC endpoint:", w.Sim.Endpoint.ToString());
@@ -109,7 +107,7 @@ public class ConfigureTuiTests
         Assert.Equal("gold", Assert.Single(new ProxyBackup.Catalog.SqliteCatalog(Path.Combine(w.Root, "tui-catalog.db")).Policies()).Name);
 
         // The configuration works: a backup with nothing but --config.
-        using var backup = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config);
+        using var backup = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
         var output = await backup.Process.StandardOutput.ReadToEndAsync();
         var error = await backup.Process.StandardError.ReadToEndAsync();
         await backup.Process.WaitForExitAsync();
@@ -130,7 +128,7 @@ public class ConfigureTuiTests
         var fingerprint = string.Join(':', SHA256.HashData(certificate.RawData).Select(b => b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));
         var config = dir.Combine("config.json");
 
-        using (var tui = new TmuxSession($"dotnet {Cli} configure --config {config}"))
+        using (var tui = new TmuxSession($"dotnet {ProxybackupDll} configure --config {config}"))
         {
             await tui.ChooseAsync("What do you want to set up?", "Connection");
             await tui.AnswerAsync("OpenNebula XML-RPC endpoint:", $"https://127.0.0.1:{frontEnd.Endpoint.Port}/RPC2");

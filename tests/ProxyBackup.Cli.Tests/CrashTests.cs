@@ -6,8 +6,6 @@ namespace ProxyBackup.Cli.Tests;
 /// <summary>A backup process killed half-way through, as a crash or reboot of the proxy would.</summary>
 public class CrashTests
 {
-    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
-
     [Fact]
     public async Task A_killed_backup_leaves_no_restore_point_and_the_next_backup_and_gc_succeed()
     {
@@ -20,7 +18,7 @@ public class CrashTests
         await using (var f = File.Create(disk))
             for (var i = 0; i < 384; i++) { rnd.NextBytes(random); await f.WriteAsync(random); }
 
-        using (var victim = ChildProcess.Start("dotnet", Cli, "repository", "backup", "--repo", repoPath, "--source", "vm-7", "--disk", $"0={disk}"))
+        using (var victim = ChildProcess.Start("dotnet", ProxybackupDll, "repository", "backup", "--repo", repoPath, "--source", "vm-7", "--disk", $"0={disk}"))
         {
             // The first progress line means chunks are being written: kill it there, without warning.
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
@@ -65,7 +63,7 @@ public class CrashTests
         var trace = dir.Combine("trace");
 
         var (code, _, error) = await ChildProcess.RunAsync("strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", trace,
-            "dotnet", Cli, "repository", "backup", "--repo", repoPath, "--source", "vm-1", "--disk", $"0={disk}");
+            "dotnet", ProxybackupDll, "repository", "backup", "--repo", repoPath, "--source", "vm-1", "--disk", $"0={disk}");
         Assert.True(code == 0, error);
 
         var synced = new HashSet<string>(StringComparer.Ordinal);
@@ -87,7 +85,7 @@ public class CrashTests
     public async Task The_cli_gives_one_clear_message_and_a_nonzero_exit_on_bad_input()
     {
         using var dir = new TempDirectory();
-        using var p = ChildProcess.Start("dotnet", Cli, "repository", "list", "--repo", dir.Combine("missing"));
+        using var p = ChildProcess.Start("dotnet", ProxybackupDll, "repository", "list", "--repo", dir.Combine("missing"));
         var error = await p.Process.StandardError.ReadToEndAsync();
         await p.Process.WaitForExitAsync();
         Assert.Equal(1, p.Process.ExitCode);
@@ -107,7 +105,7 @@ public class CrashTests
         File.WriteAllBytes(newer, [1, 2, 3]);
 
         // A path mistyped onto a file that holds newer data than the backup: it must survive.
-        using var p = ChildProcess.Start("dotnet", Cli, "repository", "restore", "--repo", repoPath, "--source", "vm-1", "--disk", "0", "--to", newer);
+        using var p = ChildProcess.Start("dotnet", ProxybackupDll, "repository", "restore", "--repo", repoPath, "--source", "vm-1", "--disk", "0", "--to", newer);
         var error = await p.Process.StandardError.ReadToEndAsync();
         await p.Process.WaitForExitAsync();
         Assert.Equal(1, p.Process.ExitCode);

@@ -11,8 +11,6 @@ namespace ProxyBackup.Cli.Tests;
 /// <summary>The daemon as systemd runs it: a policy due every minute, SIGTERM in the middle of a job, a restart.</summary>
 public class DaemonTests
 {
-    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
-
     [Fact]
     public async Task Runs_policies_stops_cleanly_on_sigterm_mid_job_and_resumes()
     {
@@ -26,7 +24,7 @@ public class DaemonTests
         var gold = (await w.Client.VmPoolExtendedAsync()).Count(v => v.UserTemplate.Element("BACKUP_POLICY")?.Value == "gold");
 
         // First run: both gold VMs protected within the first minute.
-        using (var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config))
+        using (var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config))
         {
             await WaitFor(() => w.Repository.ListRestorePoints().Select(p => p.Source).Distinct().Count() == gold, TimeSpan.FromSeconds(100), daemon);
             // Slow the cloud down so that the next run is still busy when SIGTERM arrives.
@@ -49,7 +47,7 @@ public class DaemonTests
 
         // Restart: the next slot runs again; retention keeps one restore point per VM.
         var before = w.Catalog.Recent(100).Count(j => j.State == "succeeded");
-        using (var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config))
+        using (var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config))
         {
             await WaitFor(() => w.Catalog.Recent(100).Count(j => j.State == "succeeded") >= before + gold && w.Catalog.Recent(100).All(j => j.State != "running"), TimeSpan.FromSeconds(130), daemon);
             Terminate(daemon.Process);
@@ -69,11 +67,11 @@ public class DaemonTests
         var config = await WriteConfigAsync(w);
         var socket = Path.Combine(w.Root, "run", "daemon.sock");
 
-        using var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
+        using var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
         await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket) & (UnixFileMode)0b111_111_111);
 
-        using (var cli = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config))
+        using (var cli = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config))
         {
             var output = await cli.Process.StandardOutput.ReadToEndAsync();
             var error = await cli.Process.StandardError.ReadToEndAsync();
@@ -86,10 +84,10 @@ public class DaemonTests
 
         // The TUI is up before the held backup starts. The simulator holds the backup's snapshot in
         // DISK_SNAPSHOT until the cancel has been asked for, so the job is surely still running then.
-        using var tui = new TmuxSession($"dotnet {Cli} configure --config {config}");
+        using var tui = new TmuxSession($"dotnet {ProxybackupDll} configure --config {config}");
         await tui.WaitForAsync("What do you want to set up?");
         var hold = w.Sim.Cloud.HoldTransientStates();
-        using (var cli = ChildProcess.Start("dotnet", Cli, "vm", "backup", "web-01", "--config", config))
+        using (var cli = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config))
         {
             await WaitFor(() => w.Catalog.Recent(10).Any(j => j.State == "running"), TimeSpan.FromSeconds(60), daemon);
             // The TUI watches the running backup live, as the daemon reports it, until Enter.
@@ -99,7 +97,7 @@ public class DaemonTests
             Assert.Matches(@"VM \d+ \(web-01\): ", tui.Screen());
             tui.Send("Enter");
             await tui.WaitForAsync("What do you want to set up?");
-            using (var cancel = ChildProcess.Start("dotnet", Cli, "vm", "cancel", "web-01", "--config", config))
+            using (var cancel = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "cancel", "web-01", "--config", config))
             {
                 Assert.Contains("is being stopped", await cancel.Process.StandardOutput.ReadToEndAsync(), StringComparison.Ordinal);
                 await cancel.Process.WaitForExitAsync();
@@ -128,7 +126,7 @@ public class DaemonTests
         var perJobMiB = (w.Repository.BackupMemoryAtFewest + (1 << 20) - 1) >> 20;
         var jobs = (int)(64 / perJobMiB) + 1; // one more than 64 MiB holds
         var config = await WriteConfigAsync(w, new { MaxConcurrent = jobs, MemoryMiB = 64 });
-        using var daemon = ChildProcess.Start("dotnet", Cli, "daemon", "--config", config);
+        using var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
         string line;
         do line = await daemon.ReadLineAsync(TimeSpan.FromSeconds(60));
         while (!line.Contains("Limits:MemoryMiB 64", StringComparison.Ordinal));
@@ -144,7 +142,7 @@ public class DaemonTests
         using var dir = new TempDirectory();
         var config = dir.Combine("config.json");
         await File.WriteAllTextAsync(config, "{\"OpenNebula\":{\"Endpoint\":\"ftp://x\"},\"Limits\":{\"MaxConcurrent\":0,\"MemoryMiB\":10},\"Repository\":{\"Path\":\"relative\"}}");
-        var (code, _, error) = await ChildProcess.RunAsync("dotnet", Cli, "daemon", "--config", config);
+        var (code, _, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "daemon", "--config", config);
         Assert.Equal(1, code);
         Assert.Contains("OpenNebula:Endpoint: an http(s) URL", error, StringComparison.Ordinal);
         Assert.Contains("Limits:MaxConcurrent: 1 to 64", error, StringComparison.Ordinal);
@@ -154,7 +152,7 @@ public class DaemonTests
         await File.WriteAllTextAsync(config, "{}");
         await File.WriteAllTextAsync(dir.Combine("secrets.json"), "{\"OpenNebulaPassword\":\"s3cret\"}");
         File.SetUnixFileMode(dir.Combine("secrets.json"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
-        (code, _, var err2) = await ChildProcess.RunAsync("dotnet", Cli, "daemon", "--config", config);
+        (code, _, var err2) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "daemon", "--config", config);
         Assert.Equal(1, code);
         Assert.Contains("chmod 600", err2, StringComparison.Ordinal);
         Assert.DoesNotContain("s3cret", err2, StringComparison.Ordinal);

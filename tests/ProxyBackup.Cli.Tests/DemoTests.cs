@@ -9,7 +9,7 @@ public class DemoTests
     [Fact]
     public async Task The_demo_restores_bit_exact_and_leaves_nothing_on_the_cloud()
     {
-        using var p = ChildProcess.Start("dotnet", Path.Combine(AppContext.BaseDirectory, "proxybackup-demo.dll"), "--json", "--disk-mb", "64");
+        using var p = ChildProcess.Start("dotnet", DemoDll, "--json", "--disk-mb", "64");
         var output = await p.Process.StandardOutput.ReadToEndAsync();
         await p.Process.WaitForExitAsync();
         Assert.True(p.Process.ExitCode == 0, output + await p.Process.StandardError.ReadToEndAsync());

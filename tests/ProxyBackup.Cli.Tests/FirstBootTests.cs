@@ -5,8 +5,6 @@ namespace ProxyBackup.Cli.Tests;
 
 public class FirstBootTests
 {
-    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
-
     [Fact]
     public async Task The_context_seeds_the_configuration_once_and_the_password_only_the_secrets_file()
     {
@@ -14,7 +12,7 @@ public class FirstBootTests
         var context = dir.Combine("one_env");
         await File.WriteAllTextAsync(context, "export VMID=\"17\"\nexport PROXYBACKUP_ENDPOINT=\"http://10.0.0.1:2633/RPC2\"\nexport PROXYBACKUP_USER=\"backup\"\nexport PROXYBACKUP_PASSWORD=\"p\\\"a\\$s\"\nexport PROXYBACKUP_REPOSITORY=\"/srv/backup\"\n");
         var config = dir.Combine("etc", "config.json");
-        using (var p = ChildProcess.Start("dotnet", Cli, "configure", "--from-context", "--context-file", context, "--config", config))
+        using (var p = ChildProcess.Start("dotnet", ProxybackupDll, "configure", "--from-context", "--context-file", context, "--config", config))
         {
             var output = await p.Process.StandardOutput.ReadToEndAsync();
             await p.Process.WaitForExitAsync();
@@ -33,7 +31,7 @@ public class FirstBootTests
 
         // A second boot keeps what the operator may have changed since.
         await File.WriteAllTextAsync(context, "export VMID=\"99\"\n");
-        using var again = ChildProcess.Start("dotnet", Cli, "configure", "--from-context", "--context-file", context, "--config", config);
+        using var again = ChildProcess.Start("dotnet", ProxybackupDll, "configure", "--from-context", "--context-file", context, "--config", config);
         Assert.Contains("nothing changed", await again.Process.StandardOutput.ReadToEndAsync(), StringComparison.Ordinal);
         Assert.Equal(17, JsonDocument.Parse(await File.ReadAllTextAsync(config)).RootElement.GetProperty("OpenNebula").GetProperty("ProxyVmId").GetInt32());
     }

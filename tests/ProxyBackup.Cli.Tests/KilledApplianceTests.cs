@@ -5,8 +5,6 @@ namespace ProxyBackup.Cli.Tests;
 /// <summary>The appliance process is killed in the middle of reading a disk; the next start cleans up.</summary>
 public class KilledApplianceTests
 {
-    private static string Cli => Path.Combine(AppContext.BaseDirectory, "proxybackup.dll");
-
     [Fact]
     public async Task A_backup_killed_mid_read_leaves_leftovers_that_the_next_start_removes()
     {
@@ -18,7 +16,7 @@ public class KilledApplianceTests
         string[] common = ["--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--catalog", w.Catalog.Path, "--devices-dir", w.Sim.Cloud.Devices.Directory, "--repo", w.Repository.Root];
 
-        using (var appliance = ChildProcess.Start("dotnet", [Cli, "vm", "backup", "web-01", .. common]))
+        using (var appliance = ChildProcess.Start("dotnet", [ProxybackupDll, "vm", "backup", "web-01", .. common]))
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
             string? line;
@@ -80,7 +78,7 @@ public class KilledApplianceTests
 
     private static async Task<(int Code, string Error)> RunAsync(params string[] args)
     {
-        var (code, _, error) = await ChildProcess.RunAsync("dotnet", [Cli, .. args]);
+        var (code, _, error) = await ChildProcess.RunAsync("dotnet", [ProxybackupDll, .. args]);
         return (code, error.Trim());
     }
 }
