@@ -23,10 +23,15 @@ internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger
         var dir = Path.GetDirectoryName(path)!;
         Directory.CreateDirectory(dir);
         File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        if (File.Exists(path)) File.Delete(path); // a socket left by a killed daemon
-        _listener.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        // Bound and listening under a staging name first: the socket appears at its path only with
+        // its final mode, and every client that finds it is answered. A socket left at the path by a
+        // killed daemon is replaced by the rename.
+        var staging = path + ".new";
+        if (File.Exists(staging)) File.Delete(staging);
+        _listener.Bind(new UnixDomainSocketEndPoint(staging));
+        File.SetUnixFileMode(staging, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         _listener.Listen(8);
+        File.Move(staging, path, overwrite: true);
         _loop = Task.Run(AcceptAsync);
     }
 

@@ -178,6 +178,50 @@ public sealed partial class BackupRepository
         }
     }
 
+    /// <summary>
+    /// Moves a chunk file that failed its check aside as <c>NAME.bad</c> (docs/repository-format.md,
+    /// "Damage and healing"): its name is then free, so the next backup that reads that content
+    /// stores it again and every restore point that references it is whole again. False when the
+    /// repository cannot be written (a read-only copy): the damage is still reported.
+    /// </summary>
+    internal bool QuarantineChunk(ChunkId id)
+    {
+        var path = ChunkPath(id);
+        try
+        {
+            if (!File.Exists(path)) return false;
+            File.Move(path, path + BadChunkSuffix, overwrite: true);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    internal const string BadChunkSuffix = ".bad";
+
+    /// <summary>Whether the stored chunk reads, decodes and hashes to its name (a checked read, as restore does).</summary>
+    internal bool ChunkIsSound(ChunkId id, ChunkCodec codec)
+    {
+        var file = System.Buffers.ArrayPool<byte>.Shared.Rent(ChunkFileCapacity(Config.ChunkSize));
+        var scratch = System.Buffers.ArrayPool<byte>.Shared.Rent(Config.ChunkSize);
+        try
+        {
+            codec.Open(id, file.AsSpan(0, ReadChunkFile(id, file)), scratch);
+            return true;
+        }
+        catch (CorruptDataException)
+        {
+            return false;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(file);
+            System.Buffers.ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
     /// <summary>The largest a chunk file can be: the encoding byte, a chunk stored raw, the cipher's nonce and tag.</summary>
     internal static int ChunkFileCapacity(int chunkSize) => 1 + chunkSize + BlobCipher.Overhead;
 

@@ -38,7 +38,10 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
         using var encoders = new BlockingCollection<ChunkCodec>();
         for (var i = 0; i < encoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys));
         long zero = 0, changed = 0, newStored = 0;
-        var newChunks = 0;
+        int newChunks = 0, repaired = 0;
+        // A full backup trusts no stored chunk by its name alone: it reads back each one it would
+        // reuse and replaces a damaged one (docs/repository-format.md, "Damage and healing").
+        var checkStored = previous is null;
         var written = new ConcurrentDictionary<ChunkId, byte>();
         // One per worker and a few for the reader to fill ahead.
         var buffers = Enumerable.Range(0, workers + tuning.BackupReadAhead).Select(_ => new AlignedBuffer(chunkSize)).ToList();
@@ -91,22 +94,32 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
                         var id = hasher.Name(data);
                         ids[item.Index] = id;
                         var unchanged = previous is not null && item.Index < previous.Chunks.Count && previous.Chunks[item.Index] == id;
-                        if (!unchanged)
+                        if (!unchanged) Interlocked.Add(ref changed, item.Length);
+                        // Even an unchanged chunk is written when the store lacks it (verify moved it
+                        // aside, or it was lost): a restore point never references a chunk that is not
+                        // there, and the older points that reference it are whole again.
+                        var present = written.TryAdd(id, 0) ? repository.HasChunk(id) : (bool?)null;
+                        if (present is false || (present is true && checkStored))
                         {
-                            Interlocked.Add(ref changed, item.Length);
-                            if (written.TryAdd(id, 0) && !repository.HasChunk(id))
+                            var codec = encoders.Take(token);
+                            try
                             {
-                                var codec = encoders.Take(token);
-                                try
+                                var damaged = present is true && !repository.ChunkIsSound(id, codec);
+                                if (damaged) repository.QuarantineChunk(id);
+                                if (present is false || damaged)
                                 {
                                     var file = codec.Encode(id, data);
                                     repository.WriteChunk(id, file.Span);
                                     stored = file.Length;
+                                    if (damaged) Interlocked.Increment(ref repaired);
                                 }
-                                finally
-                                {
-                                    encoders.Add(codec);
-                                }
+                            }
+                            finally
+                            {
+                                encoders.Add(codec);
+                            }
+                            if (stored > 0)
+                            {
                                 Interlocked.Add(ref newStored, stored);
                                 Interlocked.Increment(ref newChunks);
                             }
@@ -133,7 +146,7 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
         var stats = new DiskBackupStats
         {
             Read = source.Size, Zero = zero, Changed = previous is null ? source.Size - zero : changed,
-            NewStored = newStored, NewChunks = newChunks, Seconds = meter.Elapsed.TotalSeconds,
+            NewStored = newStored, NewChunks = newChunks, Repaired = repaired, Seconds = meter.Elapsed.TotalSeconds,
         };
         return (new Manifest(source.Size, chunkSize, ids), stats);
     }

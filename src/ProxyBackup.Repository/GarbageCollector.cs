@@ -24,7 +24,16 @@ internal sealed class GarbageCollector(BackupRepository repository)
             ct.ThrowIfCancellationRequested();
             ChunkId id;
             try { id = ChunkId.Parse(Path.GetFileName(file)); }
-            catch (FormatException) { continue; }
+            catch (FormatException)
+            {
+                // A damaged chunk verify or a backup moved aside: evidence for a while, then freed.
+                if (file.EndsWith(BackupRepository.BadChunkSuffix, StringComparison.Ordinal) && File.GetLastWriteTimeUtc(file) <= cutoff)
+                {
+                    freed += new FileInfo(file).Length;
+                    AtomicFile.TryDelete(file);
+                }
+                continue;
+            }
             if (marked.Contains(id)) continue;
             var info = new FileInfo(file);
             if (info.LastWriteTimeUtc > cutoff) { inGrace++; continue; }

@@ -49,7 +49,7 @@ public sealed record PipelineTuning
         if (SpareBuffers < 1) p.Add("SpareBuffers: 1 or more");
         if (MinimumBatch is < 1 or > Sha256Lanes.Width) p.Add($"MinimumBatch: 1 to {Sha256Lanes.Width}");
         if (BatchingWorkers < Sha256Lanes.Width) p.Add($"BatchingWorkers: {Sha256Lanes.Width} or more, to fill a batch");
-        if (BatchFillTime < TimeSpan.Zero || BatchFillTime > TimeSpan.FromSeconds(1)) p.Add("BatchFillTime: 0 to 1 s");
+        if (BatchFillTime < TimeSpan.Zero || BatchFillTime > TimeSpan.FromSeconds(10)) p.Add("BatchFillTime: 0 to 10 s");
         return p;
     }
 

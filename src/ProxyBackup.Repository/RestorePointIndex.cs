@@ -48,5 +48,10 @@ public sealed record DiskBackupStats
     /// <summary>Chunks newly written.</summary>
     [JsonPropertyName("new_chunks")] public int NewChunks { get; init; }
 
+    /// <summary>Of those, chunks whose stored copy was damaged and was replaced (moved aside as .bad); absent when 0.</summary>
+    [JsonPropertyName("repaired")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Repaired { get; init; }
+
     [JsonPropertyName("seconds")] public double Seconds { get; init; }
 }

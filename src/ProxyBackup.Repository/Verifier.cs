@@ -84,7 +84,11 @@ internal sealed class Verifier(BackupRepository repository)
                 else
                 {
                     try { loader.Load(pair.Key, token); }
-                    catch (CorruptDataException e) { why = e.Message; }
+                    catch (CorruptDataException e)
+                    {
+                        // Aside, its name is free: the next backup that reads this content stores it again.
+                        why = repository.QuarantineChunk(pair.Key) ? $"{e.Message} Moved aside as {pair.Key}{BackupRepository.BadChunkSuffix}; the next backup of this data stores it again." : e.Message;
+                    }
                 }
                 if (why is not null)
                 {

@@ -99,7 +99,8 @@ public unsafe class ChunkHashingTests
         // The end of a run: 32 workers were expected, 29 are done, the last 3 hash their chunks.
         var random = new Random(12);
         var chunks = Enumerable.Range(0, 3).Select(i => RandomBytes(random, 70_000 + i)).ToArray();
-        var hasher = new ChunkHasher(null, concurrentCallers: 32);
+        // A fill time no loaded machine reaches: only the callers' leaving can close the batch.
+        var hasher = new ChunkHasher(null, concurrentCallers: 32, PipelineTuning.Default with { BatchFillTime = TimeSpan.FromSeconds(10) });
         for (var i = 0; i < 29; i++) hasher.Leave();
 
         var digests = HashConcurrently(hasher, chunks, threads: 3);

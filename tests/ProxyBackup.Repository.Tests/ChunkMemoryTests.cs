@@ -73,36 +73,24 @@ public sealed class ChunkMemoryTests
     public async Task An_admitted_job_holds_its_memory_from_the_start_and_its_operation_draws_on_it()
     {
         var memory = new ChunkMemory { Budget = 100 * MiB, ExpectedOperations = 2 };
-        var go = new TaskCompletionSource();
-        var first = Task.Run(async () =>
-        {
-            using var admission = await memory.AdmitAsync(20 * MiB, null, CancellationToken.None);
-            await go.Task;
-            using var lease = await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None, admission).WaitAsync(TimeSpan.FromSeconds(10));
-            return (lease.Workers, memory.Reserved);
-        });
-        while (memory.Reserved == 0) await Task.Delay(5); // the job holds its admission
+        var admission = await memory.AdmitAsync(20 * MiB, null, CancellationToken.None);
         // Someone else takes most of the rest meanwhile (74 MiB): 6 MiB are free, the job's own 20 MiB still are its own.
         var other = await memory.ReserveAsync(4 * MiB, 62 * MiB, preferred: 3, fewest: 3, null, CancellationToken.None);
-        go.SetResult();
-        Assert.Equal((3, 94 * MiB), await first.WaitAsync(TimeSpan.FromSeconds(10)));
+        using (var lease = await memory.ReserveAsync(4 * MiB, 8 * MiB, preferred: 10, fewest: 3, null, CancellationToken.None, admission).WaitAsync(TimeSpan.FromSeconds(10)))
+            Assert.Equal((3, 94 * MiB), (lease.Workers, memory.Reserved));
+        admission.Dispose();
         Assert.Equal(74 * MiB, memory.Reserved);
 
-        // A job that does not fit waits before its body starts, and says so.
+        // A job that does not fit waits before it may start, and says so (at once, before any await).
         var waits = 0;
-        var started = false;
-        var second = Task.Run(async () =>
-        {
-            using var admission = await memory.AdmitAsync(30 * MiB, () => waits++, CancellationToken.None);
-            started = true;
-            return memory.Reserved;
-        });
-        await Task.Delay(100);
-        Assert.False(started);
+        var admitting = memory.AdmitAsync(30 * MiB, () => waits++, CancellationToken.None);
+        Assert.False(admitting.IsCompleted);
         Assert.Equal(1, waits);
         other.Dispose();
-        Assert.Equal(30 * MiB, await second.WaitAsync(TimeSpan.FromSeconds(10)));
+        using (await admitting.WaitAsync(TimeSpan.FromSeconds(10)))
+            Assert.Equal(30 * MiB, memory.Reserved);
         Assert.Equal(0, memory.Reserved);
+        Assert.Equal(1, waits);
     }
 
     [Fact]

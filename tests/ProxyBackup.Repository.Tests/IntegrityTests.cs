@@ -53,8 +53,10 @@ public class IntegrityTests
         Assert.False(report.DamagedRestorePoints.ContainsKey($"vm-2/{b.Id}"));
         Assert.Single(report.DamagedChunks);
 
+        // The read-data verify moved the damaged file aside, so the quick check sees it missing too.
+        Assert.Equal(damage != "delete", File.Exists(file + BackupRepository.BadChunkSuffix));
         var quick = await repo.VerifyAsync(readData: false);
-        Assert.Equal(damage == "delete", !quick.Ok); // existence check sees only a missing chunk
+        Assert.False(quick.Ok);
 
         await Assert.ThrowsAsync<CorruptDataException>(() => repo.RestoreDiskAsync(a, "0", dir.Combine("out.img")));
         Assert.False(File.Exists(dir.Combine("out.img")), "a failed restore must not leave a half-written file that looks like a disk");
@@ -116,6 +118,79 @@ public class IntegrityTests
         Assert.Single(repo.ListRestorePoints());
         Assert.True((await repo.VerifyAsync(true)).Ok);
         Assert.Equal(0, repo.CollectGarbage(TimeSpan.Zero).ChunksRemoved);
+    }
+
+    [Theory]
+    [InlineData("flip")]
+    [InlineData("truncate")]
+    public async Task A_full_backup_replaces_a_damaged_chunk_it_would_reuse_and_the_old_points_restore_again(string damage)
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, _, disk) = await TwoPointsAsync(dir);
+        var file = SomeChunkFileOf(repo, a);
+        var bytes = File.ReadAllBytes(file);
+        if (damage == "flip") bytes[bytes.Length / 2] ^= 0x40;
+        else bytes = bytes[..10];
+        File.WriteAllBytes(file, bytes);   // bit rot nobody has seen yet: no verify ran
+
+        DiskBackupStats stats;
+        using (var w = repo.StartRestorePoint("vm-1")) { stats = await w.AddDiskAsync("0", disk); w.Commit(); }
+
+        Assert.Equal(1, stats.Repaired);
+        Assert.True(File.Exists(file + BackupRepository.BadChunkSuffix));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        var restored = dir.Combine("a.img");
+        await repo.RestoreDiskAsync(a, "0", restored);   // the point written before the damage
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+    }
+
+    [Fact]
+    public async Task An_incremental_stores_again_a_chunk_that_went_missing_instead_of_referencing_it()
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, _, disk) = await TwoPointsAsync(dir);
+        var file = SomeChunkFileOf(repo, a);
+        File.Delete(file);
+
+        RestorePointIndex c;
+        DiskBackupStats stats;
+        using (var w = repo.StartRestorePoint("vm-1", a)) { stats = await w.AddDiskAsync("0", disk); c = w.Commit(); }
+
+        Assert.Equal(0, stats.Changed);   // nothing changed on the disk ...
+        Assert.Equal(1, stats.NewChunks); // ... yet the missing chunk is stored again
+        Assert.True(File.Exists(file));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        foreach (var point in new[] { a, c })
+        {
+            var restored = dir.Combine($"{point.Id}.img");
+            await repo.RestoreDiskAsync(point, "0", restored);
+            Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+        }
+    }
+
+    [Fact]
+    public async Task Verify_moves_a_damaged_chunk_aside_and_the_next_incremental_heals_every_point()
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, _, disk) = await TwoPointsAsync(dir);
+        var file = SomeChunkFileOf(repo, a);
+        var bytes = File.ReadAllBytes(file);
+        bytes[^1] ^= 0x01;
+        File.WriteAllBytes(file, bytes);
+        var report = await repo.VerifyAsync(readData: true);
+        Assert.False(report.Ok);
+        Assert.Contains(report.DamagedRestorePoints[$"vm-1/{a.Id}"], why => why.Contains("Moved aside", StringComparison.Ordinal));
+
+        using (var w = repo.StartRestorePoint("vm-1", a)) { await w.AddDiskAsync("0", disk); w.Commit(); }
+
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        var restored = dir.Combine("a.img");
+        await repo.RestoreDiskAsync(a, "0", restored);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+        // The moved-aside copy is evidence for GC's grace, then freed.
+        Assert.True(File.Exists(file + BackupRepository.BadChunkSuffix));
+        repo.CollectGarbage(TimeSpan.Zero);
+        Assert.False(File.Exists(file + BackupRepository.BadChunkSuffix));
     }
 
     private sealed class CancelAfterFirst(CancellationTokenSource cts) : IProgress<TransferProgress>
