@@ -56,8 +56,7 @@ public class BackupRoundTripTests
             Assert.StartsWith("/dev/loop", new FileInfo(devicePath).LinkTarget, StringComparison.Ordinal);
 
         // 5. Detach, delete the temporary image, delete the snapshot.
-        await client.VmDetachAsync(proxy.Id, attached.DiskId);
-        var detached = await cloud.Waiter.VmSettledAsync(proxy.Id, SimulatedCloud.Timeout);
+        var detached = await cloud.DetachFromProxyAsync(proxy.Id, attached.DiskId);
         Assert.DoesNotContain(detached.Disks, d => d.ImageId == imageId);
         Assert.DoesNotContain(newDevice, cloud.DeviceNames());
         await cloud.Waiter.ImageReadyAsync(imageId, SimulatedCloud.Timeout);
@@ -95,8 +94,7 @@ public class BackupRoundTripTests
             await f.FlushAsync();
             f.Flush(flushToDisk: true);
         }
-        await client.VmDetachAsync(proxy.Id, p.Disks.Single(d => d.ImageId == imageId).DiskId);
-        await cloud.Waiter.VmSettledAsync(proxy.Id, SimulatedCloud.Timeout);
+        await cloud.DetachFromProxyAsync(proxy.Id, p.Disks.Single(d => d.ImageId == imageId).DiskId);
         await cloud.Waiter.ImageReadyAsync(imageId, SimulatedCloud.Timeout);
 
         var vmTemplate = new OneTemplate().Set("NAME", "restored").Set("CPU", 1).Set("MEMORY", 512).AddVector("DISK", [new("IMAGE_ID", imageId)]);

@@ -61,6 +61,24 @@ public sealed class SimulatedCloud : IAsyncDisposable
 
     public async Task<VirtualMachine> ProxyAsync() => await VmNamedAsync("proxybackup");
 
+    /// <summary>
+    /// Detaches a disk from the proxy as the engine does: udev probes a block device after it was
+    /// written (blkid), and a detach during that probe is refused as "device in use in the guest";
+    /// it is asked again, a bounded number of times, until the disk is gone.
+    /// </summary>
+    public async Task<VirtualMachine> DetachFromProxyAsync(int proxyId, int diskId)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            await Client.VmDetachAsync(proxyId, diskId);
+            var vm = await Waiter.VmSettledAsync(proxyId, Timeout);
+            if (vm.Disks.All(d => d.DiskId != diskId)) return vm;
+            if (attempt == 10 || vm.LastError?.Contains("device in use", StringComparison.Ordinal) != true)
+                throw new InvalidOperationException($"Disk {diskId} is still attached to the proxy: {vm.LastError}");
+            await Task.Delay(200 * attempt);
+        }
+    }
+
     public IReadOnlySet<string> DeviceNames() =>
         Directory.EnumerateFileSystemEntries(DevicesDirectory).Select(Path.GetFileName).OfType<string>().ToHashSet();
 

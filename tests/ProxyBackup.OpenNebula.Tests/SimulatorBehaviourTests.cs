@@ -166,11 +166,9 @@ public class SimulatorBehaviourTests
             Assert.Contains(still.Disks, d => d.ImageId == imageId);
             // Who holds it, to find out: this test process.
             Assert.Contains($"device in use in the guest (pid {Environment.ProcessId} ", still.LastError, StringComparison.Ordinal);
-            Console.WriteLine("LASTERROR " + still.LastError);
             Assert.Equal(ImageState.Used, (await c.ImageInfoAsync(imageId)).State);
         }
-        await c.VmDetachAsync(proxy.Id, disk.DiskId);
-        var done = await cloud.Waiter.VmSettledAsync(proxy.Id, SimulatedCloud.Timeout);
+        var done = await cloud.DetachFromProxyAsync(proxy.Id, disk.DiskId);
         Assert.DoesNotContain(done.Disks, d => d.ImageId == imageId);
         Assert.Equal(ImageState.Ready, (await c.ImageInfoAsync(imageId)).State);
     }
