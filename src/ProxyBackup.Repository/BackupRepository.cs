@@ -321,6 +321,8 @@ public sealed partial class BackupRepository
         {
             var index = JsonSerializer.Deserialize<RestorePointIndex>(ReadPointFile(source, id, "index")) ?? throw new JsonException("empty");
             if (index.Source != source || index.Id != id) throw new CorruptDataException($"{source}/{id}/index names another restore point ({index.Source}/{index.Id}).");
+            if (index.Format != RepositoryConfig.CurrentFormat)
+                throw new CorruptDataException($"{source}/{id}/index is of format {index.Format}; this version reads format {RepositoryConfig.CurrentFormat} (damaged, or written by a newer ProxyBackup).");
             return index;
         }
         catch (JsonException e)
@@ -335,7 +337,15 @@ public sealed partial class BackupRepository
         var bytes = ReadPointFile(point.Source, point.Id, ManifestFile(disk));
         if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(bytes)), entry.ManifestSha256, StringComparison.Ordinal))
             throw new CorruptDataException($"{point.Source}/{point.Id}/{ManifestFile(disk)} does not match its index (damaged or replaced).");
-        return Manifest.Parse(bytes, $"{point.Source}/{point.Id}/{ManifestFile(disk)}");
+        var name = $"{point.Source}/{point.Id}/{ManifestFile(disk)}";
+        var manifest = Manifest.Parse(bytes, name);
+        // A restore sizes its target from the index and cuts chunks by the config: both must agree
+        // with the manifest, or the restore would write a disk of the wrong shape.
+        if (manifest.DiskSize != entry.Size)
+            throw new CorruptDataException($"{name} describes a disk of {manifest.DiskSize} bytes, its index says {entry.Size} (damaged or edited).");
+        if (manifest.ChunkSize != Config.ChunkSize)
+            throw new CorruptDataException($"{name} has chunks of {manifest.ChunkSize} bytes, the repository's config says {Config.ChunkSize} (damaged or edited).");
+        return manifest;
     }
 
     public byte[] LoadMetadata(RestorePointIndex point, string name)

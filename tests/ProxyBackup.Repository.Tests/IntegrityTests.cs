@@ -193,6 +193,39 @@ public class IntegrityTests
         Assert.False(File.Exists(file + BackupRepository.BadChunkSuffix));
     }
 
+    public static TheoryData<string> Edits => ["index disk size", "index format", "config chunk size"];
+
+    [Theory]
+    [MemberData(nameof(Edits))]
+    public async Task Verify_and_restore_refuse_an_index_or_config_that_disagrees_with_the_manifests(string edit)
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, b, _) = await TwoPointsAsync(dir);
+        var indexFile = Path.Combine(repo.Root, "points", "vm-1", a.Id, "index");
+        var configFile = Path.Combine(repo.Root, "config");
+        static void Replace(string file, string from, string to)
+        {
+            var text = File.ReadAllText(file);
+            Assert.Contains(from, text, StringComparison.Ordinal);
+            File.WriteAllText(file, text.Replace(from, to, StringComparison.Ordinal));
+        }
+        switch (edit)
+        {
+            case "index disk size": Replace(indexFile, $"\"size\":{2L << 20}", $"\"size\":{3L << 20}"); break;
+            case "index format": Replace(indexFile, "\"format\":1", "\"format\":99"); break;
+            default: Replace(configFile, $"\"chunk_size\": {Chunk}", $"\"chunk_size\": {2 * Chunk}"); break;
+        }
+        var reopened = BackupRepository.Open(repo.Root, null);
+
+        var report = await reopened.VerifyAsync(readData: false);
+
+        Assert.True(report.DamagedRestorePoints.ContainsKey($"vm-1/{a.Id}"), edit);
+        Assert.Equal(edit == "config chunk size", report.DamagedRestorePoints.ContainsKey($"vm-2/{b.Id}"));
+        await Assert.ThrowsAnyAsync<RepositoryException>(async () =>
+            await reopened.RestoreDiskAsync(reopened.LoadIndex("vm-1", a.Id), "0", dir.Combine("out.img")));
+        Assert.False(File.Exists(dir.Combine("out.img")));
+    }
+
     private sealed class CancelAfterFirst(CancellationTokenSource cts) : IProgress<TransferProgress>
     {
         public void Report(TransferProgress value) => cts.Cancel();
