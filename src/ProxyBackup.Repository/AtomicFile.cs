@@ -23,7 +23,7 @@ internal static class AtomicFile
         var tmp = TmpPath(tmpDirectory, path);
         try
         {
-            using (var f = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.None))
+            using (var f = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1, UnixCreateMode = OwnerOnly.File }))
             {
                 f.Write(content);
                 if (durability == Durability.AtCommit) Native.StartWriteback(f.SafeFileHandle);

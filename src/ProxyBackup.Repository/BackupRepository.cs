@@ -75,7 +75,7 @@ public sealed partial class BackupRepository
             Created = DateTimeOffset.UtcNow,
         };
         config.Validate(path);
-        foreach (var d in new[] { "", "chunks", "points", "locks", "tmp", "keys" }) Directory.CreateDirectory(Path.Combine(path, d));
+        foreach (var d in new[] { "", "chunks", "points", "locks", "tmp", "keys" }) OwnerOnly.CreateDirectory(Path.Combine(path, d));
         MasterKeys? keys = null;
         if (options.Key is { } key)
         {
@@ -110,7 +110,7 @@ public sealed partial class BackupRepository
             if (key is null) throw new WrongKeyException($"Repository {path} is encrypted: give its passphrase or key file.");
             keys = MasterKeys.Unwrap(Directory.EnumerateFiles(Path.Combine(path, "keys")).Select(File.ReadAllBytes), key);
         }
-        foreach (var d in new[] { "chunks", "points", "locks", "tmp" }) Directory.CreateDirectory(Path.Combine(path, d));
+        foreach (var d in new[] { "chunks", "points", "locks", "tmp" }) OwnerOnly.CreateDirectory(Path.Combine(path, d));
         return new BackupRepository(path, config, keys);
     }
 
@@ -161,7 +161,7 @@ public sealed partial class BackupRepository
         // Created before it is remembered: a worker that finds it remembered may rename into it at once.
         if (!_fanOutDirectories.ContainsKey(fanOut))
         {
-            Directory.CreateDirectory(fanOut);
+            OwnerOnly.CreateDirectory(fanOut);
             _fanOutDirectories.TryAdd(fanOut, 0);
         }
         try

@@ -73,6 +73,7 @@ internal sealed class BlockSource : IDisposable
         var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite);
         try
         {
+            File.SetUnixFileMode(handle, OwnerOnly.File); // a restored disk is as private as its backup
             RandomAccess.SetLength(handle, diskSize);
         }
         catch

@@ -84,7 +84,7 @@ internal static partial class Native
     /// </summary>
     public static SafeFileHandle? CreateDirect(string path)
     {
-        var fd = Open(path, OWrOnly | OCreat | OExcl | ODirect | OCloexec, 0b110_110_110);
+        var fd = Open(path, OWrOnly | OCreat | OExcl | ODirect | OCloexec, (int)OwnerOnly.File);
         if (fd >= 0) return new SafeFileHandle(fd, ownsHandle: true);
         var errno = Marshal.GetLastPInvokeError();
         if (errno == Einval) return null;

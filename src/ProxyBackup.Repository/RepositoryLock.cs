@@ -43,7 +43,7 @@ public sealed class RepositoryLock : IDisposable
         var clock = repository.Clock;
         var deadline = clock.GetUtcNow() + (wait ?? TimeSpan.Zero);
         var dir = repository.LocksDirectory;
-        Directory.CreateDirectory(dir);
+        OwnerOnly.CreateDirectory(dir);
         while (true)
         {
             var now = clock.GetUtcNow();

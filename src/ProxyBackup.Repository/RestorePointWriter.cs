@@ -29,7 +29,7 @@ public sealed class RestorePointWriter : IDisposable
         Time = repository.Clock.GetUtcNow();
         Id = BackupRepository.NewRestorePointId(Time);
         _lock = RepositoryLock.Acquire(repository, exclusive: false, purpose: $"backup of {source}");
-        Directory.CreateDirectory(repository.PointDirectory(source, Id));
+        OwnerOnly.CreateDirectory(repository.PointDirectory(source, Id));
     }
 
     public string Source { get; }
