@@ -14,7 +14,7 @@ public sealed partial class BackupRepository
     /// <summary>Decides what a retention policy keeps; with <paramref name="dryRun"/> false, removes the rest.</summary>
     public IReadOnlyList<RetentionDecision> ApplyRetention(RetentionPolicy policy, string? source = null, bool dryRun = true, DateTimeOffset? now = null, TimeZoneInfo? zone = null)
     {
-        using var held = dryRun ? null : RepositoryLock.Acquire(this, exclusive: true, purpose: "retention", wait: TimeSpan.FromSeconds(30));
+        using var held = dryRun ? null : RepositoryLock.Acquire(this, exclusive: true, purpose: "retention", wait: ExclusiveLockWait);
         var plan = Retention.Plan(ListRestorePoints(source), policy, now ?? DateTimeOffset.UtcNow, zone);
         if (!dryRun)
             foreach (var d in plan.Where(d => !d.Keep)) Remove(d.Point);
@@ -24,7 +24,7 @@ public sealed partial class BackupRepository
     /// <summary>Removes one restore point: its index first, so that it vanishes at once; its chunks go at the next gc.</summary>
     public void Forget(RestorePointIndex point)
     {
-        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: $"forget {point.Source}/{point.Id}", wait: TimeSpan.FromSeconds(30));
+        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: $"forget {point.Source}/{point.Id}", wait: ExclusiveLockWait);
         Remove(point);
     }
 
@@ -38,7 +38,7 @@ public sealed partial class BackupRepository
 
     public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
     {
-        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: TimeSpan.FromSeconds(30));
+        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: ExclusiveLockWait);
         return new GarbageCollector(this).Run(grace ?? TimeSpan.FromHours(24), ct);
     }
 

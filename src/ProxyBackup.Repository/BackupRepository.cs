@@ -21,6 +21,9 @@ public sealed partial class BackupRepository
     /// </summary>
     public TimeProvider Clock { get; set; } = TimeProvider.System;
 
+    /// <summary>How long retention, forget and GC wait for the backups and restores under way before they give up.</summary>
+    public TimeSpan ExclusiveLockWait { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Which SHA-256 names chunks here, and why (the lanes' self-test): one line for the daemon's log.</summary>
     public static string HashingStatus => Sha256Lanes.Status;
 

@@ -6,10 +6,13 @@ using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Scheduler;
 
+/// <summary>What failed: the backup itself, or the retention after a successful backup.</summary>
+public enum FailedStep { Backup, Retention }
+
 /// <summary>Failed jobs are told to someone: a log line at error level always, a webhook when configured.</summary>
 public interface IFailureNotifier
 {
-    Task NotifyAsync(string policy, int vmId, string vmName, string error, CancellationToken ct);
+    Task NotifyAsync(FailedStep step, string policy, int vmId, string vmName, string error, CancellationToken ct);
 }
 
 /// <summary>How a <see cref="PolicyRunner"/> runs: limits, clock, and who hears of failures.</summary>
@@ -153,17 +156,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 () => job.Report(TransferProgress.WaitingForMemory("backup")), ct).ConfigureAwait(false);
             var result = await backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission }, job, ct).ConfigureAwait(false);
             logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
-            if (!policy.Retention.IsEmpty)
-            {
-                var removed = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(item.VmId), dryRun: false).Count(d => !d.Keep);
-                if (removed > 0)
-                {
-                    // The backup job indexed its new point; only what retention removed is left to drop.
-                    options.Index?.SyncSource(repository, BackupJob.SourceOf(item.VmId));
-                    _forgotSomething = true;
-                    logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {Vm}", policy.Name, removed, item.VmId);
-                }
-            }
+            await ApplyRetentionAsync(item).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -178,9 +171,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 return;
             }
             logger.LogError("Policy {Policy}: backup of VM {Vm} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
-            if (options.Notifier is not null)
-                try { await options.Notifier.NotifyAsync(policy.Name, item.VmId, item.VmName, e.Message, CancellationToken.None).ConfigureAwait(false); }
-                catch (Exception n) when (n is HttpRequestException or TaskCanceledException) { logger.LogWarning("Failure notification could not be sent: {Error}", n.Message); }
+            await NotifyAsync(FailedStep.Backup, item, e.Message).ConfigureAwait(false);
         }
         finally
         {
@@ -190,6 +181,38 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             if (retry) _queue.Retry(item);
             else _queue.Finished(item);
         }
+    }
+
+    /// <summary>
+    /// The policy's retention after a successful backup. Its failure (the repository is busy, full,
+    /// damaged) is reported as a retention failure: the backup stands and is not repeated.
+    /// </summary>
+    private async Task ApplyRetentionAsync(QueuedBackup item)
+    {
+        var policy = item.Run.Policy;
+        if (policy.Retention.IsEmpty) return;
+        var source = BackupJob.SourceOf(item.VmId);
+        try
+        {
+            var removed = repository.ApplyRetention(policy.Retention, source, dryRun: false).Count(d => !d.Keep);
+            if (removed == 0) return;
+            // The backup job indexed its new point; only what retention removed is left to drop.
+            options.Index?.SyncSource(repository, source);
+            _forgotSomething = true;
+            logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {Vm}", policy.Name, removed, item.VmId);
+        }
+        catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
+        {
+            logger.LogError("Policy {Policy}: VM {Vm} ({Name}) was backed up, but its retention failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
+            await NotifyAsync(FailedStep.Retention, item, e.Message).ConfigureAwait(false);
+        }
+    }
+
+    private async Task NotifyAsync(FailedStep step, QueuedBackup item, string error)
+    {
+        if (options.Notifier is null) return;
+        try { await options.Notifier.NotifyAsync(step, item.Run.Policy.Name, item.VmId, item.VmName, error, CancellationToken.None).ConfigureAwait(false); }
+        catch (Exception n) when (n is HttpRequestException or TaskCanceledException) { logger.LogWarning("Failure notification could not be sent: {Error}", n.Message); }
     }
 
     private void CollectGarbageIfDrained()

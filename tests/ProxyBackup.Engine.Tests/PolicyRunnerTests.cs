@@ -14,9 +14,9 @@ public class PolicyRunnerTests
     private sealed class RecordingNotifier : IFailureNotifier
     {
         public List<string> Sent { get; } = [];
-        public Task NotifyAsync(string policy, int vmId, string vmName, string error, CancellationToken ct)
+        public Task NotifyAsync(FailedStep step, string policy, int vmId, string vmName, string error, CancellationToken ct)
         {
-            lock (Sent) Sent.Add($"{policy}:{vmId}:{error}");
+            lock (Sent) Sent.Add(step == FailedStep.Backup ? $"{policy}:{vmId}:{error}" : $"{step}:{policy}:{vmId}:{error}");
             return Task.CompletedTask;
         }
     }
@@ -74,6 +74,34 @@ public class PolicyRunnerTests
         Assert.All(notifier.Sent, s => Assert.Contains("broken datastore", s, StringComparison.Ordinal));
         Assert.Empty(w.Catalog.Pending());
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
+    }
+
+    [Fact]
+    public async Task A_retention_that_fails_after_a_good_backup_is_reported_as_such_and_the_backup_is_not_repeated()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "gold", Schedule = "*/5 * * * *", Selection = new VmSelection { VmIds = [web.Id] },
+            Retention = new RetentionPolicy { KeepLast = 1 }, Retries = 2,
+        });
+        var notifier = new RecordingNotifier();
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Time = new ManualClock(T0.AddMinutes(3)), Since = T0, Notifier = notifier });
+        // Another writer holds the repository for the whole run, so retention cannot get its lock.
+        w.Repository.ExclusiveLockWait = TimeSpan.Zero;
+        using (w.Repository.StartRestorePoint("vm-9999"))
+        {
+            Assert.Equal(1, await runner.TickAsync(CancellationToken.None));
+            await DrainAll(runner);
+        }
+
+        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id)));   // backed up once, not retried
+        var sent = Assert.Single(notifier.Sent);
+        Assert.StartsWith($"Retention:gold:{web.Id}:", sent, StringComparison.Ordinal);
+        Assert.Contains("locked", sent, StringComparison.Ordinal);
+        Assert.Single(w.Catalog.Recent(10), j => j.State == "succeeded");
     }
 
     [Fact]
