@@ -131,9 +131,9 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 {
                     await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
                 }
-                ForgetEntry(jobId, CloudObjectKind.Attachment, imageId);
+                ForgetEntry(jobId, CloudObjectKind.Attachment, imageId, diskId: null);
                 await steps.DeleteImageAsync(imageId, ct).ConfigureAwait(false);
-                ForgetEntry(jobId, CloudObjectKind.Image, imageId);
+                ForgetEntry(jobId, CloudObjectKind.Image, imageId, diskId: null);
                 results.Add(new DiskBackupResult(d.DiskId, d.Image, stats));
                 logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
             }
@@ -148,16 +148,21 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         foreach (var d in disks)
         {
             await steps.DeleteSnapshotAsync(vmId, d.DiskId, snapshots[d.DiskId], ct).ConfigureAwait(false);
-            ForgetEntry(jobId, CloudObjectKind.DiskSnapshot, snapshots[d.DiskId]);
+            ForgetEntry(jobId, CloudObjectKind.DiskSnapshot, snapshots[d.DiskId], d.DiskId);
         }
         var index = writer.Commit();
         logger.LogInformation("Backup {Job} of VM {Vm} committed as restore point {Point}", jobId, vmId, index.Id);
         return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
     }
 
-    private void ForgetEntry(string jobId, CloudObjectKind kind, int objectId)
+    /// <summary>
+    /// Drops the journal entry of an object that is gone. Snapshot ids are per disk (two disks of a
+    /// VM both have a snapshot 12), so a snapshot's entry is found by its disk too.
+    /// </summary>
+    private void ForgetEntry(string jobId, CloudObjectKind kind, int objectId, int? diskId)
     {
-        foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == kind && e.ObjectId == objectId)) steps.Journal.Remove(e.Id);
+        foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == kind && e.ObjectId == objectId && (diskId is null || e.DiskId == diskId)))
+            steps.Journal.Remove(e.Id);
     }
 
     private static void CheckBackupable(VirtualMachine vm)

@@ -44,8 +44,18 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             var vmId = await steps.Client.TemplateInstantiateAsync(templateId, name, hold: false, extra: null, ct: ct).ConfigureAwait(false);
             // The images now belong to the new VM: nothing of them is a leftover any more.
             foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == CloudObjectKind.Image)) steps.Journal.Remove(e.Id);
-            await steps.Client.TemplateDeleteAsync(templateId, recursive: false, ct).ConfigureAwait(false);
-            steps.Journal.Remove(entry);
+            // The VM exists: a template that cannot be deleted now is a leftover for the cleanup
+            // (it stays journaled), not a failed restore that an operator would run again.
+            try
+            {
+                await steps.Client.TemplateDeleteAsync(templateId, recursive: false, ct).ConfigureAwait(false);
+                steps.Journal.Remove(entry);
+            }
+            catch (UserFacingException e)
+            {
+                jobs.Log(jobId, "warning", $"the temporary template {templateId} could not be deleted ({e.Message}); the next cleanup removes it");
+                logger.LogWarning("Restore {Job}: temporary template {Template} left for the cleanup: {Error}", jobId, templateId, e.Message);
+            }
             await steps.Waiter.VmRunningAsync(vmId, steps.Options.CopyTimeout, ct).ConfigureAwait(false);
             logger.LogInformation("Restore {Job}: VM {Vm} ({Name}) is RUNNING from restore point {Point}", jobId, vmId, name, point.Id);
             return new RestoreResult(jobId, vmId, images);

@@ -133,6 +133,44 @@ public class FailureTests
         public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
     }
 
+    [Theory]
+    [InlineData("drop-before")]
+    [InlineData("error")]
+    public async Task A_second_snapshot_delete_that_fails_leaves_no_snapshot_behind(string action)
+    {
+        // Snapshot ids are per disk: both disks of web-01 get snapshot 0. Forgetting the first
+        // disk's entry must not forget the second's, or its snapshot would leak for good.
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        w.Sim.Faults.Set([FaultRule.Parse($"one.vm.disksnapshotdelete,nth=2,action={action},code=2048,message=injected")]);
+        await Assert.ThrowsAnyAsync<Exception>(() => w.Backup.RunAsync(web.Id, new BackupOptions()));
+        w.Sim.Faults.Set([]);
+        // The job's own cleanup found the second snapshot in the journal and removed it.
+        Assert.Empty(w.Catalog.Pending());
+        AssertClean(before, w.Inventory());
+    }
+
+    [Fact]
+    public async Task A_restore_whose_temporary_template_cannot_be_deleted_succeeds_and_leaves_the_template_to_the_cleanup()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        var before = w.Inventory();
+        w.Sim.Faults.Set([FaultRule.Parse("one.template.delete,nth=1,action=error,code=2048,message=injected")]);
+        var restored = await w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1 });
+        w.Sim.Faults.Set([]);
+        Assert.NotNull(restored.VmId);
+        Assert.Contains(w.Catalog.LogOf(restored.JobId), l => l.Level == "warning" && l.Message.Contains("template", StringComparison.Ordinal));
+        var entry = Assert.Single(w.Catalog.Pending());
+        Assert.Equal(CloudObjectKind.Template, entry.Kind);
+        await w.Cleaner.CleanAsync();
+        Assert.Empty(w.Catalog.Pending());
+        Assert.Equal(before["templates"], w.Inventory()["templates"]);
+        Assert.Equal(VmState.Active, (await w.Client.VmInfoAsync(restored.VmId!.Value)).State);   // the restored VM is untouched
+    }
+
     private static void AssertClean(Dictionary<string, object?> before, Dictionary<string, object?> after)
     {
         Assert.Equal(before["disk_snapshots"], after["disk_snapshots"]);
