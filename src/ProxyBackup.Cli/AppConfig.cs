@@ -149,12 +149,9 @@ public sealed class AppSecrets
     public static AppSecrets Load(string path)
     {
         if (!File.Exists(path)) throw new CliException($"No secrets file at {path}: run 'proxybackup configure' to set the OpenNebula password.");
-        var mode = File.GetUnixFileMode(path);
-        if ((mode & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
-            throw new CliException($"{path} is readable by others: it holds secrets. Fix it with: chmod 600 {path}");
         try
         {
-            return JsonSerializer.Deserialize<AppSecrets>(File.ReadAllText(path)) ?? new AppSecrets();
+            return JsonSerializer.Deserialize<AppSecrets>(SecretFile.ReadAllText(path)) ?? new AppSecrets();
         }
         catch (JsonException e)
         {

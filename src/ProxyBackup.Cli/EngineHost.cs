@@ -60,7 +60,7 @@ internal sealed class EngineHost : IDisposable
         if (!File.Exists(authFile)) throw new CliException($"No OpenNebula credentials: write user:password to {authFile} (mode 0600) or name a file with --auth-file.");
         if (!Uri.TryCreate(p.GetValue(Endpoint), UriKind.Absolute, out var endpoint))
             throw new CliException($"--endpoint '{p.GetValue(Endpoint)}' is not a URL (e.g. http://front-end:2633/RPC2).");
-        return new OneClient(new OneClientOptions { Endpoint = endpoint, Credentials = OneCredentials.FromAuthString(File.ReadAllText(authFile)) });
+        return new OneClient(new OneClientOptions { Endpoint = endpoint, Credentials = OneCredentials.FromAuthString(SecretFile.ReadAllText(authFile)) });
     }
 
     public static async Task<EngineHost> CreateAsync(ParseResult p, CancellationToken ct)

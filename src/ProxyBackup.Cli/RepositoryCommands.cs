@@ -39,11 +39,15 @@ internal static class RepositoryCommands
 
     private static RepositoryKey? Key(ParseResult p)
     {
-        if (p.GetValue(KeyFile) is { } kf) return RepositoryKey.FromKeyFile(kf);
+        if (p.GetValue(KeyFile) is { } kf)
+        {
+            if (File.Exists(kf)) SecretFile.CheckPrivate(kf);
+            return RepositoryKey.FromKeyFile(kf);
+        }
         if (p.GetValue(PassphraseFile) is { } pf)
         {
             if (!File.Exists(pf)) throw new CliException($"Passphrase file {pf} does not exist.");
-            return RepositoryKey.FromPassphrase(File.ReadAllText(pf).TrimEnd('\r', '\n'));
+            return RepositoryKey.FromPassphrase(SecretFile.ReadAllText(pf).TrimEnd('\r', '\n'));
         }
         return Environment.GetEnvironmentVariable("PROXYBACKUP_PASSPHRASE") is { Length: > 0 } env ? RepositoryKey.FromPassphrase(env) : null;
     }

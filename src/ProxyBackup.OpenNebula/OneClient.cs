@@ -28,14 +28,17 @@ public sealed class OneClient : IDisposable
 {
     private readonly XmlRpcClient _rpc;
     private readonly OneCredentials _credentials;
+    private readonly SecretScrubber _scrubber;
     private readonly ResiliencePipeline _readPipeline;
     private readonly ResiliencePipeline _writePipeline;
 
     public OneClient(OneClientOptions options)
     {
         _credentials = options.Credentials;
+        _scrubber = options.Credentials.Scrubber();
         _rpc = new XmlRpcClient(new XmlRpcClientOptions
         {
+            Scrubber = _scrubber,
             Endpoint = options.Endpoint,
             Timeout = options.CallTimeout,
             CaCertificateFile = options.CaCertificateFile,
@@ -74,12 +77,13 @@ public sealed class OneClient : IDisposable
         }, ct).ConfigureAwait(false);
     }
 
-    private static object? Unwrap(string method, object? reply)
+    private object? Unwrap(string method, object? reply)
     {
         if (reply is not IReadOnlyList<object?> { Count: >= 2 } array || array[0] is not bool ok)
-            throw new OneProtocolException($"{method}: expected an array [success, result, ...], got {XmlRpcTypes.Describe(reply)}.");
+            throw new OneProtocolException(_scrubber.Scrub($"{method}: expected an array [success, result, ...], got {XmlRpcTypes.Describe(reply)}."));
         if (ok) return array[1];
-        var message = array[1] as string ?? "(no message)";
+        // oned's own text, or an echo of the request from something that is not oned.
+        var message = _scrubber.Scrub(array[1] as string ?? "(no message)");
         var code = array.Count > 2 && array[2] is int c ? c : (int)OneErrorCode.Internal;
         var objectId = array.Count > 3 && array[3] is int o ? o : -1;
         throw OneException.From(method, code, message, objectId);
@@ -89,7 +93,8 @@ public sealed class OneClient : IDisposable
         await CallAsync(mayRepeat, method, args, ct).ConfigureAwait(false) switch
         {
             int i => i,
-            long l => checked((int)l),
+            long l when l is >= int.MinValue and <= int.MaxValue => (int)l,
+            long l => throw new OneProtocolException($"{method}: the answer {l} is out of the range of an OpenNebula id."),
             var other => throw new OneProtocolException($"{method}: expected an integer result, got {XmlRpcTypes.Describe(other)}."),
         };
 

@@ -1,3 +1,5 @@
+using ProxyBackup.XmlRpc;
+
 namespace ProxyBackup.OpenNebula;
 
 /// <summary>
@@ -29,6 +31,9 @@ public sealed class OneCredentials
     }
 
     internal string Session => $"{User}:{_secret}";
+
+    /// <summary>What must never come back out of the client: the session string and the secret alone.</summary>
+    internal SecretScrubber Scrubber() => new([Session, _secret]);
 
     public override string ToString() => $"{User}:***";
 }

@@ -35,7 +35,22 @@ public sealed class XmlRpcClient : IDisposable
 
     public Uri Endpoint => _options.Endpoint;
 
+    /// <summary>Calls <paramref name="method"/>; every error it raises is scrubbed of the configured secrets.</summary>
     public async Task<object?> CallAsync(string method, IReadOnlyList<object?> parameters, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await CallUnscrubbedAsync(method, parameters, cancellationToken).ConfigureAwait(false);
+        }
+        catch (XmlRpcException e)
+        {
+            var scrubbed = e.Scrubbed(_options.Scrubber);
+            if (ReferenceEquals(scrubbed, e)) throw;
+            throw scrubbed;
+        }
+    }
+
+    private async Task<object?> CallUnscrubbedAsync(string method, IReadOnlyList<object?> parameters, CancellationToken cancellationToken)
     {
         var body = XmlRpcWriter.MethodCall(method, parameters);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -75,7 +90,8 @@ public sealed class XmlRpcClient : IDisposable
                 _ when socketError is SocketError.NetworkUnreachable or SocketError.HostUnreachable => "the network or host is unreachable (check this machine's network and routes)",
                 _ when socketError == SocketError.TimedOut => "the connection timed out",
                 HttpRequestError.ResponseEnded => "the server closed the connection before answering",
-                _ => e.Message,
+                _ when e.InnerException is IOException => "the server closed the connection",
+                _ => e.Message.TrimEnd('.'),
             };
             throw new XmlRpcTransportException($"Cannot reach {_options.Endpoint}: {why}.", requestMayHaveBeenProcessed: !neverSent, e);
         }

@@ -16,6 +16,9 @@ public sealed record XmlRpcClientOptions
     /// <summary>SHA-256 of the endpoint's certificate (DER), hex, colons allowed: trusts exactly that certificate.</summary>
     public string? PinnedCertificateSha256 { get; init; }
 
+    /// <summary>Secrets the endpoint may echo back (the session string): scrubbed from every error this client raises.</summary>
+    public SecretScrubber Scrubber { get; init; } = SecretScrubber.None;
+
     /// <summary>oned serves 15 connections for everybody (MAX_CONN): keep a handful.</summary>
     public int MaxConnections { get; init; } = 4;
 }

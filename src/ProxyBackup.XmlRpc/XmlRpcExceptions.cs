@@ -6,6 +6,15 @@ namespace ProxyBackup.XmlRpc;
 public abstract class XmlRpcException : UserFacingException
 {
     protected XmlRpcException(string message, Exception? inner = null) : base(message, inner) { }
+
+    /// <summary>The same error with its text scrubbed of secrets (<see cref="SecretScrubber"/>); this one when nothing was found.</summary>
+    internal XmlRpcException Scrubbed(SecretScrubber scrubber)
+    {
+        var message = scrubber.Scrub(Message);
+        return message == Message ? this : WithMessage(message, scrubber);
+    }
+
+    private protected abstract XmlRpcException WithMessage(string message, SecretScrubber scrubber);
 }
 
 /// <summary>The peer answered with a well-formed &lt;fault&gt;.</summary>
@@ -21,6 +30,8 @@ public sealed class XmlRpcFaultException : XmlRpcException
     public int FaultCode { get; }
     public string FaultString { get; }
 
+    private protected override XmlRpcException WithMessage(string message, SecretScrubber scrubber) => new XmlRpcFaultException(FaultCode, scrubber.Scrub(FaultString));
+
     /// <summary>Codes used by xmlrpc-c (and so by oned) and by the simulator.</summary>
     public const int TypeMismatch = -501;
     public const int ParseError = -503;
@@ -32,6 +43,9 @@ public sealed class XmlRpcFaultException : XmlRpcException
 public sealed class XmlRpcProtocolException : XmlRpcException
 {
     public XmlRpcProtocolException(string message, Exception? inner = null) : base(message, inner) { }
+
+    // The inner exception (a parser's) may quote the document: it stays behind.
+    private protected override XmlRpcException WithMessage(string message, SecretScrubber scrubber) => new XmlRpcProtocolException(message);
 }
 
 /// <summary>The HTTP exchange failed: connection, TLS, timeout or a non-200 status.</summary>
@@ -51,4 +65,7 @@ public sealed class XmlRpcTransportException : XmlRpcException
     public bool RequestMayHaveBeenProcessed { get; }
 
     public int? HttpStatus { get; }
+
+    private protected override XmlRpcException WithMessage(string message, SecretScrubber scrubber) =>
+        new XmlRpcTransportException(message, RequestMayHaveBeenProcessed, null, HttpStatus);
 }

@@ -12,7 +12,7 @@ public class KilledApplianceTests
         var web = await w.VmAsync("web-01");
         var before = w.Inventory();
         var auth = Path.Combine(w.Root, "one_auth");
-        await File.WriteAllTextAsync(auth, "oneadmin:pw");
+        await WritePrivateAsync(auth, "oneadmin:pw");
         string[] common = ["--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--catalog", w.Catalog.Path, "--devices-dir", w.Sim.Cloud.Devices.Directory, "--repo", w.Repository.Root];
 
@@ -63,9 +63,14 @@ public class KilledApplianceTests
         await File.WriteAllTextAsync(auth, "oneadmin:wrong");
         var (code, error) = await RunAsync("vm", "list", "--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--repo", w.Repository.Root);
         Assert.Equal(1, code);
+        Assert.Equal($"proxybackup: {auth} is readable by others: it holds secrets. Fix it with: chmod 600 {auth}", error);
+
+        File.SetUnixFileMode(auth, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        (code, error) = await RunAsync("vm", "list", "--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--repo", w.Repository.Root);
+        Assert.Equal(1, code);
         Assert.Equal("proxybackup: [one.vmpool.info] User couldn't be authenticated, aborting call.", error);
 
-        await File.WriteAllTextAsync(auth, "oneadmin:pw");
+        await WritePrivateAsync(auth, "oneadmin:pw");
         (code, error) = await RunAsync("vm", "list", "--endpoint", "http://127.0.0.1:9/RPC2", "--auth-file", auth, "--repo", w.Repository.Root);
         Assert.Equal(1, code);
         Assert.StartsWith("proxybackup: Cannot reach http://127.0.0.1:9/RPC2: the connection was refused.", error, StringComparison.Ordinal);
@@ -74,6 +79,33 @@ public class KilledApplianceTests
             "--catalog", Path.Combine(w.Root, "c2.db"), "--repo", w.Repository.Root);
         Assert.Equal(1, code);
         Assert.Equal("proxybackup: [one.vm.info] Error getting virtual machine [424242].", error);
+    }
+
+    [Theory]
+    [InlineData(EchoingEndpoint.Echo.HttpError)]
+    [InlineData(EchoingEndpoint.Echo.FailureReply)]
+    public async Task An_endpoint_that_echoes_the_request_never_gets_the_password_onto_the_screen_or_into_the_catalog(EchoingEndpoint.Echo echo)
+    {
+        const string Password = "n0t-For-Your-Eyes";
+        using var dir = new TempDirectory();
+        await using var endpoint = new EchoingEndpoint(echo);
+        var auth = dir.Combine("one_auth");
+        await WritePrivateAsync(auth, $"oneadmin:{Password}");
+        var catalog = dir.Combine("catalog.db");
+        var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "7", "--endpoint", endpoint.Uri.ToString(), "--auth-file", auth,
+            "--proxy-vm", "3", "--catalog", catalog, "--repo", dir.Combine("repo"));
+        Assert.Equal(1, code);
+        Assert.Contains("***", error, StringComparison.Ordinal);   // the echo reached the screen, scrubbed
+        var jobs = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "jobs", "--catalog", catalog);
+        var catalogBytes = Directory.EnumerateFiles(dir.Path, "catalog.db*").SelectMany(File.ReadAllBytes).ToArray();
+        foreach (var text in new[] { output, error, jobs.Output, jobs.Error, System.Text.Encoding.Latin1.GetString(catalogBytes) })
+            Assert.DoesNotContain(Password, text, StringComparison.Ordinal);
+    }
+
+    private static async Task WritePrivateAsync(string path, string content)
+    {
+        await File.WriteAllTextAsync(path, content);
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
     }
 
     private static async Task<(int Code, string Error)> RunAsync(params string[] args)

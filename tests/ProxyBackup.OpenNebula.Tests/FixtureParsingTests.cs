@@ -1,4 +1,5 @@
 using ProxyBackup.TestSupport;
+using ProxyBackup.XmlRpc;
 
 namespace ProxyBackup.OpenNebula.Tests;
 
@@ -123,5 +124,27 @@ public class FixtureParsingTests
         Assert.DoesNotContain("topsecret", c.ToString(), StringComparison.Ordinal);
         Assert.Throws<ArgumentException>(() => OneCredentials.FromAuthString("nocolon"));
         Assert.Throws<ArgumentException>(() => new OneCredentials("oneadmin", ""));
+    }
+}
+
+/// <summary>An endpoint that echoes the request never gets the session string into an error (docs/opennebula.md, "Replies and errors").</summary>
+public class SecretScrubbingTests
+{
+    private const string Password = "s3cret-Pw/+=";
+
+    [Theory]
+    [InlineData(EchoingEndpoint.Echo.HttpError)]
+    [InlineData(EchoingEndpoint.Echo.Fault)]
+    [InlineData(EchoingEndpoint.Echo.FailureReply)]
+    public async Task The_password_never_comes_back_in_an_error(EchoingEndpoint.Echo echo)
+    {
+        await using var endpoint = new EchoingEndpoint(echo);
+        using var client = new OneClient(new OneClientOptions { Endpoint = endpoint.Uri, Credentials = new OneCredentials("oneadmin", Password), Retries = 0 });
+
+        var e = await Assert.ThrowsAnyAsync<ProxyBackup.Contracts.UserFacingException>(() => client.VmInfoAsync(7));
+
+        Assert.True(e.Message.Contains(SecretScrubber.Mask, StringComparison.Ordinal), e.Message);   // the echo arrived, scrubbed
+        foreach (var form in new[] { Password, System.Security.SecurityElement.Escape(Password), Uri.EscapeDataString(Password) })
+            Assert.DoesNotContain(form, e.ToString(), StringComparison.Ordinal);
     }
 }
