@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Xml;
 using System.Xml.Linq;
+using ProxyBackup.XmlRpc;
 
 namespace ProxyBackup.OpenNebula;
 
@@ -20,7 +21,7 @@ public static class OneXml
         try
         {
             using var reader = XmlReader.Create(new StringReader(xml), Secure);
-            return XElement.Load(reader, LoadOptions.None);
+            return BoundedXml.Load(reader, XmlRpcReader.MaxDepth, keepWhitespace: false);
         }
         catch (XmlException e)
         {

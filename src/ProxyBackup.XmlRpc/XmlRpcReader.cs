@@ -82,8 +82,7 @@ public static class XmlRpcReader
         try
         {
             using var reader = XmlReader.Create(body, SecureSettings(maxCharacters));
-            var doc = XDocument.Load(reader, LoadOptions.PreserveWhitespace);
-            return doc.Root ?? throw new XmlRpcProtocolException("The document has no root element.");
+            return BoundedXml.Load(reader, MaxDepth, keepWhitespace: true);
         }
         catch (XmlException e) when (e.Message.Contains("DTD", StringComparison.OrdinalIgnoreCase))
         {

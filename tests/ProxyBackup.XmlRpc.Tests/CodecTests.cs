@@ -18,6 +18,26 @@ public class CodecTests
     [InlineData(int.MinValue)]
     public void Int_round_trips(int v) => Assert.Equal(v, RoundTrip(v));
 
+    [Theory]
+    [InlineData(65_536)]
+    [InlineData(65)]
+    public void A_document_nested_deeper_than_the_limit_is_refused_before_it_is_built(int levels)
+    {
+        var xml = "<?xml version=\"1.0\"?><methodResponse><params><param><value>"
+            + string.Concat(Enumerable.Repeat("<array><data><value>", levels)) + "<int>1</int>"
+            + string.Concat(Enumerable.Repeat("</value></data></array>", levels)) + "</value></param></params></methodResponse>";
+        var e = Assert.Throws<XmlRpcProtocolException>(() => XmlRpcReader.ParseResponse(new MemoryStream(Encoding.UTF8.GetBytes(xml))));
+        Assert.Contains($"nested deeper than {XmlRpcReader.MaxDepth} levels", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Whitespace_in_a_string_value_survives_the_bounded_loader()
+    {
+        var xml = "<?xml version=\"1.0\"?><methodResponse><params><param><value><array><data><value><string>  </string></value><value><string>a <![CDATA[<b>]]> c</string></value></data></array></value></param></params></methodResponse>";
+        var values = Assert.IsAssignableFrom<IReadOnlyList<object?>>(XmlRpcReader.ParseResponse(new MemoryStream(Encoding.UTF8.GetBytes(xml))));
+        Assert.Equal(["  ", "a <b> c"], values);
+    }
+
     [Fact]
     public void Long_travels_as_i8()
     {
