@@ -10,7 +10,7 @@ namespace ProxyBackup.Catalog;
 /// committed). It holds the cleanup journal and the per-VM job guards; settings, policies and jobs
 /// join them with later schema versions. Readable by its owner only.
 /// </summary>
-public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPolicyStore, IRestorePointIndex
+public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPolicyStore, IRestorePointList
 {
     private static readonly string[] Migrations =
     [
@@ -182,11 +182,11 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
 
     // ---- restore point index -----------------------------------------------------------------
 
-    public void Sync(string source, IReadOnlyList<IndexedRestorePoint> points) => Replace("DELETE FROM restore_points WHERE source = $s;", source, points);
+    public void Sync(string source, IReadOnlyList<ListedRestorePoint> points) => Replace("DELETE FROM restore_points WHERE source = $s;", source, points);
 
-    public void ReplaceAll(IReadOnlyList<IndexedRestorePoint> points) => Replace("DELETE FROM restore_points;", null, points);
+    public void ReplaceAll(IReadOnlyList<ListedRestorePoint> points) => Replace("DELETE FROM restore_points;", null, points);
 
-    private void Replace(string delete, string? source, IReadOnlyList<IndexedRestorePoint> points)
+    private void Replace(string delete, string? source, IReadOnlyList<ListedRestorePoint> points)
     {
         using var c = Open();
         using var tx = c.BeginTransaction();
@@ -198,14 +198,14 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         tx.Commit();
     }
 
-    public IReadOnlyList<IndexedRestorePoint> IndexedPoints(string? source = null)
+    public IReadOnlyList<ListedRestorePoint> ListedPoints(string? source = null)
     {
         using var c = Open();
         using var cmd = Command(c, "SELECT source, id, time, vm_id, vm_name, kind, disks, bytes FROM restore_points WHERE $s IS NULL OR source = $s ORDER BY time, id;", null, [("$s", source)]);
         using var r = cmd.ExecuteReader();
-        var list = new List<IndexedRestorePoint>();
+        var list = new List<ListedRestorePoint>();
         while (r.Read())
-            list.Add(new IndexedRestorePoint(r.GetString(0), r.GetString(1), DateTimeOffset.Parse(r.GetString(2), CultureInfo.InvariantCulture), r.GetInt32(3), r.GetString(4), r.GetString(5), r.GetInt32(6), r.GetInt64(7)));
+            list.Add(new ListedRestorePoint(r.GetString(0), r.GetString(1), DateTimeOffset.Parse(r.GetString(2), CultureInfo.InvariantCulture), r.GetInt32(3), r.GetString(4), r.GetString(5), r.GetInt32(6), r.GetInt64(7)));
         return list;
     }
 

@@ -25,7 +25,7 @@ internal static class CatalogCommands
         var points = new Command("points", "Restore points as the catalog indexes them.") { json };
         points.SetAction(p =>
         {
-            var list = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).IndexedPoints();
+            var list = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).ListedPoints();
             if (p.GetValue(json)) { CliFormat.PrintJson(list); return 0; }
             foreach (var x in list) Console.WriteLine($"{x.Source,-10} {x.Id}  {x.Time:yyyy-MM-dd HH:mm}Z  {x.VmName,-16} {x.Kind,-11} {x.Disks} disk(s) {CliFormat.Bytes(x.Bytes)}");
             if (list.Count == 0) Console.WriteLine("The index is empty (run 'proxybackup catalog rebuild' to fill it from the repository).");

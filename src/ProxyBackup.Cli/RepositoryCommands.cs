@@ -64,7 +64,7 @@ internal static class RepositoryCommands
         return BackupRepository.Open(RepoPath(p), Key(p));
     }
 
-    private static RestorePointIndex FindPoint(BackupRepository repo, string source, string point) =>
+    private static RestorePoint FindPoint(BackupRepository repo, string source, string point) =>
         point == "latest"
             ? repo.Latest(source) ?? throw new CliException($"Source '{source}' has no restore point in {repo.Root}.")
             : repo.LoadIndex(source, point);

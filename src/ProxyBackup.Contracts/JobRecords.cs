@@ -18,15 +18,15 @@ public interface IJobRecorder
 }
 
 /// <summary>A restore point as the catalog indexes it (the repository stays the source of truth).</summary>
-public sealed record IndexedRestorePoint(string Source, string Id, DateTimeOffset Time, int VmId, string VmName, string Kind, int Disks, long Bytes);
+public sealed record ListedRestorePoint(string Source, string Id, DateTimeOffset Time, int VmId, string VmName, string Kind, int Disks, long Bytes);
 
 /// <summary>The catalog's index of restore points: kept in step after each job, rebuildable from the repository alone.</summary>
-public interface IRestorePointIndex
+public interface IRestorePointList
 {
     /// <summary>Makes the index hold exactly these restore points for the source.</summary>
-    void Sync(string source, IReadOnlyList<IndexedRestorePoint> points);
+    void Sync(string source, IReadOnlyList<ListedRestorePoint> points);
 
     /// <summary>Makes the index hold exactly these restore points, of every source (a rebuild from the repository).</summary>
-    void ReplaceAll(IReadOnlyList<IndexedRestorePoint> points);
-    IReadOnlyList<IndexedRestorePoint> IndexedPoints(string? source = null);
+    void ReplaceAll(IReadOnlyList<ListedRestorePoint> points);
+    IReadOnlyList<ListedRestorePoint> ListedPoints(string? source = null);
 }

@@ -20,7 +20,7 @@ public sealed record BackupOptions
 
 public sealed record DiskBackupResult(int DiskId, string? Image, DiskBackupStats Stats);
 
-public sealed record BackupResult(string JobId, int VmId, string VmName, RestorePointIndex RestorePoint, IReadOnlyList<DiskBackupResult> Disks, IReadOnlyList<string> Warnings);
+public sealed record BackupResult(string JobId, int VmId, string VmName, RestorePoint RestorePoint, IReadOnlyList<DiskBackupResult> Disks, IReadOnlyList<string> Warnings);
 
 /// <summary>
 /// Backs up one VM through the proxy (docs/opennebula.md, "Backup flow"): metadata, a snapshot of every disk
@@ -29,7 +29,7 @@ public sealed record BackupResult(string JobId, int VmId, string VmName, Restore
 /// failure, what the job created is removed again before the error is reported.
 /// </summary>
 public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger,
-    IRestorePointIndex? index = null)
+    IRestorePointList? index = null)
 {
     public static string SourceOf(int vmId) => $"vm-{vmId}";
 

@@ -28,7 +28,7 @@ public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<
 /// </summary>
 public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecorder jobs, BackupRepository repository, ILogger logger)
 {
-    public async Task<RestoreResult> RestoreVmAsync(RestorePointIndex point, RestoreVmOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    public async Task<RestoreResult> RestoreVmAsync(RestorePoint point, RestoreVmOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         var jobId = JobIds.New("r");
         return await Guarded(jobId, point, async () =>
@@ -63,7 +63,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
     }
 
     /// <summary>One disk of a restore point as a new image (no VM).</summary>
-    public async Task<RestoreResult> RestoreDiskAsImageAsync(RestorePointIndex point, int diskId, int datastoreId, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    public async Task<RestoreResult> RestoreDiskAsImageAsync(RestorePoint point, int diskId, int datastoreId, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         var jobId = JobIds.New("r");
         return await Guarded(jobId, point, async () =>
@@ -75,7 +75,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         }, ct).ConfigureAwait(false);
     }
 
-    private async Task<RestoreResult> Guarded(string jobId, RestorePointIndex point, Func<Task<RestoreResult>> work, CancellationToken ct)
+    private async Task<RestoreResult> Guarded(string jobId, RestorePoint point, Func<Task<RestoreResult>> work, CancellationToken ct)
     {
         var vmId = int.TryParse(point.Tags.GetValueOrDefault("vm_id"), out var v) ? v : -1;
         jobs.Started(jobId, "restore", vmId);
@@ -96,10 +96,10 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         }
     }
 
-    private VirtualMachine SavedVm(RestorePointIndex point) =>
+    private VirtualMachine SavedVm(RestorePoint point) =>
         VirtualMachine.Parse(OneXml.Parse(System.Text.Encoding.UTF8.GetString(repository.LoadMetadata(point, "vm.xml"))));
 
-    private async Task<Dictionary<int, int>> RestoreDisksAsync(string jobId, RestorePointIndex point, VirtualMachine saved, int datastoreId,
+    private async Task<Dictionary<int, int>> RestoreDisksAsync(string jobId, RestorePoint point, VirtualMachine saved, int datastoreId,
         IReadOnlySet<int>? only, IProgress<TransferProgress>? progress, CancellationToken ct, bool onlyListed = false)
     {
         var images = new Dictionary<int, int>();

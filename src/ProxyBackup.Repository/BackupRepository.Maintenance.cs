@@ -22,13 +22,13 @@ public sealed partial class BackupRepository
     }
 
     /// <summary>Removes one restore point: its index first, so that it vanishes at once; its chunks go at the next gc.</summary>
-    public void Forget(RestorePointIndex point)
+    public void Forget(RestorePoint point)
     {
         using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: $"forget {point.Source}/{point.Id}", wait: ExclusiveLockWait);
         Remove(point);
     }
 
-    private void Remove(RestorePointIndex point)
+    private void Remove(RestorePoint point)
     {
         var dir = PointDirectory(point.Source, point.Id);
         File.Delete(Path.Combine(dir, "index"));

@@ -6,13 +6,13 @@ namespace ProxyBackup.Repository;
 public sealed partial class BackupRepository
 {
     /// <summary>Starts a restore point of <paramref name="source"/>; with a parent, disks are compared with the parent's.</summary>
-    public RestorePointWriter StartRestorePoint(string source, RestorePointIndex? parent = null, IReadOnlyDictionary<string, string>? tags = null) =>
+    public RestorePointWriter StartRestorePoint(string source, RestorePoint? parent = null, IReadOnlyDictionary<string, string>? tags = null) =>
         new(this, source, parent, tags);
 
     /// <summary>The newest restore point of a source, or null.</summary>
-    public RestorePointIndex? Latest(string source) => ListRestorePoints(source).LastOrDefault();
+    public RestorePoint? Latest(string source) => ListRestorePoints(source).LastOrDefault();
 
-    public async Task<DiskRestoreStats> RestoreDiskAsync(RestorePointIndex point, string disk, string targetPath, RestoreOptions? options = null,
+    public async Task<DiskRestoreStats> RestoreDiskAsync(RestorePoint point, string disk, string targetPath, RestoreOptions? options = null,
         IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"restore of {point.Source}/{point.Id}");
@@ -21,10 +21,10 @@ public sealed partial class BackupRepository
     }
 
     /// <summary>A seekable read-only stream over one disk of a restore point.</summary>
-    public Stream OpenDisk(RestorePointIndex point, string disk) => new RestorePointStream(this, LoadManifest(point, disk));
+    public Stream OpenDisk(RestorePoint point, string disk) => new RestorePointStream(this, LoadManifest(point, disk));
 
     /// <summary>Exports a disk as a new raw sparse file, or as qcow2 through qemu-img (Debian qemu-utils); an existing file is refused.</summary>
-    public async Task ExportAsync(RestorePointIndex point, string disk, string outputPath, DiskFormat format,
+    public async Task ExportAsync(RestorePoint point, string disk, string outputPath, DiskFormat format,
         IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         if (format == DiskFormat.Raw)

@@ -299,12 +299,12 @@ public sealed partial class BackupRepository
     // ---- reading restore points -------------------------------------------------------------
 
     /// <summary>Every complete restore point (those with an index), oldest first; of one source when given.</summary>
-    public IReadOnlyList<RestorePointIndex> ListRestorePoints(string? source = null)
+    public IReadOnlyList<RestorePoint> ListRestorePoints(string? source = null)
     {
         var sources = source is null
             ? (Directory.Exists(PointsDirectory) ? Directory.EnumerateDirectories(PointsDirectory).Select(Path.GetFileName).OfType<string>() : [])
             : [source];
-        var result = new List<RestorePointIndex>();
+        var result = new List<RestorePoint>();
         foreach (var s in sources)
         {
             var dir = Path.Combine(PointsDirectory, s);
@@ -316,13 +316,13 @@ public sealed partial class BackupRepository
         return [.. result.OrderBy(p => p.Time).ThenBy(p => p.Id, StringComparer.Ordinal)];
     }
 
-    public RestorePointIndex LoadIndex(string source, string id)
+    public RestorePoint LoadIndex(string source, string id)
     {
         if (!File.Exists(Path.Combine(PointDirectory(source, id), "index")))
             throw new RepositoryException($"There is no restore point {source}/{id}.");
         try
         {
-            var index = JsonSerializer.Deserialize<RestorePointIndex>(ReadPointFile(source, id, "index")) ?? throw new JsonException("empty");
+            var index = JsonSerializer.Deserialize<RestorePoint>(ReadPointFile(source, id, "index")) ?? throw new JsonException("empty");
             if (index.Source != source || index.Id != id) throw new CorruptDataException($"{source}/{id}/index names another restore point ({index.Source}/{index.Id}).");
             if (index.Format != RepositoryConfig.CurrentFormat)
                 throw new CorruptDataException($"{source}/{id}/index is of format {index.Format}; this version reads format {RepositoryConfig.CurrentFormat} (damaged, or written by a newer ProxyBackup).");
@@ -334,7 +334,7 @@ public sealed partial class BackupRepository
         }
     }
 
-    public Manifest LoadManifest(RestorePointIndex point, string disk)
+    public Manifest LoadManifest(RestorePoint point, string disk)
     {
         var entry = point.Disk(disk);
         var bytes = ReadPointFile(point.Source, point.Id, ManifestFile(disk));
@@ -351,7 +351,7 @@ public sealed partial class BackupRepository
         return manifest;
     }
 
-    public byte[] LoadMetadata(RestorePointIndex point, string name)
+    public byte[] LoadMetadata(RestorePoint point, string name)
     {
         var entry = point.Metadata.FirstOrDefault(m => m.Name == name) ?? throw new RepositoryException($"Restore point {point.Source}/{point.Id} has no metadata '{name}'.");
         var bytes = ReadPointFile(point.Source, point.Id, MetadataFile(name));

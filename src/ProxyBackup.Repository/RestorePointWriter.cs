@@ -12,13 +12,13 @@ public sealed class RestorePointWriter : IDisposable
 {
     private readonly BackupRepository _repository;
     private readonly RepositoryLock _lock;
-    private readonly RestorePointIndex? _parent;
+    private readonly RestorePoint? _parent;
     private readonly List<DiskEntry> _disks = [];
     private readonly List<MetadataEntry> _metadata = [];
     private readonly Dictionary<string, string> _tags;
     private bool _committed;
 
-    internal RestorePointWriter(BackupRepository repository, string source, RestorePointIndex? parent, IReadOnlyDictionary<string, string>? tags)
+    internal RestorePointWriter(BackupRepository repository, string source, RestorePoint? parent, IReadOnlyDictionary<string, string>? tags)
     {
         BackupRepository.CheckSourceName(source);
         if (parent is not null && parent.Source != source) throw new ArgumentException($"The parent {parent.Source}/{parent.Id} belongs to another source than {source}.");
@@ -63,10 +63,10 @@ public sealed class RestorePointWriter : IDisposable
     }
 
     /// <summary>Syncs the file system, then writes the index durably: from here on the restore point exists.</summary>
-    public RestorePointIndex Commit()
+    public RestorePoint Commit()
     {
         if (_committed) throw new InvalidOperationException("Already committed.");
-        var index = new RestorePointIndex
+        var index = new RestorePoint
         {
             Source = Source, Id = Id, Time = Time, Parent = _parent?.Id, Tags = _tags,
             Disks = [.. _disks], Metadata = [.. _metadata],

@@ -3,12 +3,12 @@ using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Repository;
 
-public sealed record RetentionDecision(RestorePointIndex Point, bool Keep, IReadOnlyList<string> Reasons);
+public sealed record RetentionDecision(RestorePoint Point, bool Keep, IReadOnlyList<string> Reasons);
 
 public static class Retention
 {
     /// <summary>Decides per source (each source's points are judged among themselves), newest first.</summary>
-    public static IReadOnlyList<RetentionDecision> Plan(IEnumerable<RestorePointIndex> points, RetentionPolicy policy, DateTimeOffset now, TimeZoneInfo? zone = null)
+    public static IReadOnlyList<RetentionDecision> Plan(IEnumerable<RestorePoint> points, RetentionPolicy policy, DateTimeOffset now, TimeZoneInfo? zone = null)
     {
         policy.Validate();
         zone ??= TimeZoneInfo.Local;
@@ -32,7 +32,7 @@ public static class Retention
     }
 
     /// <summary>Keeps the newest restore point of each of the newest <paramref name="count"/> periods.</summary>
-    private static void Bucket(List<RestorePointIndex> newestFirst, int count, string name, Func<DateTime, string> period, TimeZoneInfo zone, Dictionary<string, List<string>> reasons)
+    private static void Bucket(List<RestorePoint> newestFirst, int count, string name, Func<DateTime, string> period, TimeZoneInfo zone, Dictionary<string, List<string>> reasons)
     {
         if (count <= 0) return;
         var seen = new HashSet<string>(StringComparer.Ordinal);

@@ -29,7 +29,7 @@ internal sealed class Verifier(BackupRepository repository)
             ct.ThrowIfCancellationRequested();
             var name = $"{source}/{id}";
             points++;
-            RestorePointIndex index;
+            RestorePoint index;
             try { index = repository.LoadIndex(source, id); }
             catch (RepositoryException e) { Damage(name, e.Message); continue; }
             foreach (var m in index.Metadata)

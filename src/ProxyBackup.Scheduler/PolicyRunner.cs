@@ -36,7 +36,7 @@ public sealed record PolicyRunnerOptions
     public Func<CancellationToken, Task>? BeforeJobs { get; init; }
 
     /// <summary>The catalog's restore point index, kept in step after retention.</summary>
-    public IRestorePointIndex? Index { get; init; }
+    public IRestorePointList? Index { get; init; }
 }
 
 /// <summary>

@@ -34,7 +34,7 @@ public static class RunPlanner
     }
 
     /// <summary>Whether this VM's next backup under the policy is a full one, from its restore points (oldest first).</summary>
-    public static bool NeedsFull(ProtectionPolicy policy, IReadOnlyList<RestorePointIndex> points, DateTimeOffset now)
+    public static bool NeedsFull(ProtectionPolicy policy, IReadOnlyList<RestorePoint> points, DateTimeOffset now)
     {
         var lastFull = points.Count - 1;
         while (lastFull >= 0 && points[lastFull].Tags.GetValueOrDefault("kind") != "full") lastFull--;

@@ -52,14 +52,14 @@ public class CatalogIndexTests
         var web = await w.VmAsync("web-01");
         await w.Backup.RunAsync(web.Id, new BackupOptions());
         await w.Backup.RunAsync(web.Id, new BackupOptions());
-        var indexed = w.Catalog.IndexedPoints(BackupJob.SourceOf(web.Id));
+        var indexed = w.Catalog.ListedPoints(BackupJob.SourceOf(web.Id));
         Assert.Equal(2, indexed.Count);
         Assert.Equal(["full", "incremental"], indexed.Select(p => p.Kind));
         Assert.All(indexed, p => Assert.Equal("web-01", p.VmName));
 
         var lost = new ProxyBackup.Catalog.SqliteCatalog(Path.Combine(w.Root, "new-catalog.db"));
-        Assert.Empty(lost.IndexedPoints());
+        Assert.Empty(lost.ListedPoints());
         Assert.Equal(2, lost.Rebuild(w.Repository));
-        Assert.Equal(indexed.Select(p => p.Id), lost.IndexedPoints().Select(p => p.Id));
+        Assert.Equal(indexed.Select(p => p.Id), lost.ListedPoints().Select(p => p.Id));
     }
 }

@@ -5,7 +5,7 @@ namespace ProxyBackup.Repository.Tests;
 
 public class ExportTests
 {
-    private static async Task<(BackupRepository Repo, RestorePointIndex Point, string Disk)> BackedUpAsync(TempDirectory dir)
+    private static async Task<(BackupRepository Repo, RestorePoint Point, string Disk)> BackedUpAsync(TempDirectory dir)
     {
         var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10 });
         var disk = dir.Combine("disk.img");

@@ -15,7 +15,7 @@ public class FileModeTests
         var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10, Key = RepositoryKey.FromPassphrase("pw") });
         var disk = dir.Combine("disk.img");
         TestDisks.WriteMixed(disk, 1L << 20);
-        RestorePointIndex point;
+        RestorePoint point;
         using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); point = w.Commit(); }
         var restored = dir.Combine("out", "restored.img");
         await repo.RestoreDiskAsync(point, "0", restored);

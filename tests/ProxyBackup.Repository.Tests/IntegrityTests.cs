@@ -7,12 +7,12 @@ public class IntegrityTests
 {
     private const int Chunk = 64 << 10;
 
-    private static async Task<(BackupRepository Repo, RestorePointIndex A, RestorePointIndex B, string Disk)> TwoPointsAsync(TempDirectory dir, RepositoryKey? key = null)
+    private static async Task<(BackupRepository Repo, RestorePoint A, RestorePoint B, string Disk)> TwoPointsAsync(TempDirectory dir, RepositoryKey? key = null)
     {
         var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk, Key = key });
         var disk = dir.Combine("disk.img");
         TestDisks.WriteMixed(disk, 2L << 20);
-        RestorePointIndex a, b;
+        RestorePoint a, b;
         using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); a = w.Commit(); }
         var other = dir.Combine("other.img");
         TestDisks.WriteMixed(other, 1L << 20, seed: 77);
@@ -20,7 +20,7 @@ public class IntegrityTests
         return (repo, a, b, disk);
     }
 
-    private static string SomeChunkFileOf(BackupRepository repo, RestorePointIndex point) =>
+    private static string SomeChunkFileOf(BackupRepository repo, RestorePoint point) =>
         repo.ChunkPath(repo.LoadManifest(point, "0").Chunks.Last(c => !c.IsZero));
 
     public static TheoryData<string> Damages => ["flip", "truncate", "delete"];
@@ -152,7 +152,7 @@ public class IntegrityTests
         var file = SomeChunkFileOf(repo, a);
         File.Delete(file);
 
-        RestorePointIndex c;
+        RestorePoint c;
         DiskBackupStats stats;
         using (var w = repo.StartRestorePoint("vm-1", a)) { stats = await w.AddDiskAsync("0", disk); c = w.Commit(); }
 

@@ -5,7 +5,7 @@ namespace ProxyBackup.Repository.Tests;
 
 public class MaintenanceTests
 {
-    private static RestorePointIndex Point(string source, DateTimeOffset time) =>
+    private static RestorePoint Point(string source, DateTimeOffset time) =>
         new() { Source = source, Id = BackupRepository.NewRestorePointId(time), Time = time };
 
     private static readonly DateTimeOffset Now = new(2026, 11, 21, 12, 0, 0, TimeSpan.Zero);
@@ -60,7 +60,7 @@ public class MaintenanceTests
         var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10 });
         var disk = dir.Combine("disk.img");
         TestDisks.WriteMixed(disk, 2L << 20);
-        RestorePointIndex? parent = null;
+        RestorePoint? parent = null;
         for (var i = 0; i < 3; i++)
         {
             if (i > 0) TestDisks.Scribble(disk, 3, 4096, 64 << 10, seed: i);

@@ -9,7 +9,7 @@ public class RoundTripTests
     private static BackupRepository NewRepo(TempDirectory dir, RepositoryKey? key = null) =>
         BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk, Key = key });
 
-    private static async Task<RestorePointIndex> BackupAsync(BackupRepository repo, string source, string disk, RestorePointIndex? parent = null)
+    private static async Task<RestorePoint> BackupAsync(BackupRepository repo, string source, string disk, RestorePoint? parent = null)
     {
         using var w = repo.StartRestorePoint("vm-1", parent);
         await w.AddDiskAsync("0", disk);
@@ -81,7 +81,7 @@ public class RoundTripTests
     }
 
     /// <summary>Restores disk 0 to a new file and checks it has the source's size and content.</summary>
-    private static async Task AssertRestoresBitExactAsync(BackupRepository repo, RestorePointIndex point, string source, string target)
+    private static async Task AssertRestoresBitExactAsync(BackupRepository repo, RestorePoint point, string source, string target)
     {
         await repo.RestoreDiskAsync(point, "0", target);
         Assert.Equal(new FileInfo(source).Length, new FileInfo(target).Length);
@@ -205,7 +205,7 @@ public class RoundTripTests
         TestDisks.WriteMixed(disk, 2L << 20);
         var repo = NewRepo(dir);
         var reports = new List<TransferProgress>();
-        RestorePointIndex point;
+        RestorePoint point;
         using (var w = repo.StartRestorePoint("vm-1"))
         {
             await w.AddDiskAsync("0", disk, new SynchronousProgress(reports.Add));

@@ -46,7 +46,7 @@ public class PlanningTests
         Assert.Empty(RunPlanner.Plan([Nightly() with { Enabled = false }], last, U(1, 0), U(14, 5)).Due);
     }
 
-    private static RestorePointIndex Point(int day, string kind) =>
+    private static RestorePoint Point(int day, string kind) =>
         new() { Source = "vm-1", Id = $"p{day}", Time = U(day, 2), Tags = new() { ["kind"] = kind } };
 
     [Fact]

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 namespace ProxyBackup.Repository;
 
 /// <summary>A restore point's <c>index</c>: written last, its presence makes the restore point exist.</summary>
-public sealed record RestorePointIndex
+public sealed record RestorePoint
 {
     [JsonPropertyName("format")] public int Format { get; init; } = RepositoryConfig.CurrentFormat;
     [JsonPropertyName("source")] public required string Source { get; init; }

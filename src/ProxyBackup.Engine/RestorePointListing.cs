@@ -8,23 +8,23 @@ namespace ProxyBackup.Engine;
 /// Keeps the catalog's restore point index in step with the repository, which stays the source of
 /// truth (docs/glossary.md, "index"): the engine's tags (vm_id, vm_name, kind) become columns.
 /// </summary>
-public static class CatalogIndexing
+public static class RestorePointListing
 {
-    public static IndexedRestorePoint ToIndexed(RestorePointIndex point) => new(
+    public static ListedRestorePoint ToListed(RestorePoint point) => new(
         point.Source, point.Id, point.Time,
         int.TryParse(point.Tags.GetValueOrDefault("vm_id"), NumberStyles.None, CultureInfo.InvariantCulture, out var vm) ? vm : -1,
         point.Tags.GetValueOrDefault("vm_name") ?? "", point.Tags.GetValueOrDefault("kind") ?? "",
         point.Disks.Count, point.Disks.Sum(d => d.Size));
 
     /// <summary>Makes the index hold exactly the repository's restore points of <paramref name="source"/>.</summary>
-    public static void SyncSource(this IRestorePointIndex index, BackupRepository repository, string source) =>
-        index.Sync(source, [.. repository.ListRestorePoints(source).Select(ToIndexed)]);
+    public static void SyncSource(this IRestorePointList index, BackupRepository repository, string source) =>
+        index.Sync(source, [.. repository.ListRestorePoints(source).Select(ToListed)]);
 
     /// <summary>Refills the whole index from the repository alone: losing the catalog loses no backup.</summary>
-    public static int Rebuild(this IRestorePointIndex index, BackupRepository repository)
+    public static int Rebuild(this IRestorePointList index, BackupRepository repository)
     {
         var all = repository.ListRestorePoints();
-        index.ReplaceAll([.. all.Select(ToIndexed)]);
+        index.ReplaceAll([.. all.Select(ToListed)]);
         return all.Count;
     }
 }
