@@ -180,7 +180,7 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         Execute(c, "INSERT OR REPLACE INTO policy_runs (policy, last_slot) VALUES ($p, $s);", null, ("$p", policy), ("$s", slot.ToString("o")));
     }
 
-    // ---- restore point index -----------------------------------------------------------------
+    // ---- restore point list ------------------------------------------------------------------
 
     public void Sync(string source, IReadOnlyList<ListedRestorePoint> points) => Replace("DELETE FROM restore_points WHERE source = $s;", source, points);
 

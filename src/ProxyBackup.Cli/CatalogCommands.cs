@@ -4,7 +4,7 @@ using ProxyBackup.Engine;
 
 namespace ProxyBackup.Cli;
 
-/// <summary>`proxybackup catalog rebuild|points`: the catalog's restore point index, rebuilt from the repository.</summary>
+/// <summary>`proxybackup catalog rebuild|points`: the catalog's restore point list, rebuilt from the repository.</summary>
 internal static class CatalogCommands
 {
     public static Command Build()
@@ -14,7 +14,7 @@ internal static class CatalogCommands
         cmd.Options.Add(RepositoryCommands.Repo);
         cmd.Options.Add(RepositoryCommands.PassphraseFile);
         cmd.Options.Add(RepositoryCommands.KeyFile);
-        var rebuild = new Command("rebuild", "Rebuild the restore point index from the repository alone (after losing the catalog).");
+        var rebuild = new Command("rebuild", "Rebuild the restore point list from the repository alone (after losing the catalog).");
         rebuild.SetAction(p =>
         {
             var count = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).Rebuild(RepositoryCommands.Open(p));

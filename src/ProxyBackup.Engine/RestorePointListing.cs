@@ -5,8 +5,8 @@ using ProxyBackup.Repository;
 namespace ProxyBackup.Engine;
 
 /// <summary>
-/// Keeps the catalog's restore point index in step with the repository, which stays the source of
-/// truth (docs/glossary.md, "index"): the engine's tags (vm_id, vm_name, kind) become columns.
+/// Keeps the catalog's restore point list in step with the repository, which stays the source of
+/// truth (docs/glossary.md, "Index": one thing): the engine's tags (vm_id, vm_name, kind) become columns.
 /// </summary>
 public static class RestorePointListing
 {

@@ -35,7 +35,7 @@ public sealed record PolicyRunnerOptions
     /// <summary>Runs before the first job of a batch starts (the cloud cleanup pass).</summary>
     public Func<CancellationToken, Task>? BeforeJobs { get; init; }
 
-    /// <summary>The catalog's restore point index, kept in step after retention.</summary>
+    /// <summary>The catalog's restore point list, kept in step after retention.</summary>
     public IRestorePointList? Index { get; init; }
 }
 
