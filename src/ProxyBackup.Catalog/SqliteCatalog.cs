@@ -40,6 +40,15 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         CREATE TABLE job_logs (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, time TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);
         CREATE INDEX job_logs_job ON job_logs(job_id);
         """,
+        // Owners: a cleanup removes only what a process that is gone left behind, and a job whose process is gone is interrupted.
+        """
+        ALTER TABLE journal ADD COLUMN owner_host TEXT;
+        ALTER TABLE journal ADD COLUMN owner_pid INTEGER;
+        ALTER TABLE journal ADD COLUMN owner_start INTEGER;
+        ALTER TABLE jobs ADD COLUMN owner_host TEXT;
+        ALTER TABLE jobs ADD COLUMN owner_pid INTEGER;
+        ALTER TABLE jobs ADD COLUMN owner_start INTEGER;
+        """,
     ];
 
     private readonly string _connectionString;
@@ -106,8 +115,10 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     public long Record(string jobId, CloudObjectKind kind, int vmId, int diskId, string name)
     {
         using var c = Open();
-        return (long)Scalar(c, "INSERT INTO journal (job_id, kind, vm_id, disk_id, name, created) VALUES ($job, $kind, $vm, $disk, $name, $created) RETURNING id;",
-            ("$job", jobId), ("$kind", kind.ToString()), ("$vm", vmId), ("$disk", diskId), ("$name", name), ("$created", _time.GetUtcNow().ToString("o")))!;
+        var owner = ProcessOwner.Current;
+        return (long)Scalar(c, "INSERT INTO journal (job_id, kind, vm_id, disk_id, name, created, owner_host, owner_pid, owner_start) VALUES ($job, $kind, $vm, $disk, $name, $created, $h, $p, $s) RETURNING id;",
+            ("$job", jobId), ("$kind", kind.ToString()), ("$vm", vmId), ("$disk", diskId), ("$name", name), ("$created", _time.GetUtcNow().ToString("o")),
+            ("$h", owner.Host), ("$p", owner.Pid), ("$s", owner.StartTicks))!;
     }
 
     public void SetObjectId(long entryId, int objectId)
@@ -125,14 +136,17 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     public IReadOnlyList<JournalEntry> Pending(string? jobId = null)
     {
         using var c = Open();
-        using var cmd = Command(c, "SELECT id, job_id, kind, vm_id, disk_id, name, object_id, created FROM journal WHERE $job IS NULL OR job_id = $job ORDER BY id;", null, [("$job", jobId)]);
+        using var cmd = Command(c, "SELECT id, job_id, kind, vm_id, disk_id, name, object_id, created, owner_host, owner_pid, owner_start FROM journal WHERE $job IS NULL OR job_id = $job ORDER BY id;", null, [("$job", jobId)]);
         using var r = cmd.ExecuteReader();
         var list = new List<JournalEntry>();
         while (r.Read())
             list.Add(new JournalEntry(r.GetInt64(0), r.GetString(1), Enum.Parse<CloudObjectKind>(r.GetString(2)), r.GetInt32(3), r.GetInt32(4), r.GetString(5),
-                r.IsDBNull(6) ? null : r.GetInt32(6), DateTimeOffset.Parse(r.GetString(7), CultureInfo.InvariantCulture)));
+                r.IsDBNull(6) ? null : r.GetInt32(6), DateTimeOffset.Parse(r.GetString(7), CultureInfo.InvariantCulture), OwnerAt(r, 8)));
         return list;
     }
+
+    private static ProcessOwner? OwnerAt(SqliteDataReader r, int column) =>
+        r.IsDBNull(column) ? null : new ProcessOwner(r.GetString(column), r.GetInt32(column + 1), r.GetInt64(column + 2));
 
     // ---- policies ---------------------------------------------------------------------------
 
@@ -214,8 +228,28 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     public void Started(string jobId, string kind, int vmId)
     {
         using var c = Open();
-        Execute(c, "INSERT INTO jobs (id, kind, vm_id, state, started) VALUES ($id, $kind, $vm, 'running', $t);", null,
-            ("$id", jobId), ("$kind", kind), ("$vm", vmId), ("$t", _time.GetUtcNow().ToString("o")));
+        var owner = ProcessOwner.Current;
+        Execute(c, "INSERT INTO jobs (id, kind, vm_id, state, started, owner_host, owner_pid, owner_start) VALUES ($id, $kind, $vm, 'running', $t, $h, $p, $s);", null,
+            ("$id", jobId), ("$kind", kind), ("$vm", vmId), ("$t", _time.GetUtcNow().ToString("o")), ("$h", owner.Host), ("$p", owner.Pid), ("$s", owner.StartTicks));
+    }
+
+    public int MarkInterrupted()
+    {
+        using var c = Open();
+        var gone = new List<(string Id, string LastSeen, ProcessOwner? Owner)>();
+        using (var cmd = Command(c, """
+            SELECT j.id, COALESCE((SELECT MAX(l.time) FROM job_logs l WHERE l.job_id = j.id), j.started), j.owner_host, j.owner_pid, j.owner_start
+            FROM jobs j WHERE j.state = 'running';
+            """, null, []))
+        using (var r = cmd.ExecuteReader())
+            while (r.Read())
+                gone.Add((r.GetString(0), r.GetString(1), OwnerAt(r, 2)));
+        gone.RemoveAll(j => j.Owner?.MayBeAlive() == true);
+        foreach (var (id, lastSeen, owner) in gone)
+            Execute(c, "UPDATE jobs SET state = 'interrupted', ended = $t, error = $e WHERE id = $id AND state = 'running';", null,
+                ("$t", lastSeen), ("$id", id),
+                ("$e", $"interrupted: the process that ran it ({owner?.ToString() ?? "an older version"}) ended; last seen {lastSeen}"));
+        return gone.Count;
     }
 
     public void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error)

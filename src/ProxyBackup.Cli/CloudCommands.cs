@@ -48,7 +48,9 @@ internal static class CloudCommands
         {
             var path = p.GetValue(EngineHost.Catalog)!;
             if (!File.Exists(path)) throw new CliException($"No catalog at {path} (no job has run yet, or give --catalog).");
-            var jobs = new ProxyBackup.Catalog.SqliteCatalog(path).Recent(p.GetValue(last));
+            var catalog = new ProxyBackup.Catalog.SqliteCatalog(path);
+            catalog.MarkInterrupted();
+            var jobs = catalog.Recent(p.GetValue(last));
             if (p.GetValue(Json)) { CliFormat.PrintJson(jobs); return 0; }
             foreach (var j in jobs)
                 Console.WriteLine($"{j.Id}  {j.Kind,-8} VM {j.VmId,-5} {j.State,-10} {j.Started:yyyy-MM-dd HH:mm:ss}Z  {(j.Ended is { } e ? $"{(e - j.Started).TotalSeconds,7:0.0} s" : "running"),10}  read {CliFormat.Bytes(j.BytesRead),10}  stored {CliFormat.Bytes(j.BytesStored),10}  {j.RestorePoint}{(j.Error is null ? "" : "  " + j.Error)}");
@@ -305,6 +307,7 @@ internal static class CloudCommands
             var report = await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
             Console.WriteLine($"Removed {report.Removed} leftover object(s).");
             foreach (var f in report.Failures) Console.WriteLine($"  still there: {f}");
+            foreach (var left in report.Pending) Console.WriteLine($"  left to its running job: {left}");
             return report.Failures.Count == 0 ? 0 : 1;
         });
         return c;

@@ -24,6 +24,8 @@ internal static class DaemonCommand
         {
             var config = AppConfig.Load(p.GetValue(ConfigFile)!);
             var secrets = AppSecrets.Load(config.SecretsFile!);
+            // Before anything touches the cloud or the control socket.
+            using var single = DaemonLock.Take(config.Catalog.Path);
             var builder = Host.CreateApplicationBuilder();
             builder.Logging.ClearProviders();
             builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-dd HH:mm:ss "; o.UseUtcTimestamp = true; });

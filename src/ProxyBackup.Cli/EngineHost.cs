@@ -87,6 +87,8 @@ internal sealed class EngineHost : IDisposable
             logs.CreateLogger("proxybackup").LogInformation("Reached OpenNebula {Version} at {Endpoint} as {User}; proxy VM {Proxy} ({Name}) is RUNNING",
                 await client.SystemVersionAsync(ct).ConfigureAwait(false), client.Endpoint, client.User, proxy.Id, proxy.Name);
             var catalog = new SqliteCatalog(catalogPath);
+            // Jobs of a process that was killed would otherwise read "running" for ever.
+            catalog.MarkInterrupted();
             var repository = openRepository();
             var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devicesDir });
             var steps = new CloudSteps(client, catalog, locator, new EngineOptions { ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogPath))!, "hotplug.lock") }, logs.CreateLogger("proxybackup"));

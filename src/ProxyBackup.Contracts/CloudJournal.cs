@@ -16,8 +16,13 @@ public enum CloudObjectKind
     Template,
 }
 
-/// <summary>One line of the journal: written before the call that creates the object, completed with its id after.</summary>
-public sealed record JournalEntry(long Id, string JobId, CloudObjectKind Kind, int VmId, int DiskId, string Name, int? ObjectId, DateTimeOffset Created);
+/// <summary>
+/// One line of the journal: written before the call that creates the object, completed with its id
+/// after. <paramref name="Owner"/> is the process whose job created it (null: written by a version
+/// that did not record owners).
+/// </summary>
+public sealed record JournalEntry(long Id, string JobId, CloudObjectKind Kind, int VmId, int DiskId, string Name, int? ObjectId, DateTimeOffset Created,
+    ProcessOwner? Owner = null);
 
 /// <summary>
 /// The cleanup journal. Intent is recorded before each creating call (with a unique name, so that

@@ -12,6 +12,12 @@ public interface IJobRecorder
     void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error);
     IReadOnlyList<JobRecord> Recent(int count);
 
+    /// <summary>
+    /// Records as "interrupted" the running jobs whose process is gone (killed, crashed, a reboot),
+    /// with the moment they were last seen; returns how many.
+    /// </summary>
+    int MarkInterrupted();
+
     /// <summary>A line of the job's own log (what an operator reads when asking why).</summary>
     void Log(string jobId, string level, string message);
     IReadOnlyList<(DateTimeOffset Time, string Level, string Message)> LogOf(string jobId);

@@ -4,23 +4,32 @@ using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Engine;
 
-public sealed record CleanupReport(int Removed, IReadOnlyList<string> Failures);
+/// <summary>What a cleanup pass did: removed, could not remove yet (<see cref="Failures"/>), and left to a running owner (<see cref="Pending"/>).</summary>
+public sealed record CleanupReport(int Removed, IReadOnlyList<string> Failures, IReadOnlyList<string> Pending);
 
 /// <summary>
 /// Removes what jobs left on the cloud, from the journal: attachments first (an attached image
 /// cannot be deleted), then images, disk snapshots and templates. Runs at start-up, before every
 /// job, and after a failed job. An object found gone counts as removed; one that cannot be removed
-/// yet stays in the journal for the next pass.
+/// yet stays in the journal for the next pass. A pass over every job's entries leaves alone those
+/// of another process that is still running (the daemon's jobs, a CLI restore): they are its own
+/// to remove (docs/architecture.md, "Every cloud object has an owner").
 /// </summary>
 public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogger logger)
 {
     public async Task<CleanupReport> CleanAsync(string? jobId = null, CancellationToken ct = default)
     {
         var failures = new List<string>();
+        var pending = new List<string>();
         var removed = 0;
         var order = new[] { CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
         foreach (var entry in journal.Pending(jobId).OrderBy(e => Array.IndexOf(order, e.Kind)).ThenByDescending(e => e.Id))
         {
+            if (jobId is null && entry.Owner is { IsCurrent: false } owner && owner.MayBeAlive())
+            {
+                pending.Add($"{entry.Kind} {entry.Name}: owned by job {entry.JobId}, still running ({owner})");
+                continue;
+            }
             try
             {
                 await RemoveAsync(entry, ct).ConfigureAwait(false);
@@ -34,7 +43,7 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
             }
         }
         if (removed > 0) logger.LogInformation("Cleanup removed {Count} leftover object(s) from the cloud", removed);
-        return new CleanupReport(removed, failures);
+        return new CleanupReport(removed, failures, pending);
     }
 
     /// <summary>

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Repository;
 
@@ -47,7 +48,7 @@ public sealed class RepositoryLock : IDisposable
         while (true)
         {
             var now = clock.GetUtcNow();
-            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessStartTicks(Environment.ProcessId) ?? 0, purpose, now, now);
+            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now);
             var path = Path.Combine(dir, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
             AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), Durability.Immediate);
             var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive));
@@ -83,25 +84,8 @@ public sealed class RepositoryLock : IDisposable
 
     private static bool IsStale(LockInfo info, DateTimeOffset now)
     {
-        if (now - info.Refreshed > StaleAfter) return true;
-        if (info.Host != Environment.MachineName) return false;
-        var start = ProcessStartTicks(info.Pid);
-        return start is null || (info.ProcessStart != 0 && start != info.ProcessStart);
-    }
-
-    /// <summary>The process's start time (field 22 of /proc/PID/stat): a reused pid has another one.</summary>
-    private static long? ProcessStartTicks(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return long.Parse(fields[19], System.Globalization.CultureInfo.InvariantCulture);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
-        {
-            return null;
-        }
+        // An owner on another host is judged by its refreshes alone.
+        return now - info.Refreshed > StaleAfter || !new ProcessOwner(info.Host, info.Pid, info.ProcessStart).MayBeAlive();
     }
 
     private void Refresh()

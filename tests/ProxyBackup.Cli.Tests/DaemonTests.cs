@@ -71,6 +71,12 @@ public class DaemonTests
         await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket) & (UnixFileMode)0b111_111_111);
 
+        // A second daemon on the same catalog refuses to start, names the first, and leaves its socket alone.
+        var (secondCode, _, secondError) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "daemon", "--config", config);
+        Assert.Equal(1, secondCode);
+        Assert.Contains($"Another proxybackup daemon (pid {daemon.Process.Id}) already runs", secondError, StringComparison.Ordinal);
+        Assert.True(File.Exists(socket));
+
         using (var cli = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config))
         {
             var output = await cli.Process.StandardOutput.ReadToEndAsync();

@@ -1,3 +1,4 @@
+using ProxyBackup.Contracts;
 using ProxyBackup.TestSupport;
 
 namespace ProxyBackup.Cli.Tests;
@@ -31,6 +32,11 @@ public class KilledApplianceTests
         Assert.Equal(2, mid["proxy_disks"]);
         Assert.NotEmpty(w.Catalog.Pending());
         Assert.Empty(w.Repository.ListRestorePoints());
+        // Its job no longer reads "running": it is recorded as interrupted, with when it was last seen.
+        Assert.Equal(1, w.Catalog.MarkInterrupted());
+        var interrupted = Assert.Single(w.Catalog.Recent(10));
+        Assert.Equal("interrupted", interrupted.State);
+        Assert.Contains("last seen", interrupted.Error, StringComparison.Ordinal);
 
         // The next start of the appliance runs the cleanup pass first. The job prepares its next disk
         // while it reads one, so the kill may fall between journaling an image and asking for it:
@@ -53,6 +59,45 @@ public class KilledApplianceTests
         // The dead process's guard on the VM does not block the next backup.
         var ok = await w.Backup.RunAsync(web.Id, new BackupOptions());
         Assert.Equal(2, ok.Disks.Count);
+    }
+
+    [Fact]
+    public async Task A_cleanup_pass_leaves_alone_what_a_running_job_of_another_process_created()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var auth = Path.Combine(w.Root, "one_auth");
+        await WritePrivateAsync(auth, "oneadmin:pw");
+        // The other process's backup is held with its first snapshot in DISK_SNAPSHOT.
+        var hold = w.Sim.Cloud.HoldTransientStates();
+        using var other = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth,
+            "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture), "--catalog", w.Catalog.Path,
+            "--devices-dir", w.Sim.Cloud.Devices.Directory, "--repo", w.Repository.Root);
+        try
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (!w.Catalog.Pending().Any(e => e.Kind == CloudObjectKind.DiskSnapshot && e.ObjectId is not null) && DateTime.UtcNow < deadline)
+                await Task.Delay(100);
+            var entry = Assert.Single(w.Catalog.Pending());
+
+            var report = await w.Cleaner.CleanAsync();   // this process's pass, as 'proxybackup cleanup' or a restore runs it
+
+            Assert.Equal(0, report.Removed);
+            Assert.Empty(report.Failures);
+            Assert.Contains($"owned by job {entry.JobId}, still running (pid {other.Process.Id} ", Assert.Single(report.Pending), StringComparison.Ordinal);
+            Assert.Equal(entry, Assert.Single(w.Catalog.Pending()));
+        }
+        finally
+        {
+            hold.Dispose();
+        }
+        var output = await other.Process.StandardOutput.ReadToEndAsync();
+        var error = await other.Process.StandardError.ReadToEndAsync();
+        await other.Process.WaitForExitAsync();
+        Assert.True(other.Process.ExitCode == 0, output + error);   // the other job was not harmed
+        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id)));
+        Assert.Empty(w.Catalog.Pending());
+        Assert.Equal(0, w.Inventory()["disk_snapshots"]);
     }
 
     [Fact]

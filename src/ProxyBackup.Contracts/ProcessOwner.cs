@@ -1,0 +1,43 @@
+using System.Globalization;
+
+namespace ProxyBackup.Contracts;
+
+/// <summary>
+/// A process that owns something (a lock, a cloud object, a job): its host, pid and start time
+/// (field 22 of /proc/PID/stat), so that a reused pid is not taken for the owner.
+/// </summary>
+public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
+{
+    public static ProcessOwner Current { get; } = new(Environment.MachineName, Environment.ProcessId, StartTicksOf(Environment.ProcessId) ?? 0);
+
+    public bool IsCurrent => this == Current;
+
+    /// <summary>
+    /// False only when the owner certainly is gone: on this host, its pid is free or belongs to a
+    /// process started at another time. An owner on another host counts as alive (its lease
+    /// decides, where there is one).
+    /// </summary>
+    public bool MayBeAlive()
+    {
+        if (Host != Environment.MachineName) return true;
+        var start = StartTicksOf(Pid);
+        return start is not null && (StartTicks == 0 || start == StartTicks);
+    }
+
+    public override string ToString() => $"pid {Pid} on {Host}";
+
+    /// <summary>The process's start time in clock ticks since boot, or null when there is no such process.</summary>
+    public static long? StartTicksOf(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[19], CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+}
