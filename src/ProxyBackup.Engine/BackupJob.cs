@@ -24,9 +24,10 @@ public sealed record BackupResult(string JobId, int VmId, string VmName, Restore
 
 /// <summary>
 /// Backs up one VM through the proxy (docs/opennebula.md, "Backup flow"): metadata, a snapshot of every disk
-/// taken back to back, then per disk save-as, attach to the proxy, read into
-/// the repository, detach, delete image and snapshot; the restore point is committed last. On any
-/// failure, what the job created is removed again before the error is reported.
+/// taken back to back, then per disk save-as, attach to the proxy, read into the repository, detach
+/// and delete the image; the restore point is committed, then the snapshots are deleted. On a
+/// failure before the commit, what the job created is removed again before the error is reported;
+/// after it, what cannot be removed is a warning and stays in the journal for the cleanup pass.
 /// </summary>
 public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger,
     IRestorePointList? index = null)
@@ -127,13 +128,18 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 {
                     stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), device, progress, ct, options.Memory).ConfigureAwait(false);
                 }
-                finally
+                catch
                 {
                     await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
+                    throw;
                 }
-                ForgetEntry(jobId, CloudObjectKind.Attachment, imageId, diskId: null);
-                await steps.DeleteImageAsync(imageId, ct).ConfigureAwait(false);
-                ForgetEntry(jobId, CloudObjectKind.Image, imageId, diskId: null);
+                await TidyAsync(jobId, warnings, $"image {imageId} ({image.Name})", async () =>
+                {
+                    await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
+                    ForgetEntry(jobId, CloudObjectKind.Attachment, imageId, diskId: null);
+                    await steps.DeleteImageAsync(imageId, ct).ConfigureAwait(false);
+                    ForgetEntry(jobId, CloudObjectKind.Image, imageId, diskId: null);
+                }).ConfigureAwait(false);
                 results.Add(new DiskBackupResult(d.DiskId, d.Image, stats));
                 logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
             }
@@ -145,14 +151,35 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 try { await nextSave.ConfigureAwait(false); }
                 catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background save-as ended with: {Error}", e.Message); }
         }
-        foreach (var d in disks)
-        {
-            await steps.DeleteSnapshotAsync(vmId, d.DiskId, snapshots[d.DiskId], ct).ConfigureAwait(false);
-            ForgetEntry(jobId, CloudObjectKind.DiskSnapshot, snapshots[d.DiskId], d.DiskId);
-        }
         var index = writer.Commit();
         logger.LogInformation("Backup {Job} of VM {Vm} committed as restore point {Point}", jobId, vmId, index.Id);
+        // The data is in the repository: what cannot be tidied now stays in the journal for the
+        // cleanup pass, and the job is not cancelled half-way through tidying.
+        foreach (var d in disks)
+        {
+            await TidyAsync(jobId, warnings, $"snapshot {snapshots[d.DiskId]} of disk {d.DiskId}", async () =>
+            {
+                if (await steps.RemoveJobSnapshotAsync(vmId, d.DiskId, snapshots[d.DiskId], CancellationToken.None).ConfigureAwait(false) is { } kept)
+                    warnings.Add(kept);
+                ForgetEntry(jobId, CloudObjectKind.DiskSnapshot, snapshots[d.DiskId], d.DiskId);
+            }).ConfigureAwait(false);
+        }
         return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
+    }
+
+    /// <summary>
+    /// Removes what the job no longer needs once a disk's data is read. A failure is a warning, not
+    /// the job's end: the data is whole, and the journal keeps the object for the cleanup pass.
+    /// </summary>
+    private async Task TidyAsync(string jobId, List<string> warnings, string what, Func<Task> tidy)
+    {
+        try { await tidy().ConfigureAwait(false); }
+        catch (UserFacingException e)
+        {
+            var warning = $"{what} is left on the cloud for the next cleanup pass: {e.Message}";
+            warnings.Add(warning);
+            logger.LogWarning("Backup {Job}: {Warning}", jobId, warning);
+        }
     }
 
     /// <summary>

@@ -85,7 +85,7 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 catch (OneNotFoundException) { return; }
                 if (vm.State == VmState.Done) return;
                 var snap = vm.SnapshotsOf(entry.DiskId).FirstOrDefault(s => s.Id == entry.ObjectId || s.Name == entry.Name);
-                if (snap is not null) await steps.DeleteSnapshotAsync(entry.VmId, entry.DiskId, snap.Id, ct).ConfigureAwait(false);
+                if (snap is not null) await steps.RemoveJobSnapshotAsync(entry.VmId, entry.DiskId, snap.Id, ct).ConfigureAwait(false);
                 else if (entry.ObjectId is null) KeepWhileInFlight(entry);
                 break;
             case CloudObjectKind.Template:

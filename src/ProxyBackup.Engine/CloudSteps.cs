@@ -67,13 +67,36 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         return snapId;
     }
 
+    /// <summary>
+    /// Removes a snapshot a job took. One that oned keeps for good (snapshot 0 of a persistent disk
+    /// where the datastore has ALLOW_ORPHANS=NO) is renamed so that an operator knows it, and kept:
+    /// the next backups take theirs on top of it and can delete those (docs/architecture.md,
+    /// "Snapshots OpenNebula keeps"). Returns what stays on the cloud and why, or null.
+    /// </summary>
+    public async Task<string?> RemoveJobSnapshotAsync(int vmId, int diskId, int snapId, CancellationToken ct)
+    {
+        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+        if (vm.Snapshots.FirstOrDefault(s => s.DiskId == diskId) is not { } set || set.Snapshots.All(s => s.Id != snapId) || vm.Disk(diskId) is not { } disk)
+            return null;
+        if (SnapshotRules.DeleteRefusal(set, snapId, disk) is { } why)
+        {
+            var kept = KeptSnapshotName(diskId);
+            await client.VmDiskSnapshotRenameAsync(vmId, diskId, snapId, kept, ct).ConfigureAwait(false);
+            logger.LogWarning("VM {Vm} disk {Disk}: snapshot {Snap} kept on the cloud as {Name}: {Why}", vmId, diskId, snapId, kept, why);
+            return $"snapshot {snapId} of disk {diskId} stays on the cloud as '{kept}': {why}. Later backups of this disk take their snapshot on top of it and delete theirs";
+        }
+        await DeleteSnapshotAsync(vmId, diskId, snapId, ct).ConfigureAwait(false);
+        return null;
+    }
+
+    /// <summary>The name of the one snapshot per disk that OpenNebula does not let the appliance delete.</summary>
+    public string KeptSnapshotName(int diskId) => $"{options.NamePrefix}-kept-d{diskId}";
+
+    /// <summary>Deletes a snapshot the caller has seen on a settled VM, and checks it is gone.</summary>
     public async Task DeleteSnapshotAsync(int vmId, int diskId, int snapId, CancellationToken ct)
     {
-        var vm = await client.VmInfoAsync(vmId, ct).ConfigureAwait(false);
-        if (vm.SnapshotsOf(diskId).All(s => s.Id != snapId)) return;
-        await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
         await client.VmDiskSnapshotDeleteAsync(vmId, diskId, snapId, ct).ConfigureAwait(false);
-        vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
         if (vm.SnapshotsOf(diskId).Any(s => s.Id == snapId))
             throw new JobFailedException($"Snapshot {snapId} of disk {diskId} of VM {vmId} could not be deleted{Why(vm)}.");
     }

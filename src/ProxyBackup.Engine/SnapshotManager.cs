@@ -31,6 +31,10 @@ public sealed class SnapshotManager(CloudSteps steps, IVmGuard guard, ILogger lo
     public async Task DeleteAsync(int vmId, int diskId, int snapshotId, CancellationToken ct = default)
     {
         using var held = guard.Acquire(vmId, JobIds.New("s"), "snapshot delete");
+        var vm = await steps.Waiter.VmSettledAsync(vmId, steps.Options.OperationTimeout, ct).ConfigureAwait(false);
+        if (vm.Disk(diskId) is null) throw new JobFailedException($"VM {vmId} has no disk {diskId}.");
+        if (vm.SnapshotsOf(diskId).All(s => s.Id != snapshotId))
+            throw new JobFailedException($"Disk {diskId} of VM {vmId} has no snapshot {snapshotId}; 'proxybackup snapshot list {vmId}' shows the ones it has.");
         await steps.DeleteSnapshotAsync(vmId, diskId, snapshotId, ct).ConfigureAwait(false);
     }
 

@@ -146,6 +146,10 @@ public sealed class OneClient : IDisposable
     public Task<int> VmDiskSnapshotDeleteAsync(int vmId, int diskId, int snapshotId, CancellationToken ct = default) =>
         IntAsync(false, "one.vm.disksnapshotdelete", [vmId, diskId, snapshotId], ct);
 
+    /// <summary>Renames a disk snapshot; synchronous, allowed in any state (docs/opennebula.md, "State sequences").</summary>
+    public Task<int> VmDiskSnapshotRenameAsync(int vmId, int diskId, int snapshotId, string name, CancellationToken ct = default) =>
+        IntAsync(true, "one.vm.disksnapshotrename", [vmId, diskId, snapshotId, name], ct);
+
     /// <summary>Saves a disk (snapshotId -1) or one of its snapshots as a new image; returns the image ID. imageType "" keeps the source type.</summary>
     public Task<int> VmDiskSaveAsAsync(int vmId, int diskId, string imageName, string imageType, int snapshotId, CancellationToken ct = default) =>
         IntAsync(false, "one.vm.disksaveas", [vmId, diskId, imageName, imageType, snapshotId], ct);

@@ -62,6 +62,7 @@ public sealed class SimApi
             ["one.template.instantiate"] = new("isbs|b", 0, (a, _, u) => _cloud.TemplateInstantiate(a.I(0), a.S(1), a.B(2), a.S(3), u.Id)),
             ["one.template.delete"] = new("i|b", 0, (a, _, _) => _cloud.TemplateDelete(a.I(0), a.Count > 1 && a.B(1))),
             ["one.templatepool.info"] = new("iii", 0, (a, _, _) => _cloud.TemplatePool(a.I(0), a.I(1), a.I(2))),
+            ["one.datastore.update"] = new("is|i", 0, (a, _, _) => _cloud.DatastoreUpdate(a.I(0), a.S(1), a.Count > 2 ? a.I(2) : 0)),
             ["one.datastore.info"] = new("i|b", 0, (a, _, _) => _cloud.DatastoreInfo(a.I(0))),
             ["one.datastorepool.info"] = new("", 0, (_, _, _) => _cloud.DatastorePool()),
             ["one.host.info"] = new("i|b", 0, (a, _, _) => _cloud.HostInfo(a.I(0))),

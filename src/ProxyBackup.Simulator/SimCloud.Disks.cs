@@ -34,8 +34,11 @@ public sealed partial class SimCloud
             var live = transient == LcmState.DiskSnapshot;
             var tm = disk.Element("TM_MAD")?.Value ?? "";
             var set = vm.SnapshotsOf(diskId);
-            var parent = set.Snapshots.FirstOrDefault(s => s.Active);
-            var snap = new SimSnapshot { Id = set.NextSnapshot++, Name = name, Date = Now, Parent = parent?.Id ?? -1, SizeMb = LongAttr(disk, "SIZE") };
+            var mode = AllowOrphansOf(vm, diskId);
+            // Where a new snapshot hangs (docs/opennebula.md, "Snapshot delete rules"): under the active one in a
+            // tree (NO), under the current base in MIXED, nowhere in a flat set (YES).
+            var parent = mode switch { "YES" => -1, "MIXED" => set.CurrentBase, _ => set.Snapshots.FirstOrDefault(s => s.Active)?.Id ?? -1 };
+            var snap = new SimSnapshot { Id = set.NextSnapshot++, Name = name, Date = Now, Parent = parent, SizeMb = LongAttr(disk, "SIZE") };
             set.Snapshots.Add(snap);
             Enter(vm, transient);
             disk.SetElementValue("DISK_SNAPSHOT_ACTIVE", "YES");
@@ -47,7 +50,9 @@ public sealed partial class SimCloud
             Later(refused ? OpOutcome.FailAsync : outcome,
                 onSuccess: () =>
                 {
-                    foreach (var s in set.Snapshots) s.Active = s == snap;
+                    // In MIXED (Ceph) the disk goes on from its base: a new snapshot does not become the active one.
+                    if (mode != "MIXED")
+                        foreach (var s in set.Snapshots) s.Active = s == snap;
                     EndSnapshotOp(vm, disk);
                 },
                 onFailure: () =>
@@ -85,6 +90,7 @@ public sealed partial class SimCloud
                 {
                     SimFiles.CopySparse(SnapshotFile(vmId, diskId, snapId), DiskFile(vm, disk));
                     foreach (var s in set.Snapshots) s.Active = s == snap;
+                    if (AllowOrphansOf(vm, diskId) == "MIXED") set.CurrentBase = snapId;
                     Return(vm);
                 },
                 onFailure: () =>
@@ -101,7 +107,7 @@ public sealed partial class SimCloud
         lock (_gate)
         {
             var vm = VmOrThrow(vmId);
-            DiskOrThrow(vm, diskId);
+            var disk = DiskOrThrow(vm, diskId);
             var set = vm.SnapshotsOf(diskId);
             var snap = set.Snapshots.FirstOrDefault(s => s.Id == snapId) ?? throw new SimFailure(OneErrorCode.Action, "Snapshot does not exist.", vmId);
             var transient = (vm.State, vm.Lcm) switch
@@ -111,7 +117,7 @@ public sealed partial class SimCloud
                 (VmState.Suspended, _) => LcmState.DiskSnapshotDeleteSuspended,
                 _ => throw new SimFailure(OneErrorCode.Action, $"Could not delete disk snapshot from VM {vmId}, wrong state {Name(vm)}.", vmId),
             };
-            if (DeleteRefusal(set, snap, AllowOrphansOf(vm, diskId)) is { } why)
+            if (DeleteRefusal(set, snap, AllowOrphansOf(vm, diskId), Yes(disk, "PERSISTENT")) is { } why)
                 throw new SimFailure(OneErrorCode.Action, why, vmId);
             Enter(vm, transient);
             Save();
@@ -120,6 +126,8 @@ public sealed partial class SimCloud
                 {
                     foreach (var child in set.Snapshots.Where(s => s.Parent == snapId)) child.Parent = snap.Parent;
                     set.Snapshots.Remove(snap);
+                    // In a tree the disk goes on from the parent of the active snapshot it lost.
+                    if (snap.Active && set.Snapshots.FirstOrDefault(s => s.Id == snap.Parent) is { } parent) parent.Active = true;
                     SimFiles.Delete(SnapshotFile(vmId, diskId, snapId));
                     Return(vm);
                 },
@@ -132,8 +140,8 @@ public sealed partial class SimCloud
         }
     }
 
-    /// <summary>src/vm/Snapshots.cc test_delete, per ALLOW_ORPHANS mode.</summary>
-    private static string? DeleteRefusal(SimDiskSnapshots set, SimSnapshot snap, string mode)
+    /// <summary>oned's rules for deleting a VM disk snapshot, per ALLOW_ORPHANS mode (docs/opennebula.md, "Snapshot delete rules").</summary>
+    private static string? DeleteRefusal(SimDiskSnapshots set, SimSnapshot snap, string mode, bool persistent)
     {
         var children = set.Snapshots.Where(s => s.Parent == snap.Id).ToList();
         switch (mode)
@@ -143,6 +151,7 @@ public sealed partial class SimCloud
                 if (snap.Active) return "Cannot delete the active snapshot.";
                 return children.Count > 0 ? "Cannot delete snapshot with children." : null;
             default:
+                if (persistent && snap.Id == 0) return "Cannot delete snapshot 0 for persistent disk images";
                 if (children.Count > 1) return "Cannot delete snapshot with more than one child.";
                 if (snap.Active && children.Count > 0) return "Cannot delete the active snapshot if it has children.";
                 if (children.Count == 1 && (children[0].Active || set.Snapshots.Any(s => s.Parent == children[0].Id)))

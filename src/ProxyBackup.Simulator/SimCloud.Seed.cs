@@ -117,6 +117,12 @@ public sealed partial class SimCloud
         }
     }
 
+    /// <summary>The path of the file that holds an image's content (for tests and checksums).</summary>
+    public string ImageContentPath(int imageId)
+    {
+        lock (_gate) return ImageFile(ImageOrThrow(imageId).Id);
+    }
+
     /// <summary>Waits (outside any call) until no VM is in a transient state: the seeded VMs take a moment to boot.</summary>
     public async Task WaitIdleAsync(TimeSpan timeout)
     {

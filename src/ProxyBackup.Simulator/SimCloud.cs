@@ -116,6 +116,32 @@ public sealed partial class SimCloud : IDisposable
 
     public string UserName(int uid) => _s.Users.FirstOrDefault(u => u.Id == uid)?.Name ?? "oneadmin";
     public SimDatastore? Datastore(int id) => _s.Datastores.FirstOrDefault(d => d.Id == id);
+    /// <summary>
+    /// one.datastore.update, merge or replace: the simulator models ALLOW_ORPHANS of a datastore's
+    /// template (docs/opennebula.md, "Snapshot delete rules") and refuses what it does not model.
+    /// </summary>
+    public int DatastoreUpdate(int id, string templateText, int type)
+    {
+        if (type is not (0 or 1)) throw new SimFailure(OneErrorCode.XmlRpcApi, "Wrong update type.", id);
+        lock (_gate)
+        {
+            var ds = Datastore(id) ?? throw new SimFailure(OneErrorCode.NoExists, $"Error getting datastore [{id}].", id);
+            System.Xml.Linq.XElement t;
+            try { t = TemplateParser.Parse(templateText); }
+            catch (TemplateSyntaxException e) { throw new SimFailure(OneErrorCode.Internal, e.Message, id); }
+            foreach (var e in t.Elements())
+            {
+                if (e.Name.LocalName != "ALLOW_ORPHANS")
+                    throw new SimFailure(OneErrorCode.Internal, $"The simulator does not model datastore attribute {e.Name.LocalName}.", id);
+                if (e.Value is not ("NO" or "YES" or "MIXED" or "FORMAT"))
+                    throw new SimFailure(OneErrorCode.Internal, $"Wrong ALLOW_ORPHANS value: {e.Value}.", id);
+                ds.AllowOrphans = e.Value;
+            }
+            Save();
+            return id;
+        }
+    }
+
     public IEnumerable<int> ImagesIn(int dsId) => _s.Images.Where(i => i.DatastoreId == dsId).Select(i => i.Id);
     public IEnumerable<int> VmsOnHost(int hostId) =>
         _s.Vms.Where(v => v.State != VmState.Done && v.History.LastOrDefault()?.HostId == hostId).Select(v => v.Id);

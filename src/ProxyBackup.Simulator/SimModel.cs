@@ -83,6 +83,9 @@ public sealed class SimDiskSnapshots
 {
     public int DiskId { get; set; }
     public int NextSnapshot { get; set; }
+
+    /// <summary>MIXED mode only: the snapshot new ones hang under (the last one reverted to), -1 for the disk itself.</summary>
+    public int CurrentBase { get; set; } = -1;
     public List<SimSnapshot> Snapshots { get; set; } = [];
 }
 

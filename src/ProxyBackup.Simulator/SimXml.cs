@@ -85,7 +85,7 @@ internal static class SimXml
 
     private static XElement Snapshots(SimDiskSnapshots set, string allowOrphans)
     {
-        var x = new XElement("SNAPSHOTS", C("ALLOW_ORPHANS", allowOrphans), C("CURRENT_BASE", "-1"), C("DISK_ID", S(set.DiskId)), C("NEXT_SNAPSHOT", S(set.NextSnapshot)));
+        var x = new XElement("SNAPSHOTS", C("ALLOW_ORPHANS", allowOrphans), C("CURRENT_BASE", S(set.CurrentBase)), C("DISK_ID", S(set.DiskId)), C("NEXT_SNAPSHOT", S(set.NextSnapshot)));
         foreach (var s in set.Snapshots)
         {
             var children = set.Snapshots.Where(c => c.Parent == s.Id).Select(c => S(c.Id)).ToList();

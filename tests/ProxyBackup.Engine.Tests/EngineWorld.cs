@@ -60,6 +60,12 @@ public sealed class EngineWorld : IAsyncDisposable
         return Convert.ToHexString(SHA256.HashData(f));
     }
 
+    public string ImageSha256(int imageId)
+    {
+        using var f = new FileStream(Sim.Cloud.ImageContentPath(imageId), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return Convert.ToHexString(SHA256.HashData(f));
+    }
+
     /// <summary>What a job may leave behind: snapshots, images, proxy disks and devices, templates, busy VMs.</summary>
     public Dictionary<string, object?> Inventory() => Sim.Cloud.Inventory();
 

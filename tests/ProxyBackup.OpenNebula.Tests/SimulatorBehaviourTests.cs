@@ -130,20 +130,63 @@ public class SimulatorBehaviourTests
         await using var cloud = await SimulatedCloud.StartAsync();
         var c = cloud.Client;
         var web = await cloud.VmNamedAsync("web-01");
-        // qcow2 disks on a FORMAT datastore use the tree rules (NO).
+        // raw disks on a FORMAT datastore resolve to YES: a flat set, every snapshot deletable.
         await cloud.Server.Cloud.WaitIdleAsync(SimulatedCloud.Timeout);
         var s0 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "a");
         await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
         var s1 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "b");
         await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
         var vm = await c.VmInfoAsync(web.Id);
-        Assert.Equal(s0, vm.SnapshotsOf(0).Single(s => s.Id == s1).Parent);
-        Assert.Contains(s1, vm.SnapshotsOf(0).Single(s => s.Id == s0).Children);
-        // raw disks resolve FORMAT to YES (flat): deleting the parent is allowed
-        await c.VmDiskSnapshotDeleteAsync(web.Id, 0, s0);
+        Assert.Equal("YES", vm.Snapshots.Single(s => s.DiskId == 0).AllowOrphans);
+        Assert.All(vm.SnapshotsOf(0), s => Assert.Equal((-1, 0), (s.Parent, s.Children.Count)));
+        Assert.True(vm.SnapshotsOf(0).Single(s => s.Id == s1).Active);
+        await c.VmDiskSnapshotDeleteAsync(web.Id, 0, s1);
         await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
-        var after = (await c.VmInfoAsync(web.Id)).SnapshotsOf(0);
-        Assert.Equal(-1, Assert.Single(after).Parent);
+        Assert.Equal(s0, Assert.Single((await c.VmInfoAsync(web.Id)).SnapshotsOf(0)).Id);
+
+        // In a tree (NO) a snapshot hangs under the active one, and one with a child that has a child stays.
+        cloud.Server.Cloud.DatastoreUpdate(web.Disks[0].DatastoreId!.Value, "ALLOW_ORPHANS = \"NO\"", 1);
+        var t1 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "c");
+        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
+        var t2 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "d");
+        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
+        vm = await c.VmInfoAsync(web.Id);
+        Assert.Equal(t1, vm.SnapshotsOf(0).Single(s => s.Id == t2).Parent);
+        Assert.Contains(t2, vm.SnapshotsOf(0).Single(s => s.Id == t1).Children);
+        await c.VmDiskSnapshotCreateAsync(web.Id, 0, "e");
+        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
+        var refused = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotDeleteAsync(web.Id, 0, t1));
+        Assert.Contains("child", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Snapshot_0_of_a_persistent_disk_stays_without_orphans_and_mixed_snapshots_do_not_become_active()
+    {
+        await using var cloud = await SimulatedCloud.StartAsync();
+        var c = cloud.Client;
+        var db = await cloud.VmNamedAsync("db-01");
+        var persistent = db.Disks.Single(d => d.Persistent);
+        using (var rpc = new XmlRpcClient(new XmlRpcClientOptions { Endpoint = cloud.Server.Endpoint }))
+            await rpc.CallAsync("one.datastore.update", new object?[] { "oneadmin:" + SimulatedCloud.Password, persistent.DatastoreId!.Value, "ALLOW_ORPHANS = \"NO\"", 1 });
+        Assert.Equal("NO", (await c.VmInfoAsync(db.Id)).Snapshots.SingleOrDefault(s => s.DiskId == persistent.DiskId)?.AllowOrphans ?? "NO");
+
+        var s0 = await c.VmDiskSnapshotCreateAsync(db.Id, persistent.DiskId, "first");
+        await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
+        var s1 = await c.VmDiskSnapshotCreateAsync(db.Id, persistent.DiskId, "second");
+        await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
+        var refused = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotDeleteAsync(db.Id, persistent.DiskId, s0));
+        Assert.Contains("Cannot delete snapshot 0 for persistent disk images", refused.Message, StringComparison.Ordinal);
+        // The active leaf goes, and the disk goes on from its parent.
+        await c.VmDiskSnapshotDeleteAsync(db.Id, persistent.DiskId, s1);
+        await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
+        Assert.True(Assert.Single((await c.VmInfoAsync(db.Id)).SnapshotsOf(persistent.DiskId)).Active);
+
+        cloud.Server.Cloud.DatastoreUpdate(persistent.DatastoreId!.Value, "ALLOW_ORPHANS = \"MIXED\"", 1);
+        var m = await c.VmDiskSnapshotCreateAsync(db.Id, persistent.DiskId, "mixed");
+        await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
+        var snap = (await c.VmInfoAsync(db.Id)).SnapshotsOf(persistent.DiskId).Single(s => s.Id == m);
+        Assert.False(snap.Active);
+        Assert.Equal(-1, snap.Parent);
     }
 
     [Fact]
