@@ -214,7 +214,9 @@ internal static class CloudCommands
         var disk = new Option<int?>("--disk") { Description = "Restore only this DISK_ID: as a new image, or to a file with --to." };
         var to = new Option<string?>("--to") { Description = "With --disk: write to this file instead of the cloud." };
         var format = new Option<DiskFormat>("--format") { DefaultValueFactory = _ => DiskFormat.Raw, Description = "With --to: raw or qcow2." };
-        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, Json };
+        var deployTimeout = new Option<int>("--deploy-timeout") { DefaultValueFactory = _ => 30, Description = "Minutes the new VM may wait for the scheduler and its boot; after that it is left PENDING and the restore says so." };
+        deployTimeout.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1440) r.AddError("--deploy-timeout is in minutes, from 1 to 1440."); });
+        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, deployTimeout, Json };
         c.SetAction(async (p, ct) =>
         {
             var repo = RepositoryCommands.Open(p);
@@ -238,6 +240,7 @@ internal static class CloudCommands
                 result = await ProgressDisplay.RunAsync("restore VM", progress => host.Restore.RestoreVmAsync(pt, new RestoreVmOptions
                 {
                     ImageDatastoreId = p.GetValue(imageDs), SystemDatastoreId = p.GetValue(systemDs), Name = p.GetValue(name), Nics = p.GetValue(nics),
+                    DeployTimeout = TimeSpan.FromMinutes(p.GetValue(deployTimeout)),
                 }, progress, ct)).ConfigureAwait(false);
             if (p.GetValue(Json)) { CliFormat.PrintJson(result); return 0; }
             Console.WriteLine(result.VmId is { } vmId ? $"Restored {pt.Id} as VM {vmId}; disks in images {string.Join(", ", result.Images.Values)}." : $"Restored disk as image {string.Join(", ", result.Images.Values)}.");

@@ -11,6 +11,9 @@ public sealed record EngineOptions
     /// <summary>A save-as copies the whole disk: allow more time.</summary>
     public TimeSpan CopyTimeout { get; init; } = TimeSpan.FromHours(6);
 
+    /// <summary>How long a restored VM may wait for the scheduler and its first boot before the restore gives up on it.</summary>
+    public TimeSpan DeployTimeout { get; init; } = TimeSpan.FromMinutes(30);
+
     /// <summary>How long a hot-plugged disk may take to show up as a block device.</summary>
     public TimeSpan DeviceTimeout { get; init; } = TimeSpan.FromMinutes(2);
 

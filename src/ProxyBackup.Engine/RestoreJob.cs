@@ -17,6 +17,9 @@ public sealed record RestoreVmOptions
 
     /// <summary>Restore only these DISK_IDs (the others become empty images); null: all.</summary>
     public IReadOnlySet<int>? Disks { get; init; }
+
+    /// <summary>How long the new VM may wait to be deployed; null: <see cref="EngineOptions.DeployTimeout"/>.</summary>
+    public TimeSpan? DeployTimeout { get; init; }
 }
 
 public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<int, int> Images);
@@ -34,6 +37,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         return await Guarded(jobId, point, async () =>
         {
             var saved = SavedVm(point);
+            await CheckTargetsAsync(point, options.Disks, options.ImageDatastoreId, options.SystemDatastoreId, ct).ConfigureAwait(false);
             var images = await RestoreDisksAsync(jobId, point, saved, options.ImageDatastoreId, options.Disks, progress, ct).ConfigureAwait(false);
             var name = options.Name ?? $"{saved.Name}-restored-{point.Time.UtcDateTime:yyyyMMdd'T'HHmmss}";
             var template = RestoreTemplate.Build(saved, images, name, options.Nics, options.SystemDatastoreId);
@@ -56,7 +60,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
                 jobs.Log(jobId, "warning", $"the temporary template {templateId} could not be deleted ({e.Message}); the next cleanup removes it");
                 logger.LogWarning("Restore {Job}: temporary template {Template} left for the cleanup: {Error}", jobId, templateId, e.Message);
             }
-            await steps.Waiter.VmRunningAsync(vmId, steps.Options.CopyTimeout, ct).ConfigureAwait(false);
+            await WaitDeployedAsync(jobId, vmId, name, images, options.DeployTimeout ?? steps.Options.DeployTimeout, progress, ct).ConfigureAwait(false);
             logger.LogInformation("Restore {Job}: VM {Vm} ({Name}) is RUNNING from restore point {Point}", jobId, vmId, name, point.Id);
             return new RestoreResult(jobId, vmId, images);
         }, ct).ConfigureAwait(false);
@@ -69,6 +73,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         return await Guarded(jobId, point, async () =>
         {
             var saved = SavedVm(point);
+            await CheckTargetsAsync(point, new HashSet<int> { diskId }, datastoreId, systemDatastoreId: null, ct).ConfigureAwait(false);
             var images = await RestoreDisksAsync(jobId, point, saved, datastoreId, new HashSet<int> { diskId }, progress, ct, onlyListed: true).ConfigureAwait(false);
             foreach (var e in steps.Journal.Pending(jobId)) steps.Journal.Remove(e.Id);
             return new RestoreResult(jobId, null, images);
@@ -92,6 +97,65 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             jobs.Finished(jobId, false, 0, 0, point.Id, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Restore {Job} failed: {Error}; removing what it created", jobId, e.Message);
             await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>The datastores named exist, are of the right kind and have room, before anything is created.</summary>
+    private async Task CheckTargetsAsync(RestorePoint point, IReadOnlySet<int>? disks, int imageDatastoreId, int? systemDatastoreId, CancellationToken ct)
+    {
+        var pool = await steps.Client.DatastorePoolAsync(ct).ConfigureAwait(false);
+        string Known() => string.Join(", ", pool.Select(d => $"{d.Id} {d.Name} ({Kind(d)})"));
+        static string Kind(OneDatastore d) => d.Type.ToString().ToUpperInvariant();
+        var image = pool.FirstOrDefault(d => d.Id == imageDatastoreId)
+            ?? throw new JobFailedException($"Image datastore {imageDatastoreId} does not exist. Datastores: {Known()}.");
+        if (image.Type != DatastoreType.Image)
+            throw new JobFailedException($"Datastore {image.Id} ({image.Name}) is a {Kind(image)} datastore; restored disks go to an IMAGE datastore. Datastores: {Known()}.");
+        var neededMb = point.Disks.Where(d => disks is null || disks.Contains(int.Parse(d.Disk, CultureInfo.InvariantCulture))).Sum(d => (d.Size + (1 << 20) - 1) >> 20);
+        if (image.TotalMb > 0 && neededMb > image.FreeMb)
+            throw new JobFailedException($"Image datastore {image.Id} ({image.Name}) has {image.FreeMb} MB free; the restore needs {neededMb} MB.");
+        if (systemDatastoreId is { } sys)
+        {
+            var system = pool.FirstOrDefault(d => d.Id == sys)
+                ?? throw new JobFailedException($"System datastore {sys} does not exist. Datastores: {Known()}.");
+            if (system.Type != DatastoreType.System)
+                throw new JobFailedException($"Datastore {system.Id} ({system.Name}) is a {Kind(system)} datastore; a VM runs from a SYSTEM datastore. Datastores: {Known()}.");
+        }
+    }
+
+    /// <summary>
+    /// Waits for the scheduler to deploy the new VM and for it to run, showing why it waits
+    /// (SCHED_MESSAGE). A VM that is not deployed in time, or a wait that is cancelled, leaves the
+    /// VM PENDING with the restored disks: it deploys once the cause is fixed; the message names it.
+    /// </summary>
+    private async Task WaitDeployedAsync(string jobId, int vmId, string name, IReadOnlyDictionary<int, int> images, TimeSpan timeout, IProgress<TransferProgress>? progress, CancellationToken ct)
+    {
+        string? said = null;
+        var started = steps.Options.Time.GetTimestamp();
+        string Left() => $"VM {vmId} ({name}) is left PENDING with the restored disks in image(s) {string.Join(", ", images.Values)}: it deploys once the cause is fixed; to give it up, 'onevm recover --delete {vmId}' and 'oneimage delete {string.Join(" ", images.Values)}'";
+        bool Deployed(VirtualMachine vm)
+        {
+            if (vm.State == VmState.Pending && vm.SchedulerMessage is { Length: > 0 } message && message != said)
+            {
+                said = message;
+                jobs.Log(jobId, "warning", $"VM {vmId} waits for the scheduler: {message}");
+                logger.LogWarning("Restore {Job}: VM {Vm} waits for the scheduler: {Message}", jobId, vmId, message);
+                progress?.Report(new TransferProgress($"VM {vmId} PENDING: {message}", 0, 0, null, steps.Options.Time.GetElapsedTime(started)));
+            }
+            return vm is { State: VmState.Active, LcmState: LcmState.Running };
+        }
+        try
+        {
+            await steps.Waiter.VmUntilAsync(vmId, "RUNNING", Deployed, timeout, ct).ConfigureAwait(false);
+        }
+        catch (OneWaitTimeoutException)
+        {
+            throw new JobFailedException($"VM {vmId} ({name}) was not running after {timeout.TotalMinutes:0.#} min{(said is null ? "" : $"; the scheduler says: {said}")}. {Left()}.");
+        }
+        catch (OperationCanceledException)
+        {
+            jobs.Log(jobId, "warning", Left());
+            logger.LogWarning("Restore {Job} cancelled while waiting: {Left}", jobId, Left());
             throw;
         }
     }

@@ -37,6 +37,9 @@ public sealed class VirtualMachine
     /// <summary>USER_TEMPLATE/ERROR: the last driver error; never cleared by a later success, so compare before and after.</summary>
     public string? LastError => UserTemplate.Text("ERROR");
 
+    /// <summary>Why the scheduler has not deployed a PENDING VM yet (USER_TEMPLATE/SCHED_MESSAGE), if it said.</summary>
+    public string? SchedulerMessage => UserTemplate.Text("SCHED_MESSAGE");
+
     public IReadOnlyList<string> Labels =>
         UserTemplate.Text("LABELS")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
 

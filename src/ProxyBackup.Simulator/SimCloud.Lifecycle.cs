@@ -95,31 +95,47 @@ public sealed partial class SimCloud
         return id;
     }
 
-    /// <summary>The scheduler's part: pick a host and system datastore, then PROLOG (copy disks) → BOOT → RUNNING.</summary>
+    /// <summary>
+    /// The scheduler's part: every pass, pick an enabled host and the system datastore, then PROLOG
+    /// (copy disks) → BOOT → RUNNING. A VM that fits nowhere stays PENDING with the reason in
+    /// USER_TEMPLATE/SCHED_MESSAGE and is tried again at the next pass (docs/opennebula.md, "Restore flow").
+    /// </summary>
     private void Schedule(SimVm vm, int? hostId, int? systemDsId)
     {
-        var host = hostId is { } h ? _s.Hosts.First(x => x.Id == h) : _s.Hosts.OrderBy(x => VmsOnHost(x.Id).Count()).First();
-        var dsId = systemDsId ?? RequestedSystemDatastore(vm) ?? _s.Datastores.First(d => d.Type == DatastoreType.System).Id;
         _ = Task.Run(async () =>
         {
             try
             {
-                await Task.Delay(Options.OperationTime, _stop.Token).ConfigureAwait(false);
-                // A VM waits while one of its images is still being copied (LOCKED_USED).
+                SimHost host;
+                int dsId;
                 while (true)
                 {
+                    await Task.Delay(Options.OperationTime, _stop.Token).ConfigureAwait(false);
                     lock (_gate)
                     {
                         if (vm.State is not (VmState.Pending)) return;
-                        if (!vm.Disks.Any(d => ImageOf(d)?.State is ImageState.LockedUsed or ImageState.LockedUsedPers))
+                        // A VM waits while one of its images is still being copied (LOCKED_USED).
+                        if (vm.Disks.Any(d => ImageOf(d)?.State is ImageState.LockedUsed or ImageState.LockedUsedPers)) continue;
+                        var requested = systemDsId ?? RequestedSystemDatastore(vm);
+                        var ds = requested is { } r ? Datastore(r) : _s.Datastores.FirstOrDefault(d => d.Type == DatastoreType.System);
+                        var candidate = hostId is { } h ? _s.Hosts.FirstOrDefault(x => x.Id == h)
+                            : _s.Hosts.Where(x => x.State == (int)HostState.Monitored).OrderBy(x => VmsOnHost(x.Id).Count()).FirstOrDefault();
+                        var why = ds is not { Type: DatastoreType.System } ? $"No system datastore meets capacity and SCHED_DS_REQUIREMENTS: ID={requested}"
+                            : candidate is null ? "Cannot dispatch VM to any Host. Possible reasons: Not enough capacity in Host or System DS, dispatch limit reached, or limit of free leases reached."
+                            : null;
+                        if (why is not null)
                         {
-                            vm.History.Add(new SimHistory { Seq = vm.History.Count, HostId = host.Id, HostName = host.Name, SystemDatastoreId = dsId, STime = Now });
-                            (vm.State, vm.Lcm) = (VmState.Active, LcmState.Prolog);
+                            vm.UserTemplate.SetElementValue("SCHED_MESSAGE", $"{DateTime.UtcNow:ddd MMM d HH:mm:ss yyyy} : {why}");
                             Save();
-                            break;
+                            continue;
                         }
+                        (host, dsId) = (candidate!, ds!.Id);
+                        vm.UserTemplate.Element("SCHED_MESSAGE")?.Remove();
+                        vm.History.Add(new SimHistory { Seq = vm.History.Count, HostId = host.Id, HostName = host.Name, SystemDatastoreId = dsId, STime = Now });
+                        (vm.State, vm.Lcm) = (VmState.Active, LcmState.Prolog);
+                        Save();
+                        break;
                     }
-                    await Task.Delay(Options.OperationTime, _stop.Token).ConfigureAwait(false);
                 }
                 foreach (var d in vm.Disks.ToList()) PrepareDiskData(vm, d, ImageOf(d));
                 lock (_gate) { vm.Lcm = LcmState.Boot; Save(); }
@@ -133,6 +149,24 @@ public sealed partial class SimCloud
             }
             catch (OperationCanceledException) { }
         });
+    }
+
+    /// <summary>one.host.status: 0 enables a host, 1 disables it, 2 sets it offline; the scheduler uses enabled hosts only.</summary>
+    public int HostStatus(int hostId, int status)
+    {
+        lock (_gate)
+        {
+            var host = _s.Hosts.FirstOrDefault(h => h.Id == hostId) ?? throw new SimFailure(OneErrorCode.NoExists, $"Error getting host [{hostId}].", hostId);
+            host.State = status switch
+            {
+                0 => (int)HostState.Monitored,
+                1 => (int)HostState.Disabled,
+                2 => (int)HostState.Offline,
+                _ => throw new SimFailure(OneErrorCode.XmlRpcApi, "Wrong status.", hostId),
+            };
+            Save();
+            return hostId;
+        }
     }
 
     private int? RequestedSystemDatastore(SimVm vm)

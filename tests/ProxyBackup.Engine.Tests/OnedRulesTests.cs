@@ -75,4 +75,65 @@ public class OnedRulesTests
         }
         Assert.Empty(w.Catalog.Pending());
     }
+
+    [Theory]
+    [InlineData(999, 1, "System datastore 999 does not exist")]
+    [InlineData(null, 0, "is a SYSTEM datastore; restored disks go to an IMAGE datastore")]
+    [InlineData(1, 1, "is a IMAGE datastore; a VM runs from a SYSTEM datastore")]
+    public async Task A_restore_to_datastores_that_cannot_take_it_is_refused_before_anything_is_created(int? systemDs, int imageDs, string expected)
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        var before = w.Inventory();
+        var images = (await w.Client.ImagePoolAsync(-2)).Count;
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = imageDs, SystemDatastoreId = systemDs }));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.Equal(images, (await w.Client.ImagePoolAsync(-2)).Count);
+        Assert.Equal(before, w.Inventory());
+    }
+
+    [Fact]
+    public async Task A_restored_vm_no_host_takes_shows_the_schedulers_message_and_is_left_pending_by_name()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        var hosts = await w.Client.HostPoolAsync();
+        foreach (var h in hosts) w.Sim.Cloud.HostStatus(h.Id, 1);
+        var shown = new List<string>();
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => w.Restore.RestoreVmAsync(point,
+            new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back", DeployTimeout = TimeSpan.FromSeconds(10) }, new SyncProgress(p => shown.Add(p.What))));
+        Assert.Contains("the scheduler says:", e.Message, StringComparison.Ordinal);
+        Assert.Contains("Cannot dispatch VM to any Host", e.Message, StringComparison.Ordinal);
+        Assert.Contains(shown, x => x.Contains("PENDING: ", StringComparison.Ordinal) && x.Contains("Cannot dispatch", StringComparison.Ordinal));
+        var pending = (await w.Client.VmPoolAsync()).Single(v => v.Name == "web-back");
+        Assert.Contains($"VM {pending.Id} (web-back) is left PENDING", e.Message, StringComparison.Ordinal);
+        Assert.Equal(VmState.Pending, pending.State);
+
+        // Fixing the cause is enough: the VM deploys with the disks the restore wrote.
+        w.Sim.Cloud.HostStatus(hosts[0].Id, 0);
+        await w.Steps.Waiter.VmRunningAsync(pending.Id, TimeSpan.FromSeconds(30));
+        Assert.Equal(w.DiskSha256(web.Id, 1), w.DiskSha256(pending.Id, 1));
+    }
+
+    [Fact]
+    public async Task A_restore_cancelled_while_its_vm_waits_for_the_scheduler_names_what_it_left()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        foreach (var h in await w.Client.HostPoolAsync()) w.Sim.Cloud.HostStatus(h.Id, 1);
+        using var cts = new CancellationTokenSource();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => w.Restore.RestoreVmAsync(point,
+            new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }, new SyncProgress(p => { if (p.What.Contains("PENDING", StringComparison.Ordinal)) cts.Cancel(); }), cts.Token));
+        var job = w.Catalog.Recent(10).First(j => j.Kind == "restore");
+        Assert.Contains(w.Catalog.LogOf(job.Id), l => l.Level == "warning" && l.Message.Contains("is left PENDING with the restored disks", StringComparison.Ordinal));
+        Assert.Equal(VmState.Pending, (await w.Client.VmPoolAsync()).Single(v => v.Name == "web-back").State);
+    }
+
+    private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
+    {
+        public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
+    }
 }
