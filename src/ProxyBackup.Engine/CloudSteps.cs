@@ -106,8 +106,20 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     {
         var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
         var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
+        // A failed save-as leaves the image's ERROR empty and its cause on the VM; an ERROR that was
+        // there before is an older failure's (docs/opennebula.md, "Save-as").
+        var errorBefore = (await client.VmInfoAsync(vmId, ct).ConfigureAwait(false)).LastError;
         var imageId = await CreateAsync(entry, c => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, c), ct).ConfigureAwait(false);
-        await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
+        try
+        {
+            await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
+        }
+        catch (OneOperationFailedException e)
+        {
+            var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+            if (vm.LastError is not { Length: > 0 } cause || cause == errorBefore) throw;
+            throw new JobFailedException($"{e.Message.TrimEnd('.')}: {cause}", e);
+        }
         await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
         return imageId;
     }

@@ -227,7 +227,8 @@ public sealed partial class SimCloud
                     SetImageState(image, ImageState.Error);
                     ClearSaveAsFlags(disk);
                     Return(vm);
-                    SetError(vm, $"Error saving disk {diskId} as image {image.Id}");
+                    // oned leaves the image's ERROR empty here: the driver's message is on the VM (docs/opennebula.md, "Save-as").
+                    SetError(vm, $"Error executing image transfer script: cannot copy disk {diskId} to image {image.Id}");
                 },
                 slowWork: () => SimFiles.CopySparse(from, ImageFile(image.Id)));
             return image.Id;

@@ -132,6 +132,16 @@ public class OnedRulesTests
         Assert.Equal(VmState.Pending, (await w.Client.VmPoolAsync()).Single(v => v.Name == "web-back").State);
     }
 
+    [Fact]
+    public async Task A_failed_save_as_says_the_cause_oned_left_on_the_vm()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        w.Sim.Faults.Set([ProxyBackup.Simulator.FaultRule.Parse("one.vm.disksaveas,nth=1,action=fail-async")]);
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => w.Backup.RunAsync(web.Id, new BackupOptions()));
+        Assert.Matches(@"^Image \d+ \(pb-\S+\) went to ERROR: .+: Error executing image transfer script: cannot copy disk 0", e.Message);
+    }
+
     private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
     {
         public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
