@@ -31,6 +31,9 @@ public sealed class AppConfig
         public string? CaCertificateFile { get; set; }
         public string? PinnedCertificateSha256 { get; set; }
         public int CallTimeoutSeconds { get; set; } = 60;
+
+        /// <summary>VM drivers (a host's VM_MAD) that run KVM under another name, where the host does not report HYPERVISOR=kvm.</summary>
+        public List<string> AllowedVmDrivers { get; set; } = [];
     }
 
     public sealed class RepositorySection
@@ -76,6 +79,7 @@ public sealed class AppConfig
         if (OpenNebula.ProxyVmId is < 0) p.Add("OpenNebula:ProxyVmId: a VM ID (0 or more), or leave it out to read VMID from the context");
         if (OpenNebula.CaCertificateFile is { } ca && !File.Exists(ca)) p.Add($"OpenNebula:CaCertificateFile: {ca} does not exist");
         if (OpenNebula.PinnedCertificateSha256 is { } pin && pin.Replace(":", "", StringComparison.Ordinal).Length != 64) p.Add("OpenNebula:PinnedCertificateSha256: 64 hex digits (colons allowed)");
+        if (OpenNebula.AllowedVmDrivers.Any(d => string.IsNullOrWhiteSpace(d) || d.Any(char.IsWhiteSpace))) p.Add("OpenNebula:AllowedVmDrivers: driver names as the hosts' VM_MAD shows them, without spaces");
         if (OpenNebula.CallTimeoutSeconds is < 5 or > 3600) p.Add("OpenNebula:CallTimeoutSeconds: 5 to 3600");
         if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
         if (string.IsNullOrWhiteSpace(Catalog.Path) || !System.IO.Path.IsPathRooted(Catalog.Path)) p.Add("Catalog:Path: an absolute file path");

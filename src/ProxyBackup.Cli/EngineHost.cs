@@ -17,7 +17,9 @@ internal sealed class EngineHost : IDisposable
     public static readonly Option<string> Catalog = new("--catalog") { Description = "Catalog file.", DefaultValueFactory = _ => Environment.GetEnvironmentVariable("PROXYBACKUP_CATALOG") ?? "/var/lib/proxybackup/catalog.db", Recursive = true };
     public static readonly Option<string?> DevicesDir = new("--devices-dir") { Description = "Find attached disks in this directory (the simulator's proxy) instead of sysfs.", Recursive = true };
 
-    public static IEnumerable<Option> Options => [Endpoint, AuthFile, ProxyVm, Catalog, DevicesDir, RepositoryCommands.Repo, RepositoryCommands.PassphraseFile, RepositoryCommands.KeyFile, DaemonCommand.ConfigFile];
+    public static readonly Option<string[]> AllowVmDriver = new("--allow-vm-driver") { Description = "A VM driver (a host's VM_MAD) that runs KVM although its hosts do not report HYPERVISOR=kvm; repeatable.", Recursive = true, AllowMultipleArgumentsPerToken = false };
+
+    public static IEnumerable<Option> Options => [Endpoint, AuthFile, ProxyVm, Catalog, DevicesDir, AllowVmDriver, RepositoryCommands.Repo, RepositoryCommands.PassphraseFile, RepositoryCommands.KeyFile, DaemonCommand.ConfigFile];
 
     /// <summary>The appliance's configuration, when it exists and no connection option was given on the command line.</summary>
     private static (AppConfig Config, AppSecrets Secrets)? Configured(ParseResult p)
@@ -67,17 +69,18 @@ internal sealed class EngineHost : IDisposable
     {
         var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
         if (Configured(p) is var (config, secrets)) return await FromConfigAsync(config, secrets, logs, ct).ConfigureAwait(false);
-        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir), logs, ct).ConfigureAwait(false);
+        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir), p.GetValue(AllowVmDriver) ?? [], logs, ct).ConfigureAwait(false);
     }
 
     /// <summary>The daemon's engine, from the configuration file and the secrets file.</summary>
     public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct)
     {
         var client = new OneClient(config.ClientOptions(secrets));
-        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, secrets.PassphraseKey()), config.Devices.Directory, logs, ct).ConfigureAwait(false);
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula.AllowedVmDrivers, logs, ct).ConfigureAwait(false);
     }
 
-    private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, string catalogPath, Func<BackupRepository> openRepository, string? devicesDir, ILoggerFactory logs, CancellationToken ct)
+    private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, string catalogPath, Func<BackupRepository> openRepository, string? devicesDir,
+        IEnumerable<string> allowedVmDrivers, ILoggerFactory logs, CancellationToken ct)
     {
         try
         {
@@ -91,7 +94,11 @@ internal sealed class EngineHost : IDisposable
             catalog.MarkInterrupted();
             var repository = openRepository();
             var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devicesDir });
-            var steps = new CloudSteps(client, catalog, locator, new EngineOptions { ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogPath))!, "hotplug.lock") }, logs.CreateLogger("proxybackup"));
+            var steps = new CloudSteps(client, catalog, locator, new EngineOptions
+            {
+                ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogPath))!, "hotplug.lock"),
+                AllowedVmDrivers = allowedVmDrivers.ToHashSet(StringComparer.Ordinal),
+            }, logs.CreateLogger("proxybackup"));
             return new EngineHost(client, catalog, repository, steps, logs);
         }
         catch

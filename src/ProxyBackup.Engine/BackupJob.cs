@@ -69,6 +69,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         if (vmId == steps.Options.ProxyVmId) throw new JobFailedException($"VM {vmId} is the proxy VM itself; it cannot back itself up this way.");
         var vm = await client.VmInfoAsync(vmId, ct).ConfigureAwait(false);
         CheckBackupable(vm);
+        await CheckHypervisorAsync(vm, ct).ConfigureAwait(false);
         var warnings = new List<string>();
         var disks = new List<VmDisk>();
         foreach (var d in vm.Disks)
@@ -199,8 +200,24 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             throw new JobFailedException($"VM {vm.Id} ({vm.Name}) is {vm.StateName}: a backup needs it RUNNING, POWEROFF or SUSPENDED. Retry when its current operation has ended.");
         if (string.Equals(vm.BackupMode, "INCREMENT", StringComparison.OrdinalIgnoreCase))
             throw new JobFailedException($"VM {vm.Id} ({vm.Name}) uses OpenNebula's native incremental backups (BACKUP_CONFIG/MODE=INCREMENT), which forbid disk snapshots; switch it to FULL mode to protect it with ProxyBackup.");
-        if (vm.CurrentHistory?.VmMad is { } mad && !mad.StartsWith("kvm", StringComparison.OrdinalIgnoreCase) && !mad.StartsWith("qemu", StringComparison.OrdinalIgnoreCase))
-            throw new JobFailedException($"VM {vm.Id} ({vm.Name}) runs on the '{mad}' hypervisor; ProxyBackup protects KVM VMs.");
+    }
+
+    /// <summary>
+    /// KVM is decided by what the VM's host reports (its monitoring's HYPERVISOR), not by the name a
+    /// site gave the driver; a driver an operator allows is taken as KVM (docs/opennebula.md, "Hypervisors").
+    /// </summary>
+    private async Task CheckHypervisorAsync(VirtualMachine vm, CancellationToken ct)
+    {
+        if (vm.CurrentHistory is not { } history) return;
+        var mad = history.VmMad ?? "";
+        if (steps.Options.AllowedVmDrivers.Contains(mad)) return;
+        var host = await steps.Client.HostInfoAsync(history.HostId, ct).ConfigureAwait(false);
+        var hypervisor = host.Hypervisor;
+        if (hypervisor is "kvm" or "qemu") return;
+        // A host not monitored yet reports nothing: the driver's own name is then the best hint.
+        if (hypervisor is null && (mad.StartsWith("kvm", StringComparison.OrdinalIgnoreCase) || mad.StartsWith("qemu", StringComparison.OrdinalIgnoreCase))) return;
+        throw new JobFailedException($"VM {vm.Id} ({vm.Name}) runs on host {host.Id} ({host.Name}), whose hypervisor is '{hypervisor ?? "not reported"}' with the VM driver '{mad}'; ProxyBackup protects KVM VMs. " +
+            $"If '{mad}' runs KVM, allow it: OpenNebula:AllowedVmDrivers [\"{mad}\"] in the configuration, or --allow-vm-driver {mad}.");
     }
 }
 

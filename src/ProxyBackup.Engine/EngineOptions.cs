@@ -36,6 +36,9 @@ public sealed record EngineOptions
     /// <summary>The time waits, deadlines and the journal's in-flight grace are measured with.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
+    /// <summary>VM drivers an operator declares to be KVM although their hosts do not report HYPERVISOR=kvm (docs/opennebula.md, "Hypervisors").</summary>
+    public IReadOnlySet<string> AllowedVmDrivers { get; init; } = new HashSet<string>(StringComparer.Ordinal);
+
     /// <summary>Prefix of every object the appliance creates on the cloud, so that an operator recognises them.</summary>
     public string NamePrefix { get; init; } = "pb";
 }

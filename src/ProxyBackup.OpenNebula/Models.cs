@@ -210,6 +210,9 @@ public sealed record OneHost(int Id, string Name, HostState State, string VmMad,
     public static OneHost Parse(XElement h) => new(
         h.Int("ID"), h.Str("NAME"), (HostState)h.Int("STATE", 0), h.Str("VM_MAD"), h.Int("CLUSTER_ID"), h.Str("CLUSTER"),
         h.Element("HOST_SHARE")?.Int("RUNNING_VMS", 0) ?? 0, h.Element("VMS").Ids(), h);
+
+    /// <summary>What the host's monitoring says it runs (TEMPLATE/HYPERVISOR: kvm, lxc, ...), lower case; null before the first monitoring.</summary>
+    public string? Hypervisor => Xml.Element("TEMPLATE")?.Text("HYPERVISOR") is { Length: > 0 } h ? h.ToLowerInvariant() : null;
 }
 
 public sealed record OneVmTemplate(int Id, string Name, int Uid, XElement Template, XElement Xml)

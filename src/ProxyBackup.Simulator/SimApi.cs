@@ -65,6 +65,7 @@ public sealed class SimApi
             ["one.datastore.update"] = new("is|i", 0, (a, _, _) => _cloud.DatastoreUpdate(a.I(0), a.S(1), a.Count > 2 ? a.I(2) : 0)),
             ["one.datastore.info"] = new("i|b", 0, (a, _, _) => _cloud.DatastoreInfo(a.I(0))),
             ["one.datastorepool.info"] = new("", 0, (_, _, _) => _cloud.DatastorePool()),
+            ["one.host.allocate"] = new("sssi", 0, (a, _, _) => _cloud.HostAllocate(a.S(0), a.S(1), a.S(2))),
             ["one.host.status"] = new("ii", 0, (a, _, _) => _cloud.HostStatus(a.I(0), a.I(1))),
             ["one.host.info"] = new("i|b", 0, (a, _, _) => _cloud.HostInfo(a.I(0))),
             ["one.hostpool.info"] = new("", 0, (_, _, _) => _cloud.HostPool()),

@@ -131,7 +131,7 @@ public sealed partial class SimCloud
                         }
                         (host, dsId) = (candidate!, ds!.Id);
                         vm.UserTemplate.Element("SCHED_MESSAGE")?.Remove();
-                        vm.History.Add(new SimHistory { Seq = vm.History.Count, HostId = host.Id, HostName = host.Name, SystemDatastoreId = dsId, STime = Now });
+                        vm.History.Add(new SimHistory { Seq = vm.History.Count, HostId = host.Id, HostName = host.Name, SystemDatastoreId = dsId, VmMad = host.VmMad, STime = Now });
                         (vm.State, vm.Lcm) = (VmState.Active, LcmState.Prolog);
                         Save();
                         break;
@@ -149,6 +149,19 @@ public sealed partial class SimCloud
             }
             catch (OperationCanceledException) { }
         });
+    }
+
+    /// <summary>one.host.allocate: a host with the drivers a site registered (monitoring IM_MAD, VM driver VM_MAD).</summary>
+    public int HostAllocate(string name, string imMad, string vmMad)
+    {
+        lock (_gate)
+        {
+            if (_s.Hosts.Any(h => h.Name == name)) throw new SimFailure(OneErrorCode.Internal, $"NAME is already taken by HOST {_s.Hosts.First(h => h.Name == name).Id}.");
+            var host = new SimHost { Id = _s.NextHostId++, Name = name, ImMad = imMad, VmMad = vmMad };
+            _s.Hosts.Add(host);
+            Save();
+            return host.Id;
+        }
     }
 
     /// <summary>one.host.status: 0 enables a host, 1 disables it, 2 sets it offline; the scheduler uses enabled hosts only.</summary>

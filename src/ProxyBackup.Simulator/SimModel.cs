@@ -36,6 +36,12 @@ public sealed class SimHost
     public int Id { get; set; }
     public required string Name { get; set; }
     public int State { get; set; } = (int)HostState.Monitored;
+
+    /// <summary>The monitoring driver (IM_MAD): its probes report HYPERVISOR.</summary>
+    public string ImMad { get; set; } = "kvm";
+
+    /// <summary>The VM driver (VM_MAD) as the site registered it: a KVM driver may have any name.</summary>
+    public string VmMad { get; set; } = "kvm";
 }
 
 public sealed class SimDatastore
@@ -95,6 +101,7 @@ public sealed class SimHistory
     public int HostId { get; set; }
     public required string HostName { get; set; }
     public int SystemDatastoreId { get; set; }
+    public string VmMad { get; set; } = "kvm";
     public long STime { get; set; }
     public long ETime { get; set; }
     public int Action { get; set; }

@@ -78,7 +78,7 @@ internal static class SimXml
         var x = new XElement("HISTORY", P("OID", vm.Id), P("SEQ", h.Seq), full ? P("HOSTNAME", h.HostName) : C("HOSTNAME", h.HostName),
             P("HID", h.HostId), P("CID", 0));
         if (full) x.Add(P("STIME", h.STime), P("ETIME", h.ETime));
-        x.Add(P("DS_ID", h.SystemDatastoreId), C("VM_MAD", "kvm"), C("TM_MAD", "qcow2"));
+        x.Add(P("DS_ID", h.SystemDatastoreId), C("VM_MAD", h.VmMad), C("TM_MAD", "qcow2"));
         x.Add(full ? P("ACTION", h.Action) : C("ACTION", S(h.Action)));
         return x;
     }
@@ -129,11 +129,12 @@ internal static class SimXml
     public static XElement Host(SimHost h, SimCloud cloud)
     {
         var vms = cloud.VmsOnHost(h.Id).ToList();
-        return new XElement("HOST", P("ID", h.Id), P("NAME", h.Name), P("STATE", h.State), P("PREV_STATE", h.State), C("IM_MAD", "kvm"), C("VM_MAD", "kvm"),
+        return new XElement("HOST", P("ID", h.Id), P("NAME", h.Name), P("STATE", h.State), P("PREV_STATE", h.State), C("IM_MAD", h.ImMad), C("VM_MAD", h.VmMad),
             P("CLUSTER_ID", 0), P("CLUSTER", "default"),
             new XElement("HOST_SHARE", P("MEM_USAGE", 0), P("CPU_USAGE", 0), P("TOTAL_MEM", 16777216), P("TOTAL_CPU", 800), P("MAX_MEM", 16777216),
                 P("MAX_CPU", 800), P("RUNNING_VMS", vms.Count), P("VMS_THREAD", 1), new XElement("DATASTORES"), new XElement("PCI_DEVICES"), new XElement("NUMA_NODES")),
-            new XElement("VMS", vms.Select(v => P("ID", v))), new XElement("TEMPLATE"), new XElement("MONITORING"));
+            new XElement("VMS", vms.Select(v => P("ID", v))),
+            new XElement("TEMPLATE", C("HYPERVISOR", h.ImMad), C("IM_MAD", h.ImMad), C("VM_MAD", h.VmMad)), new XElement("MONITORING"));
     }
 
     public static XElement VmTemplate(SimVmTemplate t, SimCloud cloud) =>

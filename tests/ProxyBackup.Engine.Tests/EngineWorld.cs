@@ -28,7 +28,7 @@ public sealed class EngineWorld : IAsyncDisposable
     public int ProxyId { get; private set; }
     public string Root => _dir.Path;
 
-    public static async Task<EngineWorld> StartAsync(long diskMb = 4)
+    public static async Task<EngineWorld> StartAsync(long diskMb = 4, Func<EngineOptions, EngineOptions>? configure = null)
     {
         var w = new EngineWorld();
         w.Sim = SimServer.Start(new SimOptions { DataDirectory = w._dir.Combine("cloud"), OperationTime = TimeSpan.FromMilliseconds(20) }, IPAddress.Loopback, 0, "pw");
@@ -43,6 +43,7 @@ public sealed class EngineWorld : IAsyncDisposable
             ProxyVmId = w.ProxyId, FirstPoll = TimeSpan.FromMilliseconds(10), MaxPoll = TimeSpan.FromMilliseconds(100),
             OperationTimeout = TimeSpan.FromSeconds(20), CopyTimeout = TimeSpan.FromSeconds(30), DeviceTimeout = TimeSpan.FromSeconds(10), DetachAttempts = 3, DetachRetryDelay = TimeSpan.FromMilliseconds(200),
         };
+        options = configure?.Invoke(options) ?? options;
         var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = w.Sim.Cloud.Devices.Directory, PollInterval = TimeSpan.FromMilliseconds(20) });
         w.Steps = new CloudSteps(w.Client, w.Catalog, locator, options, NullLogger.Instance);
         w.Cleaner = new CloudCleaner(w.Steps, w.Catalog, NullLogger.Instance);

@@ -142,6 +142,35 @@ public class OnedRulesTests
         Assert.Matches(@"^Image \d+ \(pb-\S+\) went to ERROR: .+: Error executing image transfer script: cannot copy disk 0", e.Message);
     }
 
+    [Fact]
+    public async Task Kvm_is_what_the_host_reports_whatever_its_driver_is_called_and_an_operator_can_allow_a_driver()
+    {
+        await using var w = await EngineWorld.StartAsync(configure: o => o with { AllowedVmDrivers = new HashSet<string> { "site-drv" } });
+        async Task<int> VmOnHostAsync(string host, string imMad, string vmMad)
+        {
+            var hostId = w.Sim.Cloud.HostAllocate(host, imMad, vmMad);
+            var image = (await w.Client.ImagePoolAsync()).Single(i => i.Name == "web-data").Id;
+            var vmId = await w.Client.VmAllocateAsync(new OneTemplate().Set("NAME", $"vm-on-{host}").Set("CPU", 1).Set("MEMORY", 128)
+                .AddVector("DISK", [new("IMAGE_ID", image)]), hold: true);
+            await w.Client.VmDeployAsync(vmId, hostId);
+            await w.Steps.Waiter.VmRunningAsync(vmId, TimeSpan.FromSeconds(30));
+            return vmId;
+        }
+
+        // The real 6.10.5 test front-end's KVM driver was registered as 'loopvm'.
+        var renamed = await VmOnHostAsync("kvm-renamed", "kvm", "loopvm");
+        Assert.Single((await w.Backup.RunAsync(renamed, new BackupOptions())).Disks);
+
+        var container = await VmOnHostAsync("lxc-01", "lxc", "lxc");
+        var refused = await Assert.ThrowsAsync<JobFailedException>(() => w.Backup.RunAsync(container, new BackupOptions()));
+        Assert.Contains("whose hypervisor is 'lxc' with the VM driver 'lxc'", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("--allow-vm-driver lxc", refused.Message, StringComparison.Ordinal);
+        Assert.Empty((await w.Client.VmInfoAsync(container)).Snapshots.SelectMany(x => x.Snapshots));
+
+        var allowed = await VmOnHostAsync("odd-01", "dummy", "site-drv");
+        Assert.Single((await w.Backup.RunAsync(allowed, new BackupOptions())).Disks);
+    }
+
     private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
     {
         public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
