@@ -80,11 +80,15 @@ internal static class CloudCommands
             using var client = EngineHost.Connect(p);
             var repo = RepositoryCommands.Open(p);
             var vms = await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
-            var rows = vms.Select(v => (Vm: v, Last: repo.Latest(BackupJob.SourceOf(v.Id)))).ToList();
-            if (p.GetValue(Json)) { CliFormat.PrintJson(rows.Select(r => new { r.Vm.Id, r.Vm.Name, State = r.Vm.StateName, LastRestorePoint = r.Last?.Id, LastTime = r.Last?.Time })); return 0; }
+            var backedUp = EngineHost.BackedUpVms(repo).ToDictionary(v => v.VmId);
+            // A VM deleted from OpenNebula is listed by its restore points, under the name it last had.
+            var rows = vms.Select(v => (v.Id, v.Name, State: v.StateName, Last: backedUp.TryGetValue(v.Id, out var b) ? (RestorePoint?)b.Latest : null))
+                .Concat(backedUp.Values.Where(b => vms.All(v => v.Id != b.VmId)).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Last: (RestorePoint?)b.Latest)))
+                .OrderBy(r => r.Id).ToList();
+            if (p.GetValue(Json)) { CliFormat.PrintJson(rows.Select(r => new { r.Id, r.Name, r.State, LastRestorePoint = r.Last?.Id, LastTime = r.Last?.Time })); return 0; }
             Console.WriteLine($"{"ID",5}  {"NAME",-20} {"STATE",-14} LAST RESTORE POINT");
-            foreach (var (v, last) in rows)
-                Console.WriteLine($"{v.Id,5}  {v.Name,-20} {v.StateName,-14} {(last is null ? "never" : $"{last.Time:yyyy-MM-dd HH:mm}Z {last.Id}")}");
+            foreach (var (vmId, vmName, state, last) in rows)
+                Console.WriteLine($"{vmId,5}  {vmName,-20} {state,-14} {(last is null ? "never" : $"{last.Time:yyyy-MM-dd HH:mm}Z {last.Id}")}");
             return 0;
         });
         return c;
@@ -193,8 +197,9 @@ internal static class CloudCommands
         c.SetAction(async (p, ct) =>
         {
             using var client = EngineHost.Connect(p);
-            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
-            var points = RepositoryCommands.Open(p).ListRestorePoints(BackupJob.SourceOf(id));
+            var repo = RepositoryCommands.Open(p);
+            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
+            var points = repo.ListRestorePoints(BackupJob.SourceOf(id));
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
                 Console.WriteLine($"{pt.Id}  {pt.Time:yyyy-MM-dd HH:mm:ss}Z  {pt.Tags.GetValueOrDefault("kind"),-11}  {string.Join(", ", pt.Disks.Select(d => $"disk {d.Disk} {CliFormat.Bytes(d.Size)}"))}");
@@ -221,7 +226,7 @@ internal static class CloudCommands
         {
             var repo = RepositoryCommands.Open(p);
             using var client = EngineHost.Connect(p);
-            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
+            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
             var source = BackupJob.SourceOf(id);
             var pt = p.GetValue(point) == "latest" ? repo.Latest(source) ?? throw new CliException($"VM {id} has no restore point.") : repo.LoadIndex(source, p.GetValue(point)!);
             if (p.GetValue(to) is { } file)

@@ -109,18 +109,32 @@ internal sealed class EngineHost : IDisposable
         }
     }
 
-    /// <summary>A VM by ID or by name (unique among the VMs the user sees).</summary>
-    public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct)
+    /// <summary>
+    /// A VM by ID or by name: unique among the VMs the user sees, else, when a repository is given,
+    /// among the VMs its restore points were taken of (a VM deleted since keeps its restore points).
+    /// </summary>
+    public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct, BackupRepository? repository = null)
     {
         if (int.TryParse(idOrName, out var id)) return id;
-        var matches = (await client.VmPoolAsync(ct: ct).ConfigureAwait(false)).Where(v => v.Name == idOrName).ToList();
+        var matches = (await client.VmPoolAsync(ct: ct).ConfigureAwait(false)).Where(v => v.Name == idOrName).Select(v => v.Id).ToList();
+        if (matches.Count == 0 && repository is not null)
+            matches = [.. BackedUpVms(repository).Where(v => v.Names.Contains(idOrName)).Select(v => v.VmId)];
         return matches.Count switch
         {
-            1 => matches[0].Id,
-            0 => throw new CliException($"No VM is named '{idOrName}'."),
-            _ => throw new CliException($"Several VMs are named '{idOrName}' ({string.Join(", ", matches.Select(v => v.Id))}); give the ID."),
+            1 => matches[0],
+            0 => throw new CliException(repository is null
+                ? $"No VM is named '{idOrName}'."
+                : $"No VM is named '{idOrName}', in OpenNebula or in the repository's restore points; 'proxybackup vm list' shows both."),
+            _ => throw new CliException($"Several VMs are named '{idOrName}' ({string.Join(", ", matches)}); give the ID."),
         };
     }
+
+    /// <summary>The VMs the repository holds restore points of: ID, the names they had, the latest point.</summary>
+    public static IEnumerable<(int VmId, IReadOnlySet<string> Names, RestorePoint Latest)> BackedUpVms(BackupRepository repository) =>
+        repository.ListRestorePoints()
+            .Where(pt => pt.Source.StartsWith("vm-", StringComparison.Ordinal) && int.TryParse(pt.Source.AsSpan(3), out _))
+            .GroupBy(pt => int.Parse(pt.Source.AsSpan(3), System.Globalization.CultureInfo.InvariantCulture))
+            .Select(g => (g.Key, (IReadOnlySet<string>)g.Select(pt => pt.Tags.GetValueOrDefault("vm_name")).OfType<string>().ToHashSet(StringComparer.Ordinal), g.OrderBy(pt => pt.Time).Last()));
 
     public void Dispose()
     {

@@ -12,10 +12,7 @@ public class KilledApplianceTests
         await using var w = await EngineWorld.StartAsync(diskMb: 64);
         var web = await w.VmAsync("web-01");
         var before = w.Inventory();
-        var auth = Path.Combine(w.Root, "one_auth");
-        await WritePrivateAsync(auth, "oneadmin:pw");
-        string[] common = ["--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--catalog", w.Catalog.Path, "--devices-dir", w.Sim.Cloud.Devices.Directory, "--repo", w.Repository.Root];
+        var common = await WorldArgsAsync(w);
 
         using (var appliance = ChildProcess.Start("dotnet", [ProxybackupDll, "vm", "backup", "web-01", .. common]))
         {
@@ -66,13 +63,10 @@ public class KilledApplianceTests
     {
         await using var w = await EngineWorld.StartAsync();
         var web = await w.VmAsync("web-01");
-        var auth = Path.Combine(w.Root, "one_auth");
-        await WritePrivateAsync(auth, "oneadmin:pw");
+        var common = await WorldArgsAsync(w);
         // The other process's backup is held with its first snapshot in DISK_SNAPSHOT.
         var hold = w.Sim.Cloud.HoldTransientStates();
-        using var other = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth,
-            "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture), "--catalog", w.Catalog.Path,
-            "--devices-dir", w.Sim.Cloud.Devices.Directory, "--repo", w.Repository.Root);
+        using var other = ChildProcess.Start("dotnet", [ProxybackupDll, "vm", "backup", "web-01", .. common]);
         try
         {
             var deadline = DateTime.UtcNow.AddSeconds(120);
