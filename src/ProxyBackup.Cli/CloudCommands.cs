@@ -311,7 +311,8 @@ internal static class CloudCommands
         foreach (var o in EngineHost.Options) c.Options.Add(o);
         c.SetAction(async (p, ct) =>
         {
-            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            // Snapshots, images and templates need no proxy: a stopped proxy only leaves its own attachments for later.
+            using var host = await EngineHost.CreateAsync(p, ct, proxyMustRun: false).ConfigureAwait(false);
             var report = await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
             Console.WriteLine($"Removed {report.Removed} leftover object(s).");
             foreach (var f in report.Failures) Console.WriteLine($"  still there: {f}");

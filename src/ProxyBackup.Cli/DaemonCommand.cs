@@ -114,7 +114,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                     {
                         _log.LogError("Scheduling step failed: {Error}", e.Message);
                     }
-                    await Task.Delay(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false);
+                    await runner.WaitForWorkAsync(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

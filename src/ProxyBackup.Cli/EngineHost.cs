@@ -65,30 +65,31 @@ internal sealed class EngineHost : IDisposable
         return new OneClient(new OneClientOptions { Endpoint = endpoint, Credentials = OneCredentials.FromAuthString(SecretFile.ReadAllText(authFile)) });
     }
 
-    public static async Task<EngineHost> CreateAsync(ParseResult p, CancellationToken ct)
+    /// <summary>The engine for a CLI verb; <paramref name="proxyMustRun"/> false for work that needs no attach (the cleanup of snapshots, images, templates).</summary>
+    public static async Task<EngineHost> CreateAsync(ParseResult p, CancellationToken ct, bool proxyMustRun = true)
     {
         var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
-        if (Configured(p) is var (config, secrets)) return await FromConfigAsync(config, secrets, logs, ct).ConfigureAwait(false);
-        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir), p.GetValue(AllowVmDriver) ?? [], logs, ct).ConfigureAwait(false);
+        if (Configured(p) is var (config, secrets)) return await FromConfigAsync(config, secrets, logs, ct, proxyMustRun).ConfigureAwait(false);
+        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir), p.GetValue(AllowVmDriver) ?? [], proxyMustRun, logs, ct).ConfigureAwait(false);
     }
 
     /// <summary>The daemon's engine, from the configuration file and the secrets file.</summary>
-    public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct)
+    public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct, bool proxyMustRun = true)
     {
         var client = new OneClient(config.ClientOptions(secrets));
-        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula.AllowedVmDrivers, logs, ct).ConfigureAwait(false);
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula.AllowedVmDrivers, proxyMustRun, logs, ct).ConfigureAwait(false);
     }
 
     private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, string catalogPath, Func<BackupRepository> openRepository, string? devicesDir,
-        IEnumerable<string> allowedVmDrivers, ILoggerFactory logs, CancellationToken ct)
+        IEnumerable<string> allowedVmDrivers, bool proxyMustRun, ILoggerFactory logs, CancellationToken ct)
     {
         try
         {
             var proxyId = proxyVm ?? ProxyIdentity.FromContext()
                 ?? throw new CliException("Which VM is the proxy? Give --proxy-vm ID or OpenNebula:ProxyVmId (no VMID was found in OpenNebula's context files).");
-            var proxy = await ProxyIdentity.VerifyAsync(client, proxyId, ct).ConfigureAwait(false);
-            logs.CreateLogger("proxybackup").LogInformation("Reached OpenNebula {Version} at {Endpoint} as {User}; proxy VM {Proxy} ({Name}) is RUNNING",
-                await client.SystemVersionAsync(ct).ConfigureAwait(false), client.Endpoint, client.User, proxy.Id, proxy.Name);
+            var proxy = await ProxyIdentity.VerifyAsync(client, proxyId, ct, proxyMustRun).ConfigureAwait(false);
+            logs.CreateLogger("proxybackup").LogInformation("Reached OpenNebula {Version} at {Endpoint} as {User}; proxy VM {Proxy} ({Name}) is {State}",
+                await client.SystemVersionAsync(ct).ConfigureAwait(false), client.Endpoint, client.User, proxy.Id, proxy.Name, proxy.StateName);
             var catalog = new SqliteCatalog(catalogPath);
             // Jobs of a process that was killed would otherwise read "running" for ever.
             catalog.MarkInterrupted();

@@ -84,6 +84,8 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
 
         var source = SourceOf(vmId);
         var parent = options.Full ? null : repository.Latest(source);
+        if (!options.Full && parent is null)
+            warnings.Add($"full backup: the repository has no earlier restore point of VM {vmId} to compare with (its first backup, or forget/retention removed them all)");
         using var writer = repository.StartRestorePoint(source, parent, new Dictionary<string, string>
         {
             ["vm_id"] = vmId.ToString(System.Globalization.CultureInfo.InvariantCulture),

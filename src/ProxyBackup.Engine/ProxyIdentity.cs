@@ -41,8 +41,8 @@ public static partial class ProxyIdentity
     public static int? FromContext(IEnumerable<string>? files = null) =>
         ContextVariables(files).TryGetValue("VMID", out var v) && int.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) ? id : null;
 
-    /// <summary>Checks through the API that the proxy VM exists and runs; returns it.</summary>
-    public static async Task<VirtualMachine> VerifyAsync(OneClient client, int proxyVmId, CancellationToken ct = default)
+    /// <summary>Checks through the API that the proxy VM exists and, unless <paramref name="mustRun"/> is false, runs; returns it.</summary>
+    public static async Task<VirtualMachine> VerifyAsync(OneClient client, int proxyVmId, CancellationToken ct = default, bool mustRun = true)
     {
         VirtualMachine vm;
         try { vm = await client.VmInfoAsync(proxyVmId, ct).ConfigureAwait(false); }
@@ -50,7 +50,7 @@ public static partial class ProxyIdentity
         {
             throw new JobFailedException($"The proxy VM {proxyVmId} does not exist in OpenNebula: set the proxy VM ID to the ID of the VM this appliance runs in.");
         }
-        if (vm is not { State: VmState.Active, LcmState: LcmState.Running })
+        if (mustRun && vm is not { State: VmState.Active, LcmState: LcmState.Running })
             throw new JobFailedException($"The proxy VM {proxyVmId} ({vm.Name}) is {vm.StateName}; it must be RUNNING to attach disks.");
         return vm;
     }

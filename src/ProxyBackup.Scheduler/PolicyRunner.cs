@@ -51,6 +51,9 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, RunningJob> _jobs = new();
     private bool _forgotSomething;
 
+    /// <summary>Released when there is work to start before the next tick: an operator's backup, a job that ended and freed a slot.</summary>
+    private readonly SemaphoreSlim _wake = new(0);
+
     public JobQueue Queue => _queue;
 
     /// <summary>A job under way: what it is doing, and how to stop it.</summary>
@@ -79,7 +82,18 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             Name = "manual", Schedule = "@yearly", Selection = new VmSelection { VmIds = [vmId] }, Priority = int.MaxValue, Retries = 0,
             FullEveryRuns = full ? 1 : 0,
         };
-        return _queue.Enqueue(QueuedBackup.Of(vm, new DueRun(manual, options.Time.GetUtcNow(), null)));
+        var queued = _queue.Enqueue(QueuedBackup.Of(vm, new DueRun(manual, options.Time.GetUtcNow(), null)));
+        Wake();
+        return queued;
+    }
+
+    /// <summary>Waits for the next tick, or less when an operator's backup or a freed slot may let a job start now.</summary>
+    public async Task WaitForWorkAsync(TimeSpan tick, CancellationToken ct) => await _wake.WaitAsync(tick, ct).ConfigureAwait(false);
+
+    private void Wake()
+    {
+        // One pending release is enough: the tick that follows starts whatever may start.
+        lock (_wake) if (_wake.CurrentCount == 0) _wake.Release();
     }
 
     /// <summary>Stops the running job of a VM at its next safe point (it then cleans up).</summary>
@@ -180,6 +194,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             _jobs.TryRemove(item.VmId, out _);
             if (retry) _queue.Retry(item);
             else _queue.Finished(item);
+            Wake();
         }
     }
 

@@ -64,7 +64,8 @@ public class DaemonTests
     public async Task The_cli_hands_backups_to_the_running_daemon_and_can_cancel_them()
     {
         await using var w = await EngineWorld.StartAsync(diskMb: 8);
-        var config = await WriteConfigAsync(w);
+        // An hour between scheduling steps: a backup handed over must start at once all the same.
+        var config = await WriteConfigAsync(w, tickSeconds: 3600);
         var socket = Path.Combine(w.Root, "run", "daemon.sock");
 
         using var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
@@ -79,9 +80,10 @@ public class DaemonTests
 
         using (var cli = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config))
         {
-            var output = await cli.Process.StandardOutput.ReadToEndAsync();
-            var error = await cli.Process.StandardError.ReadToEndAsync();
-            await cli.Process.WaitForExitAsync();
+            using var notAnHour = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+            var output = await cli.Process.StandardOutput.ReadToEndAsync(notAnHour.Token);
+            var error = await cli.Process.StandardError.ReadToEndAsync(notAnHour.Token);
+            await cli.Process.WaitForExitAsync(notAnHour.Token);
             Assert.True(cli.Process.ExitCode == 0, error + output);
             Assert.Contains("handed to the daemon", error, StringComparison.Ordinal);
             Assert.Contains("restore point", output, StringComparison.Ordinal);
@@ -165,7 +167,7 @@ public class DaemonTests
     }
 
     /// <summary>The appliance's configuration and 0600 secrets for the world's simulator, repository and catalog.</summary>
-    private static async Task<string> WriteConfigAsync(EngineWorld w, object? limits = null)
+    private static async Task<string> WriteConfigAsync(EngineWorld w, object? limits = null, int tickSeconds = 1)
     {
         var config = Path.Combine(w.Root, "etc", "config.json");
         Directory.CreateDirectory(Path.GetDirectoryName(config)!);
@@ -176,7 +178,7 @@ public class DaemonTests
             Catalog = new { Path = w.Catalog.Path },
             Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
             Limits = limits ?? new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
-            Daemon = new { TickSeconds = 1, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock") },
+            Daemon = new { TickSeconds = tickSeconds, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock") },
         }));
         var secrets = Path.Combine(w.Root, "etc", "secrets.json");
         await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");

@@ -43,4 +43,48 @@ public class OnedRulesCliTests
         Assert.DoesNotContain("deleted", output, StringComparison.Ordinal);
         Assert.Contains("has no snapshot 7; 'proxybackup snapshot list", error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Cleanup_removes_snapshot_leftovers_while_the_proxy_is_powered_off()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        const string Job = "b20261101000000abcd";
+        var entry = w.Catalog.Record(Job, ProxyBackup.Contracts.CloudObjectKind.DiskSnapshot, web.Id, 0, $"pb-{Job}-d0");
+        w.Catalog.SetObjectId(entry, await w.Client.VmDiskSnapshotCreateAsync(web.Id, 0, $"pb-{Job}-d0"));
+        await w.Steps.Waiter.VmSettledAsync(web.Id, TimeSpan.FromSeconds(30));
+        // The job that took it has died: its process started at another time.
+        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={w.Catalog.Path}"))
+        {
+            db.Open();
+            using var died = db.CreateCommand();
+            died.CommandText = "UPDATE journal SET owner_start = 1";
+            Assert.Equal(1, died.ExecuteNonQuery());
+        }
+        await w.Client.VmActionAsync("poweroff-hard", w.ProxyId);
+        await w.Steps.Waiter.VmUntilAsync(w.ProxyId, "POWEROFF", v => v.State == VmState.Poweroff, TimeSpan.FromSeconds(30));
+
+        var (code, output, error) = await ProxybackupAsync(["cleanup", .. await WorldArgsAsync(w)]);
+        Assert.True(code == 0, output + error);
+        Assert.Contains("Removed 1 leftover object(s).", output, StringComparison.Ordinal);
+        Assert.Empty((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(0));
+        Assert.Empty(w.Catalog.Pending());
+    }
+
+    [Theory]
+    [InlineData(0, 0)]
+    [InlineData(32768, 4096)]
+    public async Task A_catalog_with_leftover_wal_and_shm_files_opens(int shmBytes, int walBytes)
+    {
+        using var dir = new ProxyBackup.TestSupport.TempDirectory();
+        var catalog = dir.Combine("catalog.db");
+        new ProxyBackup.Catalog.SqliteCatalog(catalog).Started("b1", "backup", 7);
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        // What a killed process can leave beside the catalog: empty or torn write-ahead files.
+        await File.WriteAllBytesAsync(catalog + "-shm", System.Security.Cryptography.RandomNumberGenerator.GetBytes(shmBytes));
+        await File.WriteAllBytesAsync(catalog + "-wal", System.Security.Cryptography.RandomNumberGenerator.GetBytes(walBytes));
+        var (code, output, error) = await ProxybackupAsync("jobs", "--catalog", catalog);
+        Assert.True(code == 0, error);
+        Assert.Contains("b1", output, StringComparison.Ordinal);
+    }
 }

@@ -171,6 +171,22 @@ public class OnedRulesTests
         Assert.Single((await w.Backup.RunAsync(allowed, new BackupOptions())).Disks);
     }
 
+    [Fact]
+    public async Task A_backup_that_finds_no_earlier_restore_point_says_why_it_is_full()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var first = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.Contains(first.Warnings, x => x.StartsWith("full backup: the repository has no earlier restore point", StringComparison.Ordinal));
+        var second = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.DoesNotContain(second.Warnings, x => x.StartsWith("full backup", StringComparison.Ordinal));
+        foreach (var point in w.Repository.ListRestorePoints()) w.Repository.Forget(point);
+        var third = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.Equal("full", third.RestorePoint.Tags["kind"]);
+        Assert.Contains(third.Warnings, x => x.Contains("forget/retention removed them all", StringComparison.Ordinal));
+        Assert.DoesNotContain((await w.Backup.RunAsync(web.Id, new BackupOptions { Full = true })).Warnings, x => x.StartsWith("full backup", StringComparison.Ordinal));
+    }
+
     private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
     {
         public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
