@@ -105,10 +105,10 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     public async Task<int> SaveAsAsync(string jobId, int vmId, int diskId, int snapId, CancellationToken ct)
     {
         var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
-        var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
         // A failed save-as leaves the image's ERROR empty and its cause on the VM; an ERROR that was
         // there before is an older failure's (docs/opennebula.md, "Save-as").
         var errorBefore = (await client.VmInfoAsync(vmId, ct).ConfigureAwait(false)).LastError;
+        var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
         var imageId = await CreateAsync(entry, c => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, c), ct).ConfigureAwait(false);
         try
         {
