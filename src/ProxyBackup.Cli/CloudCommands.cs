@@ -316,7 +316,8 @@ internal static class CloudCommands
             var report = await host.Cleaner.CleanAsync(ct: ct).ConfigureAwait(false);
             Console.WriteLine($"Removed {report.Removed} leftover object(s).");
             foreach (var f in report.Failures) Console.WriteLine($"  still there: {f}");
-            foreach (var left in report.Pending) Console.WriteLine($"  left to its running job: {left}");
+            foreach (var left in report.Pending) Console.WriteLine($"  pending: {left}");
+            if (report.Pending.Count > 0) Console.WriteLine($"{report.Pending.Count} object(s) pending: not failures, they are looked at again by the next pass.");
             return report.Failures.Count == 0 ? 0 : 1;
         });
         return c;

@@ -36,6 +36,15 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 journal.Remove(entry.Id);
                 removed++;
             }
+            catch (StillInFlightException e)
+            {
+                pending.Add($"{entry.Kind} {entry.Name}: {e.Message}");
+            }
+            catch (HandedOverException e)
+            {
+                journal.Remove(entry.Id);
+                logger.LogInformation("{Kind} {Name} belongs to {Owner} now; not a leftover", entry.Kind, entry.Name, e.Message);
+            }
             catch (UserFacingException e)
             {
                 failures.Add($"{entry.Kind} {entry.Name}: {e.Message}");
@@ -53,8 +62,14 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
     private void KeepWhileInFlight(JournalEntry entry)
     {
         if (steps.Options.Time.GetUtcNow() - entry.Created < CloudSteps.InFlightGrace)
-            throw new JobFailedException($"not found yet; its creation may still be under way (kept until {entry.Created + CloudSteps.InFlightGrace:u})");
+            throw new StillInFlightException($"not found yet; its creation may still be under way (looked for until {entry.Created + CloudSteps.InFlightGrace:u})");
     }
+
+    /// <summary>Not a failure: the object may still appear; the entry is reported as pending.</summary>
+    private sealed class StillInFlightException(string message) : UserFacingException(message);
+
+    /// <summary>Not a failure: the object became part of a VM (a restore's image); the message names the VM.</summary>
+    private sealed class HandedOverException(string owner) : UserFacingException(owner);
 
     private async Task RemoveAsync(JournalEntry entry, CancellationToken ct)
     {
@@ -75,6 +90,9 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 // Gone already: a job cancelled while waiting for its own delete of the image to finish.
                 try { image = await client.ImageInfoAsync(id.Value, ct).ConfigureAwait(false); }
                 catch (OneNotFoundException) { return; }
+                // A restore's image that a VM other than the proxy uses was handed over to the restored VM.
+                if (image.Vms.Where(v => v != steps.Options.ProxyVmId).ToList() is [var restored, ..])
+                    throw new HandedOverException($"VM {restored}");
                 // An image left attached by a job killed before it journaled the attachment.
                 if (image.Vms.Contains(steps.Options.ProxyVmId)) await steps.DetachFromProxyAsync(id.Value, ct).ConfigureAwait(false);
                 await steps.DeleteImageAsync(id.Value, ct).ConfigureAwait(false);

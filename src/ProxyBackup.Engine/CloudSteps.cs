@@ -136,14 +136,23 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         return imageId;
     }
 
+    /// <summary>
+    /// Deletes an image the job made. Who uses it is asked first: an image a VM uses is refused at
+    /// once, never waited for; one still being copied (LOCKED) is waited for, within the operation bound.
+    /// </summary>
     public async Task DeleteImageAsync(int imageId, CancellationToken ct)
     {
         OneImage image;
-        try { image = await _waiter.ImageReadyAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false); }
+        try { image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false); }
         catch (OneNotFoundException) { return; }
-        catch (OneOperationFailedException) { image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false); }
-        if (image.RunningVms > 0)
+        if (image.RunningVms > 0 || image.Vms.Count > 0)
             throw new JobFailedException($"Image {imageId} ({image.Name}) is still used by VM(s) {string.Join(", ", image.Vms)}; not deleting it.");
+        if (image.State != ImageState.Error)
+        {
+            try { image = await _waiter.ImageReadyAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false); }
+            catch (OneNotFoundException) { return; }
+            catch (OneOperationFailedException) { image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false); }
+        }
         try { await client.ImageDeleteAsync(imageId, force: false, ct).ConfigureAwait(false); }
         catch (OneNotFoundException) { return; }
         await _waiter.ImageGoneAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false);

@@ -45,7 +45,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             var entry = steps.Journal.Record(jobId, CloudObjectKind.Template, saved.Id, -1, templateName);
             template.Set("NAME", templateName);
             var templateId = await steps.CreateAsync(entry, c => steps.Client.TemplateAllocateAsync(template, c), ct).ConfigureAwait(false);
-            var vmId = await steps.Client.TemplateInstantiateAsync(templateId, name, hold: false, extra: null, ct: ct).ConfigureAwait(false);
+            var vmId = await InstantiateAsync(templateId, name, ct).ConfigureAwait(false);
             // The images now belong to the new VM: nothing of them is a leftover any more.
             foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == CloudObjectKind.Image)) steps.Journal.Remove(e.Id);
             // The VM exists: a template that cannot be deleted now is a leftover for the cleanup
@@ -97,6 +97,33 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             jobs.Finished(jobId, false, 0, 0, point.Id, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Restore {Job} failed: {Error}; removing what it created", jobId, e.Message);
             await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Creates the VM from the job's template. An answer lost on the way back may hide a VM that
+    /// exists: it is found by its name and the template it came from (unique to the job), so the
+    /// restore neither fails with a VM running nor makes a second one (docs/architecture.md,
+    /// "Every cloud object has an owner").
+    /// </summary>
+    private async Task<int> InstantiateAsync(int templateId, string name, CancellationToken ct)
+    {
+        try
+        {
+            return await steps.Client.TemplateInstantiateAsync(templateId, name, hold: false, extra: null, ct: CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (ProxyBackup.XmlRpc.XmlRpcTransportException e) when (e.RequestMayHaveBeenProcessed)
+        {
+            foreach (var candidate in (await steps.Client.VmPoolAsync(ct: ct).ConfigureAwait(false)).Where(v => v.Name == name))
+            {
+                var vm = await steps.Client.VmInfoAsync(candidate.Id, ct).ConfigureAwait(false);
+                if (vm.Template.Element("TEMPLATE_ID")?.Value == templateId.ToString(CultureInfo.InvariantCulture))
+                {
+                    logger.LogWarning("The answer to instantiating template {Template} was lost ({Error}); the VM it created is {Vm}", templateId, e.Message, vm.Id);
+                    return vm.Id;
+                }
+            }
             throw;
         }
     }

@@ -1,0 +1,124 @@
+using ProxyBackup.Contracts;
+using ProxyBackup.Simulator;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Engine.Tests;
+
+/// <summary>
+/// Every call of the backup and restore flows, with the answer lost before or after oned acted, or
+/// slowed down: whatever the job's outcome, the job and the next cleanup pass leave nothing on the
+/// cloud, a restore point exists only when the job said it succeeded, and the next job is green.
+/// (Refusals and failed operations are in <see cref="FailureTests"/>.)
+/// </summary>
+public class FaultMatrixTests
+{
+    private static readonly string[] Kinds = ["drop-before", "drop-after", "delay"];
+
+    private static readonly string[] BackupMethods =
+    [
+        "one.vm.info", "one.image.info", "one.vm.disksnapshotcreate", "one.vm.disksaveas", "one.image.persistent",
+        "one.vm.attach", "one.vm.detach", "one.image.delete", "one.vm.disksnapshotdelete",
+    ];
+
+    private static readonly string[] RestoreMethods =
+    [
+        "one.datastorepool.info", "one.image.allocate", "one.vm.attach", "one.vm.detach", "one.image.persistent",
+        "one.template.allocate", "one.template.instantiate", "one.template.delete",
+    ];
+
+    public static TheoryData<string, string> BackupFaults => Matrix(BackupMethods);
+    public static TheoryData<string, string> RestoreFaults => Matrix(RestoreMethods);
+
+    private static TheoryData<string, string> Matrix(string[] methods)
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var m in methods)
+            foreach (var k in Kinds) data.Add(m, k);
+        return data;
+    }
+
+    private static FaultRule Fault(string method, string kind) =>
+        // Reads also happen before the first snapshot: the third one falls inside the flow.
+        FaultRule.Parse($"{method},nth={(method is "one.vm.info" or "one.image.info" ? 3 : 1)},action={kind},latency=300");
+
+    [Theory]
+    [MemberData(nameof(BackupFaults))]
+    public async Task A_backup_ends_clean_whatever_happens_to_an_answer(string method, string kind)
+    {
+        var clock = new ShiftedClock();
+        await using var w = await EngineWorld.StartAsync(configure: o => o with { Time = clock });
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        w.Sim.Faults.Set([Fault(method, kind)]);
+        BackupResult? result = null;
+        try { result = await w.Backup.RunAsync(web.Id, new BackupOptions()); }
+        catch (Exception e) when (e is UserFacingException) { Assert.False(string.IsNullOrWhiteSpace(e.Message)); }
+        w.Sim.Faults.Set([]);
+        if (kind == "delay") Assert.NotNull(result);
+        Assert.Equal(result is null ? 0 : 1, w.Repository.ListRestorePoints().Count);
+
+        await CleanUpAsync(w, clock);
+        AssertNothingLeft(before, w.Inventory());
+        var next = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.Equal(2, next.Disks.Count);
+        AssertNothingLeft(before, w.Inventory());
+    }
+
+    [Theory]
+    [MemberData(nameof(RestoreFaults))]
+    public async Task A_restore_ends_clean_whatever_happens_to_an_answer(string method, string kind)
+    {
+        var clock = new ShiftedClock();
+        await using var w = await EngineWorld.StartAsync(configure: o => o with { Time = clock });
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        var before = w.Inventory();
+        w.Sim.Faults.Set([Fault(method, kind)]);
+        RestoreResult? result = null;
+        try { result = await w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }); }
+        catch (Exception e) when (e is UserFacingException) { Assert.False(string.IsNullOrWhiteSpace(e.Message)); }
+        w.Sim.Faults.Set([]);
+        if (kind == "delay") Assert.NotNull(result);
+
+        await CleanUpAsync(w, clock);
+        var restored = (await w.Client.VmPoolAsync()).Where(v => v.Name == "web-back").ToList();
+        // Never two VMs for one restore; a VM exists only when the restore said so, and it runs the backed-up disks.
+        Assert.Equal(result is null ? 0 : 1, restored.Count);
+        var after = w.Inventory();
+        Assert.Equal(before["templates"], after["templates"]);
+        Assert.Equal(before["proxy_disks"], after["proxy_disks"]);
+        Assert.Equal(0, after["busy_vms"]);
+        var newImages = ((List<object?>)after["images"]!).Cast<string>().Except(((List<object?>)before["images"]!).Cast<string>()).ToList();
+        if (result is null) Assert.Empty(newImages);
+        else
+        {
+            Assert.Equal(result.Images.Count, newImages.Count);
+            Assert.Equal(w.DiskSha256(web.Id, 1), w.DiskSha256(restored[0].Id, 1));
+        }
+    }
+
+    /// <summary>
+    /// A cleanup pass fails nothing. A create whose answer was lost before oned saw it cannot be told
+    /// from one oned is still working on: its entry stays pending (no id, nothing of its name) until
+    /// the in-flight grace has passed, and the pass after that drops it.
+    /// </summary>
+    private static async Task CleanUpAsync(EngineWorld w, ShiftedClock clock)
+    {
+        var report = await w.Cleaner.CleanAsync();
+        Assert.Empty(report.Failures);
+        var names = ((List<object?>)w.Inventory()["images"]!).Cast<string>().ToHashSet();
+        Assert.Equal(report.Pending.Count, w.Catalog.Pending().Count);
+        Assert.All(w.Catalog.Pending(), e => Assert.True(e.ObjectId is null && !names.Contains(e.Name), $"{e.Kind} {e.Name} was left pending"));
+        clock.Offset = CloudSteps.InFlightGrace + TimeSpan.FromMinutes(1);
+        report = await w.Cleaner.CleanAsync();
+        Assert.Empty(report.Failures);
+        Assert.Empty(w.Catalog.Pending());
+    }
+
+    private static void AssertNothingLeft(Dictionary<string, object?> before, Dictionary<string, object?> after)
+    {
+        foreach (var key in new[] { "disk_snapshots", "proxy_disks", "proxy_devices", "templates" }) Assert.Equal(before[key], after[key]);
+        Assert.Equal(((List<object?>)before["images"]!).Cast<string>().Order(), ((List<object?>)after["images"]!).Cast<string>().Order());
+        Assert.Equal(0, after["busy_vms"]);
+    }
+}
