@@ -34,6 +34,13 @@ public sealed class AppConfig
 
         /// <summary>VM drivers (a host's VM_MAD) that run KVM under another name, where the host does not report HYPERVISOR=kvm.</summary>
         public List<string> AllowedVmDrivers { get; set; } = [];
+
+        /// <summary>How long a snapshot, attach, detach or delete may take before the job gives up on it.</summary>
+        public int OperationTimeoutMinutes { get; set; } = 10;
+
+        /// <summary>A copy (save-as, a restore's new image) may take this long plus its size at <see cref="MinimumCopyMBps"/>.</summary>
+        public int CopyTimeoutMinutes { get; set; } = 10;
+        public int MinimumCopyMBps { get; set; } = 20;
     }
 
     public sealed class RepositorySection
@@ -80,6 +87,9 @@ public sealed class AppConfig
         if (OpenNebula.CaCertificateFile is { } ca && !File.Exists(ca)) p.Add($"OpenNebula:CaCertificateFile: {ca} does not exist");
         if (OpenNebula.PinnedCertificateSha256 is { } pin && pin.Replace(":", "", StringComparison.Ordinal).Length != 64) p.Add("OpenNebula:PinnedCertificateSha256: 64 hex digits (colons allowed)");
         if (OpenNebula.AllowedVmDrivers.Any(d => string.IsNullOrWhiteSpace(d) || d.Any(char.IsWhiteSpace))) p.Add("OpenNebula:AllowedVmDrivers: driver names as the hosts' VM_MAD shows them, without spaces");
+        if (OpenNebula.OperationTimeoutMinutes is < 1 or > 1440) p.Add("OpenNebula:OperationTimeoutMinutes: 1 to 1440");
+        if (OpenNebula.CopyTimeoutMinutes is < 1 or > 1440) p.Add("OpenNebula:CopyTimeoutMinutes: 1 to 1440");
+        if (OpenNebula.MinimumCopyMBps is < 1 or > 100_000) p.Add("OpenNebula:MinimumCopyMBps: 1 to 100000");
         if (OpenNebula.CallTimeoutSeconds is < 5 or > 3600) p.Add("OpenNebula:CallTimeoutSeconds: 5 to 3600");
         if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
         if (string.IsNullOrWhiteSpace(Catalog.Path) || !System.IO.Path.IsPathRooted(Catalog.Path)) p.Add("Catalog:Path: an absolute file path");

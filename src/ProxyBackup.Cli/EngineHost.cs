@@ -70,18 +70,19 @@ internal sealed class EngineHost : IDisposable
     {
         var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
         if (Configured(p) is var (config, secrets)) return await FromConfigAsync(config, secrets, logs, ct, proxyMustRun).ConfigureAwait(false);
-        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir), p.GetValue(AllowVmDriver) ?? [], proxyMustRun, logs, ct).ConfigureAwait(false);
+        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir),
+            new AppConfig.OpenNebulaSection { AllowedVmDrivers = [.. p.GetValue(AllowVmDriver) ?? []] }, proxyMustRun, logs, ct).ConfigureAwait(false);
     }
 
     /// <summary>The daemon's engine, from the configuration file and the secrets file.</summary>
     public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct, bool proxyMustRun = true)
     {
         var client = new OneClient(config.ClientOptions(secrets));
-        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula.AllowedVmDrivers, proxyMustRun, logs, ct).ConfigureAwait(false);
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => BackupRepository.Open(config.Repository.Path, secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula, proxyMustRun, logs, ct).ConfigureAwait(false);
     }
 
     private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, string catalogPath, Func<BackupRepository> openRepository, string? devicesDir,
-        IEnumerable<string> allowedVmDrivers, bool proxyMustRun, ILoggerFactory logs, CancellationToken ct)
+        AppConfig.OpenNebulaSection cloud, bool proxyMustRun, ILoggerFactory logs, CancellationToken ct)
     {
         try
         {
@@ -98,7 +99,9 @@ internal sealed class EngineHost : IDisposable
             var steps = new CloudSteps(client, catalog, locator, new EngineOptions
             {
                 ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogPath))!, "hotplug.lock"),
-                AllowedVmDrivers = allowedVmDrivers.ToHashSet(StringComparer.Ordinal),
+                AllowedVmDrivers = cloud.AllowedVmDrivers.ToHashSet(StringComparer.Ordinal),
+                OperationTimeout = TimeSpan.FromMinutes(cloud.OperationTimeoutMinutes), CopyTimeout = TimeSpan.FromMinutes(cloud.CopyTimeoutMinutes),
+                MinimumCopyBytesPerSecond = (long)cloud.MinimumCopyMBps << 20,
             }, logs.CreateLogger("proxybackup"));
             return new EngineHost(client, catalog, repository, steps, logs);
         }

@@ -17,7 +17,25 @@ public sealed record CleanupReport(int Removed, IReadOnlyList<string> Failures, 
 /// </summary>
 public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogger logger)
 {
-    public async Task<CleanupReport> CleanAsync(string? jobId = null, CancellationToken ct = default)
+    /// <summary>Entries whose removal ran out of its budget: not tried again before the time given (the pause doubles, up to an hour).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, (DateTimeOffset NotBefore, TimeSpan Pause)> _stuck = new();
+
+    /// <summary>
+    /// Removes what a failed job made. A cancelled job (operator, SIGTERM) gets a short budget, so
+    /// that it ends within seconds: what it could not remove in time stays journaled for the next pass.
+    /// </summary>
+    public async Task<CleanupReport> CleanAfterJobAsync(string jobId, bool cancelled)
+    {
+        using var budget = cancelled ? new CancellationTokenSource(steps.Options.CancelledCleanupBudget) : new CancellationTokenSource();
+        return await CleanAsync(jobId, budget.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A pass over the journal (one job's entries, or all). With <paramref name="objectBudget"/>, each
+    /// removal is bounded: one that runs out is reported pending and paused, so a stuck object does
+    /// not hold up the jobs this pass runs before (docs/architecture.md, "Every cloud object has an owner").
+    /// </summary>
+    public async Task<CleanupReport> CleanAsync(string? jobId = null, CancellationToken ct = default, TimeSpan? objectBudget = null)
     {
         var failures = new List<string>();
         var pending = new List<string>();
@@ -30,11 +48,36 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 pending.Add($"{entry.Kind} {entry.Name}: owned by job {entry.JobId}, still running ({owner})");
                 continue;
             }
+            var now = steps.Options.Time.GetUtcNow();
+            if (_stuck.TryGetValue(entry.Id, out var paused) && paused.NotBefore > now)
+            {
+                pending.Add($"{entry.Kind} {entry.Name}: did not go within its time last pass; tried again after {paused.NotBefore:u}");
+                continue;
+            }
+            if (ct.IsCancellationRequested)
+            {
+                failures.Add($"{entry.Kind} {entry.Name}: not tried, the cleanup's time ran out; left for the next pass");
+                continue;
+            }
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            if (objectBudget is { } limit) bounded.CancelAfter(limit);
             try
             {
-                await RemoveAsync(entry, ct).ConfigureAwait(false);
+                await RemoveAsync(entry, bounded.Token).ConfigureAwait(false);
                 journal.Remove(entry.Id);
+                _stuck.TryRemove(entry.Id, out _);
                 removed++;
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                failures.Add($"{entry.Kind} {entry.Name}: the cleanup's time ran out; left for the next pass");
+            }
+            catch (OperationCanceledException) when (bounded.IsCancellationRequested)
+            {
+                var pause = _stuck.TryGetValue(entry.Id, out var before) ? TimeSpan.FromTicks(Math.Min(before.Pause.Ticks * 2, TimeSpan.FromHours(1).Ticks)) : TimeSpan.FromMinutes(1);
+                _stuck[entry.Id] = (now + pause, pause);
+                pending.Add($"{entry.Kind} {entry.Name}: did not go within {objectBudget!.Value.TotalSeconds:0} s; tried again after {now + pause:u}");
+                logger.LogWarning("Cleanup of {Kind} {Name} did not end within {Budget} s; tried again in {Pause}", entry.Kind, entry.Name, objectBudget.Value.TotalSeconds, pause);
             }
             catch (StillInFlightException e)
             {

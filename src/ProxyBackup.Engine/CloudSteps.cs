@@ -102,7 +102,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     }
 
     /// <summary>Saves a snapshot as a new image and waits until it is READY.</summary>
-    public async Task<int> SaveAsAsync(string jobId, int vmId, int diskId, int snapId, CancellationToken ct)
+    public async Task<int> SaveAsAsync(string jobId, int vmId, int diskId, int snapId, long sizeBytes, CancellationToken ct)
     {
         var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
         // A failed save-as leaves the image's ERROR empty and its cause on the VM; an ERROR that was
@@ -112,7 +112,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         var imageId = await CreateAsync(entry, c => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, c), ct).ConfigureAwait(false);
         try
         {
-            await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
+            await _waiter.ImageReadyAsync(imageId, options.CopyTimeoutFor(sizeBytes), ct).ConfigureAwait(false);
         }
         catch (OneOperationFailedException e)
         {
@@ -132,7 +132,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
             .Set("FORMAT", "raw").Set("PERSISTENT", "YES").Set("DEV_PREFIX", devPrefix)
             .Set("DESCRIPTION", $"ProxyBackup restore of VM {vmId} disk {diskId}");
         var imageId = await CreateAsync(entry, c => client.ImageAllocateAsync(template, datastoreId, c), ct).ConfigureAwait(false);
-        await _waiter.ImageReadyAsync(imageId, options.CopyTimeout, ct).ConfigureAwait(false);
+        await _waiter.ImageReadyAsync(imageId, options.CopyTimeoutFor(sizeBytes), ct).ConfigureAwait(false);
         return imageId;
     }
 

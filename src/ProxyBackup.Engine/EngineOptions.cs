@@ -8,8 +8,20 @@ public sealed record EngineOptions
     /// <summary>How long a disk snapshot, detach, deletion may take.</summary>
     public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
-    /// <summary>A save-as copies the whole disk: allow more time.</summary>
-    public TimeSpan CopyTimeout { get; init; } = TimeSpan.FromHours(6);
+    /// <summary>A copy (save-as, a new image) may always take this long, however small the disk.</summary>
+    public TimeSpan CopyTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The slowest copy rate the datastores are expected to reach: a copy of N bytes may take N / rate beyond <see cref="CopyTimeout"/>.</summary>
+    public long MinimumCopyBytesPerSecond { get; init; } = 20L << 20;
+
+    /// <summary>How long the removal of one leftover may take in the cleanup pass before jobs: a stuck one is tried again later, with a growing pause, instead of holding up every job.</summary>
+    public TimeSpan CleanupObjectBudget { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long a cancelled job (operator, SIGTERM) may spend removing what it made; what is left stays journaled for the next pass.</summary>
+    public TimeSpan CancelledCleanupBudget { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>The bound of a copy of <paramref name="bytes"/>: the fixed part and the time at the minimum rate.</summary>
+    public TimeSpan CopyTimeoutFor(long bytes) => CopyTimeout + TimeSpan.FromSeconds((double)bytes / MinimumCopyBytesPerSecond);
 
     /// <summary>How long a restored VM may wait for the scheduler and its first boot before the restore gives up on it.</summary>
     public TimeSpan DeployTimeout { get; init; } = TimeSpan.FromMinutes(30);

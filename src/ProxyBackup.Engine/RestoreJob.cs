@@ -96,7 +96,12 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled" : e.Message);
             jobs.Finished(jobId, false, 0, 0, point.Id, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Restore {Job} failed: {Error}; removing what it created", jobId, e.Message);
-            await cleaner.CleanAsync(jobId, CancellationToken.None).ConfigureAwait(false);
+            var report = await cleaner.CleanAfterJobAsync(jobId, cancelled: ct.IsCancellationRequested).ConfigureAwait(false);
+            if (report.Failures.Count > 0)
+            {
+                jobs.Log(jobId, "warning", $"left on the cloud for the next cleanup pass: {string.Join("; ", report.Failures)}");
+                logger.LogError("Left on the cloud after the failed restore {Job}, for the next cleanup pass: {Failures}", jobId, string.Join("; ", report.Failures));
+            }
             throw;
         }
     }

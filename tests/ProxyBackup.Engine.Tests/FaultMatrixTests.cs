@@ -97,6 +97,44 @@ public class FaultMatrixTests
         }
     }
 
+    [Fact]
+    public async Task A_stuck_leftover_is_paused_by_the_cleanup_pass_and_does_not_hold_up_another_vms_backup()
+    {
+        await using var w = await EngineWorld.StartAsync(configure: o => o with { OperationTimeout = TimeSpan.FromSeconds(3) });
+        var web = await w.VmAsync("web-01");
+        // web-01's snapshot delete never ends: the backup is committed, the snapshot left to the cleanup.
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.disksnapshotdelete,nth=1,action=stuck")]);
+        var stuck = await w.Backup.RunAsync(web.Id, new BackupOptions());
+        Assert.Contains(stuck.Warnings, x => x.Contains("is left on the cloud for the next cleanup pass", StringComparison.Ordinal));
+        w.Sim.Faults.Set([]);
+
+        var first = await w.Cleaner.CleanAsync(objectBudget: TimeSpan.FromSeconds(1));
+        Assert.Contains(first.Pending, x => x.Contains("did not go within 1 s; tried again after", StringComparison.Ordinal));
+        var second = await w.Cleaner.CleanAsync(objectBudget: TimeSpan.FromSeconds(1));
+        Assert.Contains(second.Pending, x => x.Contains("did not go within its time last pass", StringComparison.Ordinal));
+        Assert.Empty(second.Failures);
+
+        var db = await w.VmAsync("db-01");
+        Assert.Equal(2, (await w.Backup.RunAsync(db.Id, new BackupOptions())).Disks.Count);
+    }
+
+    [Fact]
+    public async Task A_cancelled_job_whose_leftover_is_stuck_ends_within_its_cleanup_budget_and_keeps_the_entry()
+    {
+        await using var w = await EngineWorld.StartAsync(configure: o => o with { CancelledCleanupBudget = TimeSpan.FromSeconds(1) });
+        var web = await w.VmAsync("web-01");
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.disksnapshotcreate,nth=1,action=stuck")]);
+        using var cts = new CancellationTokenSource();
+        var job = w.Backup.RunAsync(web.Id, new BackupOptions(), ct: cts.Token);
+        while (!job.IsCompleted && !w.Catalog.Pending().Any(e => e.ObjectId is not null)) await Task.Delay(50);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => job);
+        var record = w.Catalog.Recent(5).Single(j => j.Kind == "backup");
+        Assert.Equal(("failed", "cancelled"), (record.State, record.Error));
+        Assert.Contains(w.Catalog.LogOf(record.Id), l => l.Message.StartsWith("left on the cloud for the next cleanup pass", StringComparison.Ordinal) && l.Message.Contains("the cleanup's time ran out", StringComparison.Ordinal));
+        Assert.Equal(CloudObjectKind.DiskSnapshot, Assert.Single(w.Catalog.Pending()).Kind);
+    }
+
     /// <summary>
     /// A cleanup pass fails nothing. A create whose answer was lost before oned saw it cannot be told
     /// from one oned is still working on: its entry stays pending (no id, nothing of its name) until
