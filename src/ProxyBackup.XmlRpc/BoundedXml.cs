@@ -13,12 +13,15 @@ public static class BoundedXml
 {
     /// <summary>Loads the document's root element.</summary>
     /// <param name="keepWhitespace">Keep whitespace-only text (in XML-RPC it may be a string value).</param>
-    public static XElement Load(XmlReader reader, int maxDepth, bool keepWhitespace)
+    /// <param name="ct">Checked every few thousand nodes: parsing a large answer stays under the call's deadline.</param>
+    public static XElement Load(XmlReader reader, int maxDepth, bool keepWhitespace, CancellationToken ct = default)
     {
         XElement? root = null;
         var open = new Stack<XElement>();
+        var nodes = 0;
         while (reader.Read())
         {
+            if ((++nodes & 4095) == 0) ct.ThrowIfCancellationRequested();
             switch (reader.NodeType)
             {
                 case XmlNodeType.Element:

@@ -68,14 +68,15 @@ public sealed class XmlRpcClient : IDisposable
                     requestMayHaveBeenProcessed: (int)response.StatusCode >= 500, httpStatus: (int)response.StatusCode);
             if (mediaType.Contains("html", StringComparison.OrdinalIgnoreCase) || LooksLikeHtml(bytes))
                 throw new XmlRpcProtocolException($"{_options.Endpoint} answered with an HTML page, not XML-RPC; check the endpoint URL (usually http://<front-end>:2633/RPC2).");
-            if (bytes.Length == 0)
+            if (bytes.Count == 0)
                 throw new XmlRpcProtocolException($"{_options.Endpoint} answered {method} with an empty body.");
-            using var ms = new MemoryStream(bytes, writable: false);
-            return XmlRpcReader.ParseResponse(ms, _options.MaxResponseBytes);
+            using var ms = new MemoryStream(bytes.Array!, bytes.Offset, bytes.Count, writable: false);
+            // Headers, body and parse run under one deadline: a slow or huge answer costs at most the call timeout.
+            return XmlRpcReader.ParseResponse(ms, _options.MaxResponseBytes, timeout.Token);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new XmlRpcTransportException($"{_options.Endpoint} did not answer {method} within {_options.Timeout.TotalSeconds:0.#} s.", requestMayHaveBeenProcessed: true);
+            throw new XmlRpcTransportException($"{_options.Endpoint} did not answer {method} within {_options.Timeout.TotalSeconds:0.#} s (headers, body and parse together).", requestMayHaveBeenProcessed: true);
         }
         catch (HttpRequestException e)
         {
@@ -101,12 +102,13 @@ public sealed class XmlRpcClient : IDisposable
         }
     }
 
-    private async Task<byte[]> ReadBoundedAsync(HttpContent content, CancellationToken ct)
+    /// <summary>The answer's bytes, refused beyond the limit; the buffer is not copied again afterwards (a large answer is held once).</summary>
+    private async Task<ArraySegment<byte>> ReadBoundedAsync(HttpContent content, CancellationToken ct)
     {
         if (content.Headers.ContentLength > _options.MaxResponseBytes)
             throw new XmlRpcProtocolException($"The answer ({content.Headers.ContentLength} bytes) exceeds the limit of {_options.MaxResponseBytes} bytes.");
         await using var stream = await content.ReadAsStreamAsync(ct).ConfigureAwait(false);
-        using var ms = new MemoryStream();
+        using var ms = new MemoryStream((int)Math.Min(content.Headers.ContentLength ?? 0, _options.MaxResponseBytes));
         var buffer = new byte[81920];
         int n;
         while ((n = await stream.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
@@ -115,19 +117,19 @@ public sealed class XmlRpcClient : IDisposable
                 throw new XmlRpcProtocolException($"The answer exceeds the limit of {_options.MaxResponseBytes} bytes.");
             ms.Write(buffer, 0, n);
         }
-        return ms.ToArray();
+        return ms.TryGetBuffer(out var written) ? written : ms.ToArray();
     }
 
-    private static bool LooksLikeHtml(byte[] bytes)
+    private static bool LooksLikeHtml(ArraySegment<byte> bytes)
     {
-        var head = System.Text.Encoding.UTF8.GetString(bytes, 0, Math.Min(bytes.Length, 256)).TrimStart();
+        var head = System.Text.Encoding.UTF8.GetString(bytes.Array!, bytes.Offset, Math.Min(bytes.Count, 256)).TrimStart();
         return head.StartsWith("<!DOCTYPE html", StringComparison.OrdinalIgnoreCase) || head.StartsWith("<html", StringComparison.OrdinalIgnoreCase);
     }
 
-    private static string Excerpt(byte[] bytes)
+    private static string Excerpt(ArraySegment<byte> bytes)
     {
-        if (bytes.Length == 0) return "";
-        var text = System.Text.Encoding.UTF8.GetString(bytes, 0, Math.Min(bytes.Length, 200));
+        if (bytes.Count == 0) return "";
+        var text = System.Text.Encoding.UTF8.GetString(bytes.Array!, bytes.Offset, Math.Min(bytes.Count, 200));
         text = System.Text.RegularExpressions.Regex.Replace(text, "<[^>]*>|\\s+", " ").Trim();
         return text.Length == 0 ? "" : $" ({text})";
     }

@@ -33,9 +33,9 @@ public static class XmlRpcReader
     };
 
     /// <summary>Parses a &lt;methodResponse&gt;: returns the value, or throws <see cref="XmlRpcFaultException"/>.</summary>
-    public static object? ParseResponse(Stream body, long maxCharacters = 1L << 30)
+    public static object? ParseResponse(Stream body, long maxCharacters = 1L << 30, CancellationToken ct = default)
     {
-        var root = Load(body, maxCharacters);
+        var root = Load(body, maxCharacters, ct);
         if (root.Name.LocalName != "methodResponse")
             throw new XmlRpcProtocolException($"Expected <methodResponse>, got <{root.Name.LocalName}>.");
         var first = root.Elements().FirstOrDefault()
@@ -60,7 +60,7 @@ public static class XmlRpcReader
 
     public static XmlRpcCall ParseCall(Stream body, long maxCharacters = 1L << 30)
     {
-        var root = Load(body, maxCharacters);
+        var root = Load(body, maxCharacters, CancellationToken.None);
         if (root.Name.LocalName != "methodCall")
             throw new XmlRpcProtocolException($"Expected <methodCall>, got <{root.Name.LocalName}>.");
         var name = root.Element("methodName")?.Value.Trim();
@@ -77,12 +77,12 @@ public static class XmlRpcReader
         return new XmlRpcCall(name, parameters);
     }
 
-    private static XElement Load(Stream body, long maxCharacters)
+    private static XElement Load(Stream body, long maxCharacters, CancellationToken ct)
     {
         try
         {
             using var reader = XmlReader.Create(body, SecureSettings(maxCharacters));
-            return BoundedXml.Load(reader, MaxDepth, keepWhitespace: true);
+            return BoundedXml.Load(reader, MaxDepth, keepWhitespace: true, ct);
         }
         catch (XmlException e) when (e.Message.Contains("DTD", StringComparison.OrdinalIgnoreCase))
         {

@@ -122,13 +122,13 @@ public class KilledApplianceTests
     }
 
     [Theory]
-    [InlineData(EchoingEndpoint.Echo.HttpError)]
-    [InlineData(EchoingEndpoint.Echo.FailureReply)]
-    public async Task An_endpoint_that_echoes_the_request_never_gets_the_password_onto_the_screen_or_into_the_catalog(EchoingEndpoint.Echo echo)
+    [InlineData(ScriptedEndpoint.Echo.HttpError)]
+    [InlineData(ScriptedEndpoint.Echo.FailureReply)]
+    public async Task An_endpoint_that_echoes_the_request_never_gets_the_password_onto_the_screen_or_into_the_catalog(ScriptedEndpoint.Echo echo)
     {
         const string Password = "n0t-For-Your-Eyes";
         using var dir = new TempDirectory();
-        await using var endpoint = new EchoingEndpoint(echo);
+        await using var endpoint = ScriptedEndpoint.Echoing(echo);
         var auth = dir.Combine("one_auth");
         await WritePrivateAsync(auth, $"oneadmin:{Password}");
         var catalog = dir.Combine("catalog.db");

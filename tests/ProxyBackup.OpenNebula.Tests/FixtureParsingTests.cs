@@ -133,12 +133,12 @@ public class SecretScrubbingTests
     private const string Password = "s3cret-Pw/+=";
 
     [Theory]
-    [InlineData(EchoingEndpoint.Echo.HttpError)]
-    [InlineData(EchoingEndpoint.Echo.Fault)]
-    [InlineData(EchoingEndpoint.Echo.FailureReply)]
-    public async Task The_password_never_comes_back_in_an_error(EchoingEndpoint.Echo echo)
+    [InlineData(ScriptedEndpoint.Echo.HttpError)]
+    [InlineData(ScriptedEndpoint.Echo.Fault)]
+    [InlineData(ScriptedEndpoint.Echo.FailureReply)]
+    public async Task The_password_never_comes_back_in_an_error(ScriptedEndpoint.Echo echo)
     {
-        await using var endpoint = new EchoingEndpoint(echo);
+        await using var endpoint = ScriptedEndpoint.Echoing(echo);
         using var client = new OneClient(new OneClientOptions { Endpoint = endpoint.Uri, Credentials = new OneCredentials("oneadmin", Password), Retries = 0 });
 
         var e = await Assert.ThrowsAnyAsync<ProxyBackup.Contracts.UserFacingException>(() => client.VmInfoAsync(7));
