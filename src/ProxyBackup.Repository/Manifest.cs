@@ -49,7 +49,11 @@ public sealed class Manifest
         var size = BinaryPrimitives.ReadInt64LittleEndian(bytes[8..]);
         var chunkSize = BinaryPrimitives.ReadInt32LittleEndian(bytes[16..]);
         var count = BinaryPrimitives.ReadInt32LittleEndian(bytes[20..]);
-        if (size < 0 || chunkSize <= 0 || count != ChunkCount(size, chunkSize) || bytes.Length != HeaderSize + count * ChunkId.Size + 32)
+        // Checked in 64 bits before anything is computed from them: a file whose checksum was made
+        // to match must not overflow the arithmetic nor make the parser allocate what it claims.
+        var covered = (long)count * chunkSize;
+        if (size < 0 || chunkSize <= 0 || count < 0 || bytes.Length != HeaderSize + (long)count * ChunkId.Size + 32
+            || covered < size || (count > 0 && covered - chunkSize >= size) || (count == 0 && size != 0))
             throw new CorruptDataException($"{what} has inconsistent sizes.");
         var chunks = new ChunkId[count];
         for (var i = 0; i < count; i++) chunks[i] = ChunkId.Read(bytes.Slice(HeaderSize + i * ChunkId.Size, ChunkId.Size));
