@@ -7,8 +7,9 @@ public sealed partial class BackupRepository
 {
     public async Task<VerifyReport> VerifyAsync(bool readData, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
-        using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: "verify");
-        return await new Verifier(this).RunAsync(readData, progress, ct).ConfigureAwait(false);
+        using var held = await RepositoryLock.AcquireAsync(this, exclusive: false, purpose: "verify", SharedLockWait, ct).ConfigureAwait(false);
+        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
+        return await WhileLockedAsync(held, ct, () => new Verifier(this).RunAsync(readData, progress, guarded.Token)).ConfigureAwait(false);
     }
 
     /// <summary>Decides what a retention policy keeps; with <paramref name="dryRun"/> false, removes the rest.</summary>
@@ -38,8 +39,9 @@ public sealed partial class BackupRepository
 
     public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
     {
-        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: ExclusiveLockWait);
-        return new GarbageCollector(this).Run(grace ?? TimeSpan.FromHours(24), ct);
+        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: ExclusiveLockWait, ct);
+        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
+        return WhileLockedAsync(held, ct, () => Task.FromResult(new GarbageCollector(this).Run(grace ?? TimeSpan.FromHours(24), guarded.Token))).GetAwaiter().GetResult();
     }
 
     public RepositoryStats Stats() => RepositoryStats.Compute(this);

@@ -24,6 +24,9 @@ public sealed partial class BackupRepository
     /// <summary>How long retention, forget and GC wait for the backups and restores under way before they give up.</summary>
     public TimeSpan ExclusiveLockWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a backup, restore or verify waits for a retention, forget or GC under way before it gives up.</summary>
+    public TimeSpan SharedLockWait { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>Which SHA-256 names chunks here, and why (the lanes' self-test): one line for the daemon's log.</summary>
     public static string HashingStatus => Sha256Lanes.Status;
 
@@ -113,9 +116,31 @@ public sealed partial class BackupRepository
             if (key is null) throw new WrongKeyException($"Repository {path} is encrypted: give its passphrase or key file.");
             keys = MasterKeys.Unwrap(Directory.EnumerateFiles(Path.Combine(path, "keys")).Select(File.ReadAllBytes), key);
         }
-        foreach (var d in new[] { "chunks", "points", "locks", "tmp" }) OwnerOnly.CreateDirectory(Path.Combine(path, d));
-        return new BackupRepository(path, config, keys);
+        return new BackupRepository(path, config, keys) { ReadOnly = !PrepareForWriting(path) };
     }
+
+    /// <summary>
+    /// Creates the working directories and checks that a file can be written: false on a read-only
+    /// copy (a read-only mount, a snapshot of the backup disk), which can still be listed, verified
+    /// and restored from, without a lock (docs/repository-format.md, "Locks").
+    /// </summary>
+    private static bool PrepareForWriting(string path)
+    {
+        try
+        {
+            foreach (var d in new[] { "chunks", "points", "locks", "tmp" }) OwnerOnly.CreateDirectory(Path.Combine(path, d));
+            var probe = Path.Combine(path, "tmp", $"probe-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
+            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose)) { }
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The repository cannot be written here: reads go on without a lock, writes are refused.</summary>
+    public bool ReadOnly { get; private init; }
 
     /// <summary>Adds another passphrase or key file that opens this (encrypted) repository.</summary>
     public void AddKey(RepositoryKey key)

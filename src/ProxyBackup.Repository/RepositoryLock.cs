@@ -7,28 +7,36 @@ using ProxyBackup.Contracts;
 namespace ProxyBackup.Repository;
 
 /// <summary>
-/// The lock protocol of docs/repository-format.md: shared for backups and restores, exclusive for
-/// retention and garbage collection; files in locks/, refreshed while held, and judged stale when
-/// not refreshed for 30 minutes or when their process on this host is gone.
+/// The lock protocol of docs/repository-format.md, "Locks": shared for backups, restores and
+/// verify, exclusive for retention and garbage collection; files in locks/, replaced by a fresh
+/// file while held, and judged stale when not refreshed for 30 minutes or when their process on
+/// this host is gone. A lock file that cannot be read is a holder, not a free lock.
 /// </summary>
 public sealed class RepositoryLock : IDisposable
 {
     public static readonly TimeSpan RefreshInterval = TimeSpan.FromMinutes(5);
     public static readonly TimeSpan StaleAfter = TimeSpan.FromMinutes(30);
 
-    private readonly string _path;
-    private readonly LockInfo _info;
-    private readonly TimeProvider _clock;
-    private readonly ITimer _refresh;
+    private readonly BackupRepository? _repository;
+    private readonly LockInfo? _info;
+    private readonly ITimer? _refresh;
+    private readonly CancellationTokenSource _lost = new();
+    private readonly Lock _gate = new();
+    private string? _path;
+    private DateTimeOffset _lastRefreshed;
     private bool _released;
 
-    private RepositoryLock(string path, LockInfo info, TimeProvider clock)
+    private RepositoryLock(BackupRepository repository, string path, LockInfo info)
     {
+        _repository = repository;
         _path = path;
         _info = info;
-        _clock = clock;
-        _refresh = clock.CreateTimer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
+        _lastRefreshed = info.Refreshed;
+        _refresh = repository.Clock.CreateTimer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
     }
+
+    /// <summary>No lock at all: a read-only repository, where no writer and no GC can run.</summary>
+    private RepositoryLock() { }
 
     public sealed record LockInfo(
         [property: JsonPropertyName("host")] string Host,
@@ -38,9 +46,25 @@ public sealed class RepositoryLock : IDisposable
         [property: JsonPropertyName("created")] DateTimeOffset Created,
         [property: JsonPropertyName("refreshed")] DateTimeOffset Refreshed);
 
+    /// <summary>
+    /// Cancelled when the lock could not be refreshed for so long that others may soon take it for
+    /// stale: the operation must stop before a GC, trusting the lock gone, deletes what it writes.
+    /// </summary>
+    public CancellationToken Lost => _lost.Token;
+
     /// <summary>Takes the lock, waiting up to <paramref name="wait"/> for a conflicting holder to finish.</summary>
-    public static RepositoryLock Acquire(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null)
+    public static RepositoryLock Acquire(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null, CancellationToken ct = default) =>
+        AcquireAsync(repository, exclusive, purpose, wait, ct).GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Takes the lock, waiting (without blocking a thread, and cancellably) up to <paramref name="wait"/>
+    /// for a conflicting holder to finish. On a read-only repository a shared lock is not written at
+    /// all; an exclusive one is refused.
+    /// </summary>
+    public static async Task<RepositoryLock> AcquireAsync(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null, CancellationToken ct = default)
     {
+        if (repository.ReadOnly)
+            return exclusive ? throw new RepositoryException($"Repository {repository.Root} is read-only: {purpose} needs to write to it.") : new RepositoryLock();
         var clock = repository.Clock;
         var deadline = clock.GetUtcNow() + (wait ?? TimeSpan.Zero);
         var dir = repository.LocksDirectory;
@@ -49,19 +73,25 @@ public sealed class RepositoryLock : IDisposable
         {
             var now = clock.GetUtcNow();
             var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now);
-            var path = Path.Combine(dir, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
-            AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), Durability.Immediate);
+            var path = Write(repository, exclusive, info);
             var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive));
-            if (conflict.Path is null) return new RepositoryLock(path, info, clock);
+            if (conflict.Path is null) return new RepositoryLock(repository, path, info);
             File.Delete(path);
             if (clock.GetUtcNow() >= deadline)
                 throw new RepositoryLockedException(
-                    $"The repository is locked {(conflict.Exclusive ? "exclusively" : "")} by {conflict.Info.Purpose} (host {conflict.Info.Host}, pid {conflict.Info.Pid}, since {conflict.Info.Created:u}); retry when it has finished.");
-            Thread.Sleep(TimeSpan.FromMilliseconds(500));
+                    $"The repository is locked {(conflict.Exclusive ? "exclusively " : "")}by {conflict.Info.Purpose} (host {conflict.Info.Host}, pid {conflict.Info.Pid}, since {conflict.Info.Created:u}); retry when it has finished.");
+            await Task.Delay(TimeSpan.FromMilliseconds(500), clock, ct).ConfigureAwait(false);
         }
     }
 
-    /// <summary>The live locks; stale ones are removed on the way.</summary>
+    private static string Write(BackupRepository repository, bool exclusive, LockInfo info)
+    {
+        var path = Path.Combine(repository.LocksDirectory, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
+        AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), Durability.Immediate);
+        return path;
+    }
+
+    /// <summary>The live locks; stale ones are removed on the way. A file that cannot be read counts as a holder until it is old enough to be stale.</summary>
     public static IEnumerable<(string Path, bool Exclusive, LockInfo Info)> Holders(string directory, TimeProvider clock)
     {
         foreach (var file in Directory.EnumerateFiles(directory))
@@ -71,8 +101,18 @@ public sealed class RepositoryLock : IDisposable
             if (!exclusive && !name.StartsWith("shared-", StringComparison.Ordinal)) continue;
             LockInfo? info;
             try { info = JsonSerializer.Deserialize<LockInfo>(File.ReadAllBytes(file)); }
-            catch (Exception e) when (e is IOException or JsonException) { continue; }
-            if (info is null) continue;
+            catch (FileNotFoundException) { continue; } // released or replaced meanwhile
+            catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { info = null; }
+            if (info is null)
+            {
+                DateTimeOffset written;
+                try { written = File.GetLastWriteTimeUtc(file); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { written = clock.GetUtcNow(); }
+                info = new LockInfo("unknown", 0, 0, $"an unreadable lock file ({name})", written, written);
+                if (clock.GetUtcNow() - written > StaleAfter) { AtomicFile.TryDelete(file); continue; }
+                yield return (file, exclusive, info);
+                continue;
+            }
             if (IsStale(info, clock.GetUtcNow()))
             {
                 AtomicFile.TryDelete(file);
@@ -88,26 +128,40 @@ public sealed class RepositoryLock : IDisposable
         return now - info.Refreshed > StaleAfter || !new ProcessOwner(info.Host, info.Pid, info.ProcessStart).MayBeAlive();
     }
 
-    private void Refresh()
+    /// <summary>
+    /// Writes a fresh lock file, then removes the old one (restic's order): at every moment one of
+    /// them is whole on disk, so a GC listing the locks never finds the holder missing or half-written.
+    /// </summary>
+    internal void Refresh()
     {
-        if (_released) return;
-        try
+        lock (_gate)
         {
-            var updated = _info with { Refreshed = _clock.GetUtcNow() };
-            File.WriteAllBytes(_path, JsonSerializer.SerializeToUtf8Bytes(updated));
-        }
-        catch (IOException e)
-        {
-            Trace.TraceWarning($"Could not refresh repository lock {_path}: {e.Message}");
+            if (_released || _repository is null || _path is null) return;
+            var now = _repository.Clock.GetUtcNow();
+            try
+            {
+                var fresh = Write(_repository, Path.GetFileName(_path).StartsWith("exclusive-", StringComparison.Ordinal), _info! with { Refreshed = now });
+                AtomicFile.TryDelete(_path);
+                _path = fresh;
+                _lastRefreshed = now;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Trace.TraceWarning($"Could not refresh repository lock {_path}: {e.Message}");
+                if (now - _lastRefreshed >= StaleAfter - RefreshInterval) _lost.Cancel();
+            }
         }
     }
 
     public void Dispose()
     {
-        if (_released) return;
-        _released = true;
-        _refresh.Dispose();
-        AtomicFile.TryDelete(_path);
+        lock (_gate)
+        {
+            if (_released) return;
+            _released = true;
+        }
+        _refresh?.Dispose();
+        if (_path is not null) AtomicFile.TryDelete(_path);
     }
 }
 

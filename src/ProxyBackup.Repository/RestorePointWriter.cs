@@ -28,12 +28,16 @@ public sealed class RestorePointWriter : IDisposable
         Source = source;
         Time = repository.Clock.GetUtcNow();
         Id = BackupRepository.NewRestorePointId(Time);
-        _lock = RepositoryLock.Acquire(repository, exclusive: false, purpose: $"backup of {source}");
+        if (repository.ReadOnly) throw new RepositoryException($"Repository {repository.Root} is read-only: a backup needs to write to it.");
+        _lock = RepositoryLock.Acquire(repository, exclusive: false, purpose: $"backup of {source}", repository.SharedLockWait);
         OwnerOnly.CreateDirectory(repository.PointDirectory(source, Id));
     }
 
     public string Source { get; }
     public string Id { get; }
+
+    /// <summary>The shared lock this backup holds (its refresh, its loss).</summary>
+    internal RepositoryLock Lock => _lock;
     public DateTimeOffset Time { get; }
 
     public void AddMetadata(string name, ReadOnlySpan<byte> content)
@@ -55,7 +59,8 @@ public sealed class RestorePointWriter : IDisposable
         BackupRepository.CheckItemName(disk);
         if (_disks.Any(d => d.Disk == disk)) throw new ArgumentException($"Disk '{disk}' is already in this restore point.");
         var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
-        var (manifest, stats) = await new DiskBackup(_repository, admission).RunAsync(sourcePath, previous, progress, ct).ConfigureAwait(false);
+        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, _lock.Lost);
+        var (manifest, stats) = await BackupRepository.WhileLockedAsync(_lock, ct, () => new DiskBackup(_repository, admission).RunAsync(sourcePath, previous, progress, guarded.Token)).ConfigureAwait(false);
         var bytes = manifest.ToBytes();
         _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, Durability.AtCommit);
         _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });
@@ -65,6 +70,8 @@ public sealed class RestorePointWriter : IDisposable
     /// <summary>Syncs the file system, then writes the index durably: from here on the restore point exists.</summary>
     public RestorePoint Commit()
     {
+        if (_lock.Lost.IsCancellationRequested)
+            throw new RepositoryLockedException("The repository lock of this backup could not be refreshed: it is not committed, so that a GC trusting the lock gone cannot have deleted its chunks. Run the backup again.");
         if (_committed) throw new InvalidOperationException("Already committed.");
         var index = new RestorePoint
         {

@@ -194,7 +194,7 @@ public class MaintenanceTests
         }
     }
 
-    private static void Run(string file, params string[] args)
+    internal static void Run(string file, params string[] args)
     {
         using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(file, args) { RedirectStandardError = true })!;
         p.WaitForExit();
@@ -207,6 +207,6 @@ public sealed class RootFactAttribute : FactAttribute
 {
     public RootFactAttribute()
     {
-        if (!Environment.IsPrivilegedProcess) Skip = "needs root (mounts a small tmpfs)";
+        if (!Environment.IsPrivilegedProcess) Skip = "needs root (it mounts file systems)";
     }
 }

@@ -1,0 +1,129 @@
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Repository.Tests;
+
+/// <summary>The lock protocol (docs/repository-format.md, "Locks"): replaced on refresh, unreadable means held, waits instead of failing, read-only copies need none.</summary>
+public class LockTests
+{
+    private static (TempDirectory Dir, BackupRepository Repo) NewRepository()
+    {
+        var dir = new TempDirectory();
+        return (dir, BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10, CompressionLevel = 1 }));
+    }
+
+    private static string[] LockFiles(BackupRepository repo) => Directory.GetFiles(repo.LocksDirectory);
+
+    [Fact]
+    public void A_refresh_writes_a_new_lock_file_before_it_removes_the_old_one()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        var clock = new ManualClock(DateTimeOffset.UtcNow);
+        repo.Clock = clock;
+        using var held = RepositoryLock.Acquire(repo, exclusive: false, purpose: "test");
+        var before = Assert.Single(LockFiles(repo));
+        clock.Now += TimeSpan.FromMinutes(5);
+        held.Refresh();
+        var after = Assert.Single(LockFiles(repo));
+        Assert.NotEqual(before, after);
+        var holder = Assert.Single(RepositoryLock.Holders(repo.LocksDirectory, clock));
+        Assert.Equal(clock.Now, holder.Info.Refreshed);
+        Assert.False(held.Lost.IsCancellationRequested);
+    }
+
+    [Fact]
+    public void A_lock_that_cannot_be_refreshed_for_too_long_is_lost_and_its_backup_is_not_committed()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        var clock = new ManualClock(DateTimeOffset.UtcNow);
+        repo.Clock = clock;
+        using var writer = repo.StartRestorePoint("vm-1");
+        writer.AddMetadata("vm.xml", "<VM/>"u8.ToArray());
+        // The locks directory becomes a file: every refresh fails from now on.
+        foreach (var f in LockFiles(repo)) File.Delete(f);
+        Directory.Delete(repo.LocksDirectory);
+        File.WriteAllText(repo.LocksDirectory, "not a directory");
+        var writerLock = writer.Lock;
+        clock.Now += TimeSpan.FromMinutes(5);
+        writerLock.Refresh();
+        Assert.False(writerLock.Lost.IsCancellationRequested);   // one failed refresh is not yet a lost lock
+        clock.Now += RepositoryLock.StaleAfter;
+        writerLock.Refresh();
+        Assert.True(writerLock.Lost.IsCancellationRequested);
+        Assert.Throws<RepositoryLockedException>(() => writer.Commit());
+        File.Delete(repo.LocksDirectory);
+        Assert.Empty(repo.ListRestorePoints());
+    }
+
+    [Fact]
+    public void A_lock_file_that_cannot_be_read_is_held_until_it_is_old_enough_to_be_stale()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        repo.SharedLockWait = TimeSpan.Zero;
+        var unreadable = Path.Combine(repo.LocksDirectory, "exclusive-0123456789abcdef");
+        File.WriteAllText(unreadable, "{ half a lo");
+        var e = Assert.Throws<RepositoryLockedException>(() => repo.StartRestorePoint("vm-1"));
+        Assert.Contains("an unreadable lock file (exclusive-0123456789abcdef)", e.Message, StringComparison.Ordinal);
+        File.SetLastWriteTimeUtc(unreadable, DateTime.UtcNow - RepositoryLock.StaleAfter - TimeSpan.FromMinutes(1));
+        using (repo.StartRestorePoint("vm-1")) { }
+        Assert.False(File.Exists(unreadable));
+    }
+
+    [Fact]
+    public async Task A_restore_that_meets_a_gc_waits_for_it_instead_of_failing()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        var disk = dir.Combine("disk.raw");
+        TestDisks.WriteMixed(disk, 1 << 20);
+        RestorePoint point;
+        using (var writer = repo.StartRestorePoint("vm-1"))
+        {
+            await writer.AddDiskAsync("0", disk);
+            point = writer.Commit();
+        }
+        var gc = RepositoryLock.Acquire(repo, exclusive: true, purpose: "gc");
+        var restore = repo.RestoreDiskAsync(point, "0", dir.Combine("back.raw"));
+        // It cannot finish while the exclusive lock is held: it waits, it does not fail.
+        await Task.Delay(1500);
+        Assert.False(restore.IsCompleted);
+        gc.Dispose();
+        await restore;
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("back.raw")));
+    }
+
+    [RootFact]
+    public async Task A_read_only_copy_is_listed_verified_and_restored_from_without_a_lock()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        var disk = dir.Combine("disk.raw");
+        TestDisks.WriteMixed(disk, 1 << 20);
+        using (var writer = repo.StartRestorePoint("vm-1"))
+        {
+            await writer.AddDiskAsync("0", disk);
+            writer.Commit();
+        }
+        var mount = dir.Combine("ro");
+        Directory.CreateDirectory(mount);
+        MaintenanceTests.Run("mount", "--bind", repo.Root, mount);
+        try
+        {
+            MaintenanceTests.Run("mount", "-o", "remount,bind,ro", mount);
+            var copy = BackupRepository.Open(mount, null);
+            Assert.True(copy.ReadOnly);
+            var point = Assert.Single(copy.ListRestorePoints());
+            Assert.True((await copy.VerifyAsync(readData: true)).Ok);
+            await copy.RestoreDiskAsync(point, "0", dir.Combine("back.raw"));
+            Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("back.raw")));
+            Assert.Contains("read-only", Assert.Throws<RepositoryException>(() => copy.StartRestorePoint("vm-1")).Message, StringComparison.Ordinal);
+            Assert.Empty(LockFiles(repo));
+        }
+        finally
+        {
+            MaintenanceTests.Run("umount", mount);
+        }
+    }
+}
