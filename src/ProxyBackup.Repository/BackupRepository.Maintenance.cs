@@ -15,7 +15,12 @@ public sealed partial class BackupRepository
     /// <summary>Decides what a retention policy keeps; with <paramref name="dryRun"/> false, removes the rest.</summary>
     public IReadOnlyList<RetentionDecision> ApplyRetention(RetentionPolicy policy, string? source = null, bool dryRun = true, DateTimeOffset? now = null, TimeZoneInfo? zone = null)
     {
-        using var held = dryRun ? null : RepositoryLock.Acquire(this, exclusive: true, purpose: "retention", wait: ExclusiveLockWait);
+        // Retention of one source only removes its restore point directories: it runs beside backups
+        // and restores (their chunks stay until a GC, which they exclude) and excludes only another
+        // retention of that source (docs/repository-format.md, "Locks").
+        using var held = dryRun ? null : source is null
+            ? RepositoryLock.Acquire(this, exclusive: true, purpose: "retention", wait: ExclusiveLockWait)
+            : RepositoryLock.Acquire(this, exclusive: false, purpose: $"retention of {source}", wait: ExclusiveLockWait, scope: $"retention:{source}");
         var plan = Retention.Plan(ListRestorePoints(source), policy, now ?? DateTimeOffset.UtcNow, zone);
         if (!dryRun)
             foreach (var d in plan.Where(d => !d.Keep)) Remove(d.Point);
@@ -25,7 +30,7 @@ public sealed partial class BackupRepository
     /// <summary>Removes one restore point: its index first, so that it vanishes at once; its chunks go at the next gc.</summary>
     public void Forget(RestorePoint point)
     {
-        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: $"forget {point.Source}/{point.Id}", wait: ExclusiveLockWait);
+        using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"forget {point.Source}/{point.Id}", wait: ExclusiveLockWait, scope: $"retention:{point.Source}");
         Remove(point);
     }
 

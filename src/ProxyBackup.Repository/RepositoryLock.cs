@@ -44,7 +44,8 @@ public sealed class RepositoryLock : IDisposable
         [property: JsonPropertyName("process_start")] long ProcessStart,
         [property: JsonPropertyName("purpose")] string Purpose,
         [property: JsonPropertyName("created")] DateTimeOffset Created,
-        [property: JsonPropertyName("refreshed")] DateTimeOffset Refreshed);
+        [property: JsonPropertyName("refreshed")] DateTimeOffset Refreshed,
+        [property: JsonPropertyName("scope")] string? Scope = null);
 
     /// <summary>
     /// Cancelled when the lock could not be refreshed for so long that others may soon take it for
@@ -53,15 +54,17 @@ public sealed class RepositoryLock : IDisposable
     public CancellationToken Lost => _lost.Token;
 
     /// <summary>Takes the lock, waiting up to <paramref name="wait"/> for a conflicting holder to finish.</summary>
-    public static RepositoryLock Acquire(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null, CancellationToken ct = default) =>
-        AcquireAsync(repository, exclusive, purpose, wait, ct).GetAwaiter().GetResult();
+    public static RepositoryLock Acquire(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null, CancellationToken ct = default, string? scope = null) =>
+        AcquireAsync(repository, exclusive, purpose, wait, ct, scope).GetAwaiter().GetResult();
 
     /// <summary>
     /// Takes the lock, waiting (without blocking a thread, and cancellably) up to <paramref name="wait"/>
     /// for a conflicting holder to finish. On a read-only repository a shared lock is not written at
-    /// all; an exclusive one is refused.
+    /// all; an exclusive one is refused. Two shared locks of the same <paramref name="scope"/> (retention
+    /// of one source) exclude each other, and nothing else.
     /// </summary>
-    public static async Task<RepositoryLock> AcquireAsync(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null, CancellationToken ct = default)
+    public static async Task<RepositoryLock> AcquireAsync(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null, CancellationToken ct = default,
+        string? scope = null)
     {
         if (repository.ReadOnly)
             return exclusive ? throw new RepositoryException($"Repository {repository.Root} is read-only: {purpose} needs to write to it.") : new RepositoryLock();
@@ -72,9 +75,9 @@ public sealed class RepositoryLock : IDisposable
         while (true)
         {
             var now = clock.GetUtcNow();
-            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now);
+            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now, scope);
             var path = Write(repository, exclusive, info);
-            var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive));
+            var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive || (scope is not null && h.Info.Scope == scope)));
             if (conflict.Path is null) return new RepositoryLock(repository, path, info);
             File.Delete(path);
             if (clock.GetUtcNow() >= deadline)

@@ -89,9 +89,9 @@ public class PolicyRunnerTests
         var notifier = new RecordingNotifier();
         var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
             new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Time = new ManualClock(T0.AddMinutes(3)), Since = T0, Notifier = notifier });
-        // Another writer holds the repository for the whole run, so retention cannot get its lock.
+        // Another retention of the same source holds its lock for the whole run, so this one cannot get it.
         w.Repository.ExclusiveLockWait = TimeSpan.Zero;
-        using (w.Repository.StartRestorePoint("vm-9999"))
+        using (RepositoryLock.Acquire(w.Repository, exclusive: false, purpose: "retention elsewhere", scope: $"retention:{BackupJob.SourceOf(web.Id)}"))
         {
             Assert.Equal(1, await runner.TickAsync(CancellationToken.None));
             await DrainAll(runner);

@@ -94,6 +94,32 @@ public class LockTests
         Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("back.raw")));
     }
 
+    [Fact]
+    public async Task Retention_of_one_source_runs_beside_a_backup_and_excludes_only_retention_of_that_source()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        repo.ExclusiveLockWait = TimeSpan.Zero;
+        var disk = dir.Combine("disk.raw");
+        TestDisks.WriteMixed(disk, 256 << 10);
+        for (var i = 0; i < 3; i++)
+        {
+            using var writer = repo.StartRestorePoint("vm-1", repo.Latest("vm-1"));
+            await writer.AddDiskAsync("0", disk);
+            writer.Commit();
+        }
+        using (repo.StartRestorePoint("vm-2"))   // a backup of another VM, under way for hours
+        {
+            var plan = repo.ApplyRetention(new ProxyBackup.Contracts.RetentionPolicy { KeepLast = 1 }, "vm-1", dryRun: false);
+            Assert.Equal(2, plan.Count(d => !d.Keep));
+            Assert.Single(repo.ListRestorePoints("vm-1"));
+            using (RepositoryLock.Acquire(repo, exclusive: false, purpose: "retention elsewhere", scope: "retention:vm-1"))
+                Assert.Throws<RepositoryLockedException>(() => repo.Forget(repo.ListRestorePoints("vm-1")[0]));
+            // The exclusive GC still waits for the backup.
+            Assert.Throws<RepositoryLockedException>(() => repo.CollectGarbage());
+        }
+    }
+
     [RootFact]
     public async Task A_read_only_copy_is_listed_verified_and_restored_from_without_a_lock()
     {
