@@ -187,15 +187,20 @@ internal static class RepositoryCommands
     private static Command Verify()
     {
         var readData = new Option<bool>("--read-data") { Description = "Decrypt, decompress and hash every chunk (slow); otherwise check that every chunk exists." };
-        var c = new Command("verify", "Check that every restore point can be restored; names the damaged ones.") { readData, Json };
+        var subsetOpt = new Option<string?>("--read-data-subset") { Description = "Read only part n of N of the chunks (e.g. 3/7: one seventh; parts 1/7 to 7/7 on seven days read everything); check the others exist." };
+        var c = new Command("verify", "Check that every restore point can be restored; names the damaged ones.") { readData, subsetOpt, Json };
         c.SetAction(async (p, ct) =>
         {
+            VerifySubset? subset;
+            try { subset = p.GetValue(subsetOpt) is { } text ? VerifySubset.Parse(text) : null; }
+            catch (ArgumentException e) { throw new CliException(e.Message); }
             var repo = Open(p);
-            var report = await ProgressDisplay.RunAsync("verify", progress => repo.VerifyAsync(p.GetValue(readData), progress, ct)).ConfigureAwait(false);
+            var read = p.GetValue(readData) || subset is not null;
+            var report = await ProgressDisplay.RunAsync("verify", progress => repo.VerifyAsync(read, progress, ct, subset)).ConfigureAwait(false);
             if (p.GetValue(Json)) CliFormat.PrintJson(report);
             else
             {
-                Console.WriteLine($"Checked {report.RestorePointsChecked} restore points, {report.ChunksChecked} chunks{(p.GetValue(readData) ? " (data read)" : " (existence)")}.");
+                Console.WriteLine($"Checked {report.RestorePointsChecked} restore points, {report.ChunksChecked} chunks: {report.ChunksRead} read{(subset is null ? "" : $" (part {subset})")}, the others checked to exist.");
                 foreach (var (point, reasons) in report.DamagedRestorePoints)
                 {
                     Console.WriteLine($"DAMAGED {point}");

@@ -5,11 +5,12 @@ namespace ProxyBackup.Repository;
 /// <summary>Verify, retention, garbage collection and statistics.</summary>
 public sealed partial class BackupRepository
 {
-    public async Task<VerifyReport> VerifyAsync(bool readData, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    /// <param name="subset">With <paramref name="readData"/>: read only this part of the chunks, check the others exist.</param>
+    public async Task<VerifyReport> VerifyAsync(bool readData, IProgress<TransferProgress>? progress = null, CancellationToken ct = default, VerifySubset? subset = null)
     {
         using var held = await RepositoryLock.AcquireAsync(this, exclusive: false, purpose: "verify", SharedLockWait, ct).ConfigureAwait(false);
         using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
-        return await WhileLockedAsync(held, ct, () => new Verifier(this).RunAsync(readData, progress, guarded.Token)).ConfigureAwait(false);
+        return await WhileLockedAsync(held, ct, () => new Verifier(this).RunAsync(readData, subset, progress, guarded.Token)).ConfigureAwait(false);
     }
 
     /// <summary>Decides what a retention policy keeps; with <paramref name="dryRun"/> false, removes the rest.</summary>

@@ -83,6 +83,32 @@ public class IntegrityTests
     }
 
     [Fact]
+    public async Task Verify_subsets_read_each_chunk_in_exactly_one_part_and_find_the_damage_in_its_part()
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, _, _) = await TwoPointsAsync(dir);
+        var damaged = repo.LoadManifest(a, "0").Chunks.First(c => !c.IsZero);
+        var bytes = File.ReadAllBytes(repo.ChunkPath(damaged));
+        bytes[^1] ^= 0x20;
+        File.WriteAllBytes(repo.ChunkPath(damaged), bytes);
+        Assert.Throws<ArgumentException>(() => VerifySubset.Parse("8/7"));
+
+        // The part that holds the damaged chunk goes last: it moves the chunk aside, and a later part
+        // would then report it missing.
+        var damagedPart = Enumerable.Range(1, 4).Single(part => new VerifySubset(part, 4).Contains(damaged));
+        var read = 0;
+        foreach (var part in Enumerable.Range(1, 4).Where(p => p != damagedPart).Append(damagedPart))
+        {
+            var report = await repo.VerifyAsync(readData: true, subset: new VerifySubset(part, 4));
+            read += report.ChunksRead;
+            Assert.True(report.ChunksRead < report.ChunksChecked);
+            Assert.Equal(part != damagedPart, report.Ok);
+        }
+        // Together the parts read every chunk once.
+        Assert.Equal((await repo.VerifyAsync(readData: false)).ChunksChecked, read);
+    }
+
+    [Fact]
     public async Task Damaged_manifest_index_and_encrypted_chunk_are_found()
     {
         using var dir = new TempDirectory();
