@@ -60,6 +60,35 @@ public class KilledApplianceTests
     }
 
     [Fact]
+    public async Task A_backup_killed_between_its_two_snapshot_deletes_leaves_a_restore_point_and_nothing_the_next_start_misses()
+    {
+        // Snapshot ids are per disk (both disks of web-01 have snapshot 0): the kill lands while the
+        // first delete waits, the second is still to come. Its entry must survive for the cleanup.
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var before = w.Inventory();
+        w.Sim.Faults.Set([ProxyBackup.Simulator.FaultRule.Parse("one.vm.disksnapshotdelete,nth=1,action=delay,latency=30000")]);
+        using (var appliance = ChildProcess.Start("dotnet", [ProxybackupDll, "vm", "backup", "web-01", .. await WorldArgsAsync(w)]))
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (w.Repository.ListRestorePoints().Count == 0 && !appliance.Process.HasExited && DateTime.UtcNow < deadline) await Task.Delay(50);
+            Assert.False(appliance.Process.HasExited, "the backup ended before it could be killed");
+            appliance.Process.Kill(entireProcessTree: true);
+            await appliance.Process.WaitForExitAsync();
+        }
+        w.Sim.Faults.Set([]);
+        Assert.Single(w.Repository.ListRestorePoints());   // committed before the deletes
+        Assert.Equal(2, w.Catalog.Pending().Count(e => e.Kind == CloudObjectKind.DiskSnapshot));
+        Assert.Equal(1, w.Catalog.MarkInterrupted());
+
+        var report = await w.Cleaner.CleanAsync();
+        Assert.Empty(report.Failures);
+        Assert.Empty(w.Catalog.Pending());
+        var after = w.Inventory();
+        Assert.Equal(before["disk_snapshots"], after["disk_snapshots"]);
+        Assert.Equal(before["proxy_disks"], after["proxy_disks"]);
+    }
+
+    [Fact]
     public async Task A_cleanup_pass_leaves_alone_what_a_running_job_of_another_process_created()
     {
         await using var w = await EngineWorld.StartAsync();
