@@ -71,7 +71,7 @@ public sealed class AppConfig
     public sealed class DaemonSection
     {
         public int TickSeconds { get; set; } = 30;
-        public double GcGraceHours { get; set; } = 24;
+        public double GcGraceHours { get; set; } = 1;
         public string? WebhookUrl { get; set; }
         public string Socket { get; set; } = "/run/proxybackup/daemon.sock";
     }

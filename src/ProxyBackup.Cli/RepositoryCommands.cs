@@ -245,7 +245,7 @@ internal static class RepositoryCommands
 
     private static Command Gc()
     {
-        var grace = new Option<string>("--grace") { DefaultValueFactory = _ => "24h", Description = "Keep unreferenced chunks younger than this (protects backups running elsewhere)." };
+        var grace = new Option<string>("--grace") { DefaultValueFactory = _ => "1h", Description = "Keep unreferenced chunks, incomplete restore points and temporary files younger than this (a margin for clocks that differ, e.g. on NFS)." };
         var c = new Command("gc", "Remove chunks no restore point references (takes the exclusive lock).") { grace, Json };
         c.SetAction(p =>
         {

@@ -43,11 +43,17 @@ public sealed partial class BackupRepository
         Directory.Delete(dir, recursive: true);
     }
 
+    /// <summary>
+    /// What a GC keeps unreferenced. It is a margin, not the protection of running writers: GC holds
+    /// the exclusive lock, and a writer whose lock was removed as stale never commits (docs/repository-format.md, "Locks").
+    /// </summary>
+    public static readonly TimeSpan DefaultGcGrace = TimeSpan.FromHours(1);
+
     public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
     {
         using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: ExclusiveLockWait, ct);
         using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
-        return WhileLockedAsync(held, ct, () => Task.FromResult(new GarbageCollector(this).Run(grace ?? TimeSpan.FromHours(24), guarded.Token))).GetAwaiter().GetResult();
+        return WhileLockedAsync(held, ct, () => Task.FromResult(new GarbageCollector(this).Run(grace ?? DefaultGcGrace, guarded.Token))).GetAwaiter().GetResult();
     }
 
     public RepositoryStats Stats() => RepositoryStats.Compute(this);

@@ -141,6 +141,14 @@ public sealed class RepositoryLock : IDisposable
         {
             if (_released || _repository is null || _path is null) return;
             var now = _repository.Clock.GetUtcNow();
+            if (!File.Exists(_path))
+            {
+                // Someone judged this lock stale and removed it (a process frozen for 30 minutes): a
+                // GC may have run meanwhile, so what this holder wrote may be gone. It must stop.
+                Trace.TraceWarning($"Repository lock {_path} was removed by another process; the operation under it stops.");
+                _lost.Cancel();
+                return;
+            }
             try
             {
                 var fresh = Write(_repository, Path.GetFileName(_path).StartsWith("exclusive-", StringComparison.Ordinal), _info! with { Refreshed = now });
@@ -154,6 +162,21 @@ public sealed class RepositoryLock : IDisposable
                 if (now - _lastRefreshed >= StaleAfter - RefreshInterval) _lost.Cancel();
             }
         }
+    }
+
+    /// <summary>
+    /// Throws unless this lock is still on disk: called just before a commit, so that a holder whose
+    /// lock was removed as stale (and whose chunks a GC may then have deleted) never commits.
+    /// </summary>
+    public void EnsureHeld()
+    {
+        if (_repository is null) return;
+        lock (_gate)
+            if (_lost.IsCancellationRequested || _path is null || !File.Exists(_path))
+            {
+                _lost.Cancel();
+                throw new RepositoryLockedException("This operation's repository lock was lost (removed as stale, or it could not be refreshed): it is not committed, so that a GC that ran meanwhile cannot have deleted what it references. Run it again.");
+            }
     }
 
     public void Dispose()

@@ -70,8 +70,7 @@ public sealed class RestorePointWriter : IDisposable
     /// <summary>Syncs the file system, then writes the index durably: from here on the restore point exists.</summary>
     public RestorePoint Commit()
     {
-        if (_lock.Lost.IsCancellationRequested)
-            throw new RepositoryLockedException("The repository lock of this backup could not be refreshed: it is not committed, so that a GC trusting the lock gone cannot have deleted its chunks. Run the backup again.");
+        _lock.EnsureHeld();
         if (_committed) throw new InvalidOperationException("Already committed.");
         var index = new RestorePoint
         {

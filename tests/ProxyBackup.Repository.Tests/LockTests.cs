@@ -40,10 +40,10 @@ public class LockTests
         repo.Clock = clock;
         using var writer = repo.StartRestorePoint("vm-1");
         writer.AddMetadata("vm.xml", "<VM/>"u8.ToArray());
-        // The locks directory becomes a file: every refresh fails from now on.
-        foreach (var f in LockFiles(repo)) File.Delete(f);
-        Directory.Delete(repo.LocksDirectory);
-        File.WriteAllText(repo.LocksDirectory, "not a directory");
+        // The directory new files are written in becomes a file: every refresh fails from now on.
+        foreach (var f in Directory.GetFiles(repo.TmpDirectory)) File.Delete(f);
+        Directory.Delete(repo.TmpDirectory);
+        File.WriteAllText(repo.TmpDirectory, "not a directory");
         var writerLock = writer.Lock;
         clock.Now += TimeSpan.FromMinutes(5);
         writerLock.Refresh();
@@ -52,8 +52,25 @@ public class LockTests
         writerLock.Refresh();
         Assert.True(writerLock.Lost.IsCancellationRequested);
         Assert.Throws<RepositoryLockedException>(() => writer.Commit());
-        File.Delete(repo.LocksDirectory);
+        File.Delete(repo.TmpDirectory);
         Assert.Empty(repo.ListRestorePoints());
+    }
+
+    [Fact]
+    public void A_writer_whose_lock_was_removed_as_stale_does_not_commit()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        using var writer = repo.StartRestorePoint("vm-1");
+        writer.AddMetadata("vm.xml", "<VM/>"u8.ToArray());
+        // Frozen for longer than the staleness limit: another process removed its lock (and a GC may have run).
+        foreach (var f in LockFiles(repo)) File.Delete(f);
+        Assert.Throws<RepositoryLockedException>(() => writer.Commit());
+        Assert.True(writer.Lock.Lost.IsCancellationRequested);
+        Assert.Empty(repo.ListRestorePoints());
+        // Its refresh notices too, and does not write itself a new lock.
+        writer.Lock.Refresh();
+        Assert.Empty(LockFiles(repo));
     }
 
     [Fact]
