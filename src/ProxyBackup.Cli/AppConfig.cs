@@ -72,6 +72,12 @@ public sealed class AppConfig
     {
         public int TickSeconds { get; set; } = 30;
         public double GcGraceHours { get; set; } = 1;
+
+        /// <summary>When the repository is verified (cron, the appliance's time zone); empty: never.</summary>
+        public string VerifySchedule { get; set; } = "30 4 * * *";
+
+        /// <summary>Each scheduled verify reads one of this many parts of the chunks (7: all once a week with a daily schedule).</summary>
+        public int VerifyParts { get; set; } = 7;
         public string? WebhookUrl { get; set; }
         public string Socket { get; set; } = "/run/proxybackup/daemon.sock";
     }
@@ -99,6 +105,12 @@ public sealed class AppConfig
         if (Limits.MemoryMiB is < 64 or > 65536) p.Add("Limits:MemoryMiB: 64 to 65536");
         if (Daemon.TickSeconds is < 1 or > 3600) p.Add("Daemon:TickSeconds: 1 to 3600");
         if (Daemon.GcGraceHours is < 0 or > 24 * 30) p.Add("Daemon:GcGraceHours: 0 to 720");
+        if (!string.IsNullOrWhiteSpace(Daemon.VerifySchedule))
+        {
+            try { ProxyBackup.Scheduler.CronSchedule.Parse(Daemon.VerifySchedule); }
+            catch (FormatException e) { p.Add($"Daemon:VerifySchedule: a cron expression such as '30 4 * * *', or empty for never ({e.Message})"); }
+        }
+        if (Daemon.VerifyParts is < 1 or > 1000) p.Add("Daemon:VerifyParts: 1 to 1000");
         if (Daemon.WebhookUrl is { } hook && (!Uri.TryCreate(hook, UriKind.Absolute, out var h) || h.Scheme is not ("http" or "https"))) p.Add("Daemon:WebhookUrl: an http(s) URL, or leave it out");
         return p;
     }

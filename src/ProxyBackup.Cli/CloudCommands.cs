@@ -202,7 +202,10 @@ internal static class CloudCommands
             var points = repo.ListRestorePoints(BackupJob.SourceOf(id));
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
-                Console.WriteLine($"{pt.Id}  {pt.Time:yyyy-MM-dd HH:mm:ss}Z  {pt.Tags.GetValueOrDefault("kind"),-11}  {string.Join(", ", pt.Disks.Select(d => $"disk {d.Disk} {CliFormat.Bytes(d.Size)}"))}");
+            {
+                var verified = repo.LastVerification(pt) is { } v ? $"  verified {(v.Ok ? "ok" : "DAMAGED")} {v.Time:yyyy-MM-dd} ({v.Data})" : "  never verified";
+                Console.WriteLine($"{pt.Id}  {pt.Time:yyyy-MM-dd HH:mm:ss}Z  {pt.Tags.GetValueOrDefault("kind"),-11}  {string.Join(", ", pt.Disks.Select(d => $"disk {d.Disk} {CliFormat.Bytes(d.Size)}"))}{verified}");
+            }
             if (points.Count == 0) Console.WriteLine($"VM {id} has no restore point.");
             return 0;
         });

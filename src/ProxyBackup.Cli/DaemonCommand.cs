@@ -91,6 +91,8 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 ProxyVmId = host.Steps.Options.ProxyVmId,
                 Limits = new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
                 Since = DateTimeOffset.UtcNow, Notifier = notifier, GcGrace = TimeSpan.FromHours(config.Daemon.GcGraceHours),
+                VerifySchedule = string.IsNullOrWhiteSpace(config.Daemon.VerifySchedule) ? null : CronSchedule.Parse(config.Daemon.VerifySchedule),
+                VerifyParts = config.Daemon.VerifyParts,
                 BeforeJobs = async ct => await host.Cleaner.CleanAsync(ct: ct, objectBudget: host.Steps.Options.CleanupObjectBudget).ConfigureAwait(false), Index = host.CatalogDb,
             });
             await using var api = new DaemonApi(config.Daemon.Socket, runner, _log);

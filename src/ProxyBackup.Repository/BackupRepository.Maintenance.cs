@@ -1,3 +1,4 @@
+using System.Text.Json;
 using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Repository;
@@ -10,7 +11,31 @@ public sealed partial class BackupRepository
     {
         using var held = await RepositoryLock.AcquireAsync(this, exclusive: false, purpose: "verify", SharedLockWait, ct).ConfigureAwait(false);
         using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
-        return await WhileLockedAsync(held, ct, () => new Verifier(this).RunAsync(readData, subset, progress, guarded.Token)).ConfigureAwait(false);
+        var report = await WhileLockedAsync(held, ct, () => new Verifier(this).RunAsync(readData, subset, progress, guarded.Token)).ConfigureAwait(false);
+        if (!ReadOnly) RecordVerifyState(report, readData ? subset?.ToString() ?? "all" : "existence");
+        return report;
+    }
+
+    private const string VerifyStateFile = "verify-state";
+
+    /// <summary>Each restore point the verify looked at gets its last verification beside its index (PBS's verify state).</summary>
+    private void RecordVerifyState(VerifyReport report, string data)
+    {
+        var now = Clock.GetUtcNow();
+        foreach (var name in report.PointsChecked)
+        {
+            var (source, id) = (name[..name.IndexOf('/', StringComparison.Ordinal)], name[(name.IndexOf('/', StringComparison.Ordinal) + 1)..]);
+            var state = new VerifyState(now, data, !report.DamagedRestorePoints.ContainsKey(name));
+            try { WritePointFile(source, id, VerifyStateFile, JsonSerializer.SerializeToUtf8Bytes(state), Durability.AtCommit); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // forgotten meanwhile: nothing to record
+        }
+    }
+
+    /// <summary>The last verification of a restore point, or null when it was never verified (or the record is unreadable).</summary>
+    public VerifyState? LastVerification(RestorePoint point)
+    {
+        try { return JsonSerializer.Deserialize<VerifyState>(ReadPointFile(point.Source, point.Id, VerifyStateFile)); }
+        catch (Exception e) when (e is RepositoryException or JsonException) { return null; }
     }
 
     /// <summary>Decides what a retention policy keeps; with <paramref name="dryRun"/> false, removes the rest.</summary>

@@ -10,6 +10,9 @@ public sealed record VerifyReport(
 {
     public bool Ok => DamagedRestorePoints.Count == 0;
 
+    /// <summary>The restore points this verify looked at ("source/id").</summary>
+    public IReadOnlyList<string> PointsChecked { get; init; } = [];
+
     /// <summary>Of <see cref="ChunksChecked"/>, how many were read and hashed (all with --read-data, one part with a subset; the others were checked to exist).</summary>
     public int ChunksRead { get; init; }
 }
@@ -45,12 +48,12 @@ internal sealed class Verifier(BackupRepository repository)
         var problems = new ConcurrentDictionary<string, ConcurrentBag<string>>();
         void Damage(string point, string why) => problems.GetOrAdd(point, _ => []).Add(why);
         var users = new Dictionary<ChunkId, List<string>>();
-        var points = 0;
+        var checkedPoints = new List<string>();
         foreach (var (source, id) in AllPointIds())
         {
             ct.ThrowIfCancellationRequested();
             var name = $"{source}/{id}";
-            points++;
+            checkedPoints.Add(name);
             RestorePoint index;
             try { index = repository.LoadIndex(source, id); }
             catch (RepositoryException e) { Damage(name, e.Message); continue; }
@@ -126,9 +129,9 @@ internal sealed class Verifier(BackupRepository repository)
 
         await DiskBackup.WhenAllOrFirstFailure([.. hasher.StartWorkers(workers, Check, token)], failed).ConfigureAwait(false);
         meter.Report();
-        return new VerifyReport(points, users.Count,
+        return new VerifyReport(checkedPoints.Count, users.Count,
             problems.ToDictionary(p => p.Key, p => (IReadOnlyList<string>)[.. p.Value.Distinct().Order(StringComparer.Ordinal)]),
-            [.. damagedChunks.Order(StringComparer.Ordinal)]) { ChunksRead = chunksRead };
+            [.. damagedChunks.Order(StringComparer.Ordinal)]) { ChunksRead = chunksRead, PointsChecked = checkedPoints };
     }
 
     private IEnumerable<(string Source, string Id)> AllPointIds()
@@ -140,3 +143,9 @@ internal sealed class Verifier(BackupRepository repository)
                     yield return (Path.GetFileName(s), Path.GetFileName(p));
     }
 }
+
+/// <summary>The last verification of a restore point (docs/repository-format.md, "Verify state"): when, what it read, and what it found.</summary>
+public sealed record VerifyState(
+    [property: System.Text.Json.Serialization.JsonPropertyName("time")] DateTimeOffset Time,
+    [property: System.Text.Json.Serialization.JsonPropertyName("data")] string Data,
+    [property: System.Text.Json.Serialization.JsonPropertyName("ok")] bool Ok);

@@ -7,7 +7,7 @@ using ProxyBackup.Contracts;
 namespace ProxyBackup.Scheduler;
 
 /// <summary>What failed: the backup itself, or the retention after a successful backup.</summary>
-public enum FailedStep { Backup, Retention }
+public enum FailedStep { Backup, Retention, Verify }
 
 /// <summary>Failed jobs are told to someone: a log line at error level always, a webhook when configured.</summary>
 public interface IFailureNotifier
@@ -37,6 +37,12 @@ public sealed record PolicyRunnerOptions
 
     /// <summary>The catalog's restore point list, kept in step after retention.</summary>
     public IRestorePointList? Index { get; init; }
+
+    /// <summary>When the repository is verified (null: never); each run reads one part of <see cref="VerifyParts"/> of the chunks.</summary>
+    public CronSchedule? VerifySchedule { get; init; }
+
+    /// <summary>Into how many parts the chunks are cut for the scheduled verify: 7 with a daily schedule reads everything once a week; 1 reads all every time.</summary>
+    public int VerifyParts { get; init; } = 7;
 }
 
 /// <summary>
@@ -50,6 +56,9 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
     private readonly List<Task> _running = [];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, RunningJob> _jobs = new();
     private bool _forgotSomething;
+
+    private DateTimeOffset? _nextVerify;
+    private Task? _verify;
 
     /// <summary>Released when there is work to start before the next tick: an operator's backup, a job that ended and freed a slot.</summary>
     private readonly SemaphoreSlim _wake = new(0);
@@ -141,7 +150,56 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         }
         lock (_running) _running.RemoveAll(t => t.IsCompleted);
         CollectGarbageIfDrained();
+        StartVerifyIfDue(ct);
         return started;
+    }
+
+    /// <summary>
+    /// The scheduled verify: beside the backups (it takes a shared lock), one part of the chunks a
+    /// run, chosen by the day, so that N daily runs read every chunk once; damage is notified like a
+    /// failed backup (docs/operations.md, "Scheduled verify").
+    /// </summary>
+    private void StartVerifyIfDue(CancellationToken ct)
+    {
+        if (options.VerifySchedule is not { } schedule || _verify is { IsCompleted: false }) return;
+        var now = options.Time.GetUtcNow();
+        _nextVerify ??= schedule.Next(now);
+        if (now < _nextVerify) return;
+        _nextVerify = schedule.Next(now);
+        var part = (int)(now.ToUnixTimeSeconds() / 86_400 % options.VerifyParts) + 1;
+        var subset = options.VerifyParts > 1 ? new VerifySubset(part, options.VerifyParts) : null;
+        _verify = VerifyAsync(subset, ct);
+        lock (_running) _running.Add(_verify);
+    }
+
+    /// <summary>Runs one scheduled verify and reports what it found; returns the report (null when it could not run).</summary>
+    internal async Task<VerifyReport?> VerifyAsync(VerifySubset? subset, CancellationToken ct)
+    {
+        await Task.Yield();
+        try
+        {
+            var report = await repository.VerifyAsync(readData: true, ct: ct, subset: subset).ConfigureAwait(false);
+            if (report.Ok)
+            {
+                logger.LogInformation("Scheduled verify ({Part}): {Points} restore point(s), {Read} of {Chunks} chunk(s) read, no damage", subset?.ToString() ?? "all", report.RestorePointsChecked, report.ChunksRead, report.ChunksChecked);
+                return report;
+            }
+            var damaged = string.Join("; ", report.DamagedRestorePoints.Take(5).Select(p => $"{p.Key}: {p.Value[0]}"));
+            var error = $"{report.DamagedRestorePoints.Count} restore point(s) damaged: {damaged}";
+            logger.LogError("Scheduled verify ({Part}) found damage: {Error}", subset?.ToString() ?? "all", error);
+            if (options.Notifier is not null) await options.Notifier.NotifyAsync(FailedStep.Verify, "verify", -1, "", error, CancellationToken.None).ConfigureAwait(false);
+            return report;
+        }
+        catch (Exception e) when (e is UserFacingException && !ct.IsCancellationRequested)
+        {
+            logger.LogError("Scheduled verify could not run: {Error}", e.Message);
+            if (options.Notifier is not null) await options.Notifier.NotifyAsync(FailedStep.Verify, "verify", -1, "", e.Message, CancellationToken.None).ConfigureAwait(false);
+            return null;
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return null;
+        }
     }
 
     /// <summary>Waits for the jobs under way (on shutdown they are cancelled by the token and clean up).</summary>

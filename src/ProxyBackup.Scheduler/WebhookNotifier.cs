@@ -11,7 +11,7 @@ public sealed class WebhookNotifier(HttpClient http, Uri url) : IFailureNotifier
 {
     public async Task NotifyAsync(FailedStep step, string policy, int vmId, string vmName, string error, CancellationToken ct)
     {
-        var json = JsonSerializer.Serialize(new { @event = step == FailedStep.Retention ? "retention_failed" : "backup_failed", policy, vm_id = vmId, vm_name = vmName, error, time = DateTimeOffset.UtcNow });
+        var json = JsonSerializer.Serialize(new { @event = step switch { FailedStep.Retention => "retention_failed", FailedStep.Verify => "verify_failed", _ => "backup_failed" }, policy, vm_id = vmId, vm_name = vmName, error, time = DateTimeOffset.UtcNow });
         using var content = new StringContent(json, Encoding.UTF8, "application/json");
         using var response = await http.PostAsync(url, content, ct).ConfigureAwait(false);
         response.EnsureSuccessStatusCode();

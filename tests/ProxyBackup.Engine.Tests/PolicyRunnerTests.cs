@@ -105,6 +105,41 @@ public class PolicyRunnerTests
     }
 
     [Fact]
+    public async Task The_scheduled_verify_runs_when_due_records_its_state_and_notifies_damage()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        var notifier = new RecordingNotifier();
+        var clock = new ManualClock(T0);
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Time = clock, Since = T0, Notifier = notifier, VerifySchedule = CronSchedule.Parse("30 4 * * *", TimeZoneInfo.Utc), VerifyParts = 1 });
+
+        await runner.TickAsync(CancellationToken.None);   // not due yet: the first run is at 04:30
+        await runner.DrainAsync();
+        Assert.Null(w.Repository.LastVerification(point));
+
+        clock.Now = new DateTimeOffset(T0.Date.AddHours(4).AddMinutes(31), TimeSpan.Zero);
+        await runner.TickAsync(CancellationToken.None);
+        await runner.DrainAsync();
+        var state = w.Repository.LastVerification(point);
+        Assert.Equal((true, "all"), (state!.Ok, state.Data));
+        Assert.Empty(notifier.Sent);
+
+        // Damage one of its chunks: the next day's run finds it and says so like a failed backup.
+        var chunk = w.Repository.LoadManifest(point, "1").Chunks.First(c => !c.IsZero);
+        var path = Path.Combine(w.Repository.Root, "chunks", chunk.ToString()[..2], chunk.ToString());
+        var bytes = File.ReadAllBytes(path);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(path, bytes);
+        clock.Now += TimeSpan.FromDays(1);
+        await runner.TickAsync(CancellationToken.None);
+        await runner.DrainAsync();
+        Assert.False(w.Repository.LastVerification(point)!.Ok);
+        Assert.StartsWith("Verify:verify:-1:1 restore point(s) damaged: ", Assert.Single(notifier.Sent), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_job_that_must_wait_for_memory_waits_before_it_takes_a_snapshot()
     {
         await using var w = await EngineWorld.StartAsync();
