@@ -32,6 +32,9 @@ public sealed class AppConfig
         public string? PinnedCertificateSha256 { get; set; }
         public int CallTimeoutSeconds { get; set; } = 60;
 
+        /// <summary>The largest answer accepted from the front-end, in MiB (it costs about 15 times that in memory while decoded).</summary>
+        public int MaxAnswerMiB { get; set; } = 64;
+
         /// <summary>VM drivers (a host's VM_MAD) that run KVM under another name, where the host does not report HYPERVISOR=kvm.</summary>
         public List<string> AllowedVmDrivers { get; set; } = [];
 
@@ -96,6 +99,7 @@ public sealed class AppConfig
         if (OpenNebula.OperationTimeoutMinutes is < 1 or > 1440) p.Add("OpenNebula:OperationTimeoutMinutes: 1 to 1440");
         if (OpenNebula.CopyTimeoutMinutes is < 1 or > 1440) p.Add("OpenNebula:CopyTimeoutMinutes: 1 to 1440");
         if (OpenNebula.MinimumCopyMBps is < 1 or > 100_000) p.Add("OpenNebula:MinimumCopyMBps: 1 to 100000");
+        if (OpenNebula.MaxAnswerMiB is < 1 or > 1024) p.Add("OpenNebula:MaxAnswerMiB: 1 to 1024");
         if (OpenNebula.CallTimeoutSeconds is < 5 or > 3600) p.Add("OpenNebula:CallTimeoutSeconds: 5 to 3600");
         if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
         if (string.IsNullOrWhiteSpace(Catalog.Path) || !System.IO.Path.IsPathRooted(Catalog.Path)) p.Add("Catalog:Path: an absolute file path");
@@ -125,6 +129,7 @@ public sealed class AppConfig
         CaCertificateFile = OpenNebula.CaCertificateFile,
         PinnedCertificateSha256 = OpenNebula.PinnedCertificateSha256,
         CallTimeout = TimeSpan.FromSeconds(OpenNebula.CallTimeoutSeconds),
+        MaxAnswerBytes = (long)OpenNebula.MaxAnswerMiB << 20,
     };
 
     public static AppConfig Load(string path)

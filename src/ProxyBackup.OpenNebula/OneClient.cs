@@ -10,6 +10,13 @@ public sealed record OneClientOptions
     public required Uri Endpoint { get; init; }
     public required OneCredentials Credentials { get; init; }
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// The largest answer accepted. Decoding an answer costs about 15 times its size in memory
+    /// (the body, the envelope's tree, the document's tree), so this bounds what an endpoint can make
+    /// the appliance hold: 64 MiB, a pool of a few thousand VMs with their full templates.
+    /// </summary>
+    public long MaxAnswerBytes { get; init; } = 64L << 20;
     public string? CaCertificateFile { get; init; }
     public string? PinnedCertificateSha256 { get; init; }
 
@@ -41,6 +48,7 @@ public sealed class OneClient : IDisposable
             Scrubber = _scrubber,
             Endpoint = options.Endpoint,
             Timeout = options.CallTimeout,
+            MaxResponseBytes = options.MaxAnswerBytes,
             CaCertificateFile = options.CaCertificateFile,
             PinnedCertificateSha256 = options.PinnedCertificateSha256,
         });

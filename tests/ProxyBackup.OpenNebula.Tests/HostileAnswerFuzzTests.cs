@@ -117,4 +117,16 @@ public class HostileAnswerFuzzTests
             }
         }
     }
+
+    [Fact]
+    public async Task An_answer_over_the_limit_is_refused_with_what_to_change()
+    {
+        var big = Encoding.UTF8.GetBytes(Success($"<VM><ID>1</ID><NAME>{new string('x', 2 << 20)}</NAME></VM>"));
+        await using var endpoint = new ScriptedEndpoint(_ => ("200 OK", "text/xml", big));
+        using var client = new OneClient(new OneClientOptions { Endpoint = endpoint.Uri, Credentials = new OneCredentials("oneadmin", "pw"), Retries = 0, MaxAnswerBytes = 1 << 20 });
+        var e = await Assert.ThrowsAsync<XmlRpcProtocolException>(() => client.VmInfoAsync(1));
+        Assert.Contains($"exceeds the limit of {1 << 20} bytes; if the front-end's pools are that large, raise the answer limit", e.Message, StringComparison.Ordinal);
+        using var roomy = new OneClient(new OneClientOptions { Endpoint = endpoint.Uri, Credentials = new OneCredentials("oneadmin", "pw"), Retries = 0, MaxAnswerBytes = 4 << 20 });
+        Assert.Equal(2 << 20, (await roomy.VmInfoAsync(1)).Name.Length);
+    }
 }
