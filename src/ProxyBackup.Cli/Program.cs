@@ -21,9 +21,21 @@ root.Subcommands.Add(ConfigureCommand.Build());
 // temporary image) before it returns. System.CommandLine's default gives an action 2 s before it
 // ends the process with 143, in the middle of that cleanup; the systemd unit allows 15 minutes.
 var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromMinutes(15) };
+// No response files: '@daily' is a schedule, not a file to read arguments from.
+var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+if (parsed.Errors.Count > 0)
+{
+    // A usage error is told apart from a failure by its exit code (docs/operations.md, "Exit codes").
+    foreach (var error in parsed.Errors) Console.Error.WriteLine($"proxybackup: {error.Message}");
+    var path = new List<string>();
+    for (var r = parsed.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+        path.Insert(0, r.Command is RootCommand ? "proxybackup" : r.Command.Name);
+    Console.Error.WriteLine($"proxybackup: see '{string.Join(' ', path)} --help'.");
+    return 2;
+}
 try
 {
-    return await root.Parse(args).InvokeAsync(config);
+    return await parsed.InvokeAsync(config);
 }
 catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
 {

@@ -87,4 +87,17 @@ public class OnedRulesCliTests
         Assert.True(code == 0, error);
         Assert.Contains("b1", output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task At_daily_is_a_schedule_and_a_usage_error_exits_2_with_the_help_to_read()
+    {
+        using var dir = new ProxyBackup.TestSupport.TempDirectory();
+        var (code, output, error) = await ProxybackupAsync("policy", "add", "nightly", "--schedule", "@daily", "--vm", "1", "--catalog", dir.Combine("catalog.db"));
+        Assert.True(code == 0, error);
+        Assert.Contains("Policy 'nightly' saved", output, StringComparison.Ordinal);
+
+        (code, _, error) = await ProxybackupAsync("vm", "restore", "web-01", "--deploy-timeout", "0");
+        Assert.Equal(2, code);
+        Assert.Equal(["proxybackup: --deploy-timeout is in minutes, from 1 to 1440.", "proxybackup: see 'proxybackup vm restore --help'."], error.Trim().Split('\n'));
+    }
 }
