@@ -108,7 +108,7 @@ internal static class CloudCommands
                 && await DaemonApi.AskAsync(socket.Path, new { op = "status" }, ct).ConfigureAwait(false) is not null)
                 return await ThroughDaemonAsync(p, socket.Path, socket.Catalog, p.GetValue(vms)!, p.GetValue(full), ct).ConfigureAwait(false);
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
-            await host.Cleaner.CleanAsync(ct: ct, objectBudget: host.Steps.Options.CleanupObjectBudget).ConfigureAwait(false);
+            await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false);
             var ids = new List<int>();
             foreach (var v in p.GetValue(vms)!) ids.Add(await EngineHost.ResolveVmAsync(host.Client, v, ct).ConfigureAwait(false));
             if (ids.Count > 1 && p.GetValue(exclude) is { Length: > 0 }) throw new CliException("--exclude-disk applies to one VM at a time.");
@@ -240,7 +240,7 @@ internal static class CloudCommands
                 return 0;
             }
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
-            await host.Cleaner.CleanAsync(ct: ct, objectBudget: host.Steps.Options.CleanupObjectBudget).ConfigureAwait(false);
+            await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false);
             RestoreResult result;
             if (p.GetValue(disk) is { } only)
                 result = await ProgressDisplay.RunAsync("restore disk", progress => host.Restore.RestoreDiskAsImageAsync(pt, only, p.GetValue(imageDs), progress, ct)).ConfigureAwait(false);

@@ -75,7 +75,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         {
             _log.LogInformation("Started: OpenNebula {Endpoint} as {User}, proxy VM {Proxy}, repository {Repo}", config.OpenNebula.Endpoint, config.OpenNebula.User, host.Steps.Options.ProxyVmId, host.Repository.Root);
             _log.LogInformation("Chunk hashing: {Hashing}", ProxyBackup.Repository.BackupRepository.HashingStatus);
-            var cleanup = await host.Cleaner.CleanAsync(ct: stoppingToken, objectBudget: host.Steps.Options.CleanupObjectBudget).ConfigureAwait(false);
+            var cleanup = await host.Cleaner.CleanBeforeJobsAsync(stoppingToken).ConfigureAwait(false);
             if (cleanup.Removed > 0 || cleanup.Failures.Count > 0)
                 _log.LogWarning("Start-up cleanup removed {Removed} leftover object(s); {Failed} could not be removed yet", cleanup.Removed, cleanup.Failures.Count);
             host.Repository.Memory.Budget = (long)config.Limits.MemoryMiB << 20;
@@ -93,7 +93,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 Since = DateTimeOffset.UtcNow, Notifier = notifier, GcGrace = TimeSpan.FromHours(config.Daemon.GcGraceHours),
                 VerifySchedule = string.IsNullOrWhiteSpace(config.Daemon.VerifySchedule) ? null : CronSchedule.Parse(config.Daemon.VerifySchedule),
                 VerifyParts = config.Daemon.VerifyParts,
-                BeforeJobs = async ct => await host.Cleaner.CleanAsync(ct: ct, objectBudget: host.Steps.Options.CleanupObjectBudget).ConfigureAwait(false), Index = host.CatalogDb,
+                BeforeJobs = async ct => await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false), Index = host.CatalogDb,
             });
             await using var api = new DaemonApi(config.Daemon.Socket, runner, _log);
             try

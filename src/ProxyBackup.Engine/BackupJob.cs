@@ -56,12 +56,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled; removing what the job created" : $"{e.Message}; removing what the job created");
             jobs.Finished(jobId, false, 0, 0, null, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Backup {Job} of VM {Vm} failed: {Error}; removing what it created", jobId, vmId, e.Message);
-            var report = await cleaner.CleanAfterJobAsync(jobId, cancelled: ct.IsCancellationRequested).ConfigureAwait(false);
-            if (report.Failures.Count > 0)
-            {
-                jobs.Log(jobId, "warning", $"left on the cloud for the next cleanup pass: {string.Join("; ", report.Failures)}");
-                logger.LogError("Left on the cloud after the failed backup {Job}, for the next cleanup pass: {Failures}", jobId, string.Join("; ", report.Failures));
-            }
+            await cleaner.CleanAfterJobAsync(jobId, cancelled: ct.IsCancellationRequested, jobs).ConfigureAwait(false);
             throw;
         }
     }
@@ -116,7 +111,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         // Overlap: while the proxy reads disk N, OpenNebula already saves disk N+1. The snapshots are
         // deleted at the end, since a VM busy saving refuses any other operation.
         var results = new List<DiskBackupResult>();
-        Task<int>? nextSave = steps.SaveAsAsync(jobId, vmId, disks[0].DiskId, snapshots[disks[0].DiskId], disks[0].SizeMb << 20, ct);
+        Task<int>? nextSave = steps.SaveAsAsync(jobId, vm, disks[0], snapshots[disks[0].DiskId], ct);
         try
         {
             for (var i = 0; i < disks.Count; i++)
@@ -128,7 +123,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 // A persistent image is attached in place; a non-persistent one would be copied again (docs/opennebula.md, "Persistency on attach").
                 await client.ImagePersistentAsync(imageId, true, ct).ConfigureAwait(false);
                 var (_, device) = await steps.AttachToProxyAsync(jobId, imageId, image.Name, image.SizeMb << 20, readOnly: true, ct).ConfigureAwait(false);
-                if (i + 1 < disks.Count) nextSave = steps.SaveAsAsync(jobId, vmId, disks[i + 1].DiskId, snapshots[disks[i + 1].DiskId], disks[i + 1].SizeMb << 20, ct);
+                if (i + 1 < disks.Count) nextSave = steps.SaveAsAsync(jobId, vm, disks[i + 1], snapshots[disks[i + 1].DiskId], ct);
                 DiskBackupStats stats;
                 try
                 {

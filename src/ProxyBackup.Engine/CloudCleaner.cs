@@ -22,13 +22,24 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
 
     /// <summary>
     /// Removes what a failed job made. A cancelled job (operator, SIGTERM) gets a short budget, so
-    /// that it ends within seconds: what it could not remove in time stays journaled for the next pass.
+    /// that it ends within seconds: what it could not remove in time stays journaled for the next
+    /// pass, and the job's log says which.
     /// </summary>
-    public async Task<CleanupReport> CleanAfterJobAsync(string jobId, bool cancelled)
+    public async Task CleanAfterJobAsync(string jobId, bool cancelled, IJobRecorder jobs)
     {
         using var budget = cancelled ? new CancellationTokenSource(steps.Options.CancelledCleanupBudget) : new CancellationTokenSource();
-        return await CleanAsync(jobId, budget.Token).ConfigureAwait(false);
+        var report = await CleanAsync(jobId, budget.Token).ConfigureAwait(false);
+        if (report.Failures.Count == 0) return;
+        var left = string.Join("; ", report.Failures);
+        jobs.Log(jobId, "warning", $"left on the cloud for the next cleanup pass: {left}");
+        logger.LogError("Left on the cloud after the failed job {Job}, for the next cleanup pass: {Failures}", jobId, left);
     }
+
+    /// <summary>
+    /// The pass before jobs start (daemon start, each run, a CLI job): each leftover gets
+    /// <see cref="EngineOptions.CleanupObjectBudget"/>, so a stuck one never holds up the jobs.
+    /// </summary>
+    public Task<CleanupReport> CleanBeforeJobsAsync(CancellationToken ct) => CleanAsync(ct: ct, objectBudget: steps.Options.CleanupObjectBudget);
 
     /// <summary>
     /// A pass over the journal (one job's entries, or all). With <paramref name="objectBudget"/>, each

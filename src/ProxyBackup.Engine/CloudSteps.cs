@@ -101,23 +101,27 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
             throw new JobFailedException($"Snapshot {snapId} of disk {diskId} of VM {vmId} could not be deleted{Why(vm)}.");
     }
 
-    /// <summary>Saves a snapshot as a new image and waits until it is READY.</summary>
-    public async Task<int> SaveAsAsync(string jobId, int vmId, int diskId, int snapId, long sizeBytes, CancellationToken ct)
+    /// <summary>
+    /// Saves a snapshot of a disk of <paramref name="vm"/> (the document the job read at its start)
+    /// as a new image and waits until it is READY.
+    /// </summary>
+    public async Task<int> SaveAsAsync(string jobId, VirtualMachine vm, VmDisk disk, int snapId, CancellationToken ct)
     {
+        var (vmId, diskId) = (vm.Id, disk.DiskId);
         var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
-        // A failed save-as leaves the image's ERROR empty and its cause on the VM; an ERROR that was
-        // there before is an older failure's (docs/opennebula.md, "Save-as").
-        var errorBefore = (await client.VmInfoAsync(vmId, ct).ConfigureAwait(false)).LastError;
+        // A failed save-as leaves the image's ERROR empty and its cause on the VM; an ERROR already
+        // there when the job read the VM is an older failure's (docs/opennebula.md, "Save-as").
+        var errorBefore = vm.LastError;
         var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
         var imageId = await CreateAsync(entry, c => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, c), ct).ConfigureAwait(false);
         try
         {
-            await _waiter.ImageReadyAsync(imageId, options.CopyTimeoutFor(sizeBytes), ct).ConfigureAwait(false);
+            await _waiter.ImageReadyAsync(imageId, options.CopyTimeoutFor(disk.SizeMb << 20), ct).ConfigureAwait(false);
         }
         catch (OneOperationFailedException e)
         {
-            var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
-            if (vm.LastError is not { Length: > 0 } cause || cause == errorBefore) throw;
+            var after = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+            if (after.LastError is not { Length: > 0 } cause || cause == errorBefore) throw;
             throw new JobFailedException($"{e.Message.TrimEnd('.')}: {cause}", e);
         }
         await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
@@ -147,11 +151,12 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         catch (OneNotFoundException) { return; }
         if (image.RunningVms > 0 || image.Vms.Count > 0)
             throw new JobFailedException($"Image {imageId} ({image.Name}) is still used by VM(s) {string.Join(", ", image.Vms)}; not deleting it.");
+        // An image still being copied is waited for; one in ERROR (now or by then) is deleted as it is.
         if (image.State != ImageState.Error)
         {
-            try { image = await _waiter.ImageReadyAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false); }
+            try { await _waiter.ImageReadyAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false); }
             catch (OneNotFoundException) { return; }
-            catch (OneOperationFailedException) { image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false); }
+            catch (OneOperationFailedException) { }
         }
         try { await client.ImageDeleteAsync(imageId, force: false, ct).ConfigureAwait(false); }
         catch (OneNotFoundException) { return; }

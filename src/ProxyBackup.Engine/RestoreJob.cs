@@ -73,8 +73,9 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         return await Guarded(jobId, point, async () =>
         {
             var saved = SavedVm(point);
-            await CheckTargetsAsync(point, new HashSet<int> { diskId }, datastoreId, systemDatastoreId: null, ct).ConfigureAwait(false);
-            var images = await RestoreDisksAsync(jobId, point, saved, datastoreId, new HashSet<int> { diskId }, progress, ct, onlyListed: true).ConfigureAwait(false);
+            var only = new HashSet<int> { diskId };
+            await CheckTargetsAsync(point, only, datastoreId, systemDatastoreId: null, ct).ConfigureAwait(false);
+            var images = await RestoreDisksAsync(jobId, point, saved, datastoreId, only, progress, ct, onlyListed: true).ConfigureAwait(false);
             foreach (var e in steps.Journal.Pending(jobId)) steps.Journal.Remove(e.Id);
             return new RestoreResult(jobId, null, images);
         }, ct).ConfigureAwait(false);
@@ -96,12 +97,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled" : e.Message);
             jobs.Finished(jobId, false, 0, 0, point.Id, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Restore {Job} failed: {Error}; removing what it created", jobId, e.Message);
-            var report = await cleaner.CleanAfterJobAsync(jobId, cancelled: ct.IsCancellationRequested).ConfigureAwait(false);
-            if (report.Failures.Count > 0)
-            {
-                jobs.Log(jobId, "warning", $"left on the cloud for the next cleanup pass: {string.Join("; ", report.Failures)}");
-                logger.LogError("Left on the cloud after the failed restore {Job}, for the next cleanup pass: {Failures}", jobId, string.Join("; ", report.Failures));
-            }
+            await cleaner.CleanAfterJobAsync(jobId, cancelled: ct.IsCancellationRequested, jobs).ConfigureAwait(false);
             throw;
         }
     }

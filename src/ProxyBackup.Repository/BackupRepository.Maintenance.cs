@@ -10,8 +10,7 @@ public sealed partial class BackupRepository
     public async Task<VerifyReport> VerifyAsync(bool readData, IProgress<TransferProgress>? progress = null, CancellationToken ct = default, VerifySubset? subset = null)
     {
         using var held = await RepositoryLock.AcquireAsync(this, exclusive: false, purpose: "verify", SharedLockWait, ct).ConfigureAwait(false);
-        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
-        var report = await WhileLockedAsync(held, ct, () => new Verifier(this).RunAsync(readData, subset, progress, guarded.Token)).ConfigureAwait(false);
+        var report = await held.RunAsync(ct, token => new Verifier(this).RunAsync(readData, subset, progress, token)).ConfigureAwait(false);
         if (!ReadOnly) RecordVerifyState(report, readData ? subset?.ToString() ?? "all" : "existence");
         return report;
     }
@@ -24,7 +23,8 @@ public sealed partial class BackupRepository
         var now = Clock.GetUtcNow();
         foreach (var name in report.PointsChecked)
         {
-            var (source, id) = (name[..name.IndexOf('/', StringComparison.Ordinal)], name[(name.IndexOf('/', StringComparison.Ordinal) + 1)..]);
+            var sourceAndId = name.Split('/', 2);
+            var (source, id) = (sourceAndId[0], sourceAndId[1]);
             var state = new VerifyState(now, data, !report.DamagedRestorePoints.ContainsKey(name));
             try { WritePointFile(source, id, VerifyStateFile, JsonSerializer.SerializeToUtf8Bytes(state), Durability.AtCommit); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // forgotten meanwhile: nothing to record
@@ -77,8 +77,7 @@ public sealed partial class BackupRepository
     public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
     {
         using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: ExclusiveLockWait, ct);
-        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
-        return WhileLockedAsync(held, ct, () => Task.FromResult(new GarbageCollector(this).Run(grace ?? DefaultGcGrace, guarded.Token))).GetAwaiter().GetResult();
+        return held.Run(ct, token => new GarbageCollector(this).Run(grace ?? DefaultGcGrace, token));
     }
 
     public RepositoryStats Stats() => RepositoryStats.Compute(this);

@@ -16,22 +16,8 @@ public sealed partial class BackupRepository
         IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         using var held = await RepositoryLock.AcquireAsync(this, exclusive: false, purpose: $"restore of {point.Source}/{point.Id}", SharedLockWait, ct).ConfigureAwait(false);
-        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, held.Lost);
         var manifest = LoadManifest(point, disk);
-        return await WhileLockedAsync(held, ct, () => new DiskRestore(this).RunAsync(manifest, targetPath, options ?? new RestoreOptions(), progress, guarded.Token)).ConfigureAwait(false);
-    }
-
-    /// <summary>Runs work under a lock; a stop because the lock was lost (not the caller's cancellation) is reported as such.</summary>
-    internal static async Task<T> WhileLockedAsync<T>(RepositoryLock held, CancellationToken callerToken, Func<Task<T>> work)
-    {
-        try
-        {
-            return await work().ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (held.Lost.IsCancellationRequested && !callerToken.IsCancellationRequested)
-        {
-            throw new RepositoryLockedException($"Stopped: the repository lock could not be refreshed for {RepositoryLock.StaleAfter - RepositoryLock.RefreshInterval:%m} minutes (is the repository's disk or share still writable?). Nothing half-written is visible; run the operation again.");
-        }
+        return await held.RunAsync(ct, token => new DiskRestore(this).RunAsync(manifest, targetPath, options ?? new RestoreOptions(), progress, token)).ConfigureAwait(false);
     }
 
     /// <summary>A seekable read-only stream over one disk of a restore point.</summary>

@@ -165,6 +165,28 @@ public sealed class RepositoryLock : IDisposable
     }
 
     /// <summary>
+    /// Runs work under this lock: it is cancelled by the caller or when the lock is lost, and a stop
+    /// because of the lost lock is reported as such, not as a cancellation.
+    /// </summary>
+    public async Task<T> RunAsync<T>(CancellationToken ct, Func<CancellationToken, Task<T>> work)
+    {
+        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, Lost);
+        try { return await work(guarded.Token).ConfigureAwait(false); }
+        catch (OperationCanceledException) when (Lost.IsCancellationRequested && !ct.IsCancellationRequested) { throw LostWhileWorking(); }
+    }
+
+    /// <summary><see cref="RunAsync"/> for synchronous work (garbage collection).</summary>
+    public T Run<T>(CancellationToken ct, Func<CancellationToken, T> work)
+    {
+        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, Lost);
+        try { return work(guarded.Token); }
+        catch (OperationCanceledException) when (Lost.IsCancellationRequested && !ct.IsCancellationRequested) { throw LostWhileWorking(); }
+    }
+
+    private static RepositoryLockedException LostWhileWorking() =>
+        new($"Stopped: the repository lock could not be refreshed for {StaleAfter - RefreshInterval:%m} minutes, or another process removed it as stale (is the repository's disk or share still writable?). Nothing half-written is visible; run the operation again.");
+
+    /// <summary>
     /// Throws unless this lock is still on disk: called just before a commit, so that a holder whose
     /// lock was removed as stale (and whose chunks a GC may then have deleted) never commits.
     /// </summary>

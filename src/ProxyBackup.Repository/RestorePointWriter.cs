@@ -59,8 +59,7 @@ public sealed class RestorePointWriter : IDisposable
         BackupRepository.CheckItemName(disk);
         if (_disks.Any(d => d.Disk == disk)) throw new ArgumentException($"Disk '{disk}' is already in this restore point.");
         var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
-        using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, _lock.Lost);
-        var (manifest, stats) = await BackupRepository.WhileLockedAsync(_lock, ct, () => new DiskBackup(_repository, admission).RunAsync(sourcePath, previous, progress, guarded.Token)).ConfigureAwait(false);
+        var (manifest, stats) = await _lock.RunAsync(ct, token => new DiskBackup(_repository, admission).RunAsync(sourcePath, previous, progress, token)).ConfigureAwait(false);
         var bytes = manifest.ToBytes();
         _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, Durability.AtCommit);
         _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });

@@ -185,21 +185,25 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 return report;
             }
             var damaged = string.Join("; ", report.DamagedRestorePoints.Take(5).Select(p => $"{p.Key}: {p.Value[0]}"));
-            var error = $"{report.DamagedRestorePoints.Count} restore point(s) damaged: {damaged}";
-            logger.LogError("Scheduled verify ({Part}) found damage: {Error}", subset?.ToString() ?? "all", error);
-            if (options.Notifier is not null) await options.Notifier.NotifyAsync(FailedStep.Verify, "verify", -1, "", error, CancellationToken.None).ConfigureAwait(false);
+            await VerifyFailedAsync($"{report.DamagedRestorePoints.Count} restore point(s) damaged: {damaged}").ConfigureAwait(false);
             return report;
         }
         catch (Exception e) when (e is UserFacingException && !ct.IsCancellationRequested)
         {
-            logger.LogError("Scheduled verify could not run: {Error}", e.Message);
-            if (options.Notifier is not null) await options.Notifier.NotifyAsync(FailedStep.Verify, "verify", -1, "", e.Message, CancellationToken.None).ConfigureAwait(false);
+            await VerifyFailedAsync(e.Message).ConfigureAwait(false);
             return null;
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             return null;
         }
+    }
+
+    /// <summary>A scheduled verify that failed is told like a failed backup: the log, and the webhook (no policy, no VM).</summary>
+    private async Task VerifyFailedAsync(string error)
+    {
+        logger.LogError("Scheduled verify failed: {Error}", error);
+        if (options.Notifier is not null) await options.Notifier.NotifyAsync(FailedStep.Verify, "verify", -1, "", error, CancellationToken.None).ConfigureAwait(false);
     }
 
     /// <summary>Waits for the jobs under way (on shutdown they are cancelled by the token and clean up).</summary>

@@ -106,7 +106,7 @@ public sealed class XmlRpcClient : IDisposable
     private async Task<ArraySegment<byte>> ReadBoundedAsync(HttpContent content, CancellationToken ct)
     {
         if (content.Headers.ContentLength > _options.MaxResponseBytes)
-            throw new XmlRpcProtocolException($"The answer ({content.Headers.ContentLength} bytes) exceeds the limit of {_options.MaxResponseBytes} bytes; if the front-end's pools are that large, raise the answer limit.");
+            throw TooLarge($"The answer ({content.Headers.ContentLength} bytes)");
         await using var stream = await content.ReadAsStreamAsync(ct).ConfigureAwait(false);
         using var ms = new MemoryStream((int)Math.Min(content.Headers.ContentLength ?? 0, _options.MaxResponseBytes));
         var buffer = new byte[81920];
@@ -114,11 +114,14 @@ public sealed class XmlRpcClient : IDisposable
         while ((n = await stream.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
         {
             if (ms.Length + n > _options.MaxResponseBytes)
-                throw new XmlRpcProtocolException($"The answer exceeds the limit of {_options.MaxResponseBytes} bytes; if the front-end's pools are that large, raise the answer limit.");
+                throw TooLarge("The answer");
             ms.Write(buffer, 0, n);
         }
         return ms.TryGetBuffer(out var written) ? written : ms.ToArray();
     }
+
+    private XmlRpcProtocolException TooLarge(string answer) =>
+        new($"{answer} exceeds the limit of {_options.MaxResponseBytes} bytes; if the front-end's pools are that large, raise the answer limit.");
 
     private static bool LooksLikeHtml(ArraySegment<byte> bytes)
     {

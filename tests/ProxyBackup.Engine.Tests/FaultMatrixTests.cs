@@ -37,9 +37,19 @@ public class FaultMatrixTests
         return data;
     }
 
-    private static FaultRule Fault(string method, string kind) =>
+    /// <summary>Runs a job with one call's answer dropped or delayed: its result, or null when it failed with a user-facing error.</summary>
+    private static async Task<T?> UnderFaultAsync<T>(EngineWorld w, string method, string kind, Func<Task<T>> job) where T : class
+    {
         // Reads also happen before the first snapshot: the third one falls inside the flow.
-        FaultRule.Parse($"{method},nth={(method is "one.vm.info" or "one.image.info" ? 3 : 1)},action={kind},latency=300");
+        w.Sim.Faults.Set([FaultRule.Parse($"{method},nth={(method is "one.vm.info" or "one.image.info" ? 3 : 1)},action={kind},latency=300")]);
+        try { return await job(); }
+        catch (Exception e) when (e is UserFacingException)
+        {
+            Assert.False(string.IsNullOrWhiteSpace(e.Message));
+            return null;
+        }
+        finally { w.Sim.Faults.Set([]); }
+    }
 
     [Theory]
     [MemberData(nameof(BackupFaults))]
@@ -49,11 +59,7 @@ public class FaultMatrixTests
         await using var w = await EngineWorld.StartAsync(configure: o => o with { Time = clock });
         var web = await w.VmAsync("web-01");
         var before = w.Inventory();
-        w.Sim.Faults.Set([Fault(method, kind)]);
-        BackupResult? result = null;
-        try { result = await w.Backup.RunAsync(web.Id, new BackupOptions()); }
-        catch (Exception e) when (e is UserFacingException) { Assert.False(string.IsNullOrWhiteSpace(e.Message)); }
-        w.Sim.Faults.Set([]);
+        var result = await UnderFaultAsync(w, method, kind, () => w.Backup.RunAsync(web.Id, new BackupOptions()));
         if (kind == "delay") Assert.NotNull(result);
         Assert.Equal(result is null ? 0 : 1, w.Repository.ListRestorePoints().Count);
 
@@ -73,11 +79,7 @@ public class FaultMatrixTests
         var web = await w.VmAsync("web-01");
         var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
         var before = w.Inventory();
-        w.Sim.Faults.Set([Fault(method, kind)]);
-        RestoreResult? result = null;
-        try { result = await w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }); }
-        catch (Exception e) when (e is UserFacingException) { Assert.False(string.IsNullOrWhiteSpace(e.Message)); }
-        w.Sim.Faults.Set([]);
+        var result = await UnderFaultAsync(w, method, kind, () => w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }));
         if (kind == "delay") Assert.NotNull(result);
 
         await CleanUpAsync(w, clock);

@@ -132,10 +132,8 @@ public class SimulatorBehaviourTests
         var web = await cloud.VmNamedAsync("web-01");
         // raw disks on a FORMAT datastore resolve to YES: a flat set, every snapshot deletable.
         await cloud.Server.Cloud.WaitIdleAsync(SimulatedCloud.Timeout);
-        var s0 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "a");
-        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
-        var s1 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "b");
-        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
+        var s0 = await SettledSnapshotAsync(cloud, web.Id, 0, "a");
+        var s1 = await SettledSnapshotAsync(cloud, web.Id, 0, "b");
         var vm = await c.VmInfoAsync(web.Id);
         Assert.Equal("YES", vm.Snapshots.Single(s => s.DiskId == 0).AllowOrphans);
         Assert.All(vm.SnapshotsOf(0), s => Assert.Equal((-1, 0), (s.Parent, s.Children.Count)));
@@ -146,15 +144,12 @@ public class SimulatorBehaviourTests
 
         // In a tree (NO) a snapshot hangs under the active one, and one with a child that has a child stays.
         cloud.Server.Cloud.DatastoreUpdate(web.Disks[0].DatastoreId!.Value, "ALLOW_ORPHANS = \"NO\"", 1);
-        var t1 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "c");
-        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
-        var t2 = await c.VmDiskSnapshotCreateAsync(web.Id, 0, "d");
-        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
+        var t1 = await SettledSnapshotAsync(cloud, web.Id, 0, "c");
+        var t2 = await SettledSnapshotAsync(cloud, web.Id, 0, "d");
         vm = await c.VmInfoAsync(web.Id);
         Assert.Equal(t1, vm.SnapshotsOf(0).Single(s => s.Id == t2).Parent);
         Assert.Contains(t2, vm.SnapshotsOf(0).Single(s => s.Id == t1).Children);
-        await c.VmDiskSnapshotCreateAsync(web.Id, 0, "e");
-        await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
+        await SettledSnapshotAsync(cloud, web.Id, 0, "e");
         var refused = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotDeleteAsync(web.Id, 0, t1));
         Assert.Contains("child", refused.Message, StringComparison.Ordinal);
     }
@@ -168,12 +163,11 @@ public class SimulatorBehaviourTests
         var persistent = db.Disks.Single(d => d.Persistent);
         using (var rpc = new XmlRpcClient(new XmlRpcClientOptions { Endpoint = cloud.Server.Endpoint }))
             await rpc.CallAsync("one.datastore.update", new object?[] { "oneadmin:" + SimulatedCloud.Password, persistent.DatastoreId!.Value, "ALLOW_ORPHANS = \"NO\"", 1 });
-        Assert.Equal("NO", (await c.VmInfoAsync(db.Id)).Snapshots.SingleOrDefault(s => s.DiskId == persistent.DiskId)?.AllowOrphans ?? "NO");
 
-        var s0 = await c.VmDiskSnapshotCreateAsync(db.Id, persistent.DiskId, "first");
-        await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
-        var s1 = await c.VmDiskSnapshotCreateAsync(db.Id, persistent.DiskId, "second");
-        await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
+        var s0 = await SettledSnapshotAsync(cloud, db.Id, persistent.DiskId, "first");
+        // The mode set through the API is the one the disk's snapshots follow.
+        Assert.Equal("NO", (await c.VmInfoAsync(db.Id)).Snapshots.Single(s => s.DiskId == persistent.DiskId).AllowOrphans);
+        var s1 = await SettledSnapshotAsync(cloud, db.Id, persistent.DiskId, "second");
         var refused = await Assert.ThrowsAsync<OneActionException>(() => c.VmDiskSnapshotDeleteAsync(db.Id, persistent.DiskId, s0));
         Assert.Contains("Cannot delete snapshot 0 for persistent disk images", refused.Message, StringComparison.Ordinal);
         // The active leaf goes, and the disk goes on from its parent.
@@ -182,11 +176,18 @@ public class SimulatorBehaviourTests
         Assert.True(Assert.Single((await c.VmInfoAsync(db.Id)).SnapshotsOf(persistent.DiskId)).Active);
 
         cloud.Server.Cloud.DatastoreUpdate(persistent.DatastoreId!.Value, "ALLOW_ORPHANS = \"MIXED\"", 1);
-        var m = await c.VmDiskSnapshotCreateAsync(db.Id, persistent.DiskId, "mixed");
-        await cloud.Waiter.VmSettledAsync(db.Id, SimulatedCloud.Timeout);
+        var m = await SettledSnapshotAsync(cloud, db.Id, persistent.DiskId, "mixed");
         var snap = (await c.VmInfoAsync(db.Id)).SnapshotsOf(persistent.DiskId).Single(s => s.Id == m);
         Assert.False(snap.Active);
         Assert.Equal(-1, snap.Parent);
+    }
+
+    /// <summary>Takes a disk snapshot and waits until the VM has settled again; returns its ID.</summary>
+    private static async Task<int> SettledSnapshotAsync(SimulatedCloud cloud, int vmId, int diskId, string name)
+    {
+        var id = await cloud.Client.VmDiskSnapshotCreateAsync(vmId, diskId, name);
+        await cloud.Waiter.VmSettledAsync(vmId, SimulatedCloud.Timeout);
+        return id;
     }
 
     [Fact]

@@ -5,10 +5,13 @@ namespace ProxyBackup.Repository.Tests;
 /// <summary>The lock protocol (docs/repository-format.md, "Locks"): replaced on refresh, unreadable means held, waits instead of failing, read-only copies need none.</summary>
 public class LockTests
 {
-    private static (TempDirectory Dir, BackupRepository Repo) NewRepository()
+    /// <param name="clock">When given, the repository's clock (refreshes and staleness are judged by it).</param>
+    private static (TempDirectory Dir, BackupRepository Repo) NewRepository(ManualClock? clock = null)
     {
         var dir = new TempDirectory();
-        return (dir, BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10, CompressionLevel = 1 }));
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 64 << 10, CompressionLevel = 1 });
+        if (clock is not null) repo.Clock = clock;
+        return (dir, repo);
     }
 
     private static string[] LockFiles(BackupRepository repo) => Directory.GetFiles(repo.LocksDirectory);
@@ -16,10 +19,9 @@ public class LockTests
     [Fact]
     public void A_refresh_writes_a_new_lock_file_before_it_removes_the_old_one()
     {
-        var (dir, repo) = NewRepository();
-        using var _ = dir;
         var clock = new ManualClock(DateTimeOffset.UtcNow);
-        repo.Clock = clock;
+        var (dir, repo) = NewRepository(clock);
+        using var _ = dir;
         using var held = RepositoryLock.Acquire(repo, exclusive: false, purpose: "test");
         var before = Assert.Single(LockFiles(repo));
         clock.Now += TimeSpan.FromMinutes(5);
@@ -34,10 +36,9 @@ public class LockTests
     [Fact]
     public void A_lock_that_cannot_be_refreshed_for_too_long_is_lost_and_its_backup_is_not_committed()
     {
-        var (dir, repo) = NewRepository();
-        using var _ = dir;
         var clock = new ManualClock(DateTimeOffset.UtcNow);
-        repo.Clock = clock;
+        var (dir, repo) = NewRepository(clock);
+        using var _ = dir;
         using var writer = repo.StartRestorePoint("vm-1");
         writer.AddMetadata("vm.xml", "<VM/>"u8.ToArray());
         // The directory new files are written in becomes a file: every refresh fails from now on.
