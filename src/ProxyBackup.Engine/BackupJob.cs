@@ -40,9 +40,10 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         using var held = guard.Acquire(vmId, jobId, "backup");
         jobs.Started(jobId, "backup", vmId);
         jobs.Log(jobId, "info", $"backup of VM {vmId} started ({(options.Full ? "full" : "incremental if possible")})");
+        var cloud = new CloudTransaction(jobId, steps, cleaner, logger);
         try
         {
-            var result = await RunGuardedAsync(jobId, vmId, options, progress, ct).ConfigureAwait(false);
+            var result = await RunGuardedAsync(cloud, vmId, options, progress, ct).ConfigureAwait(false);
             foreach (var w in result.Warnings) jobs.Log(jobId, "warning", w);
             foreach (var d in result.Disks)
                 jobs.Log(jobId, "info", $"disk {d.DiskId}: read {d.Stats.Read} bytes ({d.Stats.Zero} zero), changed {d.Stats.Changed}, stored {d.Stats.NewStored} new in {d.Stats.NewChunks} chunks, {d.Stats.Seconds:0.0} s");
@@ -56,18 +57,18 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled; removing what the job created" : $"{e.Message}; removing what the job created");
             jobs.Finished(jobId, false, 0, 0, null, e is OperationCanceledException ? "cancelled" : e.Message);
             logger.LogError("Backup {Job} of VM {Vm} failed: {Error}; removing what it created", jobId, vmId, e.Message);
-            await cleaner.CleanAfterJobAsync(jobId, cancelled: ct.IsCancellationRequested, jobs).ConfigureAwait(false);
+            await cloud.CompensateAsync(cancelled: ct.IsCancellationRequested, jobs).ConfigureAwait(false);
             throw;
         }
     }
 
-    private async Task<BackupResult> RunGuardedAsync(string jobId, int vmId, BackupOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
+    private async Task<BackupResult> RunGuardedAsync(CloudTransaction cloud, int vmId, BackupOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
     {
-        var client = steps.Client;
+        var jobId = cloud.JobId;
         if (vmId == steps.Options.ProxyVmId) throw new JobFailedException($"VM {vmId} is the proxy VM itself; it cannot back itself up this way.");
-        var vm = await client.VmInfoAsync(vmId, ct).ConfigureAwait(false);
+        var vm = await cloud.ReadVmAsync(vmId, ct).ConfigureAwait(false);
         CheckBackupable(vm);
-        await CheckHypervisorAsync(vm, ct).ConfigureAwait(false);
+        await CheckHypervisorAsync(cloud, vm, ct).ConfigureAwait(false);
         var warnings = new List<string>();
         var disks = new List<VmDisk>();
         foreach (var d in vm.Disks)
@@ -95,51 +96,46 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         writer.AddMetadata("vm.xml", Encoding.UTF8.GetBytes(vm.Xml.ToString()));
         foreach (var imageId in vm.Disks.Select(d => d.ImageId).OfType<int>().Distinct())
         {
-            var image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
+            var image = await cloud.ReadImageAsync(imageId, ct).ConfigureAwait(false);
             writer.AddMetadata($"image-{imageId}.xml", Encoding.UTF8.GetBytes(image.Xml.ToString()));
         }
 
         // Snapshots back to back, seconds apart while the VM runs: each disk is crash-consistent on its
         // own, the set is not one moment across disks (docs/opennebula.md, "Disk snapshots").
-        var snapshots = new Dictionary<int, int>();
+        var snapshots = new Dictionary<int, JobSnapshot>();
         foreach (var d in disks)
         {
             ct.ThrowIfCancellationRequested();
-            snapshots[d.DiskId] = await steps.CreateSnapshotAsync(jobId, vmId, d.DiskId, ct).ConfigureAwait(false);
+            snapshots[d.DiskId] = await cloud.TakeSnapshotAsync(vmId, d.DiskId, ct).ConfigureAwait(false);
         }
 
         // Overlap: while the proxy reads disk N, OpenNebula already saves disk N+1. The snapshots are
         // deleted at the end, since a VM busy saving refuses any other operation.
         var results = new List<DiskBackupResult>();
-        Task<int>? nextSave = steps.SaveAsAsync(jobId, vm, disks[0], snapshots[disks[0].DiskId], ct);
+        Task<JobImage>? nextSave = cloud.SaveAsAsync(vm, disks[0], snapshots[disks[0].DiskId], ct);
         try
         {
             for (var i = 0; i < disks.Count; i++)
             {
                 var d = disks[i];
-                var imageId = await nextSave!.ConfigureAwait(false);
+                var image = await nextSave!.ConfigureAwait(false);
                 nextSave = null;
-                var image = await client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
-                // A persistent image is attached in place; a non-persistent one would be copied again (docs/opennebula.md, "Persistency on attach").
-                await client.ImagePersistentAsync(imageId, true, ct).ConfigureAwait(false);
-                var (_, device) = await steps.AttachToProxyAsync(jobId, imageId, image.Name, image.SizeMb << 20, readOnly: true, ct).ConfigureAwait(false);
-                if (i + 1 < disks.Count) nextSave = steps.SaveAsAsync(jobId, vm, disks[i + 1], snapshots[disks[i + 1].DiskId], ct);
+                var attachment = await cloud.AttachAsync(image, readOnly: true, ct).ConfigureAwait(false);
+                if (i + 1 < disks.Count) nextSave = cloud.SaveAsAsync(vm, disks[i + 1], snapshots[disks[i + 1].DiskId], ct);
                 DiskBackupStats stats;
                 try
                 {
-                    stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), device, progress, ct, options.Memory).ConfigureAwait(false);
+                    stats = await writer.AddDiskAsync(d.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture), attachment.Device, progress, ct, options.Memory).ConfigureAwait(false);
                 }
                 catch
                 {
-                    await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
+                    await cloud.DetachAsync(attachment).ConfigureAwait(false);
                     throw;
                 }
-                await TidyAsync(jobId, warnings, $"image {imageId} ({image.Name})", async () =>
+                await TidyAsync(jobId, warnings, $"image {image.Id} ({image.Name})", async () =>
                 {
-                    await steps.DetachFromProxyAsync(imageId, CancellationToken.None).ConfigureAwait(false);
-                    ForgetEntry(jobId, CloudObjectKind.Attachment, imageId, diskId: null);
-                    await steps.DeleteImageAsync(imageId, ct).ConfigureAwait(false);
-                    ForgetEntry(jobId, CloudObjectKind.Image, imageId, diskId: null);
+                    await cloud.DetachAsync(attachment).ConfigureAwait(false);
+                    await cloud.DeleteImageAsync(image, ct).ConfigureAwait(false);
                 }).ConfigureAwait(false);
                 results.Add(new DiskBackupResult(d.DiskId, d.Image, stats));
                 logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
@@ -156,13 +152,12 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         logger.LogInformation("Backup {Job} of VM {Vm} committed as restore point {Point}", jobId, vmId, index.Id);
         // The data is in the repository: what cannot be tidied now stays in the journal for the
         // cleanup pass, and the job is not cancelled half-way through tidying.
-        foreach (var d in disks)
+        foreach (var snapshot in disks.Select(d => snapshots[d.DiskId]))
         {
-            await TidyAsync(jobId, warnings, $"snapshot {snapshots[d.DiskId]} of disk {d.DiskId}", async () =>
+            await TidyAsync(jobId, warnings, $"snapshot {snapshot.Id} of disk {snapshot.DiskId}", async () =>
             {
-                if (await steps.RemoveJobSnapshotAsync(vmId, d.DiskId, snapshots[d.DiskId], CancellationToken.None).ConfigureAwait(false) is { } kept)
+                if (await cloud.RemoveSnapshotAsync(snapshot, CancellationToken.None).ConfigureAwait(false) is { } kept)
                     warnings.Add(kept);
-                ForgetEntry(jobId, CloudObjectKind.DiskSnapshot, snapshots[d.DiskId], d.DiskId);
             }).ConfigureAwait(false);
         }
         return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
@@ -183,16 +178,6 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         }
     }
 
-    /// <summary>
-    /// Drops the journal entry of an object that is gone. Snapshot ids are per disk (two disks of a
-    /// VM both have a snapshot 12), so a snapshot's entry is found by its disk too.
-    /// </summary>
-    private void ForgetEntry(string jobId, CloudObjectKind kind, int objectId, int? diskId)
-    {
-        foreach (var e in steps.Journal.Pending(jobId).Where(e => e.Kind == kind && e.ObjectId == objectId && (diskId is null || e.DiskId == diskId)))
-            steps.Journal.Remove(e.Id);
-    }
-
     private static void CheckBackupable(VirtualMachine vm)
     {
         var ok = vm is { State: VmState.Active, LcmState: LcmState.Running } || vm.State is VmState.Poweroff or VmState.Suspended;
@@ -206,12 +191,12 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
     /// KVM is decided by what the VM's host reports (its monitoring's HYPERVISOR), not by the name a
     /// site gave the driver; a driver an operator allows is taken as KVM (docs/opennebula.md, "Hypervisors").
     /// </summary>
-    private async Task CheckHypervisorAsync(VirtualMachine vm, CancellationToken ct)
+    private async Task CheckHypervisorAsync(CloudTransaction cloud, VirtualMachine vm, CancellationToken ct)
     {
         if (vm.CurrentHistory is not { } history) return;
         var mad = history.VmMad ?? "";
         if (steps.Options.AllowedVmDrivers.Contains(mad)) return;
-        var host = await steps.Client.HostInfoAsync(history.HostId, ct).ConfigureAwait(false);
+        var host = await cloud.ReadHostAsync(history.HostId, ct).ConfigureAwait(false);
         var hypervisor = host.Hypervisor;
         if (hypervisor is "kvm" or "qemu") return;
         // A host not monitored yet reports nothing: the driver's own name is then the best hint.

@@ -17,55 +17,11 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     /// <summary>A creating request may still be in flight this long after its journal entry (a lost answer, a killed process).</summary>
     public static readonly TimeSpan InFlightGrace = TimeSpan.FromMinutes(15);
 
-    public OneClient Client => client;
-    public ICloudJournal Journal => journal;
+    /// <summary>Jobs reach these through their <see cref="CloudTransaction"/>; the cleaner and snapshot commands directly.</summary>
+    internal OneClient Client => client;
+    internal ICloudJournal Journal => journal;
     public OneWaiter Waiter => _waiter;
     public EngineOptions Options => options;
-
-    /// <summary>
-    /// Runs the call that creates a journaled object. A refusal from OpenNebula means nothing was
-    /// created: the entry goes. A timeout or a lost answer may have created it: the entry stays for
-    /// the cleanup pass, which finds the object by its name. A cancellation waits for the answer,
-    /// so that the job's own cleanup knows the object by its ID and removes it at once.
-    /// </summary>
-    internal async Task<int> CreateAsync(long entry, Func<CancellationToken, Task<int>> call, CancellationToken ct)
-    {
-        if (ct.IsCancellationRequested)
-        {
-            journal.Remove(entry);
-            ct.ThrowIfCancellationRequested();
-        }
-        int id;
-        try
-        {
-            // Not interrupted by a cancellation (the client's call timeout bounds it): an aborted
-            // request may or may not have created the object, a finished one names it.
-            id = await call(CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (OneException)
-        {
-            journal.Remove(entry);
-            throw;
-        }
-        journal.SetObjectId(entry, id);
-        ct.ThrowIfCancellationRequested();
-        return id;
-    }
-
-    public async Task<int> CreateSnapshotAsync(string jobId, int vmId, int diskId, CancellationToken ct)
-    {
-        var name = $"{options.NamePrefix}-{jobId}-d{diskId}";
-        var entry = journal.Record(jobId, CloudObjectKind.DiskSnapshot, vmId, diskId, name);
-        var snapId = await CreateAsync(entry, c => client.VmDiskSnapshotCreateAsync(vmId, diskId, name, c), ct).ConfigureAwait(false);
-        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
-        if (vm.SnapshotsOf(diskId).All(s => s.Id != snapId))
-        {
-            journal.Remove(entry);
-            throw new JobFailedException($"OpenNebula accepted the snapshot of disk {diskId} of VM {vmId} but did not create it{Why(vm)}.");
-        }
-        logger.LogInformation("VM {Vm} disk {Disk}: snapshot {Snap} taken", vmId, diskId, snapId);
-        return snapId;
-    }
 
     /// <summary>
     /// Removes a snapshot a job took. One that oned keeps for good (snapshot 0 of a persistent disk
@@ -102,45 +58,6 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     }
 
     /// <summary>
-    /// Saves a snapshot of a disk of <paramref name="vm"/> (the document the job read at its start)
-    /// as a new image and waits until it is READY.
-    /// </summary>
-    public async Task<int> SaveAsAsync(string jobId, VirtualMachine vm, VmDisk disk, int snapId, CancellationToken ct)
-    {
-        var (vmId, diskId) = (vm.Id, disk.DiskId);
-        var name = $"{options.NamePrefix}-{jobId}-vm{vmId}-d{diskId}";
-        // A failed save-as leaves the image's ERROR empty and its cause on the VM; an ERROR already
-        // there when the job read the VM is an older failure's (docs/opennebula.md, "Save-as").
-        var errorBefore = vm.LastError;
-        var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
-        var imageId = await CreateAsync(entry, c => client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapId, c), ct).ConfigureAwait(false);
-        try
-        {
-            await _waiter.ImageReadyAsync(imageId, options.CopyTimeoutFor(disk.SizeMb << 20), ct).ConfigureAwait(false);
-        }
-        catch (OneOperationFailedException e)
-        {
-            var after = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
-            if (after.LastError is not { Length: > 0 } cause || cause == errorBefore) throw;
-            throw new JobFailedException($"{e.Message.TrimEnd('.')}: {cause}", e);
-        }
-        await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
-        return imageId;
-    }
-
-    /// <summary>Allocates an empty persistent DATABLOCK (a restore target) and waits until it is READY.</summary>
-    public async Task<int> AllocateImageAsync(string jobId, int vmId, int diskId, string name, long sizeBytes, int datastoreId, string devPrefix, CancellationToken ct)
-    {
-        var entry = journal.Record(jobId, CloudObjectKind.Image, vmId, diskId, name);
-        var template = new OneTemplate().Set("NAME", name).Set("TYPE", "DATABLOCK").Set("SIZE", (sizeBytes + (1 << 20) - 1) >> 20)
-            .Set("FORMAT", "raw").Set("PERSISTENT", "YES").Set("DEV_PREFIX", devPrefix)
-            .Set("DESCRIPTION", $"ProxyBackup restore of VM {vmId} disk {diskId}");
-        var imageId = await CreateAsync(entry, c => client.ImageAllocateAsync(template, datastoreId, c), ct).ConfigureAwait(false);
-        await _waiter.ImageReadyAsync(imageId, options.CopyTimeoutFor(sizeBytes), ct).ConfigureAwait(false);
-        return imageId;
-    }
-
-    /// <summary>
     /// Deletes an image the job made. Who uses it is asked first: an image a VM uses is refused at
     /// once, never waited for; one still being copied (LOCKED) is waited for, within the operation bound.
     /// </summary>
@@ -165,17 +82,16 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
 
     /// <summary>
     /// Attaches an image to the proxy with an sd TARGET chosen here (so that its SCSI target is
-    /// known), waits for the hot-plug, and finds the block device. Returns the proxy's DISK_ID and the device.
+    /// known), waits for the hot-plug, and finds the block device. Returns the proxy's DISK_ID and
+    /// the device. The caller has journaled the attachment (<see cref="CloudTransaction.AttachAsync"/>).
     /// </summary>
-    public async Task<(int DiskId, string Device)> AttachToProxyAsync(string jobId, int imageId, string imageName, long sizeBytes, bool readOnly, CancellationToken ct)
+    internal async Task<(int DiskId, string Device)> AttachToProxyAsync(int imageId, long sizeBytes, bool readOnly, CancellationToken ct)
     {
         using (await _hotplug.AcquireAsync(ct).ConfigureAwait(false))
         {
             var proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
             var target = FreeScsiTarget(proxy);
             var before = locator.Snapshot();
-            var entry = journal.Record(jobId, CloudObjectKind.Attachment, options.ProxyVmId, -1, imageName);
-            journal.SetObjectId(entry, imageId);
             var disk = new List<KeyValuePair<string, object>> { new("IMAGE_ID", imageId), new("TARGET", target) };
             if (readOnly) disk.Add(new("READONLY", "YES"));
             await client.VmAttachAsync(options.ProxyVmId, new OneTemplate().AddVector("DISK", disk), ct).ConfigureAwait(false);
@@ -223,7 +139,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     }
 
     /// <summary>USER_TEMPLATE/ERROR is never cleared by a later success: shown as a hint, never used to judge.</summary>
-    private static string Why(VirtualMachine vm) => vm.LastError is { Length: > 0 } e ? $" (last OpenNebula error: {e})" : "";
+    internal static string Why(VirtualMachine vm) => vm.LastError is { Length: > 0 } e ? $" (last OpenNebula error: {e})" : "";
 }
 
 /// <summary>A job could not do its work; the message says what happened and, where it can, what to do.</summary>

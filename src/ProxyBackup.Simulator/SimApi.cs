@@ -76,6 +76,7 @@ public sealed class SimApi
             ["sim.devices"] = new("", 0, (_, _, _) => (_cloud.ProxyDisks as SimDevices)?.Directory ?? ""),
             ["sim.faults.set"] = new("s", 0, (a, _, _) => { _faults.Set(FaultPlan.FromJson(a.S(0)).Rules); return true; }),
             ["sim.faults.clear"] = new("", 0, (_, _, _) => { _faults.Set([]); return true; }),
+            ["sim.stuck.end"] = new("|b", 0, (a, _, _) => _cloud.EndStuckOperations(a.Count > 0 && a.B(0))),
         };
     }
 

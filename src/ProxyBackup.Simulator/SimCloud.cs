@@ -244,10 +244,34 @@ public sealed partial class SimCloud : IDisposable
         public void Dispose() => release();
     }
 
+    /// <summary>Operations a "stuck" fault holds in their transient state: their ends, for <see cref="EndStuckOperations"/>.</summary>
+    private readonly List<(Action OnSuccess, Action OnFailure)> _stuck = [];
+
+    /// <summary>
+    /// Ends every operation a "stuck" fault holds, as a driver that finally gives up does (its
+    /// failure), or as an operator's 'onevm recover --success' does. Returns how many ended.
+    /// </summary>
+    public int EndStuckOperations(bool succeed = false)
+    {
+        lock (_gate)
+        {
+            foreach (var (onSuccess, onFailure) in _stuck)
+                if (succeed) onSuccess(); else onFailure();
+            var ended = _stuck.Count;
+            _stuck.Clear();
+            Save();
+            return ended;
+        }
+    }
+
     /// <summary>Runs the end of an operation after the configured time (and any hold), under the lock, then persists.</summary>
     private void Later(OpOutcome outcome, Action onSuccess, Action onFailure, Action? slowWork = null)
     {
-        if (outcome == OpOutcome.Stuck) return;
+        if (outcome == OpOutcome.Stuck)
+        {
+            lock (_gate) _stuck.Add((onSuccess, onFailure));
+            return;
+        }
         Task released;
         lock (_gate) released = _released.Task;
         _ = Task.Run(async () =>

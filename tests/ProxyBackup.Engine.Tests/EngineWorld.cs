@@ -38,18 +38,27 @@ public sealed class EngineWorld : IAsyncDisposable
         w.ProxyId = (await w.Client.VmPoolAsync()).Single(v => v.Name == "proxybackup").Id;
         w.Repository = BackupRepository.Create(w._dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 256 << 10 });
         w.Catalog = new SqliteCatalog(w._dir.Combine("catalog.db"));
+        w.Rewire(configure);
+        return w;
+    }
+
+    /// <summary>
+    /// Builds the engine anew over the same cloud, repository and catalog, with the test's options
+    /// over these defaults (as an appliance restarted with another configuration).
+    /// </summary>
+    public void Rewire(Func<EngineOptions, EngineOptions>? configure)
+    {
         var options = new EngineOptions
         {
-            ProxyVmId = w.ProxyId, FirstPoll = TimeSpan.FromMilliseconds(10), MaxPoll = TimeSpan.FromMilliseconds(100),
+            ProxyVmId = ProxyId, FirstPoll = TimeSpan.FromMilliseconds(10), MaxPoll = TimeSpan.FromMilliseconds(100),
             OperationTimeout = TimeSpan.FromSeconds(20), CopyTimeout = TimeSpan.FromSeconds(30), DeviceTimeout = TimeSpan.FromSeconds(10), DetachAttempts = 3, DetachRetryDelay = TimeSpan.FromMilliseconds(200),
         };
         options = configure?.Invoke(options) ?? options;
-        var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = w.Sim.Cloud.Devices.Directory, PollInterval = TimeSpan.FromMilliseconds(20) });
-        w.Steps = new CloudSteps(w.Client, w.Catalog, locator, options, NullLogger.Instance);
-        w.Cleaner = new CloudCleaner(w.Steps, w.Catalog, NullLogger.Instance);
-        w.Backup = new BackupJob(w.Steps, w.Cleaner, w.Catalog, w.Catalog, w.Repository, NullLogger.Instance, w.Catalog);
-        w.Restore = new RestoreJob(w.Steps, w.Cleaner, w.Catalog, w.Repository, NullLogger.Instance);
-        return w;
+        var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = Sim.Cloud.Devices.Directory, PollInterval = TimeSpan.FromMilliseconds(20) });
+        Steps = new CloudSteps(Client, Catalog, locator, options, NullLogger.Instance);
+        Cleaner = new CloudCleaner(Steps, Catalog, NullLogger.Instance);
+        Backup = new BackupJob(Steps, Cleaner, Catalog, Catalog, Repository, NullLogger.Instance, Catalog);
+        Restore = new RestoreJob(Steps, Cleaner, Catalog, Repository, NullLogger.Instance);
     }
 
     public async Task<VirtualMachine> VmAsync(string name) =>

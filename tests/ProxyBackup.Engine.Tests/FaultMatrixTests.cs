@@ -5,14 +5,24 @@ using ProxyBackup.TestSupport;
 namespace ProxyBackup.Engine.Tests;
 
 /// <summary>
-/// Every call of the backup and restore flows, with the answer lost before or after oned acted, or
-/// slowed down: whatever the job's outcome, the job and the next cleanup pass leave nothing on the
-/// cloud, a restore point exists only when the job said it succeeded, and the next job is green.
-/// (Refusals and failed operations are in <see cref="FailureTests"/>.)
+/// Every call of the backup and restore flows, refused, with the answer lost before or after oned
+/// acted, or slowed down, and every asynchronous operation stuck or failed by its driver: whatever
+/// the job's outcome, the job and the cleanup passes leave nothing on the cloud (a stuck operation
+/// once its driver has given up), a restore point exists only when the job said it succeeded, and
+/// the next job is green. (Refusals with a specific cause are in <see cref="FailureTests"/>.)
 /// </summary>
 public class FaultMatrixTests
 {
-    private static readonly string[] Kinds = ["drop-before", "drop-after", "delay"];
+    private static readonly string[] Kinds = ["error", "drop-before", "drop-after", "delay"];
+
+    /// <summary>The calls oned answers at once and finishes later (a driver's work): they can also hang or fail there.</summary>
+    private static readonly HashSet<string> AsyncMethods =
+    [
+        "one.vm.disksnapshotcreate", "one.vm.disksaveas", "one.vm.attach", "one.vm.detach", "one.image.delete", "one.vm.disksnapshotdelete",
+        "one.image.allocate",
+    ];
+
+    private static readonly string[] AsyncKinds = ["stuck", "fail-async"];
 
     private static readonly string[] BackupMethods =
     [
@@ -33,13 +43,23 @@ public class FaultMatrixTests
     {
         var data = new TheoryData<string, string>();
         foreach (var m in methods)
-            foreach (var k in Kinds) data.Add(m, k);
+            foreach (var k in AsyncMethods.Contains(m) ? [.. Kinds, .. AsyncKinds] : Kinds) data.Add(m, k);
         return data;
     }
 
-    /// <summary>Runs a job with one call's answer dropped or delayed: its result, or null when it failed with a user-facing error.</summary>
-    private static async Task<T?> UnderFaultAsync<T>(EngineWorld w, string method, string kind, Func<Task<T>> job) where T : class
+    internal static Task<EngineWorld> WorldAsync(ShiftedClock clock) => EngineWorld.StartAsync(configure: o => o with { Time = clock });
+
+    /// <summary>
+    /// Runs a job with one call's answer refused, dropped or delayed, or its operation stuck or
+    /// failed: its result, or null when it failed with a user-facing error. Where an operation is
+    /// stuck, the job runs with short bounds (it must end by them); what follows runs with bounds
+    /// a loaded machine never reaches.
+    /// </summary>
+    internal static async Task<T?> UnderFaultAsync<T>(EngineWorld w, string method, string kind, Func<Task<T>> job) where T : class
     {
+        var bounds = TimeSpan.FromSeconds(1.5);
+        var clock = w.Steps.Options.Time;
+        if (kind == "stuck") w.Rewire(o => o with { Time = clock, OperationTimeout = bounds, CopyTimeout = bounds, DeviceTimeout = bounds });
         // Reads also happen before the first snapshot: the third one falls inside the flow.
         w.Sim.Faults.Set([FaultRule.Parse($"{method},nth={(method is "one.vm.info" or "one.image.info" ? 3 : 1)},action={kind},latency=300")]);
         try { return await job(); }
@@ -48,7 +68,13 @@ public class FaultMatrixTests
             Assert.False(string.IsNullOrWhiteSpace(e.Message));
             return null;
         }
-        finally { w.Sim.Faults.Set([]); }
+        finally
+        {
+            w.Sim.Faults.Set([]);
+            // The driver of a stuck operation gives up at last (what an operator's 'onevm recover' also ends).
+            w.Sim.Cloud.EndStuckOperations();
+            if (kind == "stuck") w.Rewire(o => o with { Time = clock });
+        }
     }
 
     [Theory]
@@ -56,7 +82,7 @@ public class FaultMatrixTests
     public async Task A_backup_ends_clean_whatever_happens_to_an_answer(string method, string kind)
     {
         var clock = new ShiftedClock();
-        await using var w = await EngineWorld.StartAsync(configure: o => o with { Time = clock });
+        await using var w = await WorldAsync(clock);
         var web = await w.VmAsync("web-01");
         var before = w.Inventory();
         var result = await UnderFaultAsync(w, method, kind, () => w.Backup.RunAsync(web.Id, new BackupOptions()));
@@ -68,35 +94,6 @@ public class FaultMatrixTests
         var next = await w.Backup.RunAsync(web.Id, new BackupOptions());
         Assert.Equal(2, next.Disks.Count);
         AssertNothingLeft(before, w.Inventory());
-    }
-
-    [Theory]
-    [MemberData(nameof(RestoreFaults))]
-    public async Task A_restore_ends_clean_whatever_happens_to_an_answer(string method, string kind)
-    {
-        var clock = new ShiftedClock();
-        await using var w = await EngineWorld.StartAsync(configure: o => o with { Time = clock });
-        var web = await w.VmAsync("web-01");
-        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
-        var before = w.Inventory();
-        var result = await UnderFaultAsync(w, method, kind, () => w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }));
-        if (kind == "delay") Assert.NotNull(result);
-
-        await CleanUpAsync(w, clock);
-        var restored = (await w.Client.VmPoolAsync()).Where(v => v.Name == "web-back").ToList();
-        // Never two VMs for one restore; a VM exists only when the restore said so, and it runs the backed-up disks.
-        Assert.Equal(result is null ? 0 : 1, restored.Count);
-        var after = w.Inventory();
-        Assert.Equal(before["templates"], after["templates"]);
-        Assert.Equal(before["proxy_disks"], after["proxy_disks"]);
-        Assert.Equal(0, after["busy_vms"]);
-        var newImages = ((List<object?>)after["images"]!).Cast<string>().Except(((List<object?>)before["images"]!).Cast<string>()).ToList();
-        if (result is null) Assert.Empty(newImages);
-        else
-        {
-            Assert.Equal(result.Images.Count, newImages.Count);
-            Assert.Equal(w.DiskSha256(web.Id, 1), w.DiskSha256(restored[0].Id, 1));
-        }
     }
 
     [Fact]
@@ -142,7 +139,7 @@ public class FaultMatrixTests
     /// from one oned is still working on: its entry stays pending (no id, nothing of its name) until
     /// the in-flight grace has passed, and the pass after that drops it.
     /// </summary>
-    private static async Task CleanUpAsync(EngineWorld w, ShiftedClock clock)
+    internal static async Task CleanUpAsync(EngineWorld w, ShiftedClock clock)
     {
         var report = await w.Cleaner.CleanAsync();
         Assert.Empty(report.Failures);
@@ -160,5 +157,38 @@ public class FaultMatrixTests
         foreach (var key in new[] { "disk_snapshots", "proxy_disks", "proxy_devices", "templates" }) Assert.Equal(before[key], after[key]);
         Assert.Equal(((List<object?>)before["images"]!).Cast<string>().Order(), ((List<object?>)after["images"]!).Cast<string>().Order());
         Assert.Equal(0, after["busy_vms"]);
+    }
+}
+
+/// <summary>The restore half of <see cref="FaultMatrixTests"/>: a class of its own, so that the two halves run side by side.</summary>
+public class RestoreFaultMatrixTests
+{
+    [Theory]
+    [MemberData(nameof(FaultMatrixTests.RestoreFaults), MemberType = typeof(FaultMatrixTests))]
+    public async Task A_restore_ends_clean_whatever_happens_to_an_answer(string method, string kind)
+    {
+        var clock = new ShiftedClock();
+        await using var w = await FaultMatrixTests.WorldAsync(clock);
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        var before = w.Inventory();
+        var result = await FaultMatrixTests.UnderFaultAsync(w, method, kind, () => w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }));
+        if (kind == "delay") Assert.NotNull(result);
+
+        await FaultMatrixTests.CleanUpAsync(w, clock);
+        var restored = (await w.Client.VmPoolAsync()).Where(v => v.Name == "web-back").ToList();
+        // Never two VMs for one restore; a VM exists only when the restore said so, and it runs the backed-up disks.
+        Assert.Equal(result is null ? 0 : 1, restored.Count);
+        var after = w.Inventory();
+        Assert.Equal(before["templates"], after["templates"]);
+        Assert.Equal(before["proxy_disks"], after["proxy_disks"]);
+        Assert.Equal(0, after["busy_vms"]);
+        var newImages = ((List<object?>)after["images"]!).Cast<string>().Except(((List<object?>)before["images"]!).Cast<string>()).ToList();
+        if (result is null) Assert.Empty(newImages);
+        else
+        {
+            Assert.Equal(result.Images.Count, newImages.Count);
+            Assert.Equal(w.DiskSha256(web.Id, 1), w.DiskSha256(restored[0].Id, 1));
+        }
     }
 }
