@@ -49,6 +49,10 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         ALTER TABLE jobs ADD COLUMN owner_pid INTEGER;
         ALTER TABLE jobs ADD COLUMN owner_start INTEGER;
         """,
+        // Leases: an owner on another host (proxies sharing a catalog) is alive while it renews its lease.
+        """
+        CREATE TABLE owner_leases (host TEXT NOT NULL, pid INTEGER NOT NULL, start INTEGER NOT NULL, renewed TEXT NOT NULL, PRIMARY KEY (host, pid, start));
+        """,
     ];
 
     private readonly string _connectionString;
@@ -136,17 +140,46 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     public IReadOnlyList<JournalEntry> Pending(string? jobId = null)
     {
         using var c = Open();
-        using var cmd = Command(c, "SELECT id, job_id, kind, vm_id, disk_id, name, object_id, created, owner_host, owner_pid, owner_start FROM journal WHERE $job IS NULL OR job_id = $job ORDER BY id;", null, [("$job", jobId)]);
+        using var cmd = Command(c, """
+            SELECT j.id, j.job_id, j.kind, j.vm_id, j.disk_id, j.name, j.object_id, j.created, j.owner_host, j.owner_pid, j.owner_start, l.renewed
+            FROM journal j LEFT JOIN owner_leases l ON l.host = j.owner_host AND l.pid = j.owner_pid AND l.start = j.owner_start
+            WHERE $job IS NULL OR j.job_id = $job ORDER BY j.id;
+            """, null, [("$job", jobId)]);
         using var r = cmd.ExecuteReader();
         var list = new List<JournalEntry>();
         while (r.Read())
             list.Add(new JournalEntry(r.GetInt64(0), r.GetString(1), Enum.Parse<CloudObjectKind>(r.GetString(2)), r.GetInt32(3), r.GetInt32(4), r.GetString(5),
-                r.IsDBNull(6) ? null : r.GetInt32(6), DateTimeOffset.Parse(r.GetString(7), CultureInfo.InvariantCulture), OwnerAt(r, 8)));
+                r.IsDBNull(6) ? null : r.GetInt32(6), DateTimeOffset.Parse(r.GetString(7), CultureInfo.InvariantCulture), OwnerAt(r, 8), TimeAt(r, 11)));
         return list;
     }
 
     private static ProcessOwner? OwnerAt(SqliteDataReader r, int column) =>
         r.IsDBNull(column) ? null : new ProcessOwner(r.GetString(column), r.GetInt32(column + 1), r.GetInt64(column + 2));
+
+    private static DateTimeOffset? TimeAt(SqliteDataReader r, int column) =>
+        r.IsDBNull(column) ? null : DateTimeOffset.Parse(r.GetString(column), CultureInfo.InvariantCulture);
+
+    // ---- owners' leases ---------------------------------------------------------------------
+
+    /// <summary>Records that this process is alive now: what it owns is not another proxy's to clean up.</summary>
+    public void RenewLease()
+    {
+        using var c = Open();
+        var owner = ProcessOwner.Current;
+        Execute(c, "INSERT INTO owner_leases (host, pid, start, renewed) VALUES ($h, $p, $s, $t) ON CONFLICT (host, pid, start) DO UPDATE SET renewed = excluded.renewed;", null,
+            ("$h", owner.Host), ("$p", owner.Pid), ("$s", owner.StartTicks), ("$t", _time.GetUtcNow().ToString("o")));
+    }
+
+    /// <summary>
+    /// Renews this process's lease now and every <see cref="ProcessOwner.LeaseRenewal"/> until
+    /// disposed. A renewal the catalog refuses (busy) is tried again at the next one: the lease
+    /// outlasts several renewals.
+    /// </summary>
+    public IDisposable KeepLease() => new Timer(_ =>
+    {
+        try { RenewLease(); }
+        catch (SqliteException) { }
+    }, null, TimeSpan.Zero, ProcessOwner.LeaseRenewal);
 
     // ---- policies ---------------------------------------------------------------------------
 
@@ -236,16 +269,20 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     public int MarkInterrupted()
     {
         using var c = Open();
-        var gone = new List<(string Id, string LastSeen, ProcessOwner? Owner)>();
+        var gone = new List<(string Id, string LastSeen, ProcessOwner? Owner, DateTimeOffset? Lease)>();
+        // Last seen: its last log line, or its owner's last lease renewal, whichever is later.
         using (var cmd = Command(c, """
-            SELECT j.id, COALESCE((SELECT MAX(l.time) FROM job_logs l WHERE l.job_id = j.id), j.started), j.owner_host, j.owner_pid, j.owner_start
-            FROM jobs j WHERE j.state = 'running';
+            SELECT j.id, MAX(COALESCE((SELECT MAX(g.time) FROM job_logs g WHERE g.job_id = j.id), j.started), COALESCE(l.renewed, '')),
+                   j.owner_host, j.owner_pid, j.owner_start, l.renewed
+            FROM jobs j LEFT JOIN owner_leases l ON l.host = j.owner_host AND l.pid = j.owner_pid AND l.start = j.owner_start
+            WHERE j.state = 'running';
             """, null, []))
         using (var r = cmd.ExecuteReader())
             while (r.Read())
-                gone.Add((r.GetString(0), r.GetString(1), OwnerAt(r, 2)));
-        gone.RemoveAll(j => j.Owner?.MayBeAlive() == true);
-        foreach (var (id, lastSeen, owner) in gone)
+                gone.Add((r.GetString(0), r.GetString(1), OwnerAt(r, 2), TimeAt(r, 5)));
+        var now = _time.GetUtcNow();
+        gone.RemoveAll(j => j.Owner?.MayBeAlive(j.Lease, now) == true);
+        foreach (var (id, lastSeen, owner, _) in gone)
             Execute(c, "UPDATE jobs SET state = 'interrupted', ended = $t, error = $e WHERE id = $id AND state = 'running';", null,
                 ("$t", lastSeen), ("$id", id),
                 ("$e", $"interrupted: the process that ran it ({owner?.ToString() ?? "an older version"}) ended; last seen {lastSeen}"));

@@ -43,7 +43,11 @@ internal sealed class EngineHost : IDisposable
         Backup = new BackupJob(steps, Cleaner, catalog, catalog, repository, logger, catalog);
         Restore = new RestoreJob(steps, Cleaner, catalog, repository, logger);
         Snapshots = new SnapshotManager(steps, catalog, logger);
+        // While this process lives, what it journals is its own, also to a proxy sharing the catalog.
+        _lease = catalog.KeepLease();
     }
+
+    private readonly IDisposable _lease;
 
     public OneClient Client { get; }
     public SqliteCatalog CatalogDb { get; }
@@ -142,6 +146,7 @@ internal sealed class EngineHost : IDisposable
 
     public void Dispose()
     {
+        _lease.Dispose();
         Client.Dispose();
         Logs.Dispose();
     }

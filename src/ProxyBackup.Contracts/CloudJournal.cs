@@ -19,10 +19,10 @@ public enum CloudObjectKind
 /// <summary>
 /// One line of the journal: written before the call that creates the object, completed with its id
 /// after. <paramref name="Owner"/> is the process whose job created it (null: written by a version
-/// that did not record owners).
+/// that did not record owners); <paramref name="OwnerLeaseRenewed"/> when that process last renewed its lease.
 /// </summary>
 public sealed record JournalEntry(long Id, string JobId, CloudObjectKind Kind, int VmId, int DiskId, string Name, int? ObjectId, DateTimeOffset Created,
-    ProcessOwner? Owner = null);
+    ProcessOwner? Owner = null, DateTimeOffset? OwnerLeaseRenewed = null);
 
 /// <summary>
 /// The cleanup journal. Intent is recorded before each creating call (with a unique name, so that

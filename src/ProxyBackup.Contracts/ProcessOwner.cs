@@ -12,10 +12,15 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
 
     public bool IsCurrent => this == Current;
 
+    /// <summary>How long an owner on another host counts as alive after it last renewed its lease (it renews every <see cref="LeaseRenewal"/>).</summary>
+    public static readonly TimeSpan Lease = TimeSpan.FromMinutes(2);
+
+    public static readonly TimeSpan LeaseRenewal = TimeSpan.FromSeconds(30);
+
     /// <summary>
     /// False only when the owner certainly is gone: on this host, its pid is free or belongs to a
-    /// process started at another time. An owner on another host counts as alive (its lease
-    /// decides, where there is one).
+    /// process started at another time. An owner on another host counts as alive (a lock's refresh
+    /// time, or <see cref="MayBeAlive(DateTimeOffset?, DateTimeOffset)"/>'s lease, decides).
     /// </summary>
     public bool MayBeAlive()
     {
@@ -23,6 +28,14 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
         var start = StartTicksOf(Pid);
         return start is not null && (StartTicks == 0 || start == StartTicks);
     }
+
+    /// <summary>
+    /// Whether a process that owns catalog records may still run: on this host by its pid, on
+    /// another (proxies sharing a catalog) by the lease it renews in the catalog
+    /// (docs/architecture.md, "Every cloud object has an owner").
+    /// </summary>
+    public bool MayBeAlive(DateTimeOffset? leaseRenewed, DateTimeOffset now) =>
+        Host == Environment.MachineName ? MayBeAlive() : leaseRenewed is { } renewed && now - renewed < Lease;
 
     public override string ToString() => $"pid {Pid} on {Host}";
 

@@ -54,7 +54,7 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         var order = new[] { CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
         foreach (var entry in journal.Pending(jobId).OrderBy(e => Array.IndexOf(order, e.Kind)).ThenByDescending(e => e.Id))
         {
-            if (jobId is null && entry.Owner is { IsCurrent: false } owner && owner.MayBeAlive())
+            if (jobId is null && entry.Owner is { IsCurrent: false } owner && owner.MayBeAlive(entry.OwnerLeaseRenewed, steps.Options.Time.GetUtcNow()))
             {
                 pending.Add($"{entry.Kind} {entry.Name}: owned by job {entry.JobId}, still running ({owner})");
                 continue;
