@@ -74,16 +74,24 @@ public sealed class OneClient : IDisposable
 
     // ---- the raw call ------------------------------------------------------------------------
 
-    private async Task<object?> CallAsync(bool mayRepeat, string method, object?[] args, CancellationToken ct)
+    private async Task<object?> CallAsync(bool mayRepeat, string method, object?[] args, CancellationToken ct, bool answersDocument = false)
     {
         var pipeline = mayRepeat ? _readPipeline : _writePipeline;
         return await pipeline.ExecuteAsync(async token =>
         {
             object?[] parameters = [_credentials.Session, .. args];
-            var reply = await _rpc.CallAsync(method, parameters, token).ConfigureAwait(false);
+            var reply = await _rpc.CallAsync(method, parameters, token, answersDocument ? DocumentReader(token) : null).ConfigureAwait(false);
             return Unwrap(method, reply);
         }, ct).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// oned's answer is [true, document, ...] or [false, message, ...]: the document is parsed as
+    /// it arrives, under the call's deadline, never held as one string (a pool of thousands of VMs
+    /// costs its tree, not its text twice over); a message is read whole.
+    /// </summary>
+    private static XmlRpcStringReader DocumentReader(CancellationToken ct) => (text, position) =>
+        position is { Depth: 1, Earlier: [true] } ? OneXml.Load(text, ct) : text.ReadToEnd();
 
     private object? Unwrap(string method, object? reply)
     {
@@ -111,7 +119,8 @@ public sealed class OneClient : IDisposable
             ?? throw new OneProtocolException($"{method}: expected a string result.");
 
     private async Task<XElement> DocumentAsync(string method, object?[] args, CancellationToken ct) =>
-        OneXml.Parse(await StringAsync(method, args, ct).ConfigureAwait(false));
+        await CallAsync(true, method, args, ct, answersDocument: true).ConfigureAwait(false) as XElement
+            ?? throw new OneProtocolException($"{method}: expected an XML document as the result.");
 
     // ---- system and identity -----------------------------------------------------------------
 

@@ -16,12 +16,15 @@ public static class OneXml
         IgnoreComments = true,
     };
 
-    public static XElement Parse(string xml)
+    public static XElement Parse(string xml) => Load(new StringReader(xml), CancellationToken.None);
+
+    /// <summary>Loads a document from text as it is read (DTDs off, depth bounded, the deadline checked as it goes).</summary>
+    public static XElement Load(TextReader text, CancellationToken ct)
     {
         try
         {
-            using var reader = XmlReader.Create(new StringReader(xml), Secure);
-            return BoundedXml.Load(reader, XmlRpcReader.MaxDepth, keepWhitespace: false);
+            using var reader = XmlReader.Create(text, Secure);
+            return BoundedXml.Load(reader, XmlRpcReader.MaxDepth, keepWhitespace: false, ct);
         }
         catch (XmlException e)
         {

@@ -36,11 +36,12 @@ public sealed class XmlRpcClient : IDisposable
     public Uri Endpoint => _options.Endpoint;
 
     /// <summary>Calls <paramref name="method"/>; every error it raises is scrubbed of the configured secrets.</summary>
-    public async Task<object?> CallAsync(string method, IReadOnlyList<object?> parameters, CancellationToken cancellationToken = default)
+    /// <param name="strings">Reads the answer's string values as they arrive (<see cref="XmlRpcReader.ParseResponse"/>).</param>
+    public async Task<object?> CallAsync(string method, IReadOnlyList<object?> parameters, CancellationToken cancellationToken = default, XmlRpcStringReader? strings = null)
     {
         try
         {
-            return await CallUnscrubbedAsync(method, parameters, cancellationToken).ConfigureAwait(false);
+            return await CallUnscrubbedAsync(method, parameters, strings, cancellationToken).ConfigureAwait(false);
         }
         catch (XmlRpcException e)
         {
@@ -50,7 +51,7 @@ public sealed class XmlRpcClient : IDisposable
         }
     }
 
-    private async Task<object?> CallUnscrubbedAsync(string method, IReadOnlyList<object?> parameters, CancellationToken cancellationToken)
+    private async Task<object?> CallUnscrubbedAsync(string method, IReadOnlyList<object?> parameters, XmlRpcStringReader? strings, CancellationToken cancellationToken)
     {
         var body = XmlRpcWriter.MethodCall(method, parameters);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -72,7 +73,7 @@ public sealed class XmlRpcClient : IDisposable
                 throw new XmlRpcProtocolException($"{_options.Endpoint} answered {method} with an empty body.");
             using var ms = new MemoryStream(bytes.Array!, bytes.Offset, bytes.Count, writable: false);
             // Headers, body and parse run under one deadline: a slow or huge answer costs at most the call timeout.
-            return XmlRpcReader.ParseResponse(ms, _options.MaxResponseBytes, timeout.Token);
+            return XmlRpcReader.ParseResponse(ms, _options.MaxResponseBytes, timeout.Token, strings);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
