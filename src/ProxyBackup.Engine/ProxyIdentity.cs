@@ -50,7 +50,9 @@ public static partial class ProxyIdentity
         {
             throw new JobFailedException($"The proxy VM {proxyVmId} does not exist in OpenNebula: set the proxy VM ID to the ID of the VM this appliance runs in.");
         }
-        if (mustRun && vm is not { State: VmState.Active, LcmState: LcmState.Running })
+        // HOTPLUG: another job (the daemon's, another CLI's) is attaching or detaching a disk; this
+        // job's own attach waits for the proxy to settle, so it is not a reason to refuse.
+        if (mustRun && vm is not { State: VmState.Active, LcmState: LcmState.Running or LcmState.Hotplug })
             throw new JobFailedException($"The proxy VM {proxyVmId} ({vm.Name}) is {vm.StateName}; it must be RUNNING to attach disks.");
         return vm;
     }

@@ -47,7 +47,7 @@ public sealed partial class SimCloud
             SimFiles.CopySparse(DiskFile(vm, disk), SnapshotFile(vmId, diskId, snap.Id));
             var refused = live && !LiveSnapshotTms.Contains(tm);
             Save();
-            Later(refused ? OpOutcome.FailAsync : outcome,
+            Later(SimOperation.SnapshotCreate, refused ? OpOutcome.FailAsync : outcome,
                 onSuccess: () =>
                 {
                     // In MIXED (Ceph) the disk goes on from its base: a new snapshot does not become the active one.
@@ -85,7 +85,7 @@ public sealed partial class SimCloud
                 throw new SimFailure(OneErrorCode.Action, $"Could not revert to disk snapshot for VM {vmId}, wrong state {Name(vm)}.", vmId);
             Enter(vm, LcmState.DiskSnapshotRevertPoweroff);
             Save();
-            Later(outcome,
+            Later(SimOperation.SnapshotRevert, outcome,
                 onSuccess: () =>
                 {
                     SimFiles.CopySparse(SnapshotFile(vmId, diskId, snapId), DiskFile(vm, disk));
@@ -121,7 +121,7 @@ public sealed partial class SimCloud
                 throw new SimFailure(OneErrorCode.Action, why, vmId);
             Enter(vm, transient);
             Save();
-            Later(outcome,
+            Later(SimOperation.SnapshotDelete, outcome,
                 onSuccess: () =>
                 {
                     foreach (var child in set.Snapshots.Where(s => s.Parent == snapId)) child.Parent = snap.Parent;
@@ -214,7 +214,7 @@ public sealed partial class SimCloud
             disk.SetElementValue("HOTPLUG_SAVE_AS_SNAPSHOT_ID", snapId);
             var from = snapId == -1 ? DiskFile(vm, disk) : SnapshotFile(vmId, diskId, snapId);
             Save();
-            Later(outcome,
+            Later(SimOperation.SaveAs, outcome,
                 onSuccess: () =>
                 {
                     image.Template.Remove("SAVE_AS_HOT");
@@ -274,7 +274,7 @@ public sealed partial class SimCloud
                 Return(vm);
                 SetError(vm, $"Error attaching new DISK to VM {vmId}: image {image?.Id}{why}");
             }
-            Later(outcome,
+            Later(SimOperation.Attach, outcome,
                 onSuccess: () =>
                 {
                     if (IsProxy(vm))
@@ -315,7 +315,7 @@ public sealed partial class SimCloud
             Enter(vm, transient);
             Save();
             vm.Devices.TryGetValue(diskId, out var device);
-            Later(outcome,
+            Later(SimOperation.Detach, outcome,
                 onSuccess: () =>
                 {
                     // virsh detach-disk fails while the guest still holds the device (docs/opennebula.md, "Hotplug").

@@ -62,7 +62,7 @@ public sealed partial class SimCloud
             foreach (var e in t.Elements().Where(e => e.Name.LocalName is not ("NAME" or "TYPE" or "SIZE" or "PERSISTENT" or "FORMAT")))
                 image.Template[e.Name.LocalName] = e.Value;
             Save();
-            Later(outcome,
+            Later(SimOperation.ImageAllocate, outcome,
                 onSuccess: () => SetImageState(image, ImageState.Ready),
                 onFailure: () =>
                 {
@@ -94,7 +94,7 @@ public sealed partial class SimCloud
                 }
             SetImageState(image, ImageState.Delete);
             Save();
-            Later(outcome,
+            Later(SimOperation.ImageDelete, outcome,
                 onSuccess: () => DropImage(image),
                 onFailure: () =>
                 {

@@ -261,7 +261,7 @@ public sealed partial class SimCloud
             }
             Enter(vm, transient);
             Save();
-            Later(outcome,
+            Later(SimOperation.VmAction, outcome,
                 onSuccess: () =>
                 {
                     (vm.PrevState, vm.PrevLcm) = (vm.State, vm.Lcm);
@@ -283,7 +283,7 @@ public sealed partial class SimCloud
     {
         Enter(vm, LcmState.Shutdown);
         Save();
-        Later(OpOutcome.Succeed, onSuccess: () =>
+        Later(SimOperation.Terminate, OpOutcome.Succeed, onSuccess: () =>
         {
             foreach (var dev in vm.Devices.Values) ProxyDisks.Remove(dev);
             vm.Devices.Clear();

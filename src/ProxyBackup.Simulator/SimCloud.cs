@@ -8,6 +8,9 @@ namespace ProxyBackup.Simulator;
 /// <summary>How an accepted asynchronous operation ends (fault injection decides; normally it succeeds).</summary>
 public enum OpOutcome { Succeed, FailAsync, Stuck }
 
+/// <summary>The simulator's asynchronous operations, as a test names them to hold some of them (<see cref="SimCloud.HoldTransientStates"/>).</summary>
+public enum SimOperation { SnapshotCreate, SnapshotRevert, SnapshotDelete, SaveAs, Attach, Detach, ImageAllocate, ImageDelete, VmAction, Terminate }
+
 public sealed record SimOptions
 {
     public required string DataDirectory { get; init; }
@@ -215,6 +218,11 @@ public sealed partial class SimCloud : IDisposable
     }
 
     private TaskCompletionSource _released = CompletedRelease();
+    private IReadOnlySet<SimOperation>? _heldOnly;
+    private int _held;
+
+    /// <summary>How many operations are waiting in their transient state for a hold's release.</summary>
+    public int HeldOperations => Volatile.Read(ref _held);
 
     private static TaskCompletionSource CompletedRelease()
     {
@@ -224,17 +232,17 @@ public sealed partial class SimCloud : IDisposable
     }
 
     /// <summary>
-    /// Keeps every asynchronous operation in its transient state (DISK_SNAPSHOT, HOTPLUG, image
-    /// LOCKED ...) until the returned handle is disposed, so that a test sees that state for sure
-    /// instead of racing the operation time.
+    /// Keeps every asynchronous operation started from now on (or only those of the kinds given)
+    /// in its transient state (DISK_SNAPSHOT, HOTPLUG, image LOCKED ...) until the returned handle
+    /// is disposed, so that a test sees that state for sure instead of racing the operation time.
     /// </summary>
-    public IDisposable HoldTransientStates()
+    public IDisposable HoldTransientStates(params SimOperation[] only)
     {
         var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_gate) _released = held;
+        lock (_gate) (_released, _heldOnly) = (held, only.Length == 0 ? null : only.ToHashSet());
         return new Release(() =>
         {
-            lock (_gate) _released = CompletedRelease();
+            lock (_gate) (_released, _heldOnly) = (CompletedRelease(), null);
             held.TrySetResult();
         });
     }
@@ -265,7 +273,7 @@ public sealed partial class SimCloud : IDisposable
     }
 
     /// <summary>Runs the end of an operation after the configured time (and any hold), under the lock, then persists.</summary>
-    private void Later(OpOutcome outcome, Action onSuccess, Action onFailure, Action? slowWork = null)
+    private void Later(SimOperation operation, OpOutcome outcome, Action onSuccess, Action onFailure, Action? slowWork = null)
     {
         if (outcome == OpOutcome.Stuck)
         {
@@ -273,13 +281,18 @@ public sealed partial class SimCloud : IDisposable
             return;
         }
         Task released;
-        lock (_gate) released = _released.Task;
+        lock (_gate) released = _heldOnly is null || _heldOnly.Contains(operation) ? _released.Task : Task.CompletedTask;
         _ = Task.Run(async () =>
         {
             try
             {
                 await Task.Delay(Options.OperationTime, _stop.Token).ConfigureAwait(false);
-                await released.WaitAsync(_stop.Token).ConfigureAwait(false);
+                if (!released.IsCompleted)
+                {
+                    Interlocked.Increment(ref _held);
+                    try { await released.WaitAsync(_stop.Token).ConfigureAwait(false); }
+                    finally { Interlocked.Decrement(ref _held); }
+                }
                 var ok = outcome == OpOutcome.Succeed;
                 if (ok && slowWork is not null)
                 {

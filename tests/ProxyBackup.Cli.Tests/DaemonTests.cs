@@ -125,6 +125,77 @@ public class DaemonTests
         Assert.False(File.Exists(socket));
     }
 
+    /// <summary>
+    /// What jobs of one process must not do to another's (issue 16): while the daemon's backup has
+    /// its snapshots and a disk attached to the proxy (held mid-detach), an operator's 'cleanup'
+    /// and a CLI restore run; both leave the daemon's objects alone, and every job succeeds.
+    /// </summary>
+    [Fact]
+    public async Task A_cli_restore_and_a_cleanup_leave_the_daemons_running_backup_alone()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var config = await WriteConfigAsync(w, tickSeconds: 3600);
+        var socket = Path.Combine(w.Root, "run", "daemon.sock");
+        using var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
+        await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
+        var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
+        Assert.True(code == 0, error + output);
+        var baseline = w.Inventory();
+
+        var hold = w.Sim.Cloud.HoldTransientStates(SimOperation.Detach);
+        try
+        {
+            using var backup = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
+            // Both streams are read from the start: a child whose progress fills a pipe would block.
+            var backupOutput = backup.Process.StandardOutput.ReadToEndAsync();
+            var backupError = backup.Process.StandardError.ReadToEndAsync();
+            await WaitFor(() => w.Sim.Cloud.HeldOperations > 0, TimeSpan.FromSeconds(120), daemon);
+            // Entries compared by what they record, not by their owner's lease, which moves on.
+            static List<(long, CloudObjectKind, int?)> Entries(IEnumerable<JournalEntry> entries) => [.. entries.Select(e => (e.Id, e.Kind, e.ObjectId))];
+            var journal = w.Catalog.Pending();
+            Assert.Contains(journal, e => e.Kind == CloudObjectKind.DiskSnapshot);
+            Assert.Contains(journal, e => e.Kind == CloudObjectKind.Attachment);
+            var during = w.Inventory();
+            Assert.Equal((int)baseline["proxy_disks"]! + 1, during["proxy_disks"]);
+            Assert.Equal(2, during["disk_snapshots"]);
+
+            (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "cleanup", "--config", config);
+            Assert.True(code == 0, error + output);
+            Assert.Contains("Removed 0 leftover object(s).", output, StringComparison.Ordinal);
+            Assert.Contains($"object(s) pending", output, StringComparison.Ordinal);
+            Assert.Equal(Entries(journal), Entries(w.Catalog.Pending()));
+
+            // The restore's own cleanup pass runs before its job is recorded; its attach then waits
+            // for the proxy, which the held detach keeps busy.
+            using var restore = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "restore", "web-01", "--name", "web-01-back", "--config", config);
+            var restoreOutput = restore.Process.StandardOutput.ReadToEndAsync();
+            var restoreError = restore.Process.StandardError.ReadToEndAsync();
+            await WaitFor(() => w.Catalog.Recent(10).Any(j => j.Kind == "restore") || restore.Process.HasExited, TimeSpan.FromSeconds(120), daemon);
+            if (restore.Process.HasExited) Assert.Fail($"The restore ended early: {await restoreError}");
+            Assert.Equal(Entries(journal), Entries(w.Catalog.Pending().Where(e => e.JobId == journal[0].JobId)));
+            Assert.Equal(during["disk_snapshots"], w.Inventory()["disk_snapshots"]);
+            hold.Dispose();
+
+            await restore.Process.WaitForExitAsync();
+            Assert.True(restore.Process.ExitCode == 0, await restoreError + await restoreOutput);
+            await backup.Process.WaitForExitAsync();
+            Assert.True(backup.Process.ExitCode == 0, await backupError + await backupOutput);
+        }
+        finally
+        {
+            hold.Dispose();
+        }
+        Assert.Equal(2, w.Repository.ListRestorePoints().Count);
+        Assert.All(w.Catalog.Recent(10), j => Assert.Equal("succeeded", j.State));
+        Assert.Empty(w.Catalog.Pending());
+        var after = w.Inventory();
+        Assert.Equal(0, after["disk_snapshots"]);
+        Assert.Equal(baseline["proxy_disks"], after["proxy_disks"]);
+        Assert.Contains((await w.Client.VmPoolAsync()), v => v.Name == "web-01-back");
+        Terminate(daemon.Process);
+        Assert.True(daemon.Process.WaitForExit(60_000));
+    }
+
     [Fact]
     public async Task Warns_at_start_when_the_memory_budget_cannot_hold_the_concurrent_jobs()
     {
