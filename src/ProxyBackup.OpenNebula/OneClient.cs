@@ -52,7 +52,9 @@ public sealed class OneClient : IDisposable
             CaCertificateFile = options.CaCertificateFile,
             PinnedCertificateSha256 = options.PinnedCertificateSha256,
         });
-        _readPipeline = Pipeline(options, e => e is XmlRpcTransportException || e is OneException { IsTransient: true });
+        // A reply that missed its deadline is not asked for again: the deadline is what an operator
+        // gives a call, and repeating it would multiply that (a silent server would cost 5 deadlines).
+        _readPipeline = Pipeline(options, e => e is XmlRpcTransportException { TimedOut: false } || e is OneException { IsTransient: true });
         _writePipeline = Pipeline(options, e => e is XmlRpcTransportException { RequestMayHaveBeenProcessed: false } || e is OneException { IsTransient: true });
     }
 

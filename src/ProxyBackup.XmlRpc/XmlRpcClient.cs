@@ -77,7 +77,7 @@ public sealed class XmlRpcClient : IDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new XmlRpcTransportException($"{_options.Endpoint} did not answer {method} within {_options.Timeout.TotalSeconds:0.#} s (headers, body and parse together).", requestMayHaveBeenProcessed: true);
+            throw new XmlRpcTransportException($"{_options.Endpoint} did not answer {method} within {_options.Timeout.TotalSeconds:0.#} s (headers, body and parse together).", requestMayHaveBeenProcessed: true, timedOut: true);
         }
         catch (HttpRequestException e)
         {

@@ -51,12 +51,16 @@ public sealed class XmlRpcProtocolException : XmlRpcException
 /// <summary>The HTTP exchange failed: connection, TLS, timeout or a non-200 status.</summary>
 public sealed class XmlRpcTransportException : XmlRpcException
 {
-    public XmlRpcTransportException(string message, bool requestMayHaveBeenProcessed, Exception? inner = null, int? httpStatus = null)
+    public XmlRpcTransportException(string message, bool requestMayHaveBeenProcessed, Exception? inner = null, int? httpStatus = null, bool timedOut = false)
         : base(message, inner)
     {
         RequestMayHaveBeenProcessed = requestMayHaveBeenProcessed;
         HttpStatus = httpStatus;
+        TimedOut = timedOut;
     }
+
+    /// <summary>The whole reply did not arrive within the call's deadline (a silent or slow-loris server): not worth repeating.</summary>
+    public bool TimedOut { get; }
 
     /// <summary>
     /// False only when the request certainly never reached the server (connection refused, name
@@ -67,5 +71,5 @@ public sealed class XmlRpcTransportException : XmlRpcException
     public int? HttpStatus { get; }
 
     private protected override XmlRpcException WithMessage(string message, SecretScrubber scrubber) =>
-        new XmlRpcTransportException(message, RequestMayHaveBeenProcessed, null, HttpStatus);
+        new XmlRpcTransportException(message, RequestMayHaveBeenProcessed, null, HttpStatus, TimedOut);
 }

@@ -129,4 +129,54 @@ public class HostileAnswerFuzzTests
         using var roomy = new OneClient(new OneClientOptions { Endpoint = endpoint.Uri, Credentials = new OneCredentials("oneadmin", "pw"), Retries = 0, MaxAnswerBytes = 4 << 20 });
         Assert.Equal(2 << 20, (await roomy.VmInfoAsync(1)).Name.Length);
     }
+
+    /// <summary>
+    /// A slow-loris server (headers, then a byte now and then, never the end) costs one deadline:
+    /// the call is not asked again, although reads are otherwise retried.
+    /// </summary>
+    [Fact]
+    public async Task A_slow_loris_server_costs_one_deadline_not_one_per_retry()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        using var stop = new CancellationTokenSource();
+        var requests = 0;
+        var trickle = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var connection = await listener.AcceptTcpClientAsync(stop.Token);
+                    Interlocked.Increment(ref requests);
+                    _ = Task.Run(async () =>
+                    {
+                        using (connection)
+                        {
+                            var stream = connection.GetStream();
+                            _ = await stream.ReadAsync(new byte[65536], stop.Token); // the request, whatever of it came first
+                            await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 100000\r\n\r\n<"u8.ToArray(), stop.Token);
+                            while (true)
+                            {
+                                await Task.Delay(100, stop.Token);
+                                await stream.WriteAsync(" "u8.ToArray(), stop.Token);
+                            }
+                        }
+                    });
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or System.Net.Sockets.SocketException or IOException) { }
+        });
+        using var client = new OneClient(new OneClientOptions
+        {
+            Endpoint = new Uri($"http://127.0.0.1:{((System.Net.IPEndPoint)listener.LocalEndpoint).Port}/RPC2"),
+            Credentials = new OneCredentials("oneadmin", "pw"), Retries = 4, RetryDelay = TimeSpan.FromMilliseconds(10), CallTimeout = TimeSpan.FromSeconds(1),
+        });
+        var e = await Assert.ThrowsAsync<XmlRpcTransportException>(() => client.VmInfoAsync(1));
+        Assert.Contains("did not answer one.vm.info within 1 s (headers, body and parse together)", e.Message, StringComparison.Ordinal);
+        Assert.Equal(1, Volatile.Read(ref requests));
+        await stop.CancelAsync();
+        listener.Stop();
+        await trickle;
+    }
 }
