@@ -16,11 +16,12 @@ var passwordFile = new Option<string?>("--password-file") { Description = "Read 
 var seed = new Option<string>("--seed") { Description = "demo: create the demo cloud when the data directory is new; empty: create nothing.", DefaultValueFactory = _ => "demo" };
 var diskMb = new Option<long>("--seed-disk-mb") { Description = "Size of the demo VMs' main disks, MiB.", DefaultValueFactory = _ => 256 };
 var opMs = new Option<int>("--op-ms") { Description = "How long each asynchronous operation stays in its transient state, ms.", DefaultValueFactory = _ => 300 };
+var onedTimes = new Option<bool>("--oned-times") { Description = "Snapshots, save-as, hot-plugs and image operations take what a real oned 6.10.5 took (0.1 to 1.1 s); the rest --op-ms." };
 var devices = new Option<SimDeviceMode>("--devices") { Description = "How the proxy VM sees attached disks: loop (real block devices), file, or auto.", DefaultValueFactory = _ => SimDeviceMode.Auto };
 var proxyQmp = new Option<string?>("--proxy-qmp") { Description = "The proxy VM is the QEMU process with this QMP socket: attached disks are hot-plugged into it as virtio-blk devices (instead of --devices)." };
 var fault = new Option<string[]>("--fault") { Description = "Fault rule, repeatable: METHOD[,nth=N][,rate=R][,times=N][,action=error|drop-before|drop-after|stuck|fail-async|delay][,code=N][,message=TEXT][,latency=MS]", AllowMultipleArgumentsPerToken = false };
 var faultsFile = new Option<string?>("--faults") { Description = "JSON file of fault rules: {\"rules\": [{\"method\": ..., \"nth\": ..., \"action\": ...}]}." };
-var serve = new Command("serve", "Run the simulator (the default command).") { listen, data, password, passwordFile, seed, diskMb, opMs, devices, proxyQmp, fault, faultsFile };
+var serve = new Command("serve", "Run the simulator (the default command).") { listen, data, password, passwordFile, seed, diskMb, opMs, onedTimes, devices, proxyQmp, fault, faultsFile };
 foreach (var o in serve.Options) root.Options.Add(o);
 
 async Task<int> Serve(ParseResult p, CancellationToken ct)
@@ -33,6 +34,7 @@ async Task<int> Serve(ParseResult p, CancellationToken ct)
     {
         DataDirectory = Path.GetFullPath(p.GetValue(data)!),
         OperationTime = TimeSpan.FromMilliseconds(p.GetValue(opMs)),
+        OperationTimes = p.GetValue(onedTimes) ? SimOptions.MeasuredOnedTimes : new Dictionary<SimOperation, TimeSpan>(),
         DeviceMode = p.GetValue(devices),
         ProxyQmpSocket = p.GetValue(proxyQmp) is { } qmp ? Path.GetFullPath(qmp) : null,
     };
