@@ -113,14 +113,19 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         throw new JobFailedException("The proxy VM has no free sd target (26 SCSI disks attached): detach leftovers (proxybackup cleanup).");
     }
 
-    /// <summary>Detaches the proxy's disk that holds the image; a detach the guest refuses (device still held) is retried.</summary>
+    /// <summary>
+    /// Detaches the proxy's disk that holds the image; a detach the guest refuses (device still
+    /// held) is retried. The hot-plug lock is held for each attempt, not for the pause between
+    /// attempts: another job's attach goes on meanwhile (docs/architecture.md, "What is serialised").
+    /// </summary>
     public async Task DetachFromProxyAsync(int imageId, CancellationToken ct)
     {
-        using (await _hotplug.AcquireAsync(ct).ConfigureAwait(false))
+        for (var attempt = 1; ; attempt++)
         {
-            for (var attempt = 1; ; attempt++)
+            VirtualMachine proxy;
+            using (await _hotplug.AcquireAsync(ct).ConfigureAwait(false))
             {
-                var proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+                proxy = await _waiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
                 var disk = proxy.Disks.FirstOrDefault(d => d.ImageId == imageId);
                 if (disk is null) return;
                 await client.VmDetachAsync(options.ProxyVmId, disk.DiskId, ct).ConfigureAwait(false);
@@ -130,11 +135,11 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
                     logger.LogInformation("Image {Image} detached from the proxy", imageId);
                     return;
                 }
-                if (attempt >= options.DetachAttempts)
-                    throw new JobFailedException($"Image {imageId} could not be detached from the proxy VM {options.ProxyVmId} after {attempt} attempts{Why(proxy)}.");
-                logger.LogWarning("Detach of image {Image} refused (attempt {Attempt}){Why}; retrying", imageId, attempt, Why(proxy));
-                await Task.Delay(options.DetachRetryDelay * Math.Pow(2, attempt - 1), ct).ConfigureAwait(false);
             }
+            if (attempt >= options.DetachAttempts)
+                throw new JobFailedException($"Image {imageId} could not be detached from the proxy VM {options.ProxyVmId} after {attempt} attempts{Why(proxy)}.");
+            logger.LogWarning("Detach of image {Image} refused (attempt {Attempt}){Why}; retrying", imageId, attempt, Why(proxy));
+            await Task.Delay(options.DetachRetryDelay * Math.Pow(2, attempt - 1), ct).ConfigureAwait(false);
         }
     }
 
