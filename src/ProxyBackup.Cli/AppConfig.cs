@@ -35,6 +35,9 @@ public sealed class AppConfig
         /// <summary>The largest answer accepted from the front-end, in MiB (it costs about 15 times that in memory while decoded).</summary>
         public int MaxAnswerMiB { get; set; } = 64;
 
+        /// <summary>State polls per second that all waits of this appliance share (OneClientOptions.MaxPollsPerSecond).</summary>
+        public int MaxPollsPerSecond { get; set; } = 20;
+
         /// <summary>VM drivers (a host's VM_MAD) that run KVM under another name, where the host does not report HYPERVISOR=kvm.</summary>
         public List<string> AllowedVmDrivers { get; set; } = [];
 
@@ -101,6 +104,7 @@ public sealed class AppConfig
         if (OpenNebula.MinimumCopyMBps is < 1 or > 100_000) p.Add("OpenNebula:MinimumCopyMBps: 1 to 100000");
         if (OpenNebula.MaxAnswerMiB is < 1 or > 1024) p.Add("OpenNebula:MaxAnswerMiB: 1 to 1024");
         if (OpenNebula.CallTimeoutSeconds is < 5 or > 3600) p.Add("OpenNebula:CallTimeoutSeconds: 5 to 3600");
+        if (OpenNebula.MaxPollsPerSecond is < 1 or > 1000) p.Add("OpenNebula:MaxPollsPerSecond: 1 to 1000");
         if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
         if (string.IsNullOrWhiteSpace(Catalog.Path) || !System.IO.Path.IsPathRooted(Catalog.Path)) p.Add("Catalog:Path: an absolute file path");
         if (Limits.MaxConcurrent is < 1 or > 64) p.Add("Limits:MaxConcurrent: 1 to 64");
@@ -130,6 +134,7 @@ public sealed class AppConfig
         PinnedCertificateSha256 = OpenNebula.PinnedCertificateSha256,
         CallTimeout = TimeSpan.FromSeconds(OpenNebula.CallTimeoutSeconds),
         MaxAnswerBytes = (long)OpenNebula.MaxAnswerMiB << 20,
+        MaxPollsPerSecond = OpenNebula.MaxPollsPerSecond,
     };
 
     public static AppConfig Load(string path)

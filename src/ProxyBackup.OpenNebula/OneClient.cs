@@ -1,6 +1,7 @@
 using System.Xml.Linq;
 using Polly;
 using Polly.Retry;
+using System.Threading.RateLimiting;
 using ProxyBackup.XmlRpc;
 
 namespace ProxyBackup.OpenNebula;
@@ -12,9 +13,9 @@ public sealed record OneClientOptions
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
-    /// The largest answer accepted. Decoding an answer costs about 15 times its size in memory
-    /// (the body, the envelope's tree, the document's tree), so this bounds what an endpoint can make
-    /// the appliance hold: 64 MiB, a pool of a few thousand VMs with their full templates.
+    /// The largest answer accepted. Decoding an answer costs about 4.5 times its size in memory
+    /// (the body and the document's tree; scripts/bench-answer), so this bounds what an endpoint can
+    /// make the appliance hold: 64 MiB, a pool of about ten thousand VMs with their full templates.
     /// </summary>
     public long MaxAnswerBytes { get; init; } = 64L << 20;
     public string? CaCertificateFile { get; init; }
@@ -23,6 +24,12 @@ public sealed record OneClientOptions
     /// <summary>Attempts after the first one, for the calls that may be repeated (see <see cref="OneClient"/>).</summary>
     public int Retries { get; init; } = 4;
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// The state polls every wait of this client shares per second (docs/architecture.md, "What is
+    /// serialised"): a night of many jobs polls oned no faster than this, whatever their number.
+    /// </summary>
+    public int MaxPollsPerSecond { get; init; } = 20;
 }
 
 /// <summary>
@@ -54,11 +61,19 @@ public sealed class OneClient : IDisposable
         });
         // A reply that missed its deadline is not asked for again: the deadline is what an operator
         // gives a call, and repeating it would multiply that (a silent server would cost 5 deadlines).
+        PollBudget = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = options.MaxPollsPerSecond, TokensPerPeriod = options.MaxPollsPerSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+            QueueLimit = int.MaxValue, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
+        });
         _readPipeline = Pipeline(options, e => e is XmlRpcTransportException { TimedOut: false } || e is OneException { IsTransient: true });
         _writePipeline = Pipeline(options, e => e is XmlRpcTransportException { RequestMayHaveBeenProcessed: false } || e is OneException { IsTransient: true });
     }
 
     public Uri Endpoint => _rpc.Endpoint;
+
+    /// <summary>Taken by each state poll of every <see cref="OneWaiter"/> on this client.</summary>
+    internal RateLimiter PollBudget { get; }
     public string User => _credentials.User;
 
     private static ResiliencePipeline Pipeline(OneClientOptions options, Func<Exception, bool> retryable) =>
@@ -256,5 +271,9 @@ public sealed class OneClient : IDisposable
     public async Task<IReadOnlyList<OneHost>> HostPoolAsync(CancellationToken ct = default) =>
         [.. (await DocumentAsync("one.hostpool.info", [], ct).ConfigureAwait(false)).Elements("HOST").Select(OneHost.Parse)];
 
-    public void Dispose() => _rpc.Dispose();
+    public void Dispose()
+    {
+        PollBudget.Dispose();
+        _rpc.Dispose();
+    }
 }

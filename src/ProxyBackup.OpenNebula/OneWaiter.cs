@@ -80,6 +80,7 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
         {
             var result = await pipeline.ExecuteAsync(async token =>
             {
+                using (await client.PollBudget.AcquireAsync(1, token).ConfigureAwait(false)) { }
                 var r = await probe(token).ConfigureAwait(false);
                 lastState = r.State;
                 return r;

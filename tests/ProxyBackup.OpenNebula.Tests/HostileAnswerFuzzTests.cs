@@ -179,4 +179,26 @@ public class HostileAnswerFuzzTests
         listener.Stop();
         await trickle;
     }
+
+    /// <summary>
+    /// Waits share the client's poll budget: ten waits on a VM that stays in HOTPLUG for 2 s poll
+    /// oned at most the budget's rate (each alone would poll a dozen times in that time).
+    /// </summary>
+    [Fact]
+    public async Task Waits_of_many_jobs_share_one_budget_of_polls_per_second()
+    {
+        var hotplug = Encoding.UTF8.GetBytes(Success(RealVm.Replace("<LCM_STATE>3</LCM_STATE>", "<LCM_STATE>17</LCM_STATE>", StringComparison.Ordinal)));
+        var polls = 0;
+        await using var endpoint = new ScriptedEndpoint(_ =>
+        {
+            Interlocked.Increment(ref polls);
+            return ("200 OK", "text/xml", hotplug);
+        });
+        using var client = new OneClient(new OneClientOptions { Endpoint = endpoint.Uri, Credentials = new OneCredentials("oneadmin", "pw"), Retries = 0, MaxPollsPerSecond = 5 });
+        var waiter = new OneWaiter(client);
+        var waits = Enumerable.Range(0, 10).Select(_ => Assert.ThrowsAsync<OneWaitTimeoutException>(() => waiter.VmSettledAsync(0, TimeSpan.FromSeconds(2))));
+        await Task.WhenAll(waits);
+        // The bucket's 5, then 5 a second for 2 s, and one refill's worth of rounding.
+        Assert.InRange(Volatile.Read(ref polls), 1, 20);
+    }
 }
