@@ -36,7 +36,7 @@ public sealed class AppConfig
         public int MaxAnswerMiB { get; set; } = 64;
 
         /// <summary>State polls per second that all waits of this appliance share (OneClientOptions.MaxPollsPerSecond).</summary>
-        public int MaxPollsPerSecond { get; set; } = 20;
+        public int MaxPollsPerSecond { get; set; } = 50;
 
         /// <summary>VM drivers (a host's VM_MAD) that run KVM under another name, where the host does not report HYPERVISOR=kvm.</summary>
         public List<string> AllowedVmDrivers { get; set; } = [];

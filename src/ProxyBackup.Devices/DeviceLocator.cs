@@ -180,7 +180,7 @@ public sealed record DeviceLocatorOptions
     /// <summary>The simulator's world: a directory whose entries are the proxy's disks (links to loop devices or files). Only the scan applies there.</summary>
     public string? DevicesDirectory { get; init; }
 
-    public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(200);
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(50);
 }
 
 public sealed class DeviceNotFoundException(string message) : UserFacingException(message);

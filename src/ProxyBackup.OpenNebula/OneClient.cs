@@ -29,7 +29,7 @@ public sealed record OneClientOptions
     /// The state polls every wait of this client shares per second (docs/architecture.md, "What is
     /// serialised"): a night of many jobs polls oned no faster than this, whatever their number.
     /// </summary>
-    public int MaxPollsPerSecond { get; init; } = 20;
+    public int MaxPollsPerSecond { get; init; } = 50;
 }
 
 /// <summary>
