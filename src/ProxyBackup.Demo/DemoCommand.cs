@@ -56,7 +56,7 @@ internal static class DemoCommand
             var catalog = new SqliteCatalog(Path.Combine(root, "catalog.db"));
             ILogger log = NullLogger.Instance;
             var steps = new CloudSteps(client, catalog, new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = sim.Cloud.Devices.Directory }),
-                new EngineOptions { ProxyVmId = proxy.Id, FirstPoll = TimeSpan.FromMilliseconds(50), MaxPoll = TimeSpan.FromMilliseconds(500), DetachRetryDelay = TimeSpan.FromMilliseconds(200) }, log);
+                new EngineOptions { ProxyVmId = proxy.Id, MaxPoll = TimeSpan.FromMilliseconds(500), DetachRetryDelay = TimeSpan.FromMilliseconds(200) }, log);
             var cleaner = new CloudCleaner(steps, catalog, log);
             var backup = new BackupJob(steps, cleaner, catalog, catalog, repo, log, catalog);
             var restore = new RestoreJob(steps, cleaner, catalog, repo, log);

@@ -122,9 +122,9 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
             throw new JobFailedException($"{e.Message.TrimEnd('.')}: {cause}", e);
         }
         await steps.Waiter.VmSettledAsync(vmId, Options.OperationTimeout, ct).ConfigureAwait(false);
-        var image = await _client.ImageInfoAsync(imageId, ct).ConfigureAwait(false);
         await _client.ImagePersistentAsync(imageId, true, ct).ConfigureAwait(false);
-        return new JobImage(entry, imageId, image.Name, image.SizeMb << 20);
+        // The saved image has the name the job gave it and the disk's size: no one.image.info needed.
+        return new JobImage(entry, imageId, name, disk.SizeMb << 20);
     }
 
     /// <summary>Allocates an empty persistent DATABLOCK (a restore target) and waits until it is READY.</summary>

@@ -63,11 +63,8 @@ public class DaemonTests
     {
         await using var w = await EngineWorld.StartAsync(diskMb: 8);
         // An hour between scheduling steps: a backup handed over must start at once all the same.
-        var config = await WriteConfigAsync(w, tickSeconds: 3600);
-        var socket = Path.Combine(w.Root, "run", "daemon.sock");
-
-        using var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
-        await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
+        var (config, socket, daemon) = await StartIdleDaemonAsync(w);
+        using var _ = daemon;
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket) & (UnixFileMode)0b111_111_111);
 
         // A second daemon on the same catalog refuses to start, names the first, and leaves its socket alone.
@@ -134,10 +131,8 @@ public class DaemonTests
     public async Task A_cli_restore_and_a_cleanup_leave_the_daemons_running_backup_alone()
     {
         await using var w = await EngineWorld.StartAsync(diskMb: 8);
-        var config = await WriteConfigAsync(w, tickSeconds: 3600);
-        var socket = Path.Combine(w.Root, "run", "daemon.sock");
-        using var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
-        await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
+        var (config, _, daemon) = await StartIdleDaemonAsync(w);
+        using var _ = daemon;
         var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
         Assert.True(code == 0, error + output);
         var baseline = w.Inventory();
@@ -253,6 +248,16 @@ public class DaemonTests
         await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
         File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return config;
+    }
+
+    /// <summary>A daemon whose scheduling steps are an hour apart (work handed to it starts at once all the same), up and listening.</summary>
+    private static async Task<(string Config, string Socket, ChildProcess Daemon)> StartIdleDaemonAsync(EngineWorld w)
+    {
+        var config = await WriteConfigAsync(w, tickSeconds: 3600);
+        var socket = Path.Combine(w.Root, "run", "daemon.sock");
+        var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
+        await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
+        return (config, socket, daemon);
     }
 
     private static void Terminate(Process p)

@@ -6,6 +6,16 @@ namespace ProxyBackup.Repository.Tests;
 public class LockTests
 {
     /// <param name="clock">When given, the repository's clock (refreshes and staleness are judged by it).</param>
+    /// <summary>A 1 MiB disk of mixed content and its one restore point (source vm-1, disk 0).</summary>
+    private static async Task<(string Disk, RestorePoint Point)> BackedUpDiskAsync(TempDirectory dir, BackupRepository repo)
+    {
+        var disk = dir.Combine("disk.raw");
+        TestDisks.WriteMixed(disk, 1 << 20);
+        using var writer = repo.StartRestorePoint("vm-1");
+        await writer.AddDiskAsync("0", disk);
+        return (disk, writer.Commit());
+    }
+
     private static (TempDirectory Dir, BackupRepository Repo) NewRepository(ManualClock? clock = null)
     {
         var dir = new TempDirectory();
@@ -94,14 +104,7 @@ public class LockTests
     {
         var (dir, repo) = NewRepository();
         using var _ = dir;
-        var disk = dir.Combine("disk.raw");
-        TestDisks.WriteMixed(disk, 1 << 20);
-        RestorePoint point;
-        using (var writer = repo.StartRestorePoint("vm-1"))
-        {
-            await writer.AddDiskAsync("0", disk);
-            point = writer.Commit();
-        }
+        var (disk, point) = await BackedUpDiskAsync(dir, repo);
         var gc = RepositoryLock.Acquire(repo, exclusive: true, purpose: "gc");
         var restore = repo.RestoreDiskAsync(point, "0", dir.Combine("back.raw"));
         // It cannot finish while the exclusive lock is held: it waits, it does not fail.
@@ -143,13 +146,7 @@ public class LockTests
     {
         var (dir, repo) = NewRepository();
         using var _ = dir;
-        var disk = dir.Combine("disk.raw");
-        TestDisks.WriteMixed(disk, 1 << 20);
-        using (var writer = repo.StartRestorePoint("vm-1"))
-        {
-            await writer.AddDiskAsync("0", disk);
-            writer.Commit();
-        }
+        var (disk, _) = await BackedUpDiskAsync(dir, repo);
         var mount = dir.Combine("ro");
         Directory.CreateDirectory(mount);
         MaintenanceTests.Run("mount", "--bind", repo.Root, mount);
