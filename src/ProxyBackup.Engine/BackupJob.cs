@@ -25,8 +25,8 @@ public sealed record BackupResult(string JobId, int VmId, string VmName, Restore
 /// <summary>
 /// Backs up one VM through the proxy (docs/opennebula.md, "Backup flow"): metadata, a snapshot of every disk
 /// taken back to back, then per disk save-as, attach to the proxy, read into the repository, detach
-/// and delete the image; the restore point is committed, then the snapshots are deleted. On a
-/// failure before the commit, what the job created is removed again before the error is reported;
+/// and delete the image; the snapshots are deleted once the last disk is saved, beside the reads;
+/// the restore point is committed when every disk is read. On a failure before the commit, what the job created is removed again before the error is reported;
 /// after it, what cannot be removed is a warning and stays in the journal for the cleanup pass.
 /// </summary>
 public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger,
@@ -48,6 +48,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             foreach (var d in result.Disks)
                 jobs.Log(jobId, "info", $"disk {d.DiskId}: read {d.Stats.Read} bytes ({d.Stats.Zero} zero), changed {d.Stats.Changed}, stored {d.Stats.NewStored} new in {d.Stats.NewChunks} chunks, {d.Stats.Seconds:0.0} s");
             jobs.Log(jobId, "info", $"restore point {result.RestorePoint.Id} committed");
+            jobs.Log(jobId, "info", cloud.HotplugSummary);
             index?.SyncSource(repository, SourceOf(vmId));
             jobs.Finished(jobId, true, result.Disks.Sum(d => d.Stats.Read), result.Disks.Sum(d => d.Stats.NewStored), result.RestorePoint.Id, null);
             return result;
@@ -109,19 +110,22 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             snapshots[d.DiskId] = await cloud.TakeSnapshotAsync(vmId, d.DiskId, ct).ConfigureAwait(false);
         }
 
-        // Overlap: while the proxy reads disk N, OpenNebula already saves disk N+1. The snapshots are
-        // deleted at the end, since a VM busy saving refuses any other operation.
+        // Overlap (docs/architecture.md, "What is serialised"): OpenNebula saves disk N+1 while the
+        // proxy attaches and reads disk N, so at most two of the job's images exist at a time; once
+        // the last disk is saved the VM is free, and its snapshots are deleted while the proxy reads
+        // (the saved images hold the data; a VM busy saving refuses any other operation).
         var results = new List<DiskBackupResult>();
         Task<JobImage>? nextSave = cloud.SaveAsAsync(vm, disks[0], snapshots[disks[0].DiskId], ct);
+        Task<List<string>>? snapshotRemoval = null;
         try
         {
             for (var i = 0; i < disks.Count; i++)
             {
                 var d = disks[i];
                 var image = await nextSave!.ConfigureAwait(false);
-                nextSave = null;
+                nextSave = i + 1 < disks.Count ? cloud.SaveAsAsync(vm, disks[i + 1], snapshots[disks[i + 1].DiskId], ct) : null;
+                if (nextSave is null) snapshotRemoval = RemoveSnapshotsAsync(cloud, disks.Select(x => snapshots[x.DiskId]));
                 var attachment = await cloud.AttachAsync(image, readOnly: true, ct).ConfigureAwait(false);
-                if (i + 1 < disks.Count) nextSave = cloud.SaveAsAsync(vm, disks[i + 1], snapshots[disks[i + 1].DiskId], ct);
                 DiskBackupStats stats;
                 try
                 {
@@ -141,26 +145,40 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
             }
         }
-        finally
+        catch
         {
-            // A save started in the background must have ended (and journaled its image) before any cleanup.
+            // What runs in the background must have ended (a save journaled its image, a snapshot
+            // left the journal) before the job's compensation looks at the journal.
             if (nextSave is not null)
                 try { await nextSave.ConfigureAwait(false); }
                 catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background save-as ended with: {Error}", e.Message); }
+            if (snapshotRemoval is not null) await snapshotRemoval.ConfigureAwait(false);
+            throw;
         }
         var index = writer.Commit();
         logger.LogInformation("Backup {Job} of VM {Vm} committed as restore point {Point}", jobId, vmId, index.Id);
-        // The data is in the repository: what cannot be tidied now stays in the journal for the
-        // cleanup pass, and the job is not cancelled half-way through tidying.
-        foreach (var snapshot in disks.Select(d => snapshots[d.DiskId]))
+        // The data is in the repository: a snapshot that could not be deleted is a warning and
+        // stays in the journal for the cleanup pass.
+        warnings.AddRange(await snapshotRemoval!.ConfigureAwait(false));
+        return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
+    }
+
+    /// <summary>
+    /// Deletes the job's snapshots (or keeps the one OpenNebula will not let go) once every disk is
+    /// saved; not cancelled half-way. Returns the warnings: what stays on the cloud and why.
+    /// </summary>
+    private async Task<List<string>> RemoveSnapshotsAsync(CloudTransaction cloud, IEnumerable<JobSnapshot> snapshots)
+    {
+        var warnings = new List<string>();
+        foreach (var snapshot in snapshots)
         {
-            await TidyAsync(jobId, warnings, $"snapshot {snapshot.Id} of disk {snapshot.DiskId}", async () =>
+            await TidyAsync(cloud.JobId, warnings, $"snapshot {snapshot.Id} of disk {snapshot.DiskId}", async () =>
             {
                 if (await cloud.RemoveSnapshotAsync(snapshot, CancellationToken.None).ConfigureAwait(false) is { } kept)
                     warnings.Add(kept);
             }).ConfigureAwait(false);
         }
-        return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
+        return warnings;
     }
 
     /// <summary>

@@ -30,7 +30,7 @@ public sealed record EngineOptions
     public TimeSpan DeviceTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
     /// <summary>Polling of OpenNebula while waiting (first and longest interval).</summary>
-    public TimeSpan FirstPoll { get; init; } = TimeSpan.FromMilliseconds(50);
+    public TimeSpan FirstPoll { get; init; } = TimeSpan.FromMilliseconds(25);
     public TimeSpan MaxPoll { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>A detach refused because the guest still holds the device is retried this many times,</summary>

@@ -84,6 +84,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         try
         {
             var result = await work(cloud).ConfigureAwait(false);
+            jobs.Log(jobId, "info", cloud.HotplugSummary);
             jobs.Finished(jobId, true, point.Disks.Sum(d => d.Size), 0, point.Id, null);
             return result;
         }
@@ -163,20 +164,30 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
     private async Task<Dictionary<int, JobImage>> RestoreDisksAsync(CloudTransaction cloud, RestorePoint point, VirtualMachine saved, int datastoreId,
         IReadOnlySet<int>? only, IProgress<TransferProgress>? progress, CancellationToken ct, bool onlyListed = false)
     {
-        var images = new Dictionary<int, JobImage>();
         var excluded = (point.Tags.GetValueOrDefault("disks_excluded") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToHashSet();
+        var plan = new List<(VmDisk Disk, bool Wanted, long Size)>();
         foreach (var disk in saved.Disks.Where(d => !d.IsVolatile && !d.IsCdrom))
         {
             var backedUp = point.Disks.Any(d => d.Disk == disk.DiskId.ToString(CultureInfo.InvariantCulture));
             var wanted = (only is null || only.Contains(disk.DiskId)) && backedUp;
             if (onlyListed && !wanted) continue;
             if (!backedUp && !excluded.Contains(disk.DiskId)) continue;
-            ct.ThrowIfCancellationRequested();
-            var size = wanted ? point.Disk(disk.DiskId.ToString(CultureInfo.InvariantCulture)).Size : disk.SizeMb << 20;
-            var name = $"{steps.Options.NamePrefix}-restore-{saved.Id}-d{disk.DiskId}-{cloud.JobId}";
-            var image = await cloud.AllocateImageAsync(saved.Id, disk.DiskId, name, size, datastoreId, disk.DevPrefix ?? "vd", ct).ConfigureAwait(false);
-            images[disk.DiskId] = image;
+            plan.Add((disk, wanted, wanted ? point.Disk(disk.DiskId.ToString(CultureInfo.InvariantCulture)).Size : disk.SizeMb << 20));
+        }
+        ct.ThrowIfCancellationRequested();
+        // Every image at once: the datastore creates them side by side while the proxy writes the
+        // first (docs/architecture.md, "What is serialised"); the restore needs them all anyway.
+        var allocations = plan.Select(p => cloud.AllocateImageAsync(saved.Id, p.Disk.DiskId, $"{steps.Options.NamePrefix}-restore-{saved.Id}-d{p.Disk.DiskId}-{cloud.JobId}",
+            p.Size, datastoreId, p.Disk.DevPrefix ?? "vd", ct)).ToList();
+        // WhenAll ends when every allocation has: the ones made on a failure are journaled, and the
+        // job's compensation removes them.
+        await Task.WhenAll(allocations).ConfigureAwait(false);
+        var images = new Dictionary<int, JobImage>();
+        foreach (var ((disk, wanted, _), allocation) in plan.Zip(allocations))
+        {
+            var image = images[disk.DiskId] = allocation.Result;
             if (!wanted) continue; // an excluded disk comes back empty
+            ct.ThrowIfCancellationRequested();
             var attachment = await cloud.AttachAsync(image, readOnly: false, ct).ConfigureAwait(false);
             try
             {

@@ -59,13 +59,18 @@ public sealed class OneClient : IDisposable
             CaCertificateFile = options.CaCertificateFile,
             PinnedCertificateSha256 = options.PinnedCertificateSha256,
         });
-        // A reply that missed its deadline is not asked for again: the deadline is what an operator
-        // gives a call, and repeating it would multiply that (a silent server would cost 5 deadlines).
+        // Refilled in small steps (every 20 ms, or one token at a time below 50 per second) with a
+        // burst of a tenth of a second: a bucket refilled once a second lets the polls of a busy
+        // night spend it in the first milliseconds and then holds every wait to the next second.
+        var period = TimeSpan.FromMilliseconds(Math.Max(20, 1000.0 / options.MaxPollsPerSecond));
+        var perPeriod = Math.Max(1, (int)Math.Round(options.MaxPollsPerSecond * period.TotalSeconds));
         PollBudget = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
         {
-            TokenLimit = options.MaxPollsPerSecond, TokensPerPeriod = options.MaxPollsPerSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+            TokenLimit = Math.Max(perPeriod, options.MaxPollsPerSecond / 10), TokensPerPeriod = perPeriod, ReplenishmentPeriod = period,
             QueueLimit = int.MaxValue, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
         });
+        // A reply that missed its deadline is not asked for again: the deadline is what an operator
+        // gives a call, and repeating it would multiply that (a silent server would cost 5 deadlines).
         _readPipeline = Pipeline(options, e => e is XmlRpcTransportException { TimedOut: false } || e is OneException { IsTransient: true });
         _writePipeline = Pipeline(options, e => e is XmlRpcTransportException { RequestMayHaveBeenProcessed: false } || e is OneException { IsTransient: true });
     }

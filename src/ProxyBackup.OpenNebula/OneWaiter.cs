@@ -8,11 +8,14 @@ namespace ProxyBackup.OpenNebula;
 /// Polls until an asynchronous operation has visibly ended. A call's success only means "accepted"
 /// (docs/opennebula.md, "Asynchronous operations"): the outcome is read from the documents afterwards. States that cannot turn
 /// into the awaited one end the wait at once with OpenNebula's own error text.
+/// A poll follows the last one after <paramref name="lateness"/> of the time waited so far (at
+/// least <paramref name="firstPoll"/>, at most <paramref name="maxPoll"/>): an operation is seen
+/// done within that share of its own duration, and a long one costs few calls.
 /// </summary>
-public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, TimeSpan? maxPoll = null, TimeProvider? time = null)
+public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, TimeSpan? maxPoll = null, TimeProvider? time = null, double lateness = 0.2)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
-    private readonly TimeSpan _firstPoll = firstPoll ?? TimeSpan.FromMilliseconds(50);
+    private readonly TimeSpan _firstPoll = firstPoll ?? TimeSpan.FromMilliseconds(25);
     private readonly TimeSpan _maxPoll = maxPoll ?? TimeSpan.FromSeconds(2);
 
     /// <summary>Until the VM is settled (RUNNING, POWEROFF, SUSPENDED, ...). A *_FAILURE state or DONE fails the wait.</summary>
@@ -67,13 +70,14 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
     private async Task<T> PollAsync<T>(string what, Func<CancellationToken, Task<(T Value, bool Done, string State)>> probe, TimeSpan timeout, CancellationToken ct)
     {
         var lastState = "unknown";
+        var started = _time.GetTimestamp();
         var pipeline = new ResiliencePipelineBuilder<(T Value, bool Done, string State)> { TimeProvider = _time }
             .AddTimeout(timeout)
             .AddRetry(new RetryStrategyOptions<(T Value, bool Done, string State)>
             {
                 ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is null && !args.Outcome.Result.Done),
                 MaxRetryAttempts = int.MaxValue,
-                DelayGenerator = args => ValueTask.FromResult<TimeSpan?>(PollDelay(args.AttemptNumber)),
+                DelayGenerator = args => ValueTask.FromResult<TimeSpan?>(PollPause(_time.GetElapsedTime(started), _firstPoll, _maxPoll, lateness, 0.9 + 0.2 * Random.Shared.NextDouble())),
             })
             .Build();
         try
@@ -94,15 +98,11 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
     }
 
     /// <summary>
-    /// The pause before poll n+1: soon after the call, then a quarter longer each time up to the cap,
-    /// so an operation is seen done within about a quarter of its own time (a 0.2 s hot-plug within
-    /// 0.1 s, not at the next half second); ±10 % keeps many jobs' waits from polling in step.
+    /// The pause before the next poll: <c>lateness</c> times the time waited so far, bounded, so that a 0.5 s snapshot is seen done within 0.1 s and a 10 minute copy costs a
+    /// call every 2 s; ±10 % keeps many jobs' waits from polling in step.
     /// </summary>
-    private TimeSpan PollDelay(int attempt)
-    {
-        var grown = _firstPoll.TotalMilliseconds * Math.Pow(1.25, Math.Min(attempt, 60));
-        return TimeSpan.FromMilliseconds(Math.Min(grown, _maxPoll.TotalMilliseconds) * (0.9 + 0.2 * Random.Shared.NextDouble()));
-    }
+    internal static TimeSpan PollPause(TimeSpan waited, TimeSpan firstPoll, TimeSpan maxPoll, double lateness, double jitter) =>
+        TimeSpan.FromMilliseconds(Math.Min(Math.Max(waited.TotalMilliseconds * lateness, firstPoll.TotalMilliseconds), maxPoll.TotalMilliseconds) * jitter);
 
     private static string ErrorSuffix(string? error) => string.IsNullOrWhiteSpace(error) ? "" : $": {error.Trim()}";
 }

@@ -20,7 +20,7 @@ public sealed class ProxyHotplugLockTests : IDisposable
         })!;
         Assert.Equal("held", await holder.StandardOutput.ReadLineAsync());
 
-        var acquiring = new ProxyHotplugLock(file).AcquireAsync(CancellationToken.None);
+        var acquiring = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
         await Task.Delay(600);
         Assert.False(acquiring.IsCompleted);
 
@@ -34,12 +34,42 @@ public sealed class ProxyHotplugLockTests : IDisposable
     public async Task Two_jobs_of_one_process_take_turns()
     {
         var file = _dir.Combine("hotplug.lock");
-        var first = await new ProxyHotplugLock(file).AcquireAsync(CancellationToken.None);
-        var second = new ProxyHotplugLock(file).AcquireAsync(CancellationToken.None);
+        var first = await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
+        var second = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
         await Task.Delay(300);
         Assert.False(second.IsCompleted);
         first.Dispose();
         (await second.WaitAsync(TimeSpan.FromSeconds(5))).Dispose();
+    }
+
+    [Fact]
+    public async Task A_detach_goes_before_the_attaches_that_waited_longer()
+    {
+        var file = _dir.Combine("hotplug.lock");
+        var held = await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
+        var attach = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
+        await Task.Delay(100);
+        var detach = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Detach, CancellationToken.None);
+        held.Dispose();
+        // The attach can have its turn only once no detach waits: by then the detach had it.
+        var detachHold = await detach.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(attach.IsCompleted, "the attach that waited first went before the detach");
+        detachHold.Dispose();
+        (await attach.WaitAsync(TimeSpan.FromSeconds(30))).Dispose();
+    }
+
+    [Fact]
+    public async Task A_waiter_cancelled_before_its_turn_leaves_the_queue()
+    {
+        var file = _dir.Combine("hotplug.lock");
+        var held = await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
+        using var cts = new CancellationTokenSource();
+        var cancelled = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Detach, cts.Token);
+        cts.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled.WaitAsync(TimeSpan.FromSeconds(30)));
+        held.Dispose();
+        // Nobody holds the lock now: the next one gets it (a cancelled waiter given the turn would keep it forever).
+        (await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30))).Dispose();
     }
 
     public void Dispose() => _dir.Dispose();
