@@ -199,7 +199,9 @@ internal static class CloudCommands
             using var client = EngineHost.Connect(p);
             var repo = RepositoryCommands.Open(p);
             var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
-            var points = repo.ListRestorePoints(BackupJob.SourceOf(id));
+            var scan = repo.ScanRestorePoints(BackupJob.SourceOf(id));
+            RepositoryCommands.WarnUnreadable(scan);
+            var points = scan.Points;
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
             {

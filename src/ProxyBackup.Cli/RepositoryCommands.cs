@@ -138,7 +138,9 @@ internal static class RepositoryCommands
         var c = new Command("list", "List restore points, oldest first.") { source, Json };
         c.SetAction(p =>
         {
-            var points = Open(p).ListRestorePoints(p.GetValue(source));
+            var scan = Open(p).ScanRestorePoints(p.GetValue(source));
+            WarnUnreadable(scan);
+            var points = scan.Points;
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
                 Console.WriteLine($"{pt.Source,-12} {pt.Id}  {pt.Time:yyyy-MM-dd HH:mm:ss}Z  {pt.Tags.GetValueOrDefault("kind", ""),-11}  {string.Join(", ", pt.Disks.Select(d => $"disk {d.Disk} {CliFormat.Bytes(d.Size)}"))}");
@@ -224,9 +226,17 @@ internal static class RepositoryCommands
         var within = new Option<string?>("--keep-within") { Description = "Keep everything newer than this (e.g. 7d)." };
         var source = new Option<string?>("--source");
         var dry = new Option<bool>("--dry-run") { Description = "Only list what would be removed." };
-        var c = new Command("forget", "Apply a retention policy: remove the restore points it does not keep (run gc afterwards to free space).") { last, daily, weekly, monthly, yearly, within, source, dry, Json };
+        var point = new Option<string?>("--point") { Description = "Remove this one restore point of --source (also one whose index is damaged) instead of applying a policy." };
+        var c = new Command("forget", "Apply a retention policy: remove the restore points it does not keep (run gc afterwards to free space).") { last, daily, weekly, monthly, yearly, within, source, point, dry, Json };
         c.SetAction(p =>
         {
+            if (p.GetValue(point) is { } id)
+            {
+                if (p.GetValue(source) is not { } pointSource) throw new CliException("--point needs --source: the restore point's source (e.g. vm-12).");
+                if (!p.GetValue(dry)) Open(p).ForgetPoint(pointSource, id);
+                Console.WriteLine($"{(p.GetValue(dry) ? "would remove" : "removed")} {pointSource}/{id}");
+                return 0;
+            }
             var policy = new RetentionPolicy
             {
                 KeepLast = p.GetValue(last), KeepDaily = p.GetValue(daily), KeepWeekly = p.GetValue(weekly),
@@ -241,6 +251,13 @@ internal static class RepositoryCommands
             return 0;
         });
         return c;
+    }
+
+    /// <summary>Restore points whose index cannot be read, on stderr: listings go on without them, the operator learns of them.</summary>
+    internal static void WarnUnreadable(RestorePointScan scan)
+    {
+        foreach (var u in scan.Unreadable)
+            Console.Error.WriteLine($"warning: restore point {u.Source}/{u.Id} cannot be read: {u.Problem} (run verify; remove it with: proxybackup repository forget --source {u.Source} --point {u.Id})");
     }
 
     private static Command Gc()

@@ -54,15 +54,23 @@ public sealed partial class BackupRepository
     }
 
     /// <summary>Removes one restore point: its index first, so that it vanishes at once; its chunks go at the next gc.</summary>
-    public void Forget(RestorePoint point)
+    public void Forget(RestorePoint point) => ForgetPoint(point.Source, point.Id);
+
+    /// <summary>Removes one restore point by its name, also one whose index cannot be read (<see cref="ScanRestorePoints"/>).</summary>
+    public void ForgetPoint(string source, string id)
     {
-        using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"forget {point.Source}/{point.Id}", wait: ExclusiveLockWait, scope: $"retention:{point.Source}");
-        Remove(point);
+        static bool IsName(string s) => s.Length > 0 && s != "." && s != ".." && s.IndexOfAny(['/', '\\', '\0']) < 0;
+        if (!IsName(source) || !IsName(id) || !Directory.Exists(PointDirectory(source, id)))
+            throw new RepositoryException($"There is no restore point {source}/{id}.");
+        using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"forget {source}/{id}", wait: ExclusiveLockWait, scope: $"retention:{source}");
+        Remove(source, id);
     }
 
-    private void Remove(RestorePoint point)
+    private void Remove(RestorePoint point) => Remove(point.Source, point.Id);
+
+    private void Remove(string source, string id)
     {
-        var dir = PointDirectory(point.Source, point.Id);
+        var dir = PointDirectory(source, id);
         File.Delete(Path.Combine(dir, "index"));
         Native.FsyncDirectory(dir);
         Directory.Delete(dir, recursive: true);

@@ -209,34 +209,48 @@ public sealed partial class BackupRepository
     /// <summary>
     /// Moves a chunk file that failed its check aside as <c>NAME.bad</c> (docs/repository-format.md,
     /// "Damage and healing"): its name is then free, so the next backup that reads that content
-    /// stores it again and every restore point that references it is whole again. False when the
-    /// repository cannot be written (a read-only copy): the damage is still reported.
+    /// stores it again and every restore point that references it is whole again. The file is
+    /// checked again once aside: one that a backup rewrote since the caller read the damaged one
+    /// is sound and goes back (<see cref="Quarantine.SoundNow"/>). The .bad file's time is set to
+    /// now, so that GC keeps it for its grace period as evidence.
     /// </summary>
-    internal bool QuarantineChunk(ChunkId id)
+    internal Quarantine QuarantineChunk(ChunkId id, ChunkCodec codec)
     {
         var path = ChunkPath(id);
+        var bad = path + BadChunkSuffix;
         try
         {
-            if (!File.Exists(path)) return false;
-            File.Move(path, path + BadChunkSuffix, overwrite: true);
-            return true;
+            if (!File.Exists(path)) return Quarantine.NotMoved;
+            File.Move(path, bad, overwrite: true);
+            if (FileIsSound(bad, id, codec))
+            {
+                try { File.Move(bad, path, overwrite: false); }
+                catch (IOException) { AtomicFile.TryDelete(bad); } // written again meanwhile: that copy stays
+                return Quarantine.SoundNow;
+            }
+            File.SetLastWriteTimeUtc(bad, Clock.GetUtcNow().UtcDateTime);
+            return Quarantine.MovedAside;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false;
+            return Quarantine.NotMoved;
         }
     }
+
+    internal enum Quarantine { MovedAside, NotMoved, SoundNow }
 
     internal const string BadChunkSuffix = ".bad";
 
     /// <summary>Whether the stored chunk reads, decodes and hashes to its name (a checked read, as restore does).</summary>
-    internal bool ChunkIsSound(ChunkId id, ChunkCodec codec)
+    internal bool ChunkIsSound(ChunkId id, ChunkCodec codec) => FileIsSound(ChunkPath(id), id, codec);
+
+    private bool FileIsSound(string path, ChunkId id, ChunkCodec codec)
     {
         var file = System.Buffers.ArrayPool<byte>.Shared.Rent(ChunkFileCapacity(Config.ChunkSize));
         var scratch = System.Buffers.ArrayPool<byte>.Shared.Rent(Config.ChunkSize);
         try
         {
-            codec.Open(id, file.AsSpan(0, ReadChunkFile(id, file)), scratch);
+            codec.Open(id, file.AsSpan(0, ReadFile(path, id, file)), scratch);
             return true;
         }
         catch (CorruptDataException)
@@ -257,11 +271,13 @@ public sealed partial class BackupRepository
     internal void ReadAhead(ChunkId id) => Native.StartReading(ChunkPath(id));
 
     /// <summary>Reads a chunk file into a caller's buffer (restores read thousands of them); returns its length.</summary>
-    internal int ReadChunkFile(ChunkId id, Span<byte> buffer)
+    internal int ReadChunkFile(ChunkId id, Span<byte> buffer) => ReadFile(ChunkPath(id), id, buffer);
+
+    private static int ReadFile(string path, ChunkId id, Span<byte> buffer)
     {
         try
         {
-            using var handle = File.OpenHandle(ChunkPath(id), FileMode.Open, FileAccess.Read, FileShare.Read);
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
             var length = RandomAccess.GetLength(handle);
             if (length > buffer.Length) throw new CorruptDataException($"Chunk {id} is larger than any chunk can be ({length} bytes).");
             var read = 0;
@@ -282,6 +298,9 @@ public sealed partial class BackupRepository
     // ---- restore point files ----------------------------------------------------------------
 
     internal string PointDirectory(string source, string id) => Path.Combine(PointsDirectory, source, id);
+
+    /// <summary>Whether the restore point is there (its index exists): it goes the moment its index is deleted.</summary>
+    internal bool PointExists(string source, string id) => File.Exists(Path.Combine(PointDirectory(source, id), "index"));
 
     private byte[] Associated(string source, string id, string file) => Encoding.UTF8.GetBytes($"point:{source}/{id}/{file}");
 
@@ -324,21 +343,37 @@ public sealed partial class BackupRepository
     // ---- reading restore points -------------------------------------------------------------
 
     /// <summary>Every complete restore point (those with an index), oldest first; of one source when given.</summary>
-    public IReadOnlyList<RestorePoint> ListRestorePoints(string? source = null)
+    /// <summary>The readable restore points, oldest first. A point whose index is damaged is left out (see <see cref="ScanRestorePoints"/>), one forgotten meanwhile too.</summary>
+    public IReadOnlyList<RestorePoint> ListRestorePoints(string? source = null) => ScanRestorePoints(source).Points;
+
+    /// <summary>
+    /// Every restore point with an index: the readable ones, oldest first, and apart the ones whose
+    /// index cannot be read, so that one damaged file stops no listing, retention, statistics or GC
+    /// (retention and GC keep such a point; verify reports it; <see cref="ForgetPoint"/> removes it).
+    /// </summary>
+    public RestorePointScan ScanRestorePoints(string? source = null)
     {
         var sources = source is null
             ? (Directory.Exists(PointsDirectory) ? Directory.EnumerateDirectories(PointsDirectory).Select(Path.GetFileName).OfType<string>() : [])
             : [source];
-        var result = new List<RestorePoint>();
+        var points = new List<RestorePoint>();
+        var unreadable = new List<UnreadableRestorePoint>();
         foreach (var s in sources)
         {
             var dir = Path.Combine(PointsDirectory, s);
             if (!Directory.Exists(dir)) continue;
             foreach (var point in Directory.EnumerateDirectories(dir))
-                if (File.Exists(Path.Combine(point, "index")))
-                    result.Add(LoadIndex(s, Path.GetFileName(point)));
+            {
+                var id = Path.GetFileName(point);
+                if (!PointExists(s, id)) continue;
+                try { points.Add(LoadIndex(s, id)); }
+                catch (RepositoryException e)
+                {
+                    if (PointExists(s, id)) unreadable.Add(new UnreadableRestorePoint(s, id, e.Message)); // else forgotten meanwhile
+                }
+            }
         }
-        return [.. result.OrderBy(p => p.Time).ThenBy(p => p.Id, StringComparer.Ordinal)];
+        return new RestorePointScan([.. points.OrderBy(p => p.Time).ThenBy(p => p.Id, StringComparer.Ordinal)], unreadable);
     }
 
     public RestorePoint LoadIndex(string source, string id)

@@ -104,8 +104,8 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
                             var codec = encoders.Take(token);
                             try
                             {
-                                var damaged = present is true && !repository.ChunkIsSound(id, codec);
-                                if (damaged) repository.QuarantineChunk(id);
+                                var damaged = present is true && !repository.ChunkIsSound(id, codec)
+                                    && repository.QuarantineChunk(id, codec) != BackupRepository.Quarantine.SoundNow;
                                 if (present is false || damaged)
                                 {
                                     var file = codec.Encode(id, data);

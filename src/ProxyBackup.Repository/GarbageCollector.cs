@@ -12,10 +12,28 @@ internal sealed class GarbageCollector(BackupRepository repository)
     {
         var cutoff = repository.Clock.GetUtcNow().UtcDateTime - grace;
         var marked = new HashSet<ChunkId>();
-        foreach (var point in repository.ListRestorePoints())
-            foreach (var d in point.Disks)
-                foreach (var c in repository.LoadManifest(point, d.Disk).Chunks)
-                    if (!c.IsZero) marked.Add(c);
+        var scan = repository.ScanRestorePoints();
+        foreach (var point in scan.Points)
+            MarkPoint(point.Source, point.Id, () => point.Disks.Select(d => repository.LoadManifest(point, d.Disk)));
+        // A point whose index is damaged keeps what its manifests name (they carry their own checksum).
+        foreach (var point in scan.Unreadable)
+            MarkPoint(point.Source, point.Id, () => Directory.EnumerateFiles(repository.PointDirectory(point.Source, point.Id), "disk-*.manifest")
+                .Select(f => Manifest.Parse(repository.ReadPointFile(point.Source, point.Id, Path.GetFileName(f)), $"{point.Source}/{point.Id}/{Path.GetFileName(f)}")));
+
+        void MarkPoint(string source, string id, Func<IEnumerable<Manifest>> manifests)
+        {
+            try
+            {
+                foreach (var manifest in manifests())
+                    foreach (var c in manifest.Chunks)
+                        if (!c.IsZero) marked.Add(c);
+            }
+            catch (CorruptDataException e)
+            {
+                throw new RepositoryException($"GC removed nothing: {e.Message} It cannot tell which chunks {source}/{id} needs. " +
+                    $"Run verify to see every damaged restore point; remove this one (proxybackup repository forget --source {source} --point {id}) if it cannot be repaired, then run gc again.", e);
+            }
+        }
 
         int removed = 0, inGrace = 0, incomplete = 0, tmp = 0;
         long freed = 0;

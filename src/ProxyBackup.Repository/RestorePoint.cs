@@ -55,3 +55,9 @@ public sealed record DiskBackupStats
 
     [JsonPropertyName("seconds")] public double Seconds { get; init; }
 }
+
+/// <summary>A restore point whose index cannot be read, and why.</summary>
+public sealed record UnreadableRestorePoint(string Source, string Id, string Problem);
+
+/// <summary>What <see cref="BackupRepository.ScanRestorePoints"/> found.</summary>
+public sealed record RestorePointScan(IReadOnlyList<RestorePoint> Points, IReadOnlyList<UnreadableRestorePoint> Unreadable);

@@ -54,26 +54,32 @@ internal sealed class Verifier(BackupRepository repository)
         {
             ct.ThrowIfCancellationRequested();
             var name = $"{source}/{id}";
-            checkedPoints.Add(name);
-            RestorePoint index;
-            try { index = repository.LoadIndex(source, id); }
-            catch (RepositoryException e) { Damage(name, e.Message); continue; }
-            foreach (var m in index.Metadata)
+            var found = new List<string>();
+            var chunksOfPoint = new List<ChunkId>();
+            try
             {
-                try { repository.LoadMetadata(index, m.Name); }
-                catch (RepositoryException e) { Damage(name, e.Message); }
-            }
-            foreach (var d in index.Disks)
-            {
-                try
+                var index = repository.LoadIndex(source, id);
+                foreach (var m in index.Metadata)
                 {
-                    foreach (var chunk in repository.LoadManifest(index, d.Disk).Chunks.Where(c => !c.IsZero).Distinct())
-                    {
-                        if (!users.TryGetValue(chunk, out var list)) users[chunk] = list = [];
-                        list.Add(name);
-                    }
+                    try { repository.LoadMetadata(index, m.Name); }
+                    catch (RepositoryException e) { found.Add(e.Message); }
                 }
-                catch (RepositoryException e) { Damage(name, e.Message); }
+                foreach (var d in index.Disks)
+                {
+                    try { chunksOfPoint.AddRange(repository.LoadManifest(index, d.Disk).Chunks.Where(c => !c.IsZero)); }
+                    catch (RepositoryException e) { found.Add(e.Message); }
+                }
+            }
+            catch (RepositoryException e) { found.Add(e.Message); }
+            // A retention or forget may remove a point while verify reads it (both take shared
+            // locks): its missing files are not damage, and it is not reported at all.
+            if (found.Count > 0 && !repository.PointExists(source, id)) continue;
+            checkedPoints.Add(name);
+            foreach (var why in found) Damage(name, why);
+            foreach (var chunk in chunksOfPoint.Distinct())
+            {
+                if (!users.TryGetValue(chunk, out var list)) users[chunk] = list = [];
+                list.Add(name);
             }
         }
 
@@ -116,7 +122,12 @@ internal sealed class Verifier(BackupRepository repository)
                     catch (CorruptDataException e)
                     {
                         // Aside, its name is free: the next backup that reads this content stores it again.
-                        why = repository.QuarantineChunk(pair.Key) ? $"{e.Message} Moved aside as {pair.Key}{BackupRepository.BadChunkSuffix}; the next backup of this data stores it again." : e.Message;
+                        why = repository.QuarantineChunk(pair.Key, codec!) switch
+                        {
+                            BackupRepository.Quarantine.MovedAside => $"{e.Message} Moved aside as {pair.Key}{BackupRepository.BadChunkSuffix}; the next backup of this data stores it again.",
+                            BackupRepository.Quarantine.SoundNow => null, // a backup stored it again meanwhile
+                            _ => e.Message,
+                        };
                     }
                 }
                 if (why is not null)

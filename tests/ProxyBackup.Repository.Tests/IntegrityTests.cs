@@ -1,3 +1,4 @@
+using ProxyBackup.Contracts;
 using ProxyBackup.TestSupport;
 
 namespace ProxyBackup.Repository.Tests;
@@ -203,9 +204,13 @@ public class IntegrityTests
         var bytes = File.ReadAllBytes(file);
         bytes[^1] ^= 0x01;
         File.WriteAllBytes(file, bytes);
+        // Chunks rot when they are old: the one moved aside must not keep its old time, or GC frees it at once.
+        File.SetLastWriteTimeUtc(file, DateTime.UtcNow.AddDays(-30));
         var report = await repo.VerifyAsync(readData: true);
         Assert.False(report.Ok);
         Assert.Contains(report.DamagedRestorePoints[$"vm-1/{a.Id}"], why => why.Contains("Moved aside", StringComparison.Ordinal));
+        repo.CollectGarbage();
+        Assert.True(File.Exists(file + BackupRepository.BadChunkSuffix), "GC freed the evidence within its grace");
 
         using (var w = repo.StartRestorePoint("vm-1", a)) { await w.AddDiskAsync("0", disk); w.Commit(); }
 
@@ -217,6 +222,62 @@ public class IntegrityTests
         Assert.True(File.Exists(file + BackupRepository.BadChunkSuffix));
         repo.CollectGarbage(TimeSpan.Zero);
         Assert.False(File.Exists(file + BackupRepository.BadChunkSuffix));
+    }
+
+    [Fact]
+    public async Task A_chunk_found_sound_once_aside_goes_back_and_is_not_reported()
+    {
+        // What verify meets when a backup stored the chunk again between verify's read and its move.
+        using var dir = new TempDirectory();
+        var (repo, a, _, _) = await TwoPointsAsync(dir);
+        var file = SomeChunkFileOf(repo, a);
+        var id = repo.LoadManifest(a, "0").Chunks.Last(c => !c.IsZero);
+        using var codec = new ChunkCodec(Chunk, 1, repo.Keys);
+        Assert.Equal(BackupRepository.Quarantine.SoundNow, repo.QuarantineChunk(id, codec));
+        Assert.True(File.Exists(file));
+        Assert.False(File.Exists(file + BackupRepository.BadChunkSuffix));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+    }
+
+    [Fact]
+    public async Task A_point_whose_index_is_damaged_stops_no_listing_retention_or_gc_and_keeps_its_chunks_until_forgotten()
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, b, _) = await TwoPointsAsync(dir);
+        var onlyB = repo.LoadManifest(b, "0").Chunks.Where(c => !c.IsZero).Except(repo.LoadManifest(a, "0").Chunks).Distinct().ToList();
+        Assert.NotEmpty(onlyB);
+        File.WriteAllText(Path.Combine(repo.Root, "points", "vm-2", b.Id, "index"), "{ damaged");
+
+        var scan = repo.ScanRestorePoints();
+        Assert.Equal([a.Id], scan.Points.Select(p => p.Id));
+        Assert.Equal(("vm-2", b.Id), (scan.Unreadable.Single().Source, scan.Unreadable.Single().Id));
+        repo.ApplyRetention(new RetentionPolicy { KeepLast = 1 }, dryRun: false);
+        Assert.Single(repo.ScanRestorePoints().Unreadable); // retention leaves what it cannot read
+        repo.CollectGarbage(TimeSpan.Zero);
+        Assert.All(onlyB, c => Assert.True(repo.HasChunk(c), $"GC removed chunk {c} of the point whose index is damaged"));
+        Assert.False((await repo.VerifyAsync(readData: false)).Ok);
+
+        repo.ForgetPoint("vm-2", b.Id);
+        Assert.Empty(repo.ScanRestorePoints().Unreadable);
+        repo.CollectGarbage(TimeSpan.Zero);
+        Assert.All(onlyB, c => Assert.False(repo.HasChunk(c)));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+    }
+
+    [Fact]
+    public async Task Gc_removes_nothing_when_a_point_it_cannot_read_has_a_damaged_manifest_and_says_what_to_do()
+    {
+        using var dir = new TempDirectory();
+        var (repo, a, b, _) = await TwoPointsAsync(dir);
+        var pointDir = Path.Combine(repo.Root, "points", "vm-2", b.Id);
+        File.WriteAllText(Path.Combine(pointDir, "index"), "{ damaged");
+        File.WriteAllBytes(Path.Combine(pointDir, "disk-0.manifest"), [1, 2, 3]);
+        var chunkFiles = Directory.GetFiles(Path.Combine(repo.Root, "chunks"), "*", SearchOption.AllDirectories).Length;
+        var e = Assert.Throws<RepositoryException>(() => repo.CollectGarbage(TimeSpan.Zero));
+        Assert.Contains("GC removed nothing", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"--source vm-2 --point", e.Message, StringComparison.Ordinal);
+        Assert.Equal(chunkFiles, Directory.GetFiles(Path.Combine(repo.Root, "chunks"), "*", SearchOption.AllDirectories).Length);
+        Assert.Throws<RepositoryException>(() => repo.ForgetPoint("vm-2", "../vm-1"));
     }
 
     public static TheoryData<string> Edits => ["index disk size", "index format", "config chunk size"];
