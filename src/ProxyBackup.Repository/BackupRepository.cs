@@ -111,10 +111,20 @@ public sealed partial class BackupRepository
         }
         config.Validate(path);
         MasterKeys? keys = null;
+        var keysDirectory = Path.Combine(path, "keys");
+        var keyFiles = Directory.Exists(keysDirectory) ? Directory.GetFiles(keysDirectory) : [];
         if (config.Encrypted)
         {
             if (key is null) throw new WrongKeyException($"Repository {path} is encrypted: give its passphrase or key file.");
-            keys = MasterKeys.Unwrap(Directory.EnumerateFiles(Path.Combine(path, "keys")).Select(File.ReadAllBytes), key);
+            if (keyFiles.Length == 0)
+                throw new CorruptDataException($"Repository {path} is encrypted but has no key files in keys/: put them back from your copy (docs/operations.md, \"The repository\").");
+            keys = MasterKeys.Unwrap(keyFiles.Select(f => (Path.GetFileName(f), File.ReadAllBytes(f))), key);
+        }
+        else if (keyFiles.Length > 0)
+        {
+            // Read as plain, an encrypted repository would fail on every file, and a backup would add
+            // plaintext to it: a config without "encryption" beside key files was edited or damaged.
+            throw new CorruptDataException($"{configPath} says the repository is not encrypted, but it has key files in keys/: the config was edited or damaged. Put back its \"encryption\" entry (docs/repository-format.md, \"config\").");
         }
         return new BackupRepository(path, config, keys) { ReadOnly = !PrepareForWriting(path) };
     }

@@ -22,14 +22,25 @@ public sealed class Manifest
     public int ChunkSize { get; }
     public IReadOnlyList<ChunkId> Chunks { get; }
 
-    public static int ChunkCount(long diskSize, int chunkSize) => checked((int)((diskSize + chunkSize - 1) / chunkSize));
+    /// <summary>The most chunks one manifest holds: it is written as one array (just under 4 TiB of disk in 64 KiB chunks, 256 TiB in 4 MiB ones).</summary>
+    public static readonly int MaxChunks = (Array.MaxLength - HeaderSize - 32) / ChunkId.Size;
+
+    /// <summary>The chunks of a disk; a disk too large for one manifest is refused before anything is read.</summary>
+    public static int ChunkCount(long diskSize, int chunkSize)
+    {
+        var count = (diskSize + chunkSize - 1) / chunkSize;
+        if (count > MaxChunks)
+            throw new RepositoryException($"A disk of {diskSize} bytes in chunks of {chunkSize} bytes needs {count} chunks, more than one manifest holds ({MaxChunks}): " +
+                $"back it up into a repository with chunks of at least {System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)chunkSize * (ulong)((count + MaxChunks - 1) / MaxChunks))} bytes (repository init --chunk-size).");
+        return (int)count;
+    }
 
     /// <summary>Length of chunk <paramref name="index"/>: the chunk size, except for a short last chunk.</summary>
     public int ChunkLength(int index) => (int)Math.Min(ChunkSize, DiskSize - (long)index * ChunkSize);
 
     public byte[] ToBytes()
     {
-        var bytes = new byte[HeaderSize + Chunks.Count * ChunkId.Size + 32];
+        var bytes = new byte[HeaderSize + (long)Chunks.Count * ChunkId.Size + 32];
         Magic.CopyTo(bytes, 0);
         BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8), DiskSize);
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(16), ChunkSize);

@@ -159,11 +159,20 @@ internal static partial class Native
     }
 
     /// <summary>fsync of a directory, so that a rename inside it survives a crash.</summary>
+    /// <summary>
+    /// Makes a directory's entries durable (a rename, a delete). A failure is an error: the write it
+    /// was to make durable may be lost. File systems that cannot sync a directory (EINVAL) already
+    /// make entries durable with the data, and count as done.
+    /// </summary>
     public static void FsyncDirectory(string path)
     {
         var fd = Open(path, ORdOnly | ODirectory | OCloexec);
-        if (fd < 0) return;
-        try { Fsync(fd); }
+        if (fd < 0) throw new IOException($"Cannot open directory {path} to make its entries durable (errno {Marshal.GetLastPInvokeError()}).");
+        try
+        {
+            if (Fsync(fd) != 0 && Marshal.GetLastPInvokeError() is var errno && errno != Einval)
+                throw new IOException($"Making the entries of {path} durable failed (errno {errno}): a rename or delete in it may be lost.");
+        }
         finally { Close(fd); }
     }
 

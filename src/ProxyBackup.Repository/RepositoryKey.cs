@@ -70,23 +70,35 @@ internal sealed class MasterKeys
             Convert.ToBase64String(salt), Convert.ToBase64String(wrapped), DateTimeOffset.UtcNow));
     }
 
-    /// <summary>Tries every key file; the first that opens wins.</summary>
-    public static MasterKeys Unwrap(IEnumerable<byte[]> keyFiles, RepositoryKey key)
+    /// <summary>More than this is not a key file this program wrote: refused before minutes of PBKDF2.</summary>
+    private const int MaxIterations = 10_000_000;
+
+    /// <summary>Tries every key file; the first that opens wins. A damaged one is skipped, and named if none opens.</summary>
+    public static MasterKeys Unwrap(IEnumerable<(string Name, byte[] Json)> keyFiles, RepositoryKey key)
     {
-        foreach (var json in keyFiles)
+        var damaged = new List<string>();
+        foreach (var (name, json) in keyFiles)
         {
-            var k = JsonSerializer.Deserialize<KeyFileJson>(json) ?? throw new CorruptDataException("An empty file in keys/.");
-            if ((k.Kdf == "HKDF-SHA256") != key.IsKeyFile) continue;
             try
             {
+                var k = JsonSerializer.Deserialize<KeyFileJson>(json) ?? throw new JsonException("empty");
+                if ((k.Kdf == "HKDF-SHA256") != key.IsKeyFile) continue;
+                if (!key.IsKeyFile && k.Iterations is < 1 or > MaxIterations) throw new FormatException($"{k.Iterations} iterations");
                 var plain = BlobCipher.Open(key.WrappingKey(Convert.FromBase64String(k.Salt), k.Iterations), Convert.FromBase64String(k.Wrapped), "keys"u8);
+                if (plain.Length != 64) throw new FormatException($"{plain.Length} bytes of keys");
                 return new MasterKeys(plain[..32], plain[32..]);
             }
             catch (CryptographicException)
             {
                 // not this one
             }
+            catch (Exception e) when (e is JsonException or FormatException or ArgumentException)
+            {
+                damaged.Add($"keys/{name} ({e.Message})");
+            }
         }
+        if (damaged.Count > 0)
+            throw new CorruptDataException($"No key file opens this repository, and {string.Join(", ", damaged)} cannot be read: put back the key files from your copy of them (docs/operations.md, \"The repository\").");
         throw new WrongKeyException(key.IsKeyFile
             ? "The key file does not open this repository."
             : "Wrong passphrase: it does not open this repository (nothing was changed).");

@@ -167,4 +167,29 @@ public class LockTests
             MaintenanceTests.Run("umount", mount);
         }
     }
+
+    [RootFact]
+    public async Task A_repository_taken_for_read_only_refuses_forget_and_retention_instead_of_removing_without_a_lock()
+    {
+        // Only tmp/ unwritable: the probe says read-only, while the points could still be deleted.
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        await BackedUpDiskAsync(dir, repo);
+        var tmp = Path.Combine(repo.Root, "tmp");
+        MaintenanceTests.Run("mount", "--bind", tmp, tmp);
+        try
+        {
+            MaintenanceTests.Run("mount", "-o", "remount,bind,ro", tmp);
+            var copy = BackupRepository.Open(repo.Root, null);
+            Assert.True(copy.ReadOnly);
+            var point = Assert.Single(copy.ListRestorePoints());
+            Assert.Contains("read-only", Assert.Throws<RepositoryException>(() => copy.Forget(point)).Message, StringComparison.Ordinal);
+            Assert.Throws<RepositoryException>(() => copy.ApplyRetention(new ProxyBackup.Contracts.RetentionPolicy { KeepWithin = TimeSpan.Zero }, "vm-1", dryRun: false));
+            Assert.Single(copy.ListRestorePoints());
+        }
+        finally
+        {
+            MaintenanceTests.Run("umount", tmp);
+        }
+    }
 }
