@@ -263,7 +263,7 @@ internal static class RepositoryCommands
     private static Command Gc()
     {
         var grace = new Option<string>("--grace") { DefaultValueFactory = _ => "1h", Description = "Keep unreferenced chunks, incomplete restore points and temporary files younger than this (a margin for clocks that differ, e.g. on NFS)." };
-        var c = new Command("gc", "Remove chunks no restore point references (takes the exclusive lock).") { grace, Json };
+        var c = new Command("gc", "Remove chunks no restore point references (runs beside backups and restores; one gc at a time).") { grace, Json };
         c.SetAction(p =>
         {
             var report = Open(p).CollectGarbage(CliFormat.ParseDuration(p.GetValue(grace)!));

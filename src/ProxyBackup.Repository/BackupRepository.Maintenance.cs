@@ -77,15 +77,17 @@ public sealed partial class BackupRepository
     }
 
     /// <summary>
-    /// What a GC keeps unreferenced. It is a margin, not the protection of running writers: GC holds
-    /// the exclusive lock, and a writer whose lock was removed as stale never commits (docs/repository-format.md, "Locks").
+    /// A margin below GC's cutoff, for clocks that differ (NFS). Running writers are protected by the
+    /// cutoff itself (the start of the oldest lock holder) and the times they set on what they reuse;
+    /// a writer whose lock was removed as stale never commits (docs/repository-format.md, "Garbage collection").
     /// </summary>
     public static readonly TimeSpan DefaultGcGrace = TimeSpan.FromHours(1);
 
+    /// <summary>Runs beside backups, restores, verify and retention of one source; excludes another GC and retention of all sources.</summary>
     public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
     {
-        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: "gc", wait: ExclusiveLockWait, ct);
-        return held.Run(ct, token => new GarbageCollector(this).Run(grace ?? DefaultGcGrace, token));
+        using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: "gc", wait: ExclusiveLockWait, ct, scope: "gc");
+        return held.Run(ct, token => new GarbageCollector(this, held.FilePath).Run(grace ?? DefaultGcGrace, token));
     }
 
     public RepositoryStats Stats() => RepositoryStats.Compute(this);

@@ -188,6 +188,19 @@ public sealed partial class BackupRepository
     internal bool HasChunk(ChunkId id) => new FileInfo(ChunkPath(id)) is { Exists: true, Length: > 0 };
 
     /// <summary>
+    /// A writer's dedup check: whether the chunk is stored (an empty file counts as absent), after
+    /// setting its time to now, so that a GC running beside the writer keeps it (docs/repository-format.md,
+    /// "Garbage collection"). Touched first, trusted after: a chunk a GC removed meanwhile is absent.
+    /// </summary>
+    internal bool TouchChunk(ChunkId id)
+    {
+        var path = ChunkPath(id);
+        try { File.SetLastWriteTimeUtc(path, Clock.GetUtcNow().UtcDateTime); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return false; }
+        return HasChunk(id);
+    }
+
+    /// <summary>
     /// tmp, fdatasync, rename: the content is on disk before the name, whose own durability comes
     /// from the writer's syncfs before it commits the index. O_DIRECT when the file is in an aligned
     /// buffer and the file system takes it.

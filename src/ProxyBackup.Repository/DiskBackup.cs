@@ -98,7 +98,7 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
                         // Even an unchanged chunk is written when the store lacks it (verify moved it
                         // aside, or it was lost): a restore point never references a chunk that is not
                         // there, and the older points that reference it are whole again.
-                        var present = written.TryAdd(id, 0) ? repository.HasChunk(id) : (bool?)null;
+                        var present = written.TryAdd(id, 0) ? repository.TouchChunk(id) : (bool?)null;
                         if (present is false || (present is true && checkStored))
                         {
                             var codec = encoders.Take(token);

@@ -3,14 +3,20 @@ namespace ProxyBackup.Repository;
 public sealed record GcReport(int ChunksReferenced, int ChunksRemoved, long BytesFreed, int ChunksInGrace, int IncompletePointsRemoved, int TmpFilesRemoved);
 
 /// <summary>
-/// Mark and sweep under the exclusive lock: chunks no index references are removed once older than
-/// the grace period, as are restore point directories without an index and stale tmp files.
+/// Mark and sweep beside backups (docs/repository-format.md, "Garbage collection"): chunks no index
+/// references are removed when their time is before the cutoff, the older of the start of the mark
+/// and the start of the oldest operation holding a lock, less the grace; writers set the time of
+/// every chunk they reuse, so what a running backup relies on is newer. Restore point directories
+/// without an index and tmp files go by the same cutoff.
 /// </summary>
-internal sealed class GarbageCollector(BackupRepository repository)
+internal sealed class GarbageCollector(BackupRepository repository, string? ownLock)
 {
     public GcReport Run(TimeSpan grace, CancellationToken ct)
     {
-        var cutoff = repository.Clock.GetUtcNow().UtcDateTime - grace;
+        var markStart = repository.Clock.GetUtcNow();
+        var oldestHolder = RepositoryLock.Holders(repository.LocksDirectory, repository.Clock)
+            .Where(h => h.Path != ownLock).Select(h => h.Info.Created).DefaultIfEmpty(markStart).Min();
+        var cutoff = (oldestHolder < markStart ? oldestHolder : markStart).UtcDateTime - grace;
         var marked = new HashSet<ChunkId>();
         var scan = repository.ScanRestorePoints();
         foreach (var point in scan.Points)
@@ -44,8 +50,9 @@ internal sealed class GarbageCollector(BackupRepository repository)
             try { id = ChunkId.Parse(Path.GetFileName(file)); }
             catch (FormatException)
             {
-                // A damaged chunk verify or a backup moved aside: evidence for a while, then freed.
-                if (file.EndsWith(BackupRepository.BadChunkSuffix, StringComparison.Ordinal) && File.GetLastWriteTimeUtc(file) <= cutoff)
+                // A damaged chunk verify or a backup moved aside: evidence for a while, then freed;
+                // a chunk a GC that died moved aside to delete (".gc") likewise.
+                if ((file.EndsWith(BackupRepository.BadChunkSuffix, StringComparison.Ordinal) || file.EndsWith(".gc", StringComparison.Ordinal)) && File.GetLastWriteTimeUtc(file) <= cutoff)
                 {
                     freed += new FileInfo(file).Length;
                     AtomicFile.TryDelete(file);
@@ -55,8 +62,8 @@ internal sealed class GarbageCollector(BackupRepository repository)
             if (marked.Contains(id)) continue;
             var info = new FileInfo(file);
             if (info.LastWriteTimeUtc > cutoff) { inGrace++; continue; }
+            if (!RemoveUnlessTouched(file, cutoff)) { inGrace++; continue; }
             freed += info.Length;
-            AtomicFile.TryDelete(file);
             removed++;
         }
         foreach (var source in Directory.EnumerateDirectories(repository.PointsDirectory))
@@ -73,5 +80,25 @@ internal sealed class GarbageCollector(BackupRepository repository)
                 tmp++;
             }
         return new GcReport(marked.Count, removed, freed, inGrace, incomplete, tmp);
+    }
+
+    /// <summary>
+    /// Moves the chunk aside, then looks at its time again: a writer that touched it between the
+    /// first look and the move relies on it, and it goes back (a writer touching it after the move
+    /// finds it absent and stores it again). Only a chunk still old once aside is deleted.
+    /// </summary>
+    private static bool RemoveUnlessTouched(string file, DateTime cutoff)
+    {
+        var aside = file + ".gc";
+        try { File.Move(file, aside, overwrite: true); }
+        catch (FileNotFoundException) { return false; }
+        if (File.GetLastWriteTimeUtc(aside) > cutoff)
+        {
+            try { File.Move(aside, file, overwrite: false); }
+            catch (IOException) { AtomicFile.TryDelete(aside); } // stored again meanwhile: that copy stays
+            return false;
+        }
+        AtomicFile.TryDelete(aside);
+        return true;
     }
 }

@@ -8,7 +8,7 @@ namespace ProxyBackup.Repository;
 
 /// <summary>
 /// The lock protocol of docs/repository-format.md, "Locks": shared for backups, restores and
-/// verify, exclusive for retention and garbage collection; files in locks/, replaced by a fresh
+/// verify, retention of one source and garbage collection (scoped), exclusive for retention of all sources; files in locks/, replaced by a fresh
 /// file while held, and judged stale when not refreshed for 30 minutes or when their process on
 /// this host is gone. A lock file that cannot be read is a holder, not a free lock.
 /// </summary>
@@ -46,6 +46,12 @@ public sealed class RepositoryLock : IDisposable
         [property: JsonPropertyName("created")] DateTimeOffset Created,
         [property: JsonPropertyName("refreshed")] DateTimeOffset Refreshed,
         [property: JsonPropertyName("scope")] string? Scope = null);
+
+    /// <summary>The lock's file now (a refresh replaces it); null for no lock.</summary>
+    internal string? FilePath
+    {
+        get { lock (_gate) return _path; }
+    }
 
     /// <summary>
     /// Cancelled when the lock could not be refreshed for so long that others may soon take it for

@@ -141,6 +141,12 @@ internal sealed class Verifier(BackupRepository repository)
 
         await DiskBackup.WhenAllOrFirstFailure([.. hasher.StartWorkers(workers, Check, token)], failed).ConfigureAwait(false);
         meter.Report();
+        // A point forgotten while its chunks were read lost them to nothing but the forget (a GC beside it may have removed them).
+        foreach (var name in problems.Keys.Where(n => n.Split('/', 2) is [var s, var i] && !repository.PointExists(s, i)).ToList())
+        {
+            problems.TryRemove(name, out _);
+            checkedPoints.Remove(name);
+        }
         return new VerifyReport(checkedPoints.Count, users.Count,
             problems.ToDictionary(p => p.Key, p => (IReadOnlyList<string>)[.. p.Value.Distinct().Order(StringComparer.Ordinal)]),
             [.. damagedChunks.Order(StringComparer.Ordinal)]) { ChunksRead = chunksRead, PointsChecked = checkedPoints };

@@ -136,9 +136,43 @@ public class LockTests
             Assert.Single(repo.ListRestorePoints("vm-1"));
             using (RepositoryLock.Acquire(repo, exclusive: false, purpose: "retention elsewhere", scope: "retention:vm-1"))
                 Assert.Throws<RepositoryLockedException>(() => repo.Forget(repo.ListRestorePoints("vm-1")[0]));
-            // The exclusive GC still waits for the backup.
-            Assert.Throws<RepositoryLockedException>(() => repo.CollectGarbage());
+            // GC runs beside the backup too, and excludes only another GC.
+            repo.CollectGarbage();
+            using (RepositoryLock.Acquire(repo, exclusive: false, purpose: "another gc", scope: "gc"))
+                Assert.Throws<RepositoryLockedException>(() => repo.CollectGarbage());
         }
+    }
+
+    [Fact]
+    public async Task A_gc_beside_a_running_backup_keeps_what_the_backup_reuses_and_writes_and_removes_the_rest()
+    {
+        var clock = new ManualClock(DateTimeOffset.UtcNow);
+        var (dir, repo) = NewRepository(clock);
+        using var _ = dir;
+        // Two old restore points, forgotten: their chunks are unreferenced and a month old.
+        var (disk, reused) = await BackedUpDiskAsync(dir, repo);
+        var other = dir.Combine("other.raw");
+        TestDisks.WriteMixed(other, 1 << 20, seed: 99);
+        RestorePoint gone;
+        using (var w = repo.StartRestorePoint("vm-2")) { await w.AddDiskAsync("0", other); gone = w.Commit(); }
+        foreach (var f in Directory.GetFiles(repo.ChunksDirectory, "*", SearchOption.AllDirectories))
+            File.SetLastWriteTimeUtc(f, clock.Now.UtcDateTime.AddDays(-30));
+        repo.Forget(reused);
+        repo.Forget(gone);
+
+        // A backup starts and reuses vm-1's old chunks; it is still under way three hours later,
+        // when a GC runs (grace 1 h): with the mark's start alone as cutoff, all it relies on would go.
+        using var writer = repo.StartRestorePoint("vm-1");
+        await writer.AddDiskAsync("0", disk);
+        clock.Now += TimeSpan.FromHours(3);
+        writer.Lock.Refresh();
+        var report = repo.CollectGarbage();
+        Assert.True(report.ChunksRemoved > 0, "the chunks nobody uses were kept");
+        var point = writer.Commit();
+
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        await repo.RestoreDiskAsync(point, "0", dir.Combine("back.raw"));
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("back.raw")));
     }
 
     [RootFact]
