@@ -117,6 +117,9 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         var results = new List<DiskBackupResult>();
         Task<JobImage>? nextSave = cloud.SaveAsAsync(vm, disks[0], snapshots[disks[0].DiskId], ct);
         Task<List<string>>? snapshotRemoval = null;
+        // Stopped only when the job fails before its commit: the compensation then removes what is
+        // left within its budget. After the commit the removal is never cut half-way.
+        using var stopRemoval = new CancellationTokenSource();
         try
         {
             for (var i = 0; i < disks.Count; i++)
@@ -124,7 +127,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 var d = disks[i];
                 var image = await nextSave!.ConfigureAwait(false);
                 nextSave = i + 1 < disks.Count ? cloud.SaveAsAsync(vm, disks[i + 1], snapshots[disks[i + 1].DiskId], ct) : null;
-                if (nextSave is null) snapshotRemoval = RemoveSnapshotsAsync(cloud, disks.Select(x => snapshots[x.DiskId]));
+                if (nextSave is null) snapshotRemoval = RemoveSnapshotsAsync(cloud, disks.Select(x => snapshots[x.DiskId]), stopRemoval.Token);
                 var attachment = await cloud.AttachAsync(image, readOnly: true, ct).ConfigureAwait(false);
                 DiskBackupStats stats;
                 try
@@ -149,10 +152,13 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         {
             // What runs in the background must have ended (a save journaled its image, a snapshot
             // left the journal) before the job's compensation looks at the journal.
+            await stopRemoval.CancelAsync().ConfigureAwait(false);
             if (nextSave is not null)
                 try { await nextSave.ConfigureAwait(false); }
                 catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background save-as ended with: {Error}", e.Message); }
-            if (snapshotRemoval is not null) await snapshotRemoval.ConfigureAwait(false);
+            if (snapshotRemoval is not null)
+                try { await snapshotRemoval.ConfigureAwait(false); }
+                catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background snapshot removal ended with: {Error}", e.Message); }
             throw;
         }
         var index = writer.Commit();
@@ -165,16 +171,18 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
 
     /// <summary>
     /// Deletes the job's snapshots (or keeps the one OpenNebula will not let go) once every disk is
-    /// saved; not cancelled half-way. Returns the warnings: what stays on the cloud and why.
+    /// saved, until <paramref name="stop"/> (the job failed before its commit). Returns the
+    /// warnings: what stays on the cloud and why.
     /// </summary>
-    private async Task<List<string>> RemoveSnapshotsAsync(CloudTransaction cloud, IEnumerable<JobSnapshot> snapshots)
+    private async Task<List<string>> RemoveSnapshotsAsync(CloudTransaction cloud, IEnumerable<JobSnapshot> snapshots, CancellationToken stop)
     {
         var warnings = new List<string>();
         foreach (var snapshot in snapshots)
         {
+            stop.ThrowIfCancellationRequested();
             await TidyAsync(cloud.JobId, warnings, $"snapshot {snapshot.Id} of disk {snapshot.DiskId}", async () =>
             {
-                if (await cloud.RemoveSnapshotAsync(snapshot, CancellationToken.None).ConfigureAwait(false) is { } kept)
+                if (await cloud.RemoveSnapshotAsync(snapshot, stop).ConfigureAwait(false) is { } kept)
                     warnings.Add(kept);
             }).ConfigureAwait(false);
         }

@@ -161,10 +161,22 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
     private VirtualMachine SavedVm(RestorePoint point) =>
         VirtualMachine.Parse(OneXml.Parse(System.Text.Encoding.UTF8.GetString(repository.LoadMetadata(point, "vm.xml"))));
 
+    /// <summary>The disks the backup left out (tag disks_excluded, docs/repository-format.md "Tags and metadata the engine writes").</summary>
+    private static HashSet<int> ExcludedDisks(RestorePoint point)
+    {
+        var excluded = new HashSet<int>();
+        foreach (var text in (point.Tags.GetValueOrDefault("disks_excluded") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+            excluded.Add(int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var id)
+                ? id
+                : throw new JobFailedException($"Restore point {point.Source}/{point.Id} has a tag disks_excluded '{point.Tags["disks_excluded"]}' that is not a list of disk IDs (damaged or edited); restore its disks one by one as images (vm restore VM --disk N)."));
+        return excluded;
+    }
+
     private async Task<Dictionary<int, JobImage>> RestoreDisksAsync(CloudTransaction cloud, RestorePoint point, VirtualMachine saved, int datastoreId,
         IReadOnlySet<int>? only, IProgress<TransferProgress>? progress, CancellationToken ct, bool onlyListed = false)
     {
-        var excluded = (point.Tags.GetValueOrDefault("disks_excluded") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToHashSet();
+        // A disk restored as an image alone needs no list of the excluded ones (they come back empty in a VM).
+        var excluded = onlyListed ? [] : ExcludedDisks(point);
         var plan = new List<(VmDisk Disk, bool Wanted, long Size)>();
         foreach (var disk in saved.Disks.Where(d => !d.IsVolatile && !d.IsCdrom))
         {

@@ -59,11 +59,11 @@ public sealed class OneClient : IDisposable
             CaCertificateFile = options.CaCertificateFile,
             PinnedCertificateSha256 = options.PinnedCertificateSha256,
         });
-        // Refilled in small steps (every 20 ms, or one token at a time below 50 per second) with a
-        // burst of a tenth of a second: a bucket refilled once a second lets the polls of a busy
-        // night spend it in the first milliseconds and then holds every wait to the next second.
-        var period = TimeSpan.FromMilliseconds(Math.Max(20, 1000.0 / options.MaxPollsPerSecond));
-        var perPeriod = Math.Max(1, (int)Math.Round(options.MaxPollsPerSecond * period.TotalSeconds));
+        // Refilled in small steps (about every 20 ms, or one token at a time below 50 per second)
+        // with a burst of a tenth of a second: a bucket refilled once a second lets the polls of a
+        // busy night spend it in the first milliseconds and then holds every wait to the next second.
+        var perPeriod = Math.Max(1, (int)Math.Ceiling(options.MaxPollsPerSecond * 0.02));
+        var period = TimeSpan.FromSeconds((double)perPeriod / options.MaxPollsPerSecond);
         PollBudget = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
         {
             TokenLimit = Math.Max(perPeriod, options.MaxPollsPerSecond / 10), TokensPerPeriod = perPeriod, ReplenishmentPeriod = period,

@@ -29,8 +29,18 @@ internal static class AtomicFile
                 if (durability == Durability.AtCommit) Native.StartWriteback(f.SafeFileHandle);
                 else f.Flush(flushToDisk: true);
             }
+            var replaces = File.Exists(path);
             File.Move(tmp, path, overwrite: true);
-            if (durability == Durability.Immediate) Native.FsyncDirectory(Path.GetDirectoryName(path)!);
+            if (durability == Durability.Immediate)
+            {
+                try { Native.FsyncDirectory(Path.GetDirectoryName(path)!); }
+                catch (IOException) when (!replaces)
+                {
+                    // Not durable: a new file (a lock, an index) is taken back rather than left half-promised.
+                    TryDelete(path);
+                    throw;
+                }
+            }
         }
         catch
         {

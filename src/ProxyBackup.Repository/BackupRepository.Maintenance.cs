@@ -60,7 +60,8 @@ public sealed partial class BackupRepository
     public void ForgetPoint(string source, string id)
     {
         static bool IsName(string s) => s.Length > 0 && s != "." && s != ".." && s.IndexOfAny(['/', '\\', '\0']) < 0;
-        if (!IsName(source) || !IsName(id) || !Directory.Exists(PointDirectory(source, id)))
+        // Only a point with an index: a directory without one is a backup still writing (or a dead one's, GC's business).
+        if (!IsName(source) || !IsName(id) || !PointExists(source, id))
             throw new RepositoryException($"There is no restore point {source}/{id}.");
         using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"forget {source}/{id}", wait: ExclusiveLockWait, scope: $"retention:{source}");
         Remove(source, id);

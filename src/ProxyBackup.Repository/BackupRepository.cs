@@ -244,14 +244,15 @@ public sealed partial class BackupRepository
         try
         {
             if (!File.Exists(path)) return Quarantine.NotMoved;
+            // The time first: a GC meanwhile sees the file as new, under either name.
+            File.SetLastWriteTimeUtc(path, Clock.GetUtcNow().UtcDateTime);
             File.Move(path, bad, overwrite: true);
             if (FileIsSound(bad, id, codec))
             {
                 try { File.Move(bad, path, overwrite: false); }
-                catch (IOException) { AtomicFile.TryDelete(bad); } // written again meanwhile: that copy stays
+                catch (IOException) when (File.Exists(path)) { AtomicFile.TryDelete(bad); } // written again meanwhile: that copy stays
                 return Quarantine.SoundNow;
             }
-            File.SetLastWriteTimeUtc(bad, Clock.GetUtcNow().UtcDateTime);
             return Quarantine.MovedAside;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

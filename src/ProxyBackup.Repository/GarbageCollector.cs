@@ -14,8 +14,12 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
     public GcReport Run(TimeSpan grace, CancellationToken ct)
     {
         var markStart = repository.Clock.GetUtcNow();
-        var oldestHolder = RepositoryLock.Holders(repository.LocksDirectory, repository.Clock)
-            .Where(h => h.Path != ownLock).Select(h => h.Info.Created).DefaultIfEmpty(markStart).Min();
+        var others = RepositoryLock.Holders(repository.LocksDirectory, repository.Clock).Where(h => h.Path != ownLock).ToList();
+        // A holder whose lock file cannot be read may have started at any time: nothing it may rely on can be told apart.
+        if (others.FirstOrDefault(h => !h.Readable) is { Path: { } unreadable })
+            throw new RepositoryException($"GC removed nothing: the lock file {unreadable} cannot be read, so GC cannot tell since when its holder writes. " +
+                "Check its permissions, or remove it if no ProxyBackup process uses the repository (it is also dropped once 30 minutes old).");
+        var oldestHolder = others.Select(h => h.Info.Created).DefaultIfEmpty(markStart).Min();
         var cutoff = (oldestHolder < markStart ? oldestHolder : markStart).UtcDateTime - grace;
         var marked = new HashSet<ChunkId>();
         var scan = repository.ScanRestorePoints();
@@ -34,6 +38,10 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
                     foreach (var c in manifest.Chunks)
                         if (!c.IsZero) marked.Add(c);
             }
+            catch (Exception e) when (e is RepositoryException or DirectoryNotFoundException && !repository.PointExists(source, id))
+            {
+                // Forgotten while GC read it (retention runs beside GC): nothing of it is to be kept.
+            }
             catch (CorruptDataException e)
             {
                 throw new RepositoryException($"GC removed nothing: {e.Message} It cannot tell which chunks {source}/{id} needs. " +
@@ -50,12 +58,18 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
             try { id = ChunkId.Parse(Path.GetFileName(file)); }
             catch (FormatException)
             {
-                // A damaged chunk verify or a backup moved aside: evidence for a while, then freed;
-                // a chunk a GC that died moved aside to delete (".gc") likewise.
-                if ((file.EndsWith(BackupRepository.BadChunkSuffix, StringComparison.Ordinal) || file.EndsWith(".gc", StringComparison.Ordinal)) && File.GetLastWriteTimeUtc(file) <= cutoff)
+                // A damaged chunk verify or a backup moved aside: evidence for a while, then freed.
+                if (file.EndsWith(BackupRepository.BadChunkSuffix, StringComparison.Ordinal) && File.GetLastWriteTimeUtc(file) <= cutoff)
                 {
                     freed += new FileInfo(file).Length;
                     AtomicFile.TryDelete(file);
+                }
+                // A chunk a GC that died had moved aside: a writer may have trusted it just before,
+                // so it goes back under its name, and the next GC judges it like any chunk.
+                else if (file.EndsWith(AsideSuffix, StringComparison.Ordinal))
+                {
+                    try { File.Move(file, file[..^AsideSuffix.Length], overwrite: false); }
+                    catch (IOException) { AtomicFile.TryDelete(file); } // its name was written again
                 }
                 continue;
             }
@@ -87,9 +101,11 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
     /// first look and the move relies on it, and it goes back (a writer touching it after the move
     /// finds it absent and stores it again). Only a chunk still old once aside is deleted.
     /// </summary>
+    private const string AsideSuffix = ".gc";
+
     private static bool RemoveUnlessTouched(string file, DateTime cutoff)
     {
-        var aside = file + ".gc";
+        var aside = file + AsideSuffix;
         try { File.Move(file, aside, overwrite: true); }
         catch (FileNotFoundException) { return false; }
         if (File.GetLastWriteTimeUtc(aside) > cutoff)

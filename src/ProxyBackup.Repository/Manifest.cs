@@ -23,7 +23,7 @@ public sealed class Manifest
     public IReadOnlyList<ChunkId> Chunks { get; }
 
     /// <summary>The most chunks one manifest holds: it is written as one array (just under 4 TiB of disk in 64 KiB chunks, 256 TiB in 4 MiB ones).</summary>
-    public static readonly int MaxChunks = (Array.MaxLength - HeaderSize - 32) / ChunkId.Size;
+    public static readonly int MaxChunks = (Array.MaxLength - HeaderSize - 32 - BlobCipher.Overhead) / ChunkId.Size;
 
     /// <summary>The chunks of a disk; a disk too large for one manifest is refused before anything is read.</summary>
     public static int ChunkCount(long diskSize, int chunkSize)

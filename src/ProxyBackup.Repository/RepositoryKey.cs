@@ -77,6 +77,7 @@ internal sealed class MasterKeys
     public static MasterKeys Unwrap(IEnumerable<(string Name, byte[] Json)> keyFiles, RepositoryKey key)
     {
         var damaged = new List<string>();
+        var tried = 0;
         foreach (var (name, json) in keyFiles)
         {
             try
@@ -90,14 +91,15 @@ internal sealed class MasterKeys
             }
             catch (CryptographicException)
             {
-                // not this one
+                tried++; // not this one
             }
             catch (Exception e) when (e is JsonException or FormatException or ArgumentException)
             {
                 damaged.Add($"keys/{name} ({e.Message})");
             }
         }
-        if (damaged.Count > 0)
+        // A key file that reads but does not open means a wrong passphrase or key file, whatever else lies in keys/.
+        if (damaged.Count > 0 && tried == 0)
             throw new CorruptDataException($"No key file opens this repository, and {string.Join(", ", damaged)} cannot be read: put back the key files from your copy of them (docs/operations.md, \"The repository\").");
         throw new WrongKeyException(key.IsKeyFile
             ? "The key file does not open this repository."

@@ -101,34 +101,45 @@ public sealed class RepositoryLock : IDisposable
         return path;
     }
 
-    /// <summary>The live locks; stale ones are removed on the way. A file that cannot be read counts as a holder until it is old enough to be stale.</summary>
-    public static IEnumerable<(string Path, bool Exclusive, LockInfo Info)> Holders(string directory, TimeProvider clock)
+    /// <summary>
+    /// The live locks; stale ones are removed on the way. A file that cannot be read counts as a
+    /// holder (<c>Readable</c> false: its times are the file's, not the holder's) until it is old
+    /// enough to be stale. A lock file that vanished between the listing and its read was released
+    /// or replaced by a refresh: the directory is listed again, so that a holder refreshing at that
+    /// moment is never missed (GC relies on seeing every holder).
+    /// </summary>
+    public static IReadOnlyList<(string Path, bool Exclusive, LockInfo Info, bool Readable)> Holders(string directory, TimeProvider clock)
     {
-        foreach (var file in Directory.EnumerateFiles(directory))
+        while (true)
         {
-            var name = Path.GetFileName(file);
-            var exclusive = name.StartsWith("exclusive-", StringComparison.Ordinal);
-            if (!exclusive && !name.StartsWith("shared-", StringComparison.Ordinal)) continue;
-            LockInfo? info;
-            try { info = JsonSerializer.Deserialize<LockInfo>(File.ReadAllBytes(file)); }
-            catch (FileNotFoundException) { continue; } // released or replaced meanwhile
-            catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { info = null; }
-            if (info is null)
+            var holders = new List<(string, bool, LockInfo, bool)>();
+            var vanished = false;
+            foreach (var file in Directory.EnumerateFiles(directory))
             {
-                DateTimeOffset written;
-                try { written = File.GetLastWriteTimeUtc(file); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { written = clock.GetUtcNow(); }
-                info = new LockInfo("unknown", 0, 0, $"an unreadable lock file ({name})", written, written);
-                if (clock.GetUtcNow() - written > StaleAfter) { AtomicFile.TryDelete(file); continue; }
-                yield return (file, exclusive, info);
-                continue;
+                var name = Path.GetFileName(file);
+                var exclusive = name.StartsWith("exclusive-", StringComparison.Ordinal);
+                if (!exclusive && !name.StartsWith("shared-", StringComparison.Ordinal)) continue;
+                LockInfo? info;
+                try { info = JsonSerializer.Deserialize<LockInfo>(File.ReadAllBytes(file)); }
+                catch (FileNotFoundException) { vanished = true; continue; }
+                catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { info = null; }
+                if (info is null)
+                {
+                    DateTimeOffset written;
+                    try { written = File.GetLastWriteTimeUtc(file); }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { written = clock.GetUtcNow(); }
+                    if (clock.GetUtcNow() - written > StaleAfter) { AtomicFile.TryDelete(file); continue; }
+                    holders.Add((file, exclusive, new LockInfo("unknown", 0, 0, $"an unreadable lock file ({name})", written, written), false));
+                    continue;
+                }
+                if (IsStale(info, clock.GetUtcNow()))
+                {
+                    AtomicFile.TryDelete(file);
+                    continue;
+                }
+                holders.Add((file, exclusive, info, true));
             }
-            if (IsStale(info, clock.GetUtcNow()))
-            {
-                AtomicFile.TryDelete(file);
-                continue;
-            }
-            yield return (file, exclusive, info);
+            if (!vanished) return holders;
         }
     }
 

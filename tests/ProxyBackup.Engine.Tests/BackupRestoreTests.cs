@@ -96,6 +96,22 @@ public class BackupRestoreTests
     }
 
     [Fact]
+    public async Task A_damaged_list_of_excluded_disks_is_refused_before_anything_is_made_and_a_single_disk_still_restores()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var result = await w.Backup.RunAsync(web.Id, new BackupOptions { ExcludeDisks = new HashSet<int> { 0 } });
+        var edited = result.RestorePoint with { Tags = new Dictionary<string, string>(result.RestorePoint.Tags) { ["disks_excluded"] = "0;x" } };
+        var before = w.Inventory();
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => w.Restore.RestoreVmAsync(edited, new RestoreVmOptions { ImageDatastoreId = 1 }));
+        Assert.Contains("disks_excluded", e.Message, StringComparison.Ordinal);
+        Assert.Equal(((List<object?>)before["images"]!).Count, ((List<object?>)w.Inventory()["images"]!).Count);
+        Assert.Empty(w.Catalog.Pending());
+        var one = await w.Restore.RestoreDiskAsImageAsync(edited, 1, 1);
+        Assert.Equal(ImageState.Ready, (await w.Client.ImageInfoAsync(one.Images[1])).State);
+    }
+
+    [Fact]
     public async Task Refusals_say_what_is_wrong()
     {
         await using var w = await EngineWorld.StartAsync();

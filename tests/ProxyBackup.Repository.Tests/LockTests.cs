@@ -226,4 +226,25 @@ public class LockTests
             MaintenanceTests.Run("umount", tmp);
         }
     }
+
+    [Fact]
+    public async Task A_chunk_a_dead_gc_left_aside_goes_back_under_its_name_and_a_gc_beside_an_unreadable_lock_removes_nothing()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        var (_, point) = await BackedUpDiskAsync(dir, repo);
+        // A GC died between moving a chunk aside and looking at its time again, while a backup relied on it.
+        var chunk = repo.ChunkPath(repo.LoadManifest(point, "0").Chunks.First(c => !c.IsZero));
+        File.Move(chunk, chunk + ".gc");
+        File.SetLastWriteTimeUtc(chunk + ".gc", DateTime.UtcNow.AddDays(-30));
+        repo.CollectGarbage(TimeSpan.Zero);
+        Assert.True(File.Exists(chunk));
+        Assert.False(File.Exists(chunk + ".gc"));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+
+        // A holder whose lock file cannot be read may have started at any time.
+        File.WriteAllText(Path.Combine(repo.LocksDirectory, "shared-0123456789abcdef"), "{ half a lock");
+        var e = Assert.Throws<RepositoryException>(() => repo.CollectGarbage(TimeSpan.Zero));
+        Assert.Contains("cannot be read", e.Message, StringComparison.Ordinal);
+    }
 }
