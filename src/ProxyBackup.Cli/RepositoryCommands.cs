@@ -233,7 +233,7 @@ internal static class RepositoryCommands
             if (p.GetValue(point) is { } id)
             {
                 if (p.GetValue(source) is not { } pointSource) throw new CliException("--point needs --source: the restore point's source (e.g. vm-12).");
-                if (!p.GetValue(dry)) Open(p).ForgetPoint(pointSource, id);
+                Open(p).ForgetPoint(pointSource, id, p.GetValue(dry));
                 Console.WriteLine($"{(p.GetValue(dry) ? "would remove" : "removed")} {pointSource}/{id}");
                 return 0;
             }

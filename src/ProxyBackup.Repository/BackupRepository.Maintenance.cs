@@ -57,12 +57,14 @@ public sealed partial class BackupRepository
     public void Forget(RestorePoint point) => ForgetPoint(point.Source, point.Id);
 
     /// <summary>Removes one restore point by its name, also one whose index cannot be read (<see cref="ScanRestorePoints"/>).</summary>
-    public void ForgetPoint(string source, string id)
+    /// <param name="dryRun">Only check that there is such a point.</param>
+    public void ForgetPoint(string source, string id, bool dryRun = false)
     {
         static bool IsName(string s) => s.Length > 0 && s != "." && s != ".." && s.IndexOfAny(['/', '\\', '\0']) < 0;
         // Only a point with an index: a directory without one is a backup still writing (or a dead one's, GC's business).
         if (!IsName(source) || !IsName(id) || !PointExists(source, id))
             throw new RepositoryException($"There is no restore point {source}/{id}.");
+        if (dryRun) return;
         using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"forget {source}/{id}", wait: ExclusiveLockWait, scope: $"retention:{source}");
         Remove(source, id);
     }
