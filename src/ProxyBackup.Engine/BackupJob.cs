@@ -26,8 +26,9 @@ public sealed record BackupResult(string JobId, int VmId, string VmName, Restore
 /// Backs up one VM through the proxy (docs/opennebula.md, "Backup flow"): metadata, a snapshot of every disk
 /// taken back to back, then per disk save-as, attach to the proxy, read into the repository, detach
 /// and delete the image; the snapshots are deleted once the last disk is saved, beside the reads;
-/// the restore point is committed when every disk is read. On a failure before the commit, what the job created is removed again before the error is reported;
-/// after it, what cannot be removed is a warning and stays in the journal for the cleanup pass.
+/// the restore point is committed when every disk is read. On a failure before the commit, what
+/// the job created is removed again before the error is reported; after it, what cannot be
+/// removed is a warning and stays in the journal for the cleanup pass.
 /// </summary>
 public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger,
     IRestorePointList? index = null)

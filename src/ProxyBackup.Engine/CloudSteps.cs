@@ -14,7 +14,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     private readonly ProxyHotplugLock _hotplug = new(options.HotplugLockFile);
     private readonly OneWaiter _waiter = new(client, options.FirstPoll, options.MaxPoll, options.Time);
     // Waits under the hot-plug lock hold up every other job's disk: seen done within a tenth of
-    // their time, not a quarter (docs/architecture.md, "What is serialised").
+    // their time, not a fifth (docs/architecture.md, "What is serialised").
     private readonly OneWaiter _hotplugWaiter = new(client, options.FirstPoll, options.MaxPoll, options.Time, lateness: 0.1);
 
     /// <summary>A creating request may still be in flight this long after its journal entry (a lost answer, a killed process).</summary>

@@ -33,13 +33,11 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
 
     public string JobId => jobId;
 
-    private long _hotplugTicks;
+    // How long this job's attaches and detaches (one after another) held the proxy's hot-plug lock.
+    private TimeSpan _hotplugHeld;
 
-    /// <summary>How long this job's attaches and detaches held the proxy's hot-plug lock (the job's share of the night's bottleneck).</summary>
-    public TimeSpan HotplugHeld => TimeSpan.FromTicks(Interlocked.Read(ref _hotplugTicks));
-
-    /// <summary>The job log's line for <see cref="HotplugHeld"/> (scripts/bench-cloud reads it).</summary>
-    public string HotplugSummary => $"proxy hot-plug lock held {HotplugHeld.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)} s";
+    /// <summary>The job log's line for the time this job held the proxy's hot-plug lock, the night's bottleneck (scripts/bench-cloud reads it).</summary>
+    public string HotplugSummary => $"proxy hot-plug lock held {_hotplugHeld.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)} s";
 
     public Task<VirtualMachine> ReadVmAsync(int vmId, CancellationToken ct) => _client.VmInfoAsync(vmId, ct);
 
@@ -168,15 +166,14 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
         var entry = _journal.Record(jobId, CloudObjectKind.Attachment, Options.ProxyVmId, -1, image.Name);
         _journal.SetObjectId(entry, image.Id);
         var (diskId, device, held) = await steps.AttachToProxyAsync(image.Id, image.SizeBytes, readOnly, ct).ConfigureAwait(false);
-        Interlocked.Add(ref _hotplugTicks, held.Ticks);
+        _hotplugHeld += held;
         return new JobAttachment(entry, image, diskId, device);
     }
 
     /// <summary>Detaches the job's image from the proxy and forgets the attachment. Not cancellable: a device half given up is worse than a late one.</summary>
     public async Task DetachAsync(JobAttachment attachment)
     {
-        var held = await steps.DetachFromProxyAsync(attachment.Image.Id, CancellationToken.None).ConfigureAwait(false);
-        Interlocked.Add(ref _hotplugTicks, held.Ticks);
+        _hotplugHeld += await steps.DetachFromProxyAsync(attachment.Image.Id, CancellationToken.None).ConfigureAwait(false);
         _journal.Remove(attachment.Entry);
     }
 

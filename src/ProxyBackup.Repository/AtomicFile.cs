@@ -95,6 +95,26 @@ internal static class AtomicFile
     private static string TmpPath(string tmpDirectory, string path) =>
         Path.Combine(tmpDirectory, $"{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}");
 
+    /// <summary>
+    /// Moves <paramref name="path"/> to <paramref name="aside"/>, then asks <paramref name="putBack"/>
+    /// about the file where it now lies: true puts it back (<see cref="PutBack"/>). Returns whether it
+    /// stays aside. Moved first, judged after: whoever looks for the name meanwhile finds it absent.
+    /// </summary>
+    public static bool SetAside(string path, string aside, Func<string, bool> putBack)
+    {
+        File.Move(path, aside, overwrite: true);
+        if (!putBack(aside)) return true;
+        PutBack(aside, path);
+        return false;
+    }
+
+    /// <summary>Moves a file set aside back under its name; when the name was written again meanwhile, that copy stays and this one goes.</summary>
+    public static void PutBack(string aside, string path)
+    {
+        try { File.Move(aside, path, overwrite: false); }
+        catch (IOException) when (File.Exists(path)) { TryDelete(aside); }
+    }
+
     public static void TryDelete(string path)
     {
         try { File.Delete(path); }

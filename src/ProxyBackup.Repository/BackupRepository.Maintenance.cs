@@ -49,7 +49,7 @@ public sealed partial class BackupRepository
             : RepositoryLock.Acquire(this, exclusive: false, purpose: $"retention of {source}", wait: ExclusiveLockWait, scope: $"retention:{source}");
         var plan = Retention.Plan(ListRestorePoints(source), policy, now ?? DateTimeOffset.UtcNow, zone);
         if (!dryRun)
-            foreach (var d in plan.Where(d => !d.Keep)) Remove(d.Point);
+            foreach (var d in plan.Where(d => !d.Keep)) Remove(d.Point.Source, d.Point.Id);
         return plan;
     }
 
@@ -68,8 +68,6 @@ public sealed partial class BackupRepository
         using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"forget {source}/{id}", wait: ExclusiveLockWait, scope: $"retention:{source}");
         Remove(source, id);
     }
-
-    private void Remove(RestorePoint point) => Remove(point.Source, point.Id);
 
     private void Remove(string source, string id)
     {

@@ -190,14 +190,15 @@ public sealed partial class BackupRepository
     /// <summary>
     /// A writer's dedup check: whether the chunk is stored (an empty file counts as absent), after
     /// setting its time to now, so that a GC running beside the writer keeps it (docs/repository-format.md,
-    /// "Garbage collection"). Touched first, trusted after: a chunk a GC removed meanwhile is absent.
+    /// "Garbage collection"). Trusted only once touched: a chunk a GC moved away meanwhile is absent.
     /// </summary>
     internal bool TouchChunk(ChunkId id)
     {
-        var path = ChunkPath(id);
-        try { File.SetLastWriteTimeUtc(path, Clock.GetUtcNow().UtcDateTime); }
+        var file = new FileInfo(ChunkPath(id));
+        if (file is not { Exists: true, Length: > 0 }) return false;
+        try { file.LastWriteTimeUtc = Clock.GetUtcNow().UtcDateTime; }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return false; }
-        return HasChunk(id);
+        return true;
     }
 
     /// <summary>
@@ -246,14 +247,7 @@ public sealed partial class BackupRepository
             if (!File.Exists(path)) return Quarantine.NotMoved;
             // The time first: a GC meanwhile sees the file as new, under either name.
             File.SetLastWriteTimeUtc(path, Clock.GetUtcNow().UtcDateTime);
-            File.Move(path, bad, overwrite: true);
-            if (FileIsSound(bad, id, codec))
-            {
-                try { File.Move(bad, path, overwrite: false); }
-                catch (IOException) when (File.Exists(path)) { AtomicFile.TryDelete(bad); } // written again meanwhile: that copy stays
-                return Quarantine.SoundNow;
-            }
-            return Quarantine.MovedAside;
+            return AtomicFile.SetAside(path, bad, putBack: aside => FileIsSound(aside, id, codec)) ? Quarantine.MovedAside : Quarantine.SoundNow;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -366,7 +360,6 @@ public sealed partial class BackupRepository
 
     // ---- reading restore points -------------------------------------------------------------
 
-    /// <summary>Every complete restore point (those with an index), oldest first; of one source when given.</summary>
     /// <summary>The readable restore points, oldest first. A point whose index is damaged is left out (see <see cref="ScanRestorePoints"/>), one forgotten meanwhile too.</summary>
     public IReadOnlyList<RestorePoint> ListRestorePoints(string? source = null) => ScanRestorePoints(source).Points;
 

@@ -67,10 +67,7 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
                 // A chunk a GC that died had moved aside: a writer may have trusted it just before,
                 // so it goes back under its name, and the next GC judges it like any chunk.
                 else if (file.EndsWith(AsideSuffix, StringComparison.Ordinal))
-                {
-                    try { File.Move(file, file[..^AsideSuffix.Length], overwrite: false); }
-                    catch (IOException) { AtomicFile.TryDelete(file); } // its name was written again
-                }
+                    AtomicFile.PutBack(file, file[..^AsideSuffix.Length]);
                 continue;
             }
             if (marked.Contains(id)) continue;
@@ -96,24 +93,21 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
         return new GcReport(marked.Count, removed, freed, inGrace, incomplete, tmp);
     }
 
+    private const string AsideSuffix = ".gc";
+
     /// <summary>
     /// Moves the chunk aside, then looks at its time again: a writer that touched it between the
     /// first look and the move relies on it, and it goes back (a writer touching it after the move
     /// finds it absent and stores it again). Only a chunk still old once aside is deleted.
     /// </summary>
-    private const string AsideSuffix = ".gc";
-
     private static bool RemoveUnlessTouched(string file, DateTime cutoff)
     {
         var aside = file + AsideSuffix;
-        try { File.Move(file, aside, overwrite: true); }
-        catch (FileNotFoundException) { return false; }
-        if (File.GetLastWriteTimeUtc(aside) > cutoff)
+        try
         {
-            try { File.Move(aside, file, overwrite: false); }
-            catch (IOException) { AtomicFile.TryDelete(aside); } // stored again meanwhile: that copy stays
-            return false;
+            if (!AtomicFile.SetAside(file, aside, putBack: a => File.GetLastWriteTimeUtc(a) > cutoff)) return false;
         }
+        catch (FileNotFoundException) { return false; }
         AtomicFile.TryDelete(aside);
         return true;
     }

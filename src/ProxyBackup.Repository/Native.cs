@@ -158,7 +158,6 @@ internal static partial class Native
         }
     }
 
-    /// <summary>fsync of a directory, so that a rename inside it survives a crash.</summary>
     /// <summary>
     /// Makes a directory's entries durable (a rename, a delete). A failure is an error: the write it
     /// was to make durable may be lost. File systems that cannot sync a directory (EINVAL) already

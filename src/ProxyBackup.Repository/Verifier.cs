@@ -54,32 +54,26 @@ internal sealed class Verifier(BackupRepository repository)
         {
             ct.ThrowIfCancellationRequested();
             var name = $"{source}/{id}";
-            var found = new List<string>();
-            var chunksOfPoint = new List<ChunkId>();
-            try
-            {
-                var index = repository.LoadIndex(source, id);
-                foreach (var m in index.Metadata)
-                {
-                    try { repository.LoadMetadata(index, m.Name); }
-                    catch (RepositoryException e) { found.Add(e.Message); }
-                }
-                foreach (var d in index.Disks)
-                {
-                    try { chunksOfPoint.AddRange(repository.LoadManifest(index, d.Disk).Chunks.Where(c => !c.IsZero)); }
-                    catch (RepositoryException e) { found.Add(e.Message); }
-                }
-            }
-            catch (RepositoryException e) { found.Add(e.Message); }
-            // A retention or forget may remove a point while verify reads it (both take shared
-            // locks): its missing files are not damage, and it is not reported at all.
-            if (found.Count > 0 && !repository.PointExists(source, id)) continue;
             checkedPoints.Add(name);
-            foreach (var why in found) Damage(name, why);
-            foreach (var chunk in chunksOfPoint.Distinct())
+            RestorePoint index;
+            try { index = repository.LoadIndex(source, id); }
+            catch (RepositoryException e) { Damage(name, e.Message); continue; }
+            foreach (var m in index.Metadata)
             {
-                if (!users.TryGetValue(chunk, out var list)) users[chunk] = list = [];
-                list.Add(name);
+                try { repository.LoadMetadata(index, m.Name); }
+                catch (RepositoryException e) { Damage(name, e.Message); }
+            }
+            foreach (var d in index.Disks)
+            {
+                try
+                {
+                    foreach (var chunk in repository.LoadManifest(index, d.Disk).Chunks.Where(c => !c.IsZero).Distinct())
+                    {
+                        if (!users.TryGetValue(chunk, out var list)) users[chunk] = list = [];
+                        list.Add(name);
+                    }
+                }
+                catch (RepositoryException e) { Damage(name, e.Message); }
             }
         }
 
@@ -141,7 +135,9 @@ internal sealed class Verifier(BackupRepository repository)
 
         await DiskBackup.WhenAllOrFirstFailure([.. hasher.StartWorkers(workers, Check, token)], failed).ConfigureAwait(false);
         meter.Report();
-        // A point forgotten while its chunks were read lost them to nothing but the forget (a GC beside it may have removed them).
+        // A retention or forget may remove a point while verify reads it (both take shared locks,
+        // and a GC beside them may remove its chunks): what it misses then is not damage, and the
+        // point is not reported at all.
         foreach (var name in problems.Keys.Where(n => n.Split('/', 2) is [var s, var i] && !repository.PointExists(s, i)).ToList())
         {
             problems.TryRemove(name, out _);

@@ -8,6 +8,10 @@ public sealed class ProxyHotplugLockTests : IDisposable
 {
     private readonly TempDirectory _dir = new("pb-hotplug");
 
+    /// <summary>A job's turn on the proxy of this test, through the file lock every job of the test shares.</summary>
+    private Task<ProxyHotplugLock.Hold> Turn(HotplugKind kind, CancellationToken ct = default) =>
+        new ProxyHotplugLock(_dir.Combine("hotplug.lock")).AcquireAsync(kind, ct);
+
     [Fact]
     public async Task Waits_while_another_process_holds_the_lock_and_takes_it_when_that_process_dies()
     {
@@ -20,7 +24,7 @@ public sealed class ProxyHotplugLockTests : IDisposable
         })!;
         Assert.Equal("held", await holder.StandardOutput.ReadLineAsync());
 
-        var acquiring = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
+        var acquiring = Turn(HotplugKind.Attach);
         await Task.Delay(600);
         Assert.False(acquiring.IsCompleted);
 
@@ -33,9 +37,8 @@ public sealed class ProxyHotplugLockTests : IDisposable
     [Fact]
     public async Task Two_jobs_of_one_process_take_turns()
     {
-        var file = _dir.Combine("hotplug.lock");
-        var first = await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
-        var second = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
+        var first = await Turn(HotplugKind.Attach);
+        var second = Turn(HotplugKind.Attach);
         await Task.Delay(300);
         Assert.False(second.IsCompleted);
         first.Dispose();
@@ -45,11 +48,9 @@ public sealed class ProxyHotplugLockTests : IDisposable
     [Fact]
     public async Task A_detach_goes_before_the_attaches_that_waited_longer()
     {
-        var file = _dir.Combine("hotplug.lock");
-        var held = await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
-        var attach = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
-        await Task.Delay(100);
-        var detach = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Detach, CancellationToken.None);
+        var held = await Turn(HotplugKind.Attach);
+        var attach = Turn(HotplugKind.Attach);
+        var detach = Turn(HotplugKind.Detach);
         held.Dispose();
         // The attach can have its turn only once no detach waits: by then the detach had it.
         var detachHold = await detach.WaitAsync(TimeSpan.FromSeconds(30));
@@ -61,15 +62,14 @@ public sealed class ProxyHotplugLockTests : IDisposable
     [Fact]
     public async Task A_waiter_cancelled_before_its_turn_leaves_the_queue()
     {
-        var file = _dir.Combine("hotplug.lock");
-        var held = await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None);
+        var held = await Turn(HotplugKind.Attach);
         using var cts = new CancellationTokenSource();
-        var cancelled = new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Detach, cts.Token);
+        var cancelled = Turn(HotplugKind.Detach, cts.Token);
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled.WaitAsync(TimeSpan.FromSeconds(30)));
         held.Dispose();
         // Nobody holds the lock now: the next one gets it (a cancelled waiter given the turn would keep it forever).
-        (await new ProxyHotplugLock(file).AcquireAsync(HotplugKind.Attach, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30))).Dispose();
+        (await Turn(HotplugKind.Attach).WaitAsync(TimeSpan.FromSeconds(30))).Dispose();
     }
 
     public void Dispose() => _dir.Dispose();

@@ -183,10 +183,8 @@ public class LockTests
         var (disk, _) = await BackedUpDiskAsync(dir, repo);
         var mount = dir.Combine("ro");
         Directory.CreateDirectory(mount);
-        MaintenanceTests.Run("mount", "--bind", repo.Root, mount);
-        try
+        await ReadOnlyBindAsync(repo.Root, mount, async () =>
         {
-            MaintenanceTests.Run("mount", "-o", "remount,bind,ro", mount);
             var copy = BackupRepository.Open(mount, null);
             Assert.True(copy.ReadOnly);
             var point = Assert.Single(copy.ListRestorePoints());
@@ -195,10 +193,21 @@ public class LockTests
             Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("back.raw")));
             Assert.Contains("read-only", Assert.Throws<RepositoryException>(() => copy.StartRestorePoint("vm-1")).Message, StringComparison.Ordinal);
             Assert.Empty(LockFiles(repo));
+        });
+    }
+
+    /// <summary>Runs <paramref name="body"/> while <paramref name="target"/> shows <paramref name="source"/> read-only (a bind mount, root only).</summary>
+    private static async Task ReadOnlyBindAsync(string source, string target, Func<Task> body)
+    {
+        MaintenanceTests.Run("mount", "--bind", source, target);
+        try
+        {
+            MaintenanceTests.Run("mount", "-o", "remount,bind,ro", target);
+            await body();
         }
         finally
         {
-            MaintenanceTests.Run("umount", mount);
+            MaintenanceTests.Run("umount", target);
         }
     }
 
@@ -210,21 +219,16 @@ public class LockTests
         using var _ = dir;
         await BackedUpDiskAsync(dir, repo);
         var tmp = Path.Combine(repo.Root, "tmp");
-        MaintenanceTests.Run("mount", "--bind", tmp, tmp);
-        try
+        await ReadOnlyBindAsync(tmp, tmp, () =>
         {
-            MaintenanceTests.Run("mount", "-o", "remount,bind,ro", tmp);
             var copy = BackupRepository.Open(repo.Root, null);
             Assert.True(copy.ReadOnly);
             var point = Assert.Single(copy.ListRestorePoints());
             Assert.Contains("read-only", Assert.Throws<RepositoryException>(() => copy.Forget(point)).Message, StringComparison.Ordinal);
             Assert.Throws<RepositoryException>(() => copy.ApplyRetention(new ProxyBackup.Contracts.RetentionPolicy { KeepWithin = TimeSpan.Zero }, "vm-1", dryRun: false));
             Assert.Single(copy.ListRestorePoints());
-        }
-        finally
-        {
-            MaintenanceTests.Run("umount", tmp);
-        }
+            return Task.CompletedTask;
+        });
     }
 
     [Fact]
