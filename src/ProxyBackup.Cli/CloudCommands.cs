@@ -99,7 +99,7 @@ internal static class CloudCommands
         var vms = new Argument<string[]>("vms") { Description = "VM IDs or names.", Arity = ArgumentArity.OneOrMore };
         var full = new Option<bool>("--full") { Description = "Do not compare with the previous restore point." };
         var exclude = new Option<int[]>("--exclude-disk") { Description = "DISK_ID not to back up (with one VM); repeatable." };
-        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 1, Description = "How many VMs at once (disks are hot-plugged into the proxy one at a time)." };
+        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 1, Description = "How many VMs are snapshotted and read at once; one whose disks are read makes room for the next while it tidies up (disks are hot-plugged into the proxy one at a time)." };
         var local = new Option<bool>("--local") { Description = "Run in this process even when the daemon is running." };
         var c = new Command("backup", "Back up VMs now (incremental against each VM's latest restore point unless --full); handed to the daemon when it runs.") { vms, full, exclude, parallel, local, Json };
         c.SetAction(async (p, ct) =>
@@ -109,22 +109,33 @@ internal static class CloudCommands
                 return await ThroughDaemonAsync(p, socket.Path, socket.Catalog, p.GetValue(vms)!, p.GetValue(full), ct).ConfigureAwait(false);
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
             await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false);
-            var ids = new List<int>();
-            foreach (var v in p.GetValue(vms)!) ids.Add(await EngineHost.ResolveVmAsync(host.Client, v, ct).ConfigureAwait(false));
+            var ids = await EngineHost.ResolveVmsAsync(host.Client, p.GetValue(vms)!, ct).ConfigureAwait(false);
             if (ids.Count > 1 && p.GetValue(exclude) is { Length: > 0 }) throw new CliException("--exclude-disk applies to one VM at a time.");
             if (p.GetValue(parallel) < 1) throw new CliException("--parallel must be at least 1.");
             var options = new BackupOptions { Full = p.GetValue(full), ExcludeDisks = (p.GetValue(exclude) ?? []).ToHashSet() };
             var results = new System.Collections.Concurrent.ConcurrentBag<BackupResult>();
             var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
-            async Task One(int id, IProgress<TransferProgress>? progress)
+            async Task One(int id, IProgress<TransferProgress>? progress, Action? disksRead = null)
             {
-                try { results.Add(await host.Backup.RunAsync(id, options, progress, ct).ConfigureAwait(false)); }
+                try { results.Add(await host.Backup.RunAsync(id, options with { DisksRead = disksRead }, progress, ct).ConfigureAwait(false)); }
                 catch (Exception e) when (ids.Count > 1 && e is not OperationCanceledException) { failures.Add($"VM {id}: {e.Message}"); }
             }
             if (ids.Count == 1)
                 await ProgressDisplay.RunAsync($"backup VM {ids[0]}", async progress => { await One(ids[0], progress).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
             else
-                await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = p.GetValue(parallel), CancellationToken = ct }, async (id, _) => await One(id, null).ConfigureAwait(false)).ConfigureAwait(false);
+            {
+                // A VM takes a place until its last disk is read (BackupOptions.DisksRead), not until
+                // its job ends; the places are handed out in the order the VMs were named.
+                using var places = new SemaphoreSlim(p.GetValue(parallel));
+                await Task.WhenAll(ids.Select(async id =>
+                {
+                    await places.WaitAsync(ct).ConfigureAwait(false);
+                    var left = 0;
+                    void Leave() { if (Interlocked.Exchange(ref left, 1) == 0) places.Release(); }
+                    try { await One(id, null, Leave).ConfigureAwait(false); }
+                    finally { Leave(); }
+                })).ConfigureAwait(false);
+            }
             if (p.GetValue(Json)) CliFormat.PrintJson(new { results = results.OrderBy(r => r.VmId), failures });
             else
             {
@@ -155,8 +166,7 @@ internal static class CloudCommands
     private static async Task<int> ThroughDaemonAsync(ParseResult p, string socket, string catalogPath, string[] vms, bool full, CancellationToken ct)
     {
         using var client = EngineHost.Connect(p);
-        var ids = new List<int>();
-        foreach (var v in vms) ids.Add(await EngineHost.ResolveVmAsync(client, v, ct).ConfigureAwait(false));
+        var ids = await EngineHost.ResolveVmsAsync(client, vms, ct).ConfigureAwait(false);
         var since = DateTimeOffset.UtcNow.AddSeconds(-1);
         foreach (var id in ids)
         {

@@ -121,20 +121,31 @@ internal sealed class EngineHost : IDisposable
     /// A VM by ID or by name: unique among the VMs the user sees, else, when a repository is given,
     /// among the VMs its restore points were taken of (a VM deleted since keeps its restore points).
     /// </summary>
-    public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct, BackupRepository? repository = null)
+    public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct, BackupRepository? repository = null) =>
+        (await ResolveVmsAsync(client, [idOrName], ct, repository).ConfigureAwait(false))[0];
+
+    /// <summary>Several VMs as <see cref="ResolveVmAsync"/> finds one, with one read of the VM pool for all the names (a cloud's pool can hold thousands of VMs).</summary>
+    public static async Task<List<int>> ResolveVmsAsync(OneClient client, IEnumerable<string> idsOrNames, CancellationToken ct, BackupRepository? repository = null)
     {
-        if (int.TryParse(idOrName, out var id)) return id;
-        var matches = (await client.VmPoolAsync(ct: ct).ConfigureAwait(false)).Where(v => v.Name == idOrName).Select(v => v.Id).ToList();
-        if (matches.Count == 0 && repository is not null)
-            matches = [.. BackedUpVms(repository).Where(v => v.Names.Contains(idOrName)).Select(v => v.VmId)];
-        return matches.Count switch
+        IReadOnlyList<VirtualMachine>? pool = null;
+        var ids = new List<int>();
+        foreach (var idOrName in idsOrNames)
         {
-            1 => matches[0],
-            0 => throw new CliException(repository is null
-                ? $"No VM is named '{idOrName}'."
-                : $"No VM is named '{idOrName}', in OpenNebula or in the repository's restore points; 'proxybackup vm list' shows both."),
-            _ => throw new CliException($"Several VMs are named '{idOrName}' ({string.Join(", ", matches)}); give the ID."),
-        };
+            if (int.TryParse(idOrName, out var id)) { ids.Add(id); continue; }
+            pool ??= await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
+            var matches = pool.Where(v => v.Name == idOrName).Select(v => v.Id).ToList();
+            if (matches.Count == 0 && repository is not null)
+                matches = [.. BackedUpVms(repository).Where(v => v.Names.Contains(idOrName)).Select(v => v.VmId)];
+            ids.Add(matches.Count switch
+            {
+                1 => matches[0],
+                0 => throw new CliException(repository is null
+                    ? $"No VM is named '{idOrName}'."
+                    : $"No VM is named '{idOrName}', in OpenNebula or in the repository's restore points; 'proxybackup vm list' shows both."),
+                _ => throw new CliException($"Several VMs are named '{idOrName}' ({string.Join(", ", matches)}); give the ID."),
+            });
+        }
+        return ids;
     }
 
     /// <summary>The VMs the repository holds restore points of: ID, the names they had, the latest point.</summary>

@@ -16,6 +16,14 @@ public sealed record BackupOptions
 
     /// <summary>Memory the job took before its first cloud call (the daemon's PolicyRunner); its disk reads draw on it.</summary>
     public ChunkMemory.Admission? Memory { get; init; }
+
+    /// <summary>
+    /// Called once the job's last disk is read: what is left (its detach, the image and snapshot
+    /// deletes, the commit) waits on the cloud, not on the proxy's reading, and need not hold up
+    /// the next VM, so the caller may start one (docs/architecture.md, "What is serialised").
+    /// Not called when the job fails before.
+    /// </summary>
+    public Action? DisksRead { get; init; }
 }
 
 public sealed record DiskBackupResult(int DiskId, string? Image, DiskBackupStats Stats);
@@ -140,6 +148,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                     await cloud.DetachAsync(attachment).ConfigureAwait(false);
                     throw;
                 }
+                if (i == disks.Count - 1) options.DisksRead?.Invoke();
                 await TidyAsync(jobId, warnings, $"image {image.Id} ({image.Name})", async () =>
                 {
                     await cloud.DetachAsync(attachment).ConfigureAwait(false);

@@ -55,7 +55,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     public async Task DeleteSnapshotAsync(int vmId, int diskId, int snapId, CancellationToken ct)
     {
         await client.VmDiskSnapshotDeleteAsync(vmId, diskId, snapId, ct).ConfigureAwait(false);
-        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct, new("snapshot-delete")).ConfigureAwait(false);
         if (vm.SnapshotsOf(diskId).Any(s => s.Id == snapId))
             throw new JobFailedException($"Snapshot {snapId} of disk {diskId} of VM {vmId} could not be deleted{Why(vm)}.");
     }
@@ -80,7 +80,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         }
         try { await client.ImageDeleteAsync(imageId, force: false, ct).ConfigureAwait(false); }
         catch (OneNotFoundException) { return; }
-        await _waiter.ImageGoneAsync(imageId, options.OperationTimeout, ct).ConfigureAwait(false);
+        await _waiter.ImageGoneAsync(imageId, options.OperationTimeout, ct, new("image-delete")).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -99,7 +99,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
             var disk = new List<KeyValuePair<string, object>> { new("IMAGE_ID", imageId), new("TARGET", target) };
             if (readOnly) disk.Add(new("READONLY", "YES"));
             await client.VmAttachAsync(options.ProxyVmId, new OneTemplate().AddVector("DISK", disk), ct).ConfigureAwait(false);
-            proxy = await _hotplugWaiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+            proxy = await _hotplugWaiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct, new("attach")).ConfigureAwait(false);
             var attached = proxy.Disks.FirstOrDefault(d => d.ImageId == imageId)
                 ?? throw new JobFailedException($"Attaching image {imageId} to the proxy VM {options.ProxyVmId} failed{Why(proxy)}.");
             var device = await locator.LocateAsync(new AttachedDisk(imageId, attached.Target, attached.Serial, sizeBytes), before, options.DeviceTimeout, ct).ConfigureAwait(false);
@@ -135,7 +135,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
                 var disk = proxy.Disks.FirstOrDefault(d => d.ImageId == imageId);
                 if (disk is null) return held + hold.Elapsed;
                 await client.VmDetachAsync(options.ProxyVmId, disk.DiskId, ct).ConfigureAwait(false);
-                proxy = await _hotplugWaiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+                proxy = await _hotplugWaiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct, new("detach")).ConfigureAwait(false);
                 if (proxy.Disks.All(d => d.ImageId != imageId))
                 {
                     logger.LogInformation("Image {Image} detached from the proxy", imageId);

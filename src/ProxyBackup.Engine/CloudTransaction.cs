@@ -82,7 +82,7 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
         var name = $"{Options.NamePrefix}-{jobId}-d{diskId}";
         var entry = _journal.Record(jobId, CloudObjectKind.DiskSnapshot, vmId, diskId, name);
         var snapId = await CreateAsync(entry, c => _client.VmDiskSnapshotCreateAsync(vmId, diskId, name, c), ct).ConfigureAwait(false);
-        var vm = await steps.Waiter.VmSettledAsync(vmId, Options.OperationTimeout, ct).ConfigureAwait(false);
+        var vm = await steps.Waiter.VmSettledAsync(vmId, Options.OperationTimeout, ct, new("snapshot")).ConfigureAwait(false);
         if (vm.SnapshotsOf(diskId).All(s => s.Id != snapId))
         {
             _journal.Remove(entry);
@@ -119,7 +119,7 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
         var imageId = await CreateAsync(entry, c => _client.VmDiskSaveAsAsync(vmId, diskId, name, "", snapshot.Id, c), ct).ConfigureAwait(false);
         try
         {
-            await steps.Waiter.ImageReadyAsync(imageId, Options.CopyTimeoutFor(disk.SizeMb << 20), ct).ConfigureAwait(false);
+            await steps.Waiter.ImageReadyAsync(imageId, Options.CopyTimeoutFor(disk.SizeMb << 20), ct, new("save-as", disk.SizeMb << 20)).ConfigureAwait(false);
         }
         catch (OneOperationFailedException e)
         {
@@ -142,7 +142,7 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
             .Set("FORMAT", "raw").Set("PERSISTENT", "YES").Set("DEV_PREFIX", devPrefix)
             .Set("DESCRIPTION", $"ProxyBackup restore of VM {vmId} disk {diskId}");
         var imageId = await CreateAsync(entry, c => _client.ImageAllocateAsync(template, datastoreId, c), ct).ConfigureAwait(false);
-        await steps.Waiter.ImageReadyAsync(imageId, Options.CopyTimeoutFor(sizeBytes), ct).ConfigureAwait(false);
+        await steps.Waiter.ImageReadyAsync(imageId, Options.CopyTimeoutFor(sizeBytes), ct, new("allocate", sizeBytes)).ConfigureAwait(false);
         return new JobImage(entry, imageId, name, sizeMb << 20);
     }
 

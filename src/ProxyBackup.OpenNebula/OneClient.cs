@@ -79,6 +79,9 @@ public sealed class OneClient : IDisposable
 
     /// <summary>Taken by each state poll of every <see cref="OneWaiter"/> on this client.</summary>
     internal RateLimiter PollBudget { get; }
+
+    /// <summary>What each operation took lately on this front-end, which the waits of every <see cref="OneWaiter"/> on this client follow.</summary>
+    internal OperationTimes OperationTimes { get; } = new();
     public string User => _credentials.User;
 
     private static ResiliencePipeline Pipeline(OneClientOptions options, Func<Exception, bool> retryable) =>

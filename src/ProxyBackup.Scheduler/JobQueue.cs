@@ -18,13 +18,17 @@ public sealed record QueuedBackup(int VmId, string VmName, int HostId, IReadOnly
 /// <summary>
 /// The backup queue: highest priority first, then first come; an item starts only while the
 /// overall, per-host and per-datastore limits allow, and never after its backup window closed.
-/// A VM is queued once at a time.
+/// A VM is queued once at a time. A running item counts against the limits until it is finished
+/// or, earlier, its disks are read (<see cref="DisksRead"/>).
 /// </summary>
 public sealed class JobQueue(QueueLimits limits)
 {
     private readonly object _gate = new();
     private readonly List<(QueuedBackup Item, long Order)> _waiting = [];
     private readonly List<QueuedBackup> _running = [];
+    // Running items whose disks are read: still running (their VM is not queued again), no
+    // longer counted against the limits.
+    private readonly HashSet<QueuedBackup> _disksRead = [];
     private long _order;
 
     public int Waiting { get { lock (_gate) return _waiting.Count; } }
@@ -57,11 +61,12 @@ public sealed class JobQueue(QueueLimits limits)
         {
             var expired = _waiting.Where(w => w.Item.Run.StartNoLaterThan is { } d && d < now).Select(w => w.Item).ToList();
             _waiting.RemoveAll(w => expired.Contains(w.Item));
-            if (limits.MaxConcurrent > 0 && _running.Count >= limits.MaxConcurrent) return (null, expired);
+            var counted = _running.Where(r => !_disksRead.Contains(r)).ToList();
+            if (limits.MaxConcurrent > 0 && counted.Count >= limits.MaxConcurrent) return (null, expired);
             foreach (var (item, _) in _waiting.OrderByDescending(w => w.Item.Priority).ThenBy(w => w.Order))
             {
-                if (limits.MaxPerHost > 0 && _running.Count(r => r.HostId == item.HostId) >= limits.MaxPerHost) continue;
-                if (limits.MaxPerDatastore > 0 && item.DatastoreIds.Any(ds => _running.Count(r => r.DatastoreIds.Contains(ds)) >= limits.MaxPerDatastore)) continue;
+                if (limits.MaxPerHost > 0 && counted.Count(r => r.HostId == item.HostId) >= limits.MaxPerHost) continue;
+                if (limits.MaxPerDatastore > 0 && item.DatastoreIds.Any(ds => counted.Count(r => r.DatastoreIds.Contains(ds)) >= limits.MaxPerDatastore)) continue;
                 _waiting.RemoveAll(w => w.Item == item);
                 _running.Add(item);
                 return (item, expired);
@@ -70,9 +75,20 @@ public sealed class JobQueue(QueueLimits limits)
         }
     }
 
+    /// <summary>The item's disks are read: what is left of its job (detach, deletes, the commit, retention) does not hold up the next item.</summary>
+    public void DisksRead(QueuedBackup item)
+    {
+        lock (_gate)
+            if (_running.Contains(item)) _disksRead.Add(item);
+    }
+
     public void Finished(QueuedBackup item)
     {
-        lock (_gate) _running.Remove(item);
+        lock (_gate)
+        {
+            _running.Remove(item);
+            _disksRead.Remove(item);
+        }
     }
 
     /// <summary>
@@ -85,6 +101,7 @@ public sealed class JobQueue(QueueLimits limits)
         lock (_gate)
         {
             _running.Remove(failed);
+            _disksRead.Remove(failed);
             _waiting.Add((next, _order++));
         }
         return next;

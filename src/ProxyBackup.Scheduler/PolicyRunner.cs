@@ -230,7 +230,12 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             // waits here, before it has a snapshot on the cloud or a disk attached to the proxy.
             using var admission = await repository.Memory.AdmitAsync(repository.BackupMemoryAtFewest,
                 () => job.Report(TransferProgress.WaitingForMemory("backup")), ct).ConfigureAwait(false);
-            var result = await backup.RunAsync(item.VmId, new BackupOptions { Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission }, job, ct).ConfigureAwait(false);
+            var result = await backup.RunAsync(item.VmId, new BackupOptions
+            {
+                Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission,
+                // Read: the workers' memory and the job's place go to the next VM (docs/architecture.md, "What is serialised").
+                DisksRead = () => { admission.Dispose(); _queue.DisksRead(item); Wake(); },
+            }, job, ct).ConfigureAwait(false);
             logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
             await ApplyRetentionAsync(item).ConfigureAwait(false);
         }

@@ -1,3 +1,4 @@
+using ProxyBackup.Simulator;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Contracts;
 
@@ -13,6 +14,39 @@ public class BackupRestoreTests
     }
 
     private static string Show(object? o) => o is System.Collections.IEnumerable e and not string ? string.Join(",", e.Cast<object>()) : $"{o}";
+
+    [Fact]
+    public async Task A_backup_says_its_disks_are_read_before_it_detaches_the_last_one_deletes_its_image_and_commits()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var source = BackupJob.SourceOf(web.Id);
+        using var hold = w.Sim.Cloud.HoldTransientStates(SimOperation.ImageDelete);
+        var calls = 0;
+        var seen = new TaskCompletionSource<(object? ProxyDisks, int Points)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var job = w.Backup.RunAsync(web.Id, new BackupOptions
+        {
+            ExcludeDisks = new HashSet<int> { 0 },   // one disk: its image delete is the job's only one, held below
+            DisksRead = () =>
+            {
+                Interlocked.Increment(ref calls);
+                seen.TrySetResult((w.Inventory()["proxy_disks"], w.Repository.ListRestorePoints(source).Count));
+            },
+        });
+        var (proxyDisks, points) = await seen.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Equal(2, proxyDisks);   // the proxy's own disk and the job's, not detached yet
+        Assert.Equal(0, points);
+        // The image delete is held: the job cannot have ended, so the call came before it.
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (w.Sim.Cloud.HeldOperations == 0 && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Equal(1, w.Sim.Cloud.HeldOperations);
+        Assert.False(job.IsCompleted);
+        hold.Dispose();
+        var result = await job;
+        Assert.Equal(1, calls);
+        Assert.Equal(1, w.Inventory()["proxy_disks"]);
+        Assert.Equal(result.RestorePoint.Id, Assert.Single(w.Repository.ListRestorePoints(source)).Id);
+    }
 
     [Fact]
     public async Task Full_then_incremental_backup_and_whole_vm_restore_are_bit_exact_and_leave_nothing_behind()

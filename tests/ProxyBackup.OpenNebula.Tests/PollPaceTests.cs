@@ -9,13 +9,13 @@ public class PollPaceTests
     private static readonly TimeSpan FirstPoll = TimeSpan.FromMilliseconds(25), MaxPoll = TimeSpan.FromSeconds(2);
 
     /// <summary>When the poll that sees an operation of <paramref name="duration"/> done comes (the first poll is at once), and how many polls it took.</summary>
-    private static (TimeSpan SeenAt, int Polls) Walk(TimeSpan duration, TimeSpan firstPoll, double lateness, double jitter)
+    private static (TimeSpan SeenAt, int Polls) Walk(TimeSpan duration, TimeSpan firstPoll, double lateness, double jitter, TimeSpan? expected = null)
     {
         var t = TimeSpan.Zero;
         var polls = 1;
         while (t < duration)
         {
-            t += OneWaiter.PollPause(t, firstPoll, MaxPoll, lateness, jitter);
+            t += OneWaiter.PollPause(t, expected, firstPoll, MaxPoll, lateness, jitter);
             polls++;
         }
         return (t, polls);
@@ -47,7 +47,62 @@ public class PollPaceTests
     {
         var (_, polls) = Walk(TimeSpan.FromMinutes(10), FirstPoll, 0.2, jitter: 0.9);
         Assert.InRange(polls, 300, 600 / 1.8 + 50);
-        Assert.Equal(MaxPoll, OneWaiter.PollPause(TimeSpan.FromHours(1), FirstPoll, MaxPoll, 0.2, 1.0));
-        Assert.Equal(FirstPoll, OneWaiter.PollPause(TimeSpan.Zero, FirstPoll, MaxPoll, 0.2, 1.0));
+        Assert.Equal(MaxPoll, OneWaiter.PollPause(TimeSpan.FromHours(1), null, FirstPoll, MaxPoll, 0.2, 1.0));
+        Assert.Equal(FirstPoll, OneWaiter.PollPause(TimeSpan.Zero, null, FirstPoll, MaxPoll, 0.2, 1.0));
+    }
+
+    [Theory]
+    [InlineData(200, 0.1)]   // attach, detach under the hot-plug lock
+    [InlineData(500, 0.2)]   // snapshot
+    [InlineData(1100, 0.2)]  // save-as
+    public void An_operation_that_takes_what_it_took_lately_is_seen_done_within_a_few_hundredths_with_five_calls_at_most(int milliseconds, double lateness)
+    {
+        var duration = TimeSpan.FromMilliseconds(milliseconds);
+        foreach (var jitter in new[] { 0.9, 1.1 })
+        {
+            var (_, plainPolls) = Walk(duration, FirstPoll, lateness, jitter);
+            var (seenAt, polls) = Walk(duration, FirstPoll, lateness, jitter, expected: duration);
+            Assert.InRange((seenAt - duration).TotalMilliseconds, 0, Math.Max(28, 1.1 * milliseconds * lateness / 4));
+            Assert.True(polls <= 5 && polls < plainPolls, $"jitter {jitter}: {polls} polls, the plain schedule {plainPolls}");
+        }
+    }
+
+    [Theory]
+    [InlineData(1100, 2.0)]
+    [InlineData(1100, 10.0)]
+    [InlineData(500, 3.0)]
+    public void An_operation_slower_than_lately_is_still_seen_done_within_a_fifth_of_its_time(int expectedMs, double slower)
+    {
+        var duration = TimeSpan.FromMilliseconds(expectedMs * slower);
+        var (seenAt, polls) = Walk(duration, FirstPoll, 0.2, jitter: 1.1, expected: TimeSpan.FromMilliseconds(expectedMs));
+        Assert.True(seenAt - duration <= duration * 0.22, $"{duration.TotalMilliseconds:0} ms seen {(seenAt - duration).TotalMilliseconds:0} ms late");
+        Assert.True(polls <= 40, $"{polls} polls");
+    }
+
+    [Fact]
+    public void An_operation_faster_than_lately_waits_at_most_for_the_time_it_took_lately()
+    {
+        var expected = TimeSpan.FromMilliseconds(1100);
+        var (seenAt, polls) = Walk(TimeSpan.FromMilliseconds(300), FirstPoll, 0.2, jitter: 1.1, expected: expected);
+        Assert.True(seenAt <= expected, $"seen at {seenAt.TotalMilliseconds:0} ms");
+        Assert.Equal(2, polls);
+    }
+
+    [Fact]
+    public void The_expected_time_is_the_shortest_of_the_last_eight_per_operation_and_size_class()
+    {
+        var times = new OperationTimes();
+        var snapshot = new AwaitedOperation("snapshot");
+        Assert.Null(times.Expected(snapshot));
+        times.Record(snapshot, TimeSpan.FromMilliseconds(100));
+        foreach (var ms in new[] { 600, 520, 700, 530, 610, 550, 580 }) times.Record(snapshot, TimeSpan.FromMilliseconds(ms));
+        Assert.Equal(TimeSpan.FromMilliseconds(100), times.Expected(snapshot));
+        times.Record(snapshot, TimeSpan.FromMilliseconds(640));   // the 100 ms outlier is ninth from the end now
+        Assert.Equal(TimeSpan.FromMilliseconds(520), times.Expected(snapshot));
+
+        times.Record(new AwaitedOperation("save-as", 16L << 20), TimeSpan.FromSeconds(1.1));
+        Assert.Equal(TimeSpan.FromSeconds(1.1), times.Expected(new AwaitedOperation("save-as", 20L << 20)));   // same power of two
+        Assert.Null(times.Expected(new AwaitedOperation("save-as", 40L << 30)));
+        Assert.Null(times.Expected(new AwaitedOperation("attach")));
     }
 }

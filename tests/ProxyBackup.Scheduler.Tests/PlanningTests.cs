@@ -143,6 +143,25 @@ public class JobQueueTests
         Assert.Equal("waiting 1, running 2", Ids(q.Snapshot()));
     }
 
+    [Fact]
+    public void A_job_whose_disks_are_read_no_longer_counts_against_the_limits_but_keeps_its_vm_listed()
+    {
+        var q = new JobQueue(new QueueLimits(MaxConcurrent: 1, MaxPerHost: 1, MaxPerDatastore: 0));
+        q.Enqueue(Item(1, host: 0, ds: [1]));
+        q.Enqueue(Item(2, host: 0, ds: [1]));
+        var first = q.TryStart(Now).Next!;
+        Assert.Null(q.TryStart(Now).Next);
+        q.DisksRead(first);
+        Assert.Equal(2, q.TryStart(Now).Next!.VmId);       // overall and host limit free again
+        Assert.Equal("waiting , running 1 2", Ids(q.Snapshot()));
+        Assert.False(q.Enqueue(Item(1, 0, [1])));          // its job still runs (commit, retention)
+        q.Finished(first);
+        Assert.True(q.Enqueue(Item(1, 0, [1])));
+        Assert.Null(q.TryStart(Now).Next);                 // 2 still counts
+        q.DisksRead(first);                            // a late call for a finished item changes nothing
+        Assert.Null(q.TryStart(Now).Next);
+    }
+
     private static string Ids((IReadOnlyList<QueuedBackup> Waiting, IReadOnlyList<QueuedBackup> Running) s) =>
         $"waiting {string.Join(' ', s.Waiting.Select(i => i.VmId))}, running {string.Join(' ', s.Running.Select(i => i.VmId))}";
 
