@@ -12,8 +12,6 @@ namespace ProxyBackup.Repository;
 public sealed partial class BackupRepository
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _fanOutDirectories = new(StringComparer.Ordinal);
-    private volatile bool _directChunkWrites = true;
 
     /// <summary>
     /// The time that decides lock staleness, garbage collection's grace and restore point times;
@@ -43,11 +41,12 @@ public sealed partial class BackupRepository
         set => field = value.Validated();
     } = PipelineTuning.Default;
 
-    private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys)
+    private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys, IChunkStore? chunks)
     {
         Root = path;
         Config = config;
         Keys = keys;
+        Chunks = chunks ?? new LocalChunkStore(path, ChunkFileCapacity(config.ChunkSize));
     }
 
     public string Root { get; }
@@ -55,7 +54,6 @@ public sealed partial class BackupRepository
     internal MasterKeys? Keys { get; }
 
     internal string TmpDirectory => Path.Combine(Root, "tmp");
-    internal string ChunksDirectory => Path.Combine(Root, "chunks");
     internal string PointsDirectory => Path.Combine(Root, "points");
     internal string LocksDirectory => Path.Combine(Root, "locks");
 
@@ -65,7 +63,7 @@ public sealed partial class BackupRepository
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     private static partial Regex ItemName();
 
-    public static BackupRepository Create(string path, RepositoryCreateOptions options)
+    public static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks = null)
     {
         path = Path.GetFullPath(path);
         if (File.Exists(Path.Combine(path, "config")))
@@ -89,10 +87,11 @@ public sealed partial class BackupRepository
             AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), Durability.Immediate);
         }
         AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, Json), Durability.Immediate);
-        return new BackupRepository(path, config, keys);
+        return new BackupRepository(path, config, keys, chunks);
     }
 
-    public static BackupRepository Open(string path, RepositoryKey? key)
+    /// <summary>Opens the repository at <paramref name="path"/>; its chunks in <paramref name="chunks"/> when given, else in its chunks/ directory.</summary>
+    public static BackupRepository Open(string path, RepositoryKey? key, IChunkStore? chunks = null)
     {
         path = Path.GetFullPath(path);
         var configPath = Path.Combine(path, "config");
@@ -126,7 +125,7 @@ public sealed partial class BackupRepository
             // plaintext to it: a config without "encryption" beside key files was edited or damaged.
             throw new CorruptDataException($"{configPath} says the repository is not encrypted, but it has key files in keys/: the config was edited or damaged. Put back its \"encryption\" entry (docs/repository-format.md, \"config\").");
         }
-        return new BackupRepository(path, config, keys) { ReadOnly = !PrepareForWriting(path) };
+        return new BackupRepository(path, config, keys, chunks) { ReadOnly = !PrepareForWriting(path) };
     }
 
     /// <summary>
@@ -172,104 +171,18 @@ public sealed partial class BackupRepository
     internal static string NewRestorePointId(DateTimeOffset time) =>
         $"{time.UtcDateTime:yyyyMMdd'T'HHmmss'Z'}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
 
-    // ---- chunks -----------------------------------------------------------------------------
+    // ---- chunks ----------------------------------------------------------------------------
 
-    internal string ChunkPath(ChunkId id)
-    {
-        var hex = id.ToString();
-        return Path.Combine(ChunksDirectory, hex[..2], hex);
-    }
-
-    /// <summary>
-    /// Whether the chunk is stored. An empty file does not count (a chunk file is never empty): one
-    /// left by a crash of a version that renamed before syncing, or by a file system that lost data,
-    /// is written again rather than trusted.
-    /// </summary>
-    internal bool HasChunk(ChunkId id) => new FileInfo(ChunkPath(id)) is { Exists: true, Length: > 0 };
-
-    /// <summary>
-    /// A writer's dedup check: whether the chunk is stored (an empty file counts as absent), after
-    /// setting its time to now, so that a GC running beside the writer keeps it (docs/repository-format.md,
-    /// "Garbage collection"). Trusted only once touched: a chunk a GC moved away meanwhile is absent.
-    /// </summary>
-    internal bool TouchChunk(ChunkId id)
-    {
-        var file = new FileInfo(ChunkPath(id));
-        if (file is not { Exists: true, Length: > 0 }) return false;
-        try { file.LastWriteTimeUtc = Clock.GetUtcNow().UtcDateTime; }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return false; }
-        return true;
-    }
-
-    /// <summary>
-    /// tmp, fdatasync, rename: the content is on disk before the name, whose own durability comes
-    /// from the writer's syncfs before it commits the index. O_DIRECT when the file is in an aligned
-    /// buffer and the file system takes it.
-    /// </summary>
-    internal void WriteChunk(ChunkId id, ReadOnlySpan<byte> file)
-    {
-        var path = ChunkPath(id);
-        var fanOut = Path.GetDirectoryName(path)!;
-        // Created before it is remembered: a worker that finds it remembered may rename into it at once.
-        if (!_fanOutDirectories.ContainsKey(fanOut))
-        {
-            OwnerOnly.CreateDirectory(fanOut);
-            _fanOutDirectories.TryAdd(fanOut, 0);
-        }
-        try
-        {
-            if (!_directChunkWrites || !AtomicFile.TryWriteDirect(TmpDirectory, path, file))
-            {
-                _directChunkWrites = false;
-                AtomicFile.Write(TmpDirectory, path, file, Durability.ContentBeforeName);
-            }
-        }
-        catch (IOException e) when (Native.IsNoSpace(e))
-        {
-            throw new RepositoryFullException(Root, e);
-        }
-    }
-
-    /// <summary>
-    /// Moves a chunk file that failed its check aside as <c>NAME.bad</c> (docs/repository-format.md,
-    /// "Damage and healing"): its name is then free, so the next backup that reads that content
-    /// stores it again and every restore point that references it is whole again. The file is
-    /// checked again once aside: one that a backup rewrote since the caller read the damaged one
-    /// is sound and goes back (<see cref="Quarantine.SoundNow"/>). The .bad file's time is set to
-    /// now, so that GC keeps it for its grace period as evidence.
-    /// </summary>
-    internal Quarantine QuarantineChunk(ChunkId id, ChunkCodec codec)
-    {
-        var path = ChunkPath(id);
-        var bad = path + BadChunkSuffix;
-        try
-        {
-            if (!File.Exists(path)) return Quarantine.NotMoved;
-            // The time first: a GC meanwhile sees the file as new, under either name.
-            File.SetLastWriteTimeUtc(path, Clock.GetUtcNow().UtcDateTime);
-            return AtomicFile.SetAside(path, bad, putBack: aside => FileIsSound(aside, id, codec)) ? Quarantine.MovedAside : Quarantine.SoundNow;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return Quarantine.NotMoved;
-        }
-    }
-
-    internal enum Quarantine { MovedAside, NotMoved, SoundNow }
-
-    internal const string BadChunkSuffix = ".bad";
+    /// <summary>Where the chunk files are; the pipelines reach them only through it.</summary>
+    public IChunkStore Chunks { get; }
 
     /// <summary>Whether the stored chunk reads, decodes and hashes to its name (a checked read, as restore does).</summary>
-    internal bool ChunkIsSound(ChunkId id, ChunkCodec codec) => FileIsSound(ChunkPath(id), id, codec);
-
-    private bool FileIsSound(string path, ChunkId id, ChunkCodec codec)
+    internal bool ChunkIsSound(ChunkId id, ChunkCodec codec)
     {
         var file = System.Buffers.ArrayPool<byte>.Shared.Rent(ChunkFileCapacity(Config.ChunkSize));
-        var scratch = System.Buffers.ArrayPool<byte>.Shared.Rent(Config.ChunkSize);
         try
         {
-            codec.Open(id, file.AsSpan(0, ReadFile(path, id, file)), scratch);
-            return true;
+            return FileIsSound(id, codec, file.AsSpan(0, Chunks.Read(id, file)));
         }
         catch (CorruptDataException)
         {
@@ -278,40 +191,33 @@ public sealed partial class BackupRepository
         finally
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(file);
+        }
+    }
+
+    /// <summary>Sets a chunk that failed its check aside (<see cref="IChunkStore.SetAside"/>), rechecked once aside with <paramref name="codec"/>.</summary>
+    internal ChunkQuarantine QuarantineChunk(ChunkId id, ChunkCodec codec) =>
+        Chunks.SetAside(id, Clock.GetUtcNow(), file => FileIsSound(id, codec, file));
+
+    private bool FileIsSound(ChunkId id, ChunkCodec codec, ReadOnlySpan<byte> file)
+    {
+        var scratch = System.Buffers.ArrayPool<byte>.Shared.Rent(Config.ChunkSize);
+        try
+        {
+            codec.Open(id, file, scratch);
+            return true;
+        }
+        catch (CorruptDataException)
+        {
+            return false;
+        }
+        finally
+        {
             System.Buffers.ArrayPool<byte>.Shared.Return(scratch);
         }
     }
 
     /// <summary>The largest a chunk file can be: the encoding byte, a chunk stored raw, the cipher's nonce and tag.</summary>
     internal static int ChunkFileCapacity(int chunkSize) => 1 + chunkSize + BlobCipher.Overhead;
-
-    /// <summary>Starts reading a chunk file that will be needed soon, so the disk or NFS server works while the CPU does.</summary>
-    internal void ReadAhead(ChunkId id) => Native.StartReading(ChunkPath(id));
-
-    /// <summary>Reads a chunk file into a caller's buffer (restores read thousands of them); returns its length.</summary>
-    internal int ReadChunkFile(ChunkId id, Span<byte> buffer) => ReadFile(ChunkPath(id), id, buffer);
-
-    private static int ReadFile(string path, ChunkId id, Span<byte> buffer)
-    {
-        try
-        {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            var length = RandomAccess.GetLength(handle);
-            if (length > buffer.Length) throw new CorruptDataException($"Chunk {id} is larger than any chunk can be ({length} bytes).");
-            var read = 0;
-            while (read < length)
-            {
-                var n = RandomAccess.Read(handle, buffer[read..(int)length], read);
-                if (n == 0) break;
-                read += n;
-            }
-            return read;
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new CorruptDataException($"Chunk {id} is missing from the repository.");
-        }
-    }
 
     // ---- restore point files ----------------------------------------------------------------
 

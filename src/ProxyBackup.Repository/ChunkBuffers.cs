@@ -62,7 +62,7 @@ internal sealed class ChunkBuffers : IDisposable
         public ReadOnlySpan<byte> Load(ChunkId id, CancellationToken ct)
         {
             var file = own.GetSpan()[FileOffset..];
-            file = file[..repository.ReadChunkFile(id, file)];
+            file = file[..repository.Chunks.Read(id, file)];
             var plain = codec.Decodes(file) ? buffers._spares.Take(ct) : null;
             ReadOnlySpan<byte> data;
             try

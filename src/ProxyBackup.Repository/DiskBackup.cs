@@ -98,18 +98,18 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
                         // Even an unchanged chunk is written when the store lacks it (verify moved it
                         // aside, or it was lost): a restore point never references a chunk that is not
                         // there, and the older points that reference it are whole again.
-                        var present = written.TryAdd(id, 0) ? repository.TouchChunk(id) : (bool?)null;
+                        var present = written.TryAdd(id, 0) ? repository.Chunks.Touch(id, repository.Clock.GetUtcNow()) : (bool?)null;
                         if (present is false || (present is true && checkStored))
                         {
                             var codec = encoders.Take(token);
                             try
                             {
                                 var damaged = present is true && !repository.ChunkIsSound(id, codec)
-                                    && repository.QuarantineChunk(id, codec) != BackupRepository.Quarantine.SoundNow;
+                                    && repository.QuarantineChunk(id, codec) != ChunkQuarantine.SoundNow;
                                 if (present is false || damaged)
                                 {
                                     var file = codec.Encode(id, data);
-                                    repository.WriteChunk(id, file.Span);
+                                    repository.Chunks.Write(id, file.Span);
                                     stored = file.Length;
                                     if (damaged) Interlocked.Increment(ref repaired);
                                 }

@@ -70,7 +70,7 @@ internal sealed class DiskRestore(BackupRepository repository)
                 foreach (var i in Interleaved(manifest.Chunks.Count, repository.Tuning.RestoreRegions))
                 {
                     await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
-                    if (!manifest.Chunks[i].IsZero) repository.ReadAhead(manifest.Chunks[i]);
+                    if (!manifest.Chunks[i].IsZero) repository.Chunks.ReadAhead(manifest.Chunks[i]);
                 }
                 work.Writer.Complete();
             }

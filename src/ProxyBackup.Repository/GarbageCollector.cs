@@ -49,34 +49,8 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
             }
         }
 
-        int removed = 0, inGrace = 0, incomplete = 0, tmp = 0;
-        long freed = 0;
-        foreach (var file in Directory.EnumerateFiles(repository.ChunksDirectory, "*", SearchOption.AllDirectories))
-        {
-            ct.ThrowIfCancellationRequested();
-            ChunkId id;
-            try { id = ChunkId.Parse(Path.GetFileName(file)); }
-            catch (FormatException)
-            {
-                // A damaged chunk verify or a backup moved aside: evidence for a while, then freed.
-                if (file.EndsWith(BackupRepository.BadChunkSuffix, StringComparison.Ordinal) && File.GetLastWriteTimeUtc(file) <= cutoff)
-                {
-                    freed += new FileInfo(file).Length;
-                    AtomicFile.TryDelete(file);
-                }
-                // A chunk a GC that died had moved aside: a writer may have trusted it just before,
-                // so it goes back under its name, and the next GC judges it like any chunk.
-                else if (file.EndsWith(AsideSuffix, StringComparison.Ordinal))
-                    AtomicFile.PutBack(file, file[..^AsideSuffix.Length]);
-                continue;
-            }
-            if (marked.Contains(id)) continue;
-            var info = new FileInfo(file);
-            if (info.LastWriteTimeUtc > cutoff) { inGrace++; continue; }
-            if (!RemoveUnlessTouched(file, cutoff)) { inGrace++; continue; }
-            freed += info.Length;
-            removed++;
-        }
+        var swept = repository.Chunks.Sweep(marked, new DateTimeOffset(cutoff, TimeSpan.Zero), ct);
+        int incomplete = 0, tmp = 0;
         foreach (var source in Directory.EnumerateDirectories(repository.PointsDirectory))
             foreach (var point in Directory.EnumerateDirectories(source))
                 if (!File.Exists(Path.Combine(point, "index")) && Directory.GetLastWriteTimeUtc(point) <= cutoff)
@@ -90,25 +64,6 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
                 AtomicFile.TryDelete(file);
                 tmp++;
             }
-        return new GcReport(marked.Count, removed, freed, inGrace, incomplete, tmp);
-    }
-
-    private const string AsideSuffix = ".gc";
-
-    /// <summary>
-    /// Moves the chunk aside, then looks at its time again: a writer that touched it between the
-    /// first look and the move relies on it, and it goes back (a writer touching it after the move
-    /// finds it absent and stores it again). Only a chunk still old once aside is deleted.
-    /// </summary>
-    private static bool RemoveUnlessTouched(string file, DateTime cutoff)
-    {
-        var aside = file + AsideSuffix;
-        try
-        {
-            if (!AtomicFile.SetAside(file, aside, putBack: a => File.GetLastWriteTimeUtc(a) > cutoff)) return false;
-        }
-        catch (FileNotFoundException) { return false; }
-        AtomicFile.TryDelete(aside);
-        return true;
+        return new GcReport(marked.Count, swept.Removed, swept.BytesFreed, swept.InGrace, incomplete, tmp);
     }
 }

@@ -20,11 +20,7 @@ public sealed record RepositoryStats(
         var perSource = new List<SourceStats>();
         long logical = 0, nonZero = 0;
         var points = 0;
-        long StoredSize(ChunkId c)
-        {
-            var f = new FileInfo(repository.ChunkPath(c));
-            return f.Exists ? f.Length : 0;
-        }
+        long StoredSize(ChunkId c) => repository.Chunks.Length(c) ?? 0;
         foreach (var group in repository.ListRestorePoints().GroupBy(p => p.Source))
         {
             var mine = new Dictionary<ChunkId, int>();

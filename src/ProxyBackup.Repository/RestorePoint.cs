@@ -48,7 +48,7 @@ public sealed record DiskBackupStats
     /// <summary>Chunks newly written.</summary>
     [JsonPropertyName("new_chunks")] public int NewChunks { get; init; }
 
-    /// <summary>Of those, chunks whose stored copy was damaged and was replaced (moved aside as .bad); absent when 0.</summary>
+    /// <summary>Of those, chunks whose stored copy was damaged and was replaced (set aside as damaged); absent when 0.</summary>
     [JsonPropertyName("repaired")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public int Repaired { get; init; }

@@ -52,7 +52,7 @@ public sealed class RestorePointStream : Stream
                 if (_cachedIndex != index)
                 {
                     _cachedIndex = -1;
-                    var length = _codec.Decode(id, _file.AsSpan(0, _repository.ReadChunkFile(id, _file)), _chunk);
+                    var length = _codec.Decode(id, _file.AsSpan(0, _repository.Chunks.Read(id, _file)), _chunk);
                     if (length != _manifest.ChunkLength(index))
                         throw new CorruptDataException($"Chunk {id} holds {length} bytes where the manifest needs {_manifest.ChunkLength(index)}.");
                     _cachedIndex = index;

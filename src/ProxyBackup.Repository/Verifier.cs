@@ -102,13 +102,13 @@ internal sealed class Verifier(BackupRepository repository)
                 token.ThrowIfCancellationRequested();
                 var pair = chunks[i];
                 // Reading a few chunks ahead keeps the disk or NFS server busy while this one is checked.
-                if (loader is not null && i + 2 * workers < chunks.Count) repository.ReadAhead(chunks[i + 2 * workers].Key);
+                if (loader is not null && i + 2 * workers < chunks.Count) repository.Chunks.ReadAhead(chunks[i + 2 * workers].Key);
                 string? why = null;
                 var read = loader is not null && (subset is null || subset.Contains(pair.Key));
                 if (read) Interlocked.Increment(ref chunksRead);
                 if (!read)
                 {
-                    if (!repository.HasChunk(pair.Key)) why = $"chunk {pair.Key} is missing";
+                    if (repository.Chunks.Length(pair.Key) is null) why = $"chunk {pair.Key} is missing";
                 }
                 else
                 {
@@ -118,8 +118,8 @@ internal sealed class Verifier(BackupRepository repository)
                         // Aside, its name is free: the next backup that reads this content stores it again.
                         why = repository.QuarantineChunk(pair.Key, codec!) switch
                         {
-                            BackupRepository.Quarantine.MovedAside => $"{e.Message} Moved aside as {pair.Key}{BackupRepository.BadChunkSuffix}; the next backup of this data stores it again.",
-                            BackupRepository.Quarantine.SoundNow => null, // a backup stored it again meanwhile
+                            ChunkQuarantine.MovedAside => $"{e.Message} Moved aside (kept as evidence for GC's grace); the next backup of this data stores it again.",
+                            ChunkQuarantine.SoundNow => null, // a backup stored it again meanwhile
                             _ => e.Message,
                         };
                     }

@@ -25,7 +25,7 @@ public sealed class ConcurrentWriteTests
                 start.SignalAndWait();
                 try
                 {
-                    repo.WriteChunk(id, [0, 1, 2, 3]);
+                    repo.Chunks.Write(id, [0, 1, 2, 3]);
                     written.Add(id);
                 }
                 catch (IOException e) { failures.Add(e.Message); }

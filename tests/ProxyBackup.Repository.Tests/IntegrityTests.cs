@@ -55,7 +55,7 @@ public class IntegrityTests
         Assert.Single(report.DamagedChunks);
 
         // The read-data verify moved the damaged file aside, so the quick check sees it missing too.
-        Assert.Equal(damage != "delete", File.Exists(file + BackupRepository.BadChunkSuffix));
+        Assert.Equal(damage != "delete", File.Exists(file + LocalChunkStore.BadSuffix));
         var quick = await repo.VerifyAsync(readData: false);
         Assert.False(quick.Ok);
 
@@ -164,7 +164,7 @@ public class IntegrityTests
         using (var w = repo.StartRestorePoint("vm-1")) { stats = await w.AddDiskAsync("0", disk); w.Commit(); }
 
         Assert.Equal(1, stats.Repaired);
-        Assert.True(File.Exists(file + BackupRepository.BadChunkSuffix));
+        Assert.True(File.Exists(file + LocalChunkStore.BadSuffix));
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
         var restored = dir.Combine("a.img");
         await repo.RestoreDiskAsync(a, "0", restored);   // the point written before the damage
@@ -210,7 +210,7 @@ public class IntegrityTests
         Assert.False(report.Ok);
         Assert.Contains(report.DamagedRestorePoints[$"vm-1/{a.Id}"], why => why.Contains("Moved aside", StringComparison.Ordinal));
         repo.CollectGarbage();
-        Assert.True(File.Exists(file + BackupRepository.BadChunkSuffix), "GC freed the evidence within its grace");
+        Assert.True(File.Exists(file + LocalChunkStore.BadSuffix), "GC freed the evidence within its grace");
 
         using (var w = repo.StartRestorePoint("vm-1", a)) { await w.AddDiskAsync("0", disk); w.Commit(); }
 
@@ -219,9 +219,9 @@ public class IntegrityTests
         await repo.RestoreDiskAsync(a, "0", restored);
         Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
         // The moved-aside copy is evidence for GC's grace, then freed.
-        Assert.True(File.Exists(file + BackupRepository.BadChunkSuffix));
+        Assert.True(File.Exists(file + LocalChunkStore.BadSuffix));
         repo.CollectGarbage(TimeSpan.Zero);
-        Assert.False(File.Exists(file + BackupRepository.BadChunkSuffix));
+        Assert.False(File.Exists(file + LocalChunkStore.BadSuffix));
     }
 
     [Fact]
@@ -233,9 +233,9 @@ public class IntegrityTests
         var file = SomeChunkFileOf(repo, a);
         var id = repo.LoadManifest(a, "0").Chunks.Last(c => !c.IsZero);
         using var codec = new ChunkCodec(Chunk, 1, repo.Keys);
-        Assert.Equal(BackupRepository.Quarantine.SoundNow, repo.QuarantineChunk(id, codec));
+        Assert.Equal(ChunkQuarantine.SoundNow, repo.QuarantineChunk(id, codec));
         Assert.True(File.Exists(file));
-        Assert.False(File.Exists(file + BackupRepository.BadChunkSuffix));
+        Assert.False(File.Exists(file + LocalChunkStore.BadSuffix));
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
     }
 

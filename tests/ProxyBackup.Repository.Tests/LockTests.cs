@@ -155,7 +155,7 @@ public class LockTests
         TestDisks.WriteMixed(other, 1 << 20, seed: 99);
         RestorePoint gone;
         using (var w = repo.StartRestorePoint("vm-2")) { await w.AddDiskAsync("0", other); gone = w.Commit(); }
-        foreach (var f in Directory.GetFiles(repo.ChunksDirectory, "*", SearchOption.AllDirectories))
+        foreach (var f in Directory.GetFiles(repo.ChunksDirectory(), "*", SearchOption.AllDirectories))
             File.SetLastWriteTimeUtc(f, clock.Now.UtcDateTime.AddDays(-30));
         repo.Forget(reused);
         repo.Forget(gone);

@@ -1,0 +1,112 @@
+using ProxyBackup.Contracts;
+using ProxyBackup.TestSupport;
+
+namespace ProxyBackup.Repository.Tests;
+
+/// <summary>
+/// The pipelines reach chunks only through <see cref="IChunkStore"/>: backup, restore, streams,
+/// verify, healing, GC and stats run on an in-memory store, and the repository's own chunks/
+/// directory stays empty.
+/// </summary>
+public class ChunkStoreTests
+{
+    private const int Chunk = 64 << 10;
+
+    private static (BackupRepository Repo, MemoryChunkStore Store, string Disk) Open(TempDirectory dir, RepositoryKey? key = null)
+    {
+        var store = new MemoryChunkStore();
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk, Key = key }, store);
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 2L << 20);
+        return (repo, store, disk);
+    }
+
+    private static async Task<RestorePoint> BackupAsync(BackupRepository repo, string disk, RestorePoint? parent = null)
+    {
+        using var w = repo.StartRestorePoint("vm-1", parent);
+        await w.AddDiskAsync("0", disk);
+        return w.Commit();
+    }
+
+    public static TheoryData<bool> Encrypted => [false, true];
+
+    [Theory]
+    [MemberData(nameof(Encrypted))]
+    public async Task Backup_restore_stream_verify_and_stats_run_on_the_store_given(bool encrypted)
+    {
+        using var dir = new TempDirectory();
+        var (repo, store, disk) = Open(dir, encrypted ? RepositoryKey.FromPassphrase("memory store") : null);
+        var point = await BackupAsync(repo, disk);
+        var stored = repo.LoadManifest(point, "0").Chunks.Where(c => !c.IsZero).Distinct().Count();
+        Assert.Equal(stored, store.Count);
+        Assert.Empty(Directory.EnumerateFiles(dir.Combine("repo", "chunks"), "*", SearchOption.AllDirectories));
+
+        await repo.RestoreDiskAsync(point, "0", dir.Combine("out.img"));
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("out.img")));
+        using (var stream = repo.OpenDisk(point, "0"))
+        using (var copy = File.Create(dir.Combine("streamed.img")))
+            await stream.CopyToAsync(copy);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("streamed.img")));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        Assert.True(repo.Stats().StoredBytes > 0);
+    }
+
+    [Fact]
+    public async Task Damage_in_the_store_is_set_aside_by_verify_and_healed_by_the_next_backup()
+    {
+        using var dir = new TempDirectory();
+        var (repo, store, disk) = Open(dir);
+        var first = await BackupAsync(repo, disk);
+        var damaged = repo.LoadManifest(first, "0").Chunks.First(c => !c.IsZero);
+        store.Damage(damaged);
+
+        var report = await repo.VerifyAsync(readData: true);
+        Assert.Equal([damaged.ToString()], report.DamagedChunks);
+        Assert.Equal(1, store.SetAsideCount);
+        Assert.Null(store.Length(damaged));
+
+        await BackupAsync(repo, disk, first);   // an incremental: the unchanged chunk is absent, so it is stored again
+        Assert.NotNull(store.Length(damaged));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        await repo.RestoreDiskAsync(first, "0", dir.Combine("first.img"));
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("first.img")));
+    }
+
+    [Fact]
+    public async Task A_full_backup_stores_again_a_chunk_whose_stored_copy_is_damaged()
+    {
+        using var dir = new TempDirectory();
+        var (repo, store, disk) = Open(dir);
+        var first = await BackupAsync(repo, disk);
+        var damaged = repo.LoadManifest(first, "0").Chunks.First(c => !c.IsZero);
+        store.Damage(damaged);
+
+        await BackupAsync(repo, disk);   // full: no parent
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        Assert.Equal(1, store.SetAsideCount);
+    }
+
+    [Fact]
+    public async Task Gc_sweeps_the_store_keeping_what_points_reference_and_what_is_in_grace()
+    {
+        using var dir = new TempDirectory();
+        var (repo, store, disk) = Open(dir);
+        var kept = await BackupAsync(repo, disk);
+        var other = dir.Combine("other.img");
+        TestDisks.WriteMixed(other, 1L << 20, seed: 77);
+        RestorePoint forgotten;
+        using (var w = repo.StartRestorePoint("vm-2")) { await w.AddDiskAsync("0", other); forgotten = w.Commit(); }
+        var onlyForgotten = repo.LoadManifest(forgotten, "0").Chunks.Where(c => !c.IsZero).Except(repo.LoadManifest(kept, "0").Chunks).Distinct().ToList();
+        Assert.NotEmpty(onlyForgotten);
+        repo.Forget(forgotten);
+
+        var inGrace = repo.CollectGarbage();           // the default grace keeps new chunks
+        Assert.Equal(0, inGrace.ChunksRemoved);
+        Assert.All(onlyForgotten, c => Assert.NotNull(store.Length(c)));
+
+        var swept = repo.CollectGarbage(TimeSpan.Zero);
+        Assert.Equal(onlyForgotten.Count, swept.ChunksRemoved);
+        Assert.All(onlyForgotten, c => Assert.Null(store.Length(c)));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+    }
+}
