@@ -10,7 +10,8 @@ namespace ProxyBackup.Repository;
 /// lacks to a pool of encoders that compress, encrypt and write them. Memory stays at (buffers +
 /// encoders) × chunk size whatever the disk size.
 /// </summary>
-internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admission? admission)
+/// <param name="abandonable">Receives each chunk this backup stored that no restore point referenced to its knowledge (not the parent's at that position, not a damaged copy replaced), with its stamp: what the writer removes again when it fails (<see cref="IChunkStore.RemoveUnchanged"/>).</param>
+internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admission? admission, System.Collections.Concurrent.ConcurrentBag<(ChunkId Id, long Stamp)> abandonable)
 {
     /// <summary>The read-ahead buffers and the encoders, besides one chunk buffer per worker.</summary>
     private static long FixedBytes(PipelineTuning tuning, int chunkSize, bool encrypted) =>
@@ -109,7 +110,8 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
                                 if (present is false || damaged)
                                 {
                                     var file = codec.Encode(id, data);
-                                    repository.Chunks.Write(id, file.Span);
+                                    var stamp = repository.Chunks.Write(id, file.Span);
+                                    if (!unchanged && !damaged) abandonable.Add((id, stamp));
                                     stored = file.Length;
                                     if (damaged) Interlocked.Increment(ref repaired);
                                 }

@@ -19,8 +19,19 @@ public interface IChunkStore
     /// </summary>
     bool Touch(ChunkId id, DateTimeOffset now);
 
-    /// <summary>Stores a chunk file: its whole content is durable before its name can be seen. <see cref="RepositoryFullException"/> when the storage is full.</summary>
-    void Write(ChunkId id, ReadOnlySpan<byte> file);
+    /// <summary>
+    /// Stores a chunk file: its whole content is durable before its name can be seen.
+    /// <see cref="RepositoryFullException"/> when the storage is full. Returns the stored file's
+    /// stamp, which a touch or another write changes (<see cref="RemoveUnchanged"/>).
+    /// </summary>
+    long Write(ChunkId id, ReadOnlySpan<byte> file);
+
+    /// <summary>
+    /// A failed writer's cleanup: removes a chunk it wrote (<paramref name="stamp"/> from
+    /// <see cref="Write"/>) unless another writer touched or wrote it since, which then relies on it.
+    /// Returns whether it was removed.
+    /// </summary>
+    bool RemoveUnchanged(ChunkId id, long stamp);
 
     /// <summary>Reads a chunk file into <paramref name="buffer"/> and returns its length; <see cref="CorruptDataException"/> when it is missing or larger than the buffer.</summary>
     int Read(ChunkId id, Span<byte> buffer);

@@ -36,9 +36,10 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
     /// <summary>
     /// tmp, fdatasync, rename: the content is on disk before the name, whose own durability comes
     /// from the writer's syncfs before it commits the index. O_DIRECT when the file is in an aligned
-    /// buffer and the file system takes it.
+    /// buffer and the file system takes it. The stamp is the file's modification time: a touch sets
+    /// another (the toucher's now, to the 100 ns), and so does a rewrite.
     /// </summary>
-    public void Write(ChunkId id, ReadOnlySpan<byte> file)
+    public long Write(ChunkId id, ReadOnlySpan<byte> file)
     {
         var path = PathOf(id);
         var fanOut = Path.GetDirectoryName(path)!;
@@ -60,6 +61,21 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
         {
             throw new RepositoryFullException(root, e);
         }
+        return File.GetLastWriteTimeUtc(path).Ticks;
+    }
+
+    /// <summary>Set aside as <c>NAME.gc</c>, its time compared once aside (a touch between the look and the move puts it back), then deleted.</summary>
+    public bool RemoveUnchanged(ChunkId id, long stamp)
+    {
+        var path = PathOf(id);
+        try
+        {
+            if (File.GetLastWriteTimeUtc(path).Ticks != stamp) return false;
+            if (!AtomicFile.SetAside(path, path + GcAsideSuffix, putBack: aside => File.GetLastWriteTimeUtc(aside).Ticks != stamp)) return false;
+        }
+        catch (FileNotFoundException) { return false; }
+        AtomicFile.TryDelete(path + GcAsideSuffix);
+        return true;
     }
 
     public int Read(ChunkId id, Span<byte> buffer) => ReadFile(PathOf(id), id, buffer);

@@ -6,7 +6,9 @@ namespace ProxyBackup.Repository;
 /// <summary>
 /// Builds one restore point: metadata and disks go into its directory as they come; <see cref="Commit"/>
 /// makes everything durable and only then writes the index. Disposed without a commit, it removes
-/// what it wrote (a crash leaves the same, minus the cleanup, which garbage collection does).
+/// what it wrote, the new chunks too unless another writer relies on them by then, so that a backup
+/// that failed (a full disk) gives its space back at once (a crash leaves the same, minus the
+/// cleanup, which garbage collection does after its grace).
 /// </summary>
 public sealed class RestorePointWriter : IDisposable
 {
@@ -16,6 +18,7 @@ public sealed class RestorePointWriter : IDisposable
     private readonly List<DiskEntry> _disks = [];
     private readonly List<MetadataEntry> _metadata = [];
     private readonly Dictionary<string, string> _tags;
+    private readonly System.Collections.Concurrent.ConcurrentBag<(ChunkId Id, long Stamp)> _newChunks = [];
     private bool _committed;
 
     internal RestorePointWriter(BackupRepository repository, string source, RestorePoint? parent, IReadOnlyDictionary<string, string>? tags)
@@ -59,7 +62,7 @@ public sealed class RestorePointWriter : IDisposable
         BackupRepository.CheckItemName(disk);
         if (_disks.Any(d => d.Disk == disk)) throw new ArgumentException($"Disk '{disk}' is already in this restore point.");
         var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
-        var (manifest, stats) = await _lock.RunAsync(ct, token => new DiskBackup(_repository, admission).RunAsync(sourcePath, previous, progress, token)).ConfigureAwait(false);
+        var (manifest, stats) = await _lock.RunAsync(ct, token => new DiskBackup(_repository, admission, _newChunks).RunAsync(sourcePath, previous, progress, token)).ConfigureAwait(false);
         var bytes = manifest.ToBytes();
         _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, Durability.AtCommit);
         _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });
@@ -90,6 +93,12 @@ public sealed class RestorePointWriter : IDisposable
             try { Directory.Delete(_repository.PointDirectory(Source, Id), recursive: true); }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }
+            // Under the lock still: a GC beside keeps what this writer relies on until it ends.
+            foreach (var (id, stamp) in _newChunks)
+            {
+                try { _repository.Chunks.RemoveUnchanged(id, stamp); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            }
         }
         _lock.Dispose();
     }

@@ -109,4 +109,23 @@ public class ChunkStoreTests
         Assert.All(onlyForgotten, c => Assert.Null(store.Length(c)));
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
     }
+
+    [Fact]
+    public async Task A_failed_backup_removes_from_the_store_what_it_stored_unless_touched_since()
+    {
+        using var dir = new TempDirectory();
+        var (repo, store, disk) = Open(dir);
+        using (var failed = repo.StartRestorePoint("vm-1")) await failed.AddDiskAsync("0", disk);
+        Assert.Equal(0, store.Count);
+
+        var other = dir.Combine("other.img");
+        TestDisks.WriteMixed(other, 1L << 20, seed: 9);
+        using (var failed = repo.StartRestorePoint("vm-1"))
+        {
+            await failed.AddDiskAsync("0", other);
+            await BackupAsync(repo, other);   // touches every chunk the failed writer stored
+        }
+        Assert.Equal(repo.LoadManifest(repo.Latest("vm-1")!, "0").Chunks.Where(c => !c.IsZero).Distinct().Count(), store.Count);
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+    }
 }

@@ -11,6 +11,8 @@ internal sealed class MemoryChunkStore(TimeProvider? time = null) : IChunkStore
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly object _gate = new();
     private readonly Dictionary<ChunkId, (byte[] File, DateTimeOffset Time)> _chunks = [];
+    private readonly Dictionary<ChunkId, long> _stamps = [];
+    private long _lastStamp;
     private readonly Dictionary<ChunkId, (byte[] File, DateTimeOffset Time)> _setAside = [];
 
     public int Count { get { lock (_gate) return _chunks.Count; } }
@@ -27,14 +29,29 @@ internal sealed class MemoryChunkStore(TimeProvider? time = null) : IChunkStore
         {
             if (!_chunks.TryGetValue(id, out var c) || c.File.Length == 0) return false;
             _chunks[id] = (c.File, now);
+            _stamps[id] = ++_lastStamp;
             return true;
         }
     }
 
-    public void Write(ChunkId id, ReadOnlySpan<byte> file)
+    public long Write(ChunkId id, ReadOnlySpan<byte> file)
     {
         var copy = file.ToArray();
-        lock (_gate) _chunks[id] = (copy, _time.GetUtcNow());
+        lock (_gate)
+        {
+            _chunks[id] = (copy, _time.GetUtcNow());
+            return _stamps[id] = ++_lastStamp;
+        }
+    }
+
+    public bool RemoveUnchanged(ChunkId id, long stamp)
+    {
+        lock (_gate)
+        {
+            if (!_chunks.ContainsKey(id) || _stamps[id] != stamp) return false;
+            _chunks.Remove(id);
+            return true;
+        }
     }
 
     public int Read(ChunkId id, Span<byte> buffer)
