@@ -210,7 +210,7 @@ internal static class CloudCommands
             var repo = RepositoryCommands.Open(p);
             var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
             var scan = repo.ScanRestorePoints(BackupJob.SourceOf(id));
-            RepositoryCommands.WarnUnreadable(scan);
+            RepositoryCommands.WarnUnreadable(scan.Unreadable);
             var points = scan.Points;
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)

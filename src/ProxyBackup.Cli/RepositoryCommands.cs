@@ -139,7 +139,7 @@ internal static class RepositoryCommands
         c.SetAction(p =>
         {
             var scan = Open(p).ScanRestorePoints(p.GetValue(source));
-            WarnUnreadable(scan);
+            WarnUnreadable(scan.Unreadable);
             var points = scan.Points;
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
@@ -254,9 +254,9 @@ internal static class RepositoryCommands
     }
 
     /// <summary>Restore points whose index cannot be read, on stderr: listings go on without them, the operator learns of them.</summary>
-    internal static void WarnUnreadable(RestorePointScan scan)
+    internal static void WarnUnreadable(IEnumerable<UnreadableRestorePoint> unreadable)
     {
-        foreach (var u in scan.Unreadable)
+        foreach (var u in unreadable)
             Console.Error.WriteLine($"warning: restore point {u.Source}/{u.Id} cannot be read: {u.Problem} (run verify; remove it with: proxybackup repository forget --source {u.Source} --point {u.Id})");
     }
 
@@ -280,7 +280,8 @@ internal static class RepositoryCommands
         c.SetAction(p =>
         {
             var s = Open(p).Stats();
-            if (p.GetValue(Json)) { CliFormat.PrintJson(new { s.RestorePoints, s.LogicalBytes, s.NonZeroBytes, s.UniqueChunks, s.UniqueChunkBytes, s.StoredBytes, s.DedupRatio, s.CompressionRatio, s.Sources }); return 0; }
+            WarnUnreadable(s.Unreadable);
+            if (p.GetValue(Json)) { CliFormat.PrintJson(new { s.RestorePoints, s.LogicalBytes, s.NonZeroBytes, s.UniqueChunks, s.UniqueChunkBytes, s.StoredBytes, s.DedupRatio, s.CompressionRatio, s.Sources, s.Unreadable }); return 0; }
             Console.WriteLine($"{s.RestorePoints} restore points, logical {CliFormat.Bytes(s.LogicalBytes)} (non-zero {CliFormat.Bytes(s.NonZeroBytes)}), stored {CliFormat.Bytes(s.StoredBytes)} in {s.UniqueChunks} chunks; dedup {s.DedupRatio:0.00}x, compression {s.CompressionRatio:0.00}x");
             foreach (var src in s.Sources)
                 Console.WriteLine($"  {src.Source,-12} {src.RestorePoints,4} points  logical {CliFormat.Bytes(src.LogicalBytes),11}  stored {CliFormat.Bytes(src.StoredBytes),11}");

@@ -5,11 +5,12 @@ public sealed record SourceStats(string Source, int RestorePoints, long LogicalB
 /// <summary>
 /// Logical size (what the restore points hold), stored size (the chunk files they reference, each
 /// counted once), and the ratios between them: dedup = non-zero logical bytes / unique chunk bytes,
-/// compression = unique chunk bytes / stored bytes.
+/// compression = unique chunk bytes / stored bytes. Restore points whose index cannot be read are
+/// not counted; they are listed in <see cref="Unreadable"/>.
 /// </summary>
 public sealed record RepositoryStats(
     int RestorePoints, long LogicalBytes, long NonZeroBytes, int UniqueChunks, long UniqueChunkBytes, long StoredBytes,
-    IReadOnlyList<SourceStats> Sources)
+    IReadOnlyList<SourceStats> Sources, IReadOnlyList<UnreadableRestorePoint> Unreadable)
 {
     public double DedupRatio => UniqueChunkBytes > 0 ? (double)NonZeroBytes / UniqueChunkBytes : 1;
     public double CompressionRatio => StoredBytes > 0 ? (double)UniqueChunkBytes / StoredBytes : 1;
@@ -21,7 +22,8 @@ public sealed record RepositoryStats(
         long logical = 0, nonZero = 0;
         var points = 0;
         long StoredSize(ChunkId c) => repository.Chunks.Length(c) ?? 0;
-        foreach (var group in repository.ListRestorePoints().GroupBy(p => p.Source))
+        var scan = repository.ScanRestorePoints();
+        foreach (var group in scan.Points.GroupBy(p => p.Source))
         {
             var mine = new Dictionary<ChunkId, int>();
             long sLogical = 0, sNonZero = 0;
@@ -43,6 +45,6 @@ public sealed record RepositoryStats(
             nonZero += sNonZero;
             points += group.Count();
         }
-        return new RepositoryStats(points, logical, nonZero, all.Count, all.Values.Sum(v => (long)v), all.Keys.Sum(StoredSize), perSource);
+        return new RepositoryStats(points, logical, nonZero, all.Count, all.Values.Sum(v => (long)v), all.Keys.Sum(StoredSize), perSource, scan.Unreadable);
     }
 }

@@ -253,6 +253,8 @@ public class IntegrityTests
         Assert.Equal(("vm-2", b.Id), (scan.Unreadable.Single().Source, scan.Unreadable.Single().Id));
         repo.ApplyRetention(new RetentionPolicy { KeepLast = 1 }, dryRun: false);
         Assert.Single(repo.ScanRestorePoints().Unreadable); // retention leaves what it cannot read
+        var stats = repo.Stats();
+        Assert.Equal((1, b.Id), (stats.RestorePoints, stats.Unreadable.Single().Id));   // counted apart, not silently left out
         repo.CollectGarbage(TimeSpan.Zero);
         Assert.All(onlyB, c => Assert.True(repo.HasChunk(c), $"GC removed chunk {c} of the point whose index is damaged"));
         Assert.False((await repo.VerifyAsync(readData: false)).Ok);
