@@ -189,10 +189,24 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         ct.ThrowIfCancellationRequested();
         // Every image at once: the datastore creates them side by side while the proxy writes the
         // first (docs/architecture.md, "What is serialised"); the restore needs them all anyway.
-        var allocations = plan.Select(p => cloud.AllocateImageAsync(saved.Id, p.Disk.DiskId, $"{steps.Options.NamePrefix}-restore-{saved.Id}-d{p.Disk.DiskId}-{cloud.JobId}",
-            p.Size, datastoreId, p.Disk.DevPrefix ?? "vd", ct)).ToList();
-        // WhenAll ends when every allocation has: the ones made on a failure are journaled, and the
-        // job's compensation removes them.
+        // The first failure stops the others' waits: the images are journaled, and the job's
+        // compensation removes them, instead of the job waiting for copies it will delete.
+        using var stopAllocating = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        async Task<JobImage> AllocateAsync(VmDisk disk, long size)
+        {
+            try
+            {
+                return await cloud.AllocateImageAsync(saved.Id, disk.DiskId, $"{steps.Options.NamePrefix}-restore-{saved.Id}-d{disk.DiskId}-{cloud.JobId}",
+                    size, datastoreId, disk.DevPrefix ?? "vd", stopAllocating.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                await stopAllocating.CancelAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+        var allocations = plan.Select(p => AllocateAsync(p.Disk, p.Size)).ToList();
+        // Faulted wins over cancelled in WhenAll: the job reports the failure, not a stopped sibling.
         await Task.WhenAll(allocations).ConfigureAwait(false);
         var images = new Dictionary<int, JobImage>();
         foreach (var ((disk, wanted, _), allocation) in plan.Zip(allocations))

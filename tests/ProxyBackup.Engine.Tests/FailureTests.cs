@@ -20,6 +20,32 @@ public class FailureTests
         { "one.vm.detach", "error" }, { "one.image.delete", "error" }, { "one.vm.disksnapshotdelete", "error" }, { "one.vm.disksnapshotdelete", "fail-async" },
     };
 
+    [Fact]
+    public async Task A_refused_image_allocation_stops_the_restore_without_waiting_for_the_other_images()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var before = w.Inventory();
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        // One of web-01's two images is refused, the other stays in its copy until released.
+        var hold = w.Sim.Cloud.HoldTransientStates(SimOperation.ImageAllocate);
+        w.Sim.Faults.Set([FaultRule.Parse("one.image.allocate,nth=1,action=error,code=2048,message=injected allocation refusal")]);
+        var restore = w.Restore.RestoreVmAsync(point, new RestoreVmOptions { ImageDatastoreId = 1 });
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (!w.Catalog.Recent(5).Any(j => j.Kind == "restore" && j.State == "failed") && DateTime.UtcNow < deadline && !restore.IsCompleted)
+            await Task.Delay(20);
+        // The job failed while the other image's copy was held: it did not wait for it.
+        var job = w.Catalog.Recent(5).Single(j => j.Kind == "restore");
+        Assert.Equal("failed", job.State);
+        Assert.Contains("injected allocation refusal", job.Error);
+        hold.Dispose();
+        w.Sim.Faults.Set([]);
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => restore);
+        Assert.Contains("injected allocation refusal", e.Message);
+        Assert.Empty(w.Catalog.Pending());
+        AssertClean(before, w.Inventory());
+    }
+
     [Theory]
     [MemberData(nameof(TidyingCalls))]
     public async Task Backup_commits_its_restore_point_despite_a_failure_of(string method, string action)
