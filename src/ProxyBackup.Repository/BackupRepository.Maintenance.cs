@@ -69,13 +69,7 @@ public sealed partial class BackupRepository
         Remove(source, id);
     }
 
-    private void Remove(string source, string id)
-    {
-        var dir = PointDirectory(source, id);
-        File.Delete(Path.Combine(dir, "index"));
-        Native.FsyncDirectory(dir);
-        Directory.Delete(dir, recursive: true);
-    }
+    private void Remove(string source, string id) => Points.Remove(source, id);
 
     /// <summary>
     /// A margin below GC's cutoff, for clocks that differ (NFS). Running writers are protected by the

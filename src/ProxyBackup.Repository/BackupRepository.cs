@@ -41,12 +41,13 @@ public sealed partial class BackupRepository
         set => field = value.Validated();
     } = PipelineTuning.Default;
 
-    private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys, IChunkStore? chunks)
+    private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys, IChunkStore? chunks, IPointStore? points)
     {
         Root = path;
         Config = config;
         Keys = keys;
         Chunks = chunks ?? new LocalChunkStore(path, ChunkFileCapacity(config.ChunkSize));
+        Points = points ?? new LocalPointStore(path);
     }
 
     public string Root { get; }
@@ -54,7 +55,6 @@ public sealed partial class BackupRepository
     internal MasterKeys? Keys { get; }
 
     internal string TmpDirectory => Path.Combine(Root, "tmp");
-    internal string PointsDirectory => Path.Combine(Root, "points");
     internal string LocksDirectory => Path.Combine(Root, "locks");
 
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,127}$")]
@@ -63,7 +63,10 @@ public sealed partial class BackupRepository
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     private static partial Regex ItemName();
 
-    public static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks = null)
+    public static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks = null) => Create(path, options, chunks, null);
+
+    /// <summary>A repository whose restore points are in <paramref name="points"/> (the tests' in-memory store).</summary>
+    internal static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks, IPointStore? points)
     {
         path = Path.GetFullPath(path);
         if (File.Exists(Path.Combine(path, "config")))
@@ -87,7 +90,7 @@ public sealed partial class BackupRepository
             AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), Durability.Immediate);
         }
         AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, Json), Durability.Immediate);
-        return new BackupRepository(path, config, keys, chunks);
+        return new BackupRepository(path, config, keys, chunks, points);
     }
 
     /// <summary>Opens the repository at <paramref name="path"/>; its chunks in <paramref name="chunks"/> when given, else in its chunks/ directory.</summary>
@@ -125,7 +128,7 @@ public sealed partial class BackupRepository
             // plaintext to it: a config without "encryption" beside key files was edited or damaged.
             throw new CorruptDataException($"{configPath} says the repository is not encrypted, but it has key files in keys/: the config was edited or damaged. Put back its \"encryption\" entry (docs/repository-format.md, \"config\").");
         }
-        return new BackupRepository(path, config, keys, chunks) { ReadOnly = !PrepareForWriting(path) };
+        return new BackupRepository(path, config, keys, chunks, null) { ReadOnly = !PrepareForWriting(path) };
     }
 
     /// <summary>
@@ -221,38 +224,23 @@ public sealed partial class BackupRepository
 
     // ---- restore point files ----------------------------------------------------------------
 
-    internal string PointDirectory(string source, string id) => Path.Combine(PointsDirectory, source, id);
+    /// <summary>Where the restore points are; everything reaches their files through it.</summary>
+    internal IPointStore Points { get; }
 
     /// <summary>Whether the restore point is there (its index exists): it goes the moment its index is deleted.</summary>
-    internal bool PointExists(string source, string id) => File.Exists(Path.Combine(PointDirectory(source, id), "index"));
+    internal bool PointExists(string source, string id) => Points.Exists(source, id);
 
     private byte[] Associated(string source, string id, string file) => Encoding.UTF8.GetBytes($"point:{source}/{id}/{file}");
 
     internal void WritePointFile(string source, string id, string file, ReadOnlySpan<byte> plaintext, Durability durability)
     {
         var content = Keys is null ? plaintext.ToArray() : BlobCipher.Seal(Keys.DataKey, plaintext, Associated(source, id, file));
-        try
-        {
-            AtomicFile.Write(TmpDirectory, Path.Combine(PointDirectory(source, id), file), content, durability);
-        }
-        catch (IOException e) when (Native.IsNoSpace(e))
-        {
-            throw new RepositoryFullException(Root, e);
-        }
+        Points.Write(source, id, file, content, durability);
     }
 
     internal byte[] ReadPointFile(string source, string id, string file)
     {
-        var path = Path.Combine(PointDirectory(source, id), file);
-        byte[] content;
-        try
-        {
-            content = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new CorruptDataException($"{source}/{id}/{file} is missing from the repository.");
-        }
+        var content = Points.Read(source, id, file) ?? throw new CorruptDataException($"{source}/{id}/{file} is missing from the repository.");
         if (Keys is null) return content;
         try
         {
@@ -276,19 +264,12 @@ public sealed partial class BackupRepository
     /// </summary>
     public RestorePointScan ScanRestorePoints(string? source = null)
     {
-        var sources = source is null
-            ? (Directory.Exists(PointsDirectory) ? Directory.EnumerateDirectories(PointsDirectory).Select(Path.GetFileName).OfType<string>() : [])
-            : [source];
         var points = new List<RestorePoint>();
         var unreadable = new List<UnreadableRestorePoint>();
-        foreach (var s in sources)
+        foreach (var s in source is null ? Points.Sources() : [source])
         {
-            var dir = Path.Combine(PointsDirectory, s);
-            if (!Directory.Exists(dir)) continue;
-            foreach (var point in Directory.EnumerateDirectories(dir))
+            foreach (var id in Points.Points(s))
             {
-                var id = Path.GetFileName(point);
-                if (!PointExists(s, id)) continue;
                 try { points.Add(LoadIndex(s, id)); }
                 catch (RepositoryException e)
                 {
@@ -301,7 +282,7 @@ public sealed partial class BackupRepository
 
     public RestorePoint LoadIndex(string source, string id)
     {
-        if (!File.Exists(Path.Combine(PointDirectory(source, id), "index")))
+        if (!Points.Exists(source, id))
             throw new RepositoryException($"There is no restore point {source}/{id}.");
         try
         {

@@ -27,8 +27,8 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
             MarkPoint(point.Source, point.Id, () => point.Disks.Select(d => repository.LoadManifest(point, d.Disk)));
         // A point whose index is damaged keeps what its manifests name (they carry their own checksum).
         foreach (var point in scan.Unreadable)
-            MarkPoint(point.Source, point.Id, () => Directory.EnumerateFiles(repository.PointDirectory(point.Source, point.Id), "disk-*.manifest")
-                .Select(f => Manifest.Parse(repository.ReadPointFile(point.Source, point.Id, Path.GetFileName(f)), $"{point.Source}/{point.Id}/{Path.GetFileName(f)}")));
+            MarkPoint(point.Source, point.Id, () => repository.Points.Files(point.Source, point.Id).Where(f => f.StartsWith("disk-", StringComparison.Ordinal) && f.EndsWith(".manifest", StringComparison.Ordinal))
+                .Select(f => Manifest.Parse(repository.ReadPointFile(point.Source, point.Id, f), $"{point.Source}/{point.Id}/{f}")));
 
         void MarkPoint(string source, string id, Func<IEnumerable<Manifest>> manifests)
         {
@@ -50,14 +50,8 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
         }
 
         var swept = repository.Chunks.Sweep(marked, new DateTimeOffset(cutoff, TimeSpan.Zero), ct);
-        int incomplete = 0, tmp = 0;
-        foreach (var source in Directory.EnumerateDirectories(repository.PointsDirectory))
-            foreach (var point in Directory.EnumerateDirectories(source))
-                if (!File.Exists(Path.Combine(point, "index")) && Directory.GetLastWriteTimeUtc(point) <= cutoff)
-                {
-                    Directory.Delete(point, recursive: true);
-                    incomplete++;
-                }
+        var incomplete = repository.Points.SweepIncomplete(new DateTimeOffset(cutoff, TimeSpan.Zero));
+        var tmp = 0;
         foreach (var file in Directory.EnumerateFiles(repository.TmpDirectory))
             if (File.GetLastWriteTimeUtc(file) <= cutoff)
             {

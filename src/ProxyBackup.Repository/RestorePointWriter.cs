@@ -33,7 +33,7 @@ public sealed class RestorePointWriter : IDisposable
         Id = BackupRepository.NewRestorePointId(Time);
         if (repository.ReadOnly) throw new RepositoryException($"Repository {repository.Root} is read-only: a backup needs to write to it.");
         _lock = RepositoryLock.Acquire(repository, exclusive: false, purpose: $"backup of {source}", repository.SharedLockWait);
-        OwnerOnly.CreateDirectory(repository.PointDirectory(source, Id));
+        repository.Points.Begin(source, Id);
     }
 
     public string Source { get; }
@@ -79,7 +79,7 @@ public sealed class RestorePointWriter : IDisposable
             Source = Source, Id = Id, Time = Time, Parent = _parent?.Id, Tags = _tags,
             Disks = [.. _disks], Metadata = [.. _metadata],
         };
-        Native.SyncFileSystem(_repository.Root);
+        _repository.Points.SyncBeforeIndex();
         _repository.WritePointFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index), Durability.Immediate);
         _committed = true;
         _lock.Dispose();
@@ -90,9 +90,7 @@ public sealed class RestorePointWriter : IDisposable
     {
         if (!_committed)
         {
-            try { Directory.Delete(_repository.PointDirectory(Source, Id), recursive: true); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
+            _repository.Points.Discard(Source, Id);
             // Under the lock still: a GC beside keeps what this writer relies on until it ends.
             foreach (var (id, stamp) in _newChunks)
             {

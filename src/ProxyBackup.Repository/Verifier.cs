@@ -150,11 +150,9 @@ internal sealed class Verifier(BackupRepository repository)
 
     private IEnumerable<(string Source, string Id)> AllPointIds()
     {
-        if (!Directory.Exists(repository.PointsDirectory)) yield break;
-        foreach (var s in Directory.EnumerateDirectories(repository.PointsDirectory).Order(StringComparer.Ordinal))
-            foreach (var p in Directory.EnumerateDirectories(s).Order(StringComparer.Ordinal))
-                if (File.Exists(Path.Combine(p, "index")))
-                    yield return (Path.GetFileName(s), Path.GetFileName(p));
+        foreach (var s in repository.Points.Sources().Order(StringComparer.Ordinal))
+            foreach (var p in repository.Points.Points(s).Order(StringComparer.Ordinal))
+                yield return (s, p);
     }
 }
 

@@ -128,4 +128,31 @@ public class ChunkStoreTests
         Assert.Equal(repo.LoadManifest(repo.Latest("vm-1")!, "0").Chunks.Where(c => !c.IsZero).Distinct().Count(), store.Count);
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
     }
+
+    [Fact]
+    public async Task With_restore_points_in_a_store_too_the_repository_directory_holds_no_point_or_chunk()
+    {
+        using var dir = new TempDirectory();
+        var chunks = new MemoryChunkStore();
+        var points = new MemoryPointStore();
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk, Key = RepositoryKey.FromPassphrase("both in memory") }, chunks, points);
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 2L << 20);
+        var first = await BackupAsync(repo, disk);
+        TestDisks.WriteMixed(disk, 2L << 20, seed: 3);
+        var second = await BackupAsync(repo, disk, first);
+
+        Assert.Equal([first.Id, second.Id], repo.ListRestorePoints("vm-1").Select(p => p.Id));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Combine("repo", "points")));
+        Assert.Empty(Directory.EnumerateFiles(dir.Combine("repo", "chunks"), "*", SearchOption.AllDirectories));
+        await repo.RestoreDiskAsync(second, "0", dir.Combine("second.img"));
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(dir.Combine("second.img")));
+
+        repo.Forget(first);
+        Assert.True(repo.CollectGarbage(TimeSpan.Zero).ChunksRemoved > 0);
+        Assert.Equal([second.Id], repo.ListRestorePoints("vm-1").Select(p => p.Id));
+        var report = await repo.VerifyAsync(readData: true);
+        Assert.True(report.Ok);
+        Assert.Single(report.PointsChecked);
+    }
 }
