@@ -18,9 +18,9 @@ public sealed record BackupOptions
     public ChunkMemory.Admission? Memory { get; init; }
 
     /// <summary>
-    /// Called once the job's last disk is read: what is left (its detach, the image and snapshot
-    /// deletes, the commit) waits on the cloud, not on the proxy's reading, and need not hold up
-    /// the next VM, so the caller may start one (docs/architecture.md, "What is serialised").
+    /// Called once the job's last disk is read and its snapshots are deleted: what is left (its
+    /// detach and image delete, the commit) waits on the cloud, not on the proxy's reading, and need
+    /// not hold up the next VM, so the caller may start one (docs/architecture.md, "What is serialised").
     /// Not called when the job fails before.
     /// </summary>
     public Action? DisksRead { get; init; }
@@ -148,7 +148,13 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                     await cloud.DetachAsync(attachment).ConfigureAwait(false);
                     throw;
                 }
-                if (i == disks.Count - 1) options.DisksRead?.Invoke();
+                if (i == disks.Count - 1 && options.DisksRead is { } disksRead)
+                {
+                    // Its snapshots are gone first (deleted beside the reads, so seldom waited for):
+                    // the limits that start the next VM also bound the VMs with snapshots at once.
+                    await ((Task)snapshotRemoval!).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    disksRead();
+                }
                 await TidyAsync(jobId, warnings, $"image {image.Id} ({image.Name})", async () =>
                 {
                     await cloud.DetachAsync(attachment).ConfigureAwait(false);
