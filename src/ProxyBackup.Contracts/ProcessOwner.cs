@@ -39,6 +39,19 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
 
     public override string ToString() => $"pid {Pid} on {Host}";
 
+    /// <summary>
+    /// The running kernel's random boot id (/proc/sys/kernel/random/boot_id): a pid means this
+    /// machine's process only where the boot id is this one's. Host names do not tell machines
+    /// apart (appliance clones keep the image's), nor one boot from the next.
+    /// </summary>
+    public static string? BootId { get; } = ReadBootId();
+
+    private static string? ReadBootId()
+    {
+        try { return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
     /// <summary>The process's start time in clock ticks since boot, or null when there is no such process.</summary>
     public static long? StartTicksOf(int pid)
     {

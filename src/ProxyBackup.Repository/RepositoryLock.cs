@@ -45,7 +45,8 @@ public sealed class RepositoryLock : IDisposable
         [property: JsonPropertyName("purpose")] string Purpose,
         [property: JsonPropertyName("created")] DateTimeOffset Created,
         [property: JsonPropertyName("refreshed")] DateTimeOffset Refreshed,
-        [property: JsonPropertyName("scope")] string? Scope = null);
+        [property: JsonPropertyName("scope")] string? Scope = null,
+        [property: JsonPropertyName("boot")] string? Boot = null);
 
     /// <summary>The lock's file now (a refresh replaces it); null for no lock.</summary>
     internal string? FilePath
@@ -82,7 +83,7 @@ public sealed class RepositoryLock : IDisposable
         while (true)
         {
             var now = clock.GetUtcNow();
-            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now, scope);
+            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now, scope, ProcessOwner.BootId);
             var path = Write(repository, exclusive, info);
             var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive || (scope is not null && h.Info.Scope == scope)));
             if (conflict.Path is null) return new RepositoryLock(repository, path, info);
@@ -143,10 +144,19 @@ public sealed class RepositoryLock : IDisposable
         }
     }
 
+    /// <summary>
+    /// Not refreshed for <see cref="StaleAfter"/>, or its process is certainly gone: only a lock
+    /// written under this machine's running kernel (the same boot id) is judged by its pid. Another
+    /// machine's lock, even one with this host name (an appliance clone, sharing an NFS
+    /// repository), or one from before a reboot, is judged by its refreshes alone
+    /// (docs/repository-format.md, "Lock files").
+    /// </summary>
     private static bool IsStale(LockInfo info, DateTimeOffset now)
     {
-        // An owner on another host is judged by its refreshes alone.
-        return now - info.Refreshed > StaleAfter || !new ProcessOwner(info.Host, info.Pid, info.ProcessStart).MayBeAlive();
+        if (now - info.Refreshed > StaleAfter) return true;
+        if (info.Boot is null || info.Boot != ProcessOwner.BootId) return false;
+        var start = ProcessOwner.StartTicksOf(info.Pid);
+        return start is null || (info.ProcessStart != 0 && start != info.ProcessStart);
     }
 
     /// <summary>

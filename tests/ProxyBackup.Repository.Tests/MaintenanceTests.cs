@@ -124,11 +124,21 @@ public class MaintenanceTests
         using (RepositoryLock.Acquire(repo, exclusive: true, "gc"))
             Assert.Throws<RepositoryLockedException>(() => RepositoryLock.Acquire(repo, exclusive: false, "backup"));
 
-        // A lock left by a process that no longer exists does not block anybody.
-        var dead = new RepositoryLock.LockInfo(Environment.MachineName, 999_999, 1, "crashed backup", DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
+        // A lock left by a process of this boot that no longer exists does not block anybody.
+        var dead = new RepositoryLock.LockInfo(Environment.MachineName, 999_999, 1, "crashed backup", DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, Boot: ProcessOwner.BootId);
         File.WriteAllBytes(Path.Combine(repo.Root, "locks", "exclusive-dead"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(dead));
         var old = dead with { Pid = Environment.ProcessId, ProcessStart = 0, Refreshed = DateTimeOffset.UtcNow.AddHours(-2) };
         File.WriteAllBytes(Path.Combine(repo.Root, "locks", "exclusive-old"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(old));
+        using (RepositoryLock.Acquire(repo, exclusive: true, "gc")) { }
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(repo.Root, "locks")));
+
+        // A clone of the appliance (same host name, another boot id) holds a live lock whose pid
+        // means nothing here: it blocks until its refreshes stop, never because the pid is free here.
+        var clone = dead with { Boot = "another-machine-boot-id", Refreshed = DateTimeOffset.UtcNow };
+        File.WriteAllBytes(Path.Combine(repo.Root, "locks", "exclusive-clone"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(clone));
+        Assert.Throws<RepositoryLockedException>(() => RepositoryLock.Acquire(repo, exclusive: false, "backup", TimeSpan.Zero));
+        Assert.Single(RepositoryLock.Holders(Path.Combine(repo.Root, "locks"), TimeProvider.System));
+        File.WriteAllBytes(Path.Combine(repo.Root, "locks", "exclusive-clone"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(clone with { Refreshed = DateTimeOffset.UtcNow.AddHours(-1) }));
         using (RepositoryLock.Acquire(repo, exclusive: true, "gc")) { }
         Assert.Empty(Directory.EnumerateFiles(Path.Combine(repo.Root, "locks")));
     }
