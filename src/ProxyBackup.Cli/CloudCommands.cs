@@ -99,7 +99,7 @@ internal static class CloudCommands
         var vms = new Argument<string[]>("vms") { Description = "VM IDs or names.", Arity = ArgumentArity.OneOrMore };
         var full = new Option<bool>("--full") { Description = "Do not compare with the previous restore point." };
         var exclude = new Option<int[]>("--exclude-disk") { Description = "DISK_ID not to back up (with one VM); repeatable." };
-        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 1, Description = "How many VMs are snapshotted and read at once; one whose disks are read makes room for the next while it tidies up (disks are hot-plugged into the proxy one at a time)." };
+        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 1, Description = "How many VMs are snapshotted and read at once; one whose disks are read and snapshots deleted makes room for the next while it tidies up (disks are hot-plugged into the proxy one at a time)." };
         var local = new Option<bool>("--local") { Description = "Run in this process even when the daemon is running." };
         var c = new Command("backup", "Back up VMs now (incremental against each VM's latest restore point unless --full); handed to the daemon when it runs.") { vms, full, exclude, parallel, local, Json };
         c.SetAction(async (p, ct) =>
@@ -118,7 +118,7 @@ internal static class CloudCommands
             async Task One(int id, IProgress<TransferProgress>? progress, Action? disksRead = null)
             {
                 try { results.Add(await host.Backup.RunAsync(id, options with { DisksRead = disksRead }, progress, ct).ConfigureAwait(false)); }
-                catch (Exception e) when (ids.Count > 1 && e is not OperationCanceledException) { failures.Add($"VM {id}: {e.Message}"); }
+                catch (Exception e) when (ids.Count > 1 && !(e is OperationCanceledException && ct.IsCancellationRequested)) { failures.Add($"VM {id}: {e.Message}"); }
             }
             if (ids.Count == 1)
                 await ProgressDisplay.RunAsync($"backup VM {ids[0]}", async progress => { await One(ids[0], progress).ConfigureAwait(false); return 0; }).ConfigureAwait(false);

@@ -124,19 +124,20 @@ internal sealed class EngineHost : IDisposable
     public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct, BackupRepository? repository = null) =>
         (await ResolveVmsAsync(client, [idOrName], ct, repository).ConfigureAwait(false))[0];
 
-    /// <summary>Several VMs as <see cref="ResolveVmAsync"/> finds one, with one read of the VM pool for all the names (a cloud's pool can hold thousands of VMs).</summary>
+    /// <summary>Several VMs as <see cref="ResolveVmAsync"/> finds one, each once (a VM named twice, by name and ID, is one job), with one read of the VM pool for all the names (a cloud's pool can hold thousands of VMs).</summary>
     public static async Task<List<int>> ResolveVmsAsync(OneClient client, IEnumerable<string> idsOrNames, CancellationToken ct, BackupRepository? repository = null)
     {
         IReadOnlyList<VirtualMachine>? pool = null;
         var ids = new List<int>();
+        void AddOnce(int id) { if (!ids.Contains(id)) ids.Add(id); }
         foreach (var idOrName in idsOrNames)
         {
-            if (int.TryParse(idOrName, out var id)) { ids.Add(id); continue; }
+            if (int.TryParse(idOrName, out var id)) { AddOnce(id); continue; }
             pool ??= await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
             var matches = pool.Where(v => v.Name == idOrName).Select(v => v.Id).ToList();
             if (matches.Count == 0 && repository is not null)
                 matches = [.. BackedUpVms(repository).Where(v => v.Names.Contains(idOrName)).Select(v => v.VmId)];
-            ids.Add(matches.Count switch
+            AddOnce(matches.Count switch
             {
                 1 => matches[0],
                 0 => throw new CliException(repository is null

@@ -152,8 +152,11 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 {
                     // Its snapshots are gone first (deleted beside the reads, so seldom waited for):
                     // the limits that start the next VM also bound the VMs with snapshots at once.
-                    await ((Task)snapshotRemoval!).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                    disksRead();
+                    await ((Task)snapshotRemoval!).WaitAsync(ct).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    ct.ThrowIfCancellationRequested();
+                    // The data is read: a caller's failure here is not the backup's.
+                    try { disksRead(); }
+                    catch (Exception e) when (e is not OutOfMemoryException) { logger.LogWarning("VM {Vm}: the disks-read callback failed: {Error}", vmId, e.Message); }
                 }
                 await TidyAsync(jobId, warnings, $"image {image.Id} ({image.Name})", async () =>
                 {

@@ -75,6 +75,8 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
     {
         var lastState = "unknown";
         var started = _time.GetTimestamp();
+        // When the probes that saw the operation still under way, and then done, were sent.
+        TimeSpan lastUnderWay = TimeSpan.Zero, seenDone = TimeSpan.Zero;
         var expected = operation is { } awaited ? client.OperationTimes.Expected(awaited) : null;
         var pipeline = new ResiliencePipelineBuilder<(T Value, bool Done, string State)> { TimeProvider = _time }
             .AddTimeout(timeout)
@@ -90,11 +92,16 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
             var result = await pipeline.ExecuteAsync(async token =>
             {
                 using (await client.PollBudget.AcquireAsync(1, token).ConfigureAwait(false)) { }
+                var sent = _time.GetElapsedTime(started);
                 var r = await probe(token).ConfigureAwait(false);
                 lastState = r.State;
+                if (r.Done) seenDone = sent; else lastUnderWay = sent;
                 return r;
             }, ct).ConfigureAwait(false);
-            if (operation is { } done) client.OperationTimes.Record(done, _time.GetElapsedTime(started));
+            // The operation ended between those two probes: the middle is what it took, within half
+            // a pause, and neither the answers' round trips nor a long first pause (an operation
+            // faster than lately) go into it, so the expected time follows the cloud down as well as up.
+            if (operation is { } done) client.OperationTimes.Record(done, Took(lastUnderWay, seenDone));
             return result.Value;
         }
         catch (TimeoutRejectedException)
@@ -116,11 +123,14 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
         if (expected is { } e)
         {
             var near = e * (0.8 + 0.1 * jitter);
-            if (waited + firstPoll < near) return Min(near - waited, maxPoll);
+            if (waited + firstPoll < near) return near - waited < maxPoll ? near - waited : maxPoll * jitter;
             if (waited < e * 1.5) return Min(Max(e * lateness / 4, firstPoll), maxPoll) * jitter;
         }
         return Min(Max(waited * lateness, firstPoll), maxPoll) * jitter;
     }
+
+    /// <summary>What an operation took, from when the last probe that saw it under way and the first that saw it done were sent.</summary>
+    internal static TimeSpan Took(TimeSpan lastUnderWay, TimeSpan seenDone) => (lastUnderWay + seenDone) / 2;
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;

@@ -12,7 +12,8 @@ public readonly record struct AwaitedOperation(string Kind, long Bytes = 0)
 }
 
 /// <summary>
-/// How long each kind of operation took lately on one front-end, as the waits saw it end. A wait
+/// How long each kind of operation took lately on one front-end, as the waits measured it (between
+/// the last probe that saw it under way and the first that saw it done). A wait
 /// sleeps through most of the shortest recent time and polls closely around it
 /// (<see cref="OneWaiter.PollPause"/>): an operation that takes what it took before is seen done
 /// within a few hundredths of a second, with a few calls (docs/architecture.md, "What is serialised").
@@ -31,13 +32,13 @@ public sealed class OperationTimes
             return _recent.TryGetValue((operation.Kind, operation.SizeClass), out var times) ? times.Min() : null;
     }
 
-    public void Record(AwaitedOperation operation, TimeSpan seenDoneAfter)
+    public void Record(AwaitedOperation operation, TimeSpan took)
     {
         lock (_recent)
         {
             if (!_recent.TryGetValue((operation.Kind, operation.SizeClass), out var times))
                 _recent[(operation.Kind, operation.SizeClass)] = times = new Queue<TimeSpan>(Kept + 1);
-            times.Enqueue(seenDoneAfter);
+            times.Enqueue(took);
             if (times.Count > Kept) times.Dequeue();
         }
     }

@@ -105,4 +105,46 @@ public class PollPaceTests
         Assert.Null(times.Expected(new AwaitedOperation("save-as", 40L << 30)));
         Assert.Null(times.Expected(new AwaitedOperation("attach")));
     }
+
+    /// <summary>
+    /// A night of one operation through <see cref="OneWaiter"/>'s schedule and recording: each probe
+    /// is sent at t and answered <paramref name="roundTrip"/> later; returns when each operation was
+    /// seen done, after how long it took.
+    /// </summary>
+    private static List<TimeSpan> Night(IEnumerable<TimeSpan> durations, TimeSpan roundTrip, double lateness)
+    {
+        var times = new OperationTimes();
+        var operation = new AwaitedOperation("attach");
+        var late = new List<TimeSpan>();
+        foreach (var duration in durations)
+        {
+            var expected = times.Expected(operation);
+            TimeSpan t = TimeSpan.Zero, underWay = TimeSpan.Zero;
+            while (t < duration)
+            {
+                underWay = t;
+                t += roundTrip;
+                t += OneWaiter.PollPause(t, expected, FirstPoll, MaxPoll, lateness, 1.0);
+            }
+            times.Record(operation, OneWaiter.Took(underWay, t));
+            late.Add(t + roundTrip - duration);
+        }
+        return late;
+    }
+
+    [Fact]
+    public void The_answers_round_trip_does_not_inflate_what_an_operation_is_expected_to_take()
+    {
+        // 0.2 s attaches, 50 ms answers: seen done within the round trip and a close poll, night long.
+        var late = Night(Enumerable.Repeat(TimeSpan.FromMilliseconds(200), 40), TimeSpan.FromMilliseconds(50), 0.1);
+        Assert.All(late.Skip(2), l => Assert.InRange(l.TotalMilliseconds, 0, 50 + 50 + 30));
+    }
+
+    [Fact]
+    public void After_slow_operations_fast_ones_are_followed_within_a_few()
+    {
+        var durations = Enumerable.Repeat(TimeSpan.FromSeconds(1), 8).Concat(Enumerable.Repeat(TimeSpan.FromMilliseconds(200), 12));
+        var late = Night(durations, TimeSpan.FromMilliseconds(5), 0.1);
+        Assert.All(late.Skip(8 + 4), l => Assert.InRange(l.TotalMilliseconds, 0, 5 + 5 + 30));
+    }
 }

@@ -156,9 +156,11 @@ public class JobQueueTests
         Assert.Equal("waiting , running 1 2", Ids(q.Snapshot()));
         Assert.False(q.Enqueue(Item(1, 0, [1])));          // its job still runs (commit, retention)
         q.Finished(first);
-        Assert.True(q.Enqueue(Item(1, 0, [1])));
-        Assert.Null(q.TryStart(Now).Next);                 // 2 still counts
-        q.DisksRead(first);                            // a late call for a finished item changes nothing
+        q.DisksRead(first);                                // a late call for a finished item changes nothing:
+        q.Finished(q.Running.Single(r => r.VmId == 2));
+        Assert.True(q.Enqueue(first));                     // queued again (the same item), it counts when it runs
+        Assert.True(q.Enqueue(Item(3, host: 1, ds: [1])));
+        Assert.Equal(1, q.TryStart(Now).Next!.VmId);
         Assert.Null(q.TryStart(Now).Next);
     }
 
