@@ -53,6 +53,11 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         """
         CREATE TABLE owner_leases (host TEXT NOT NULL, pid INTEGER NOT NULL, start INTEGER NOT NULL, renewed TEXT NOT NULL, PRIMARY KEY (host, pid, start));
         """,
+        // A VM guard's process by its start time and kernel boot: a pid reused after a reboot is not the guard's job.
+        """
+        ALTER TABLE vm_guards ADD COLUMN start INTEGER;
+        ALTER TABLE vm_guards ADD COLUMN boot TEXT;
+        """,
     ];
 
     private readonly string _connectionString;
@@ -333,21 +338,38 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     {
         using var c = Open();
         using var tx = c.BeginTransaction(System.Data.IsolationLevel.Serializable);
-        using (var cmd = Command(c, "SELECT job_id, what, host, pid, since FROM vm_guards WHERE vm_id = $vm;", tx, [("$vm", vmId)]))
+        using (var cmd = Command(c, "SELECT job_id, what, host, pid, since, start, boot FROM vm_guards WHERE vm_id = $vm;", tx, [("$vm", vmId)]))
         using (var r = cmd.ExecuteReader())
         {
             if (r.Read())
             {
                 var (holder, holderWhat, host, pid, since) = (r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetString(4));
-                // A guard of a process that died (same host, pid gone) is stale: the cleanup pass deals with its leftovers.
-                var alive = host != Environment.MachineName || Directory.Exists($"/proc/{pid}");
-                if (alive) throw new VmBusyException($"VM {vmId} is busy with {holderWhat} job {holder} (since {since}); retry when it has finished.");
+                var (start, boot) = (r.IsDBNull(5) ? 0 : r.GetInt64(5), r.IsDBNull(6) ? null : r.GetString(6));
+                // A guard of a process that died is stale: the cleanup pass deals with its leftovers.
+                if (GuardHolderMayBeAlive(host, pid, start, boot))
+                    throw new VmBusyException($"VM {vmId} is busy with {holderWhat} job {holder} (since {since}); retry when it has finished.");
             }
         }
-        Execute(c, "INSERT OR REPLACE INTO vm_guards (vm_id, job_id, what, host, pid, since) VALUES ($vm, $job, $what, $host, $pid, $since);", tx,
-            ("$vm", vmId), ("$job", jobId), ("$what", what), ("$host", Environment.MachineName), ("$pid", Environment.ProcessId), ("$since", _time.GetUtcNow().ToString("u")));
+        var owner = ProcessOwner.Current;
+        Execute(c, "INSERT OR REPLACE INTO vm_guards (vm_id, job_id, what, host, pid, since, start, boot) VALUES ($vm, $job, $what, $host, $pid, $since, $start, $boot);", tx,
+            ("$vm", vmId), ("$job", jobId), ("$what", what), ("$host", owner.Host), ("$pid", owner.Pid), ("$since", _time.GetUtcNow().ToString("u")),
+            ("$start", owner.StartTicks), ("$boot", (object?)ProcessOwner.BootId ?? DBNull.Value));
         tx.Commit();
         return new Release(this, vmId, jobId);
+    }
+
+    /// <summary>
+    /// Under this machine's running kernel (same boot id) the guard's process is looked up by pid and
+    /// start time; a guard of this host name from another boot is of a machine that rebooted since
+    /// (or a new proxy VM on the same catalog disk): its process is gone. A guard of another host
+    /// (proxies sharing a catalog) counts as held. A row of an older version (no boot) is judged by
+    /// its pid alone, as that version did.
+    /// </summary>
+    private static bool GuardHolderMayBeAlive(string host, int pid, long start, string? boot)
+    {
+        if (boot is null) return host != Environment.MachineName || Directory.Exists($"/proc/{pid}");
+        if (boot == ProcessOwner.BootId) return ProcessOwner.StartTicksOf(pid) is { } started && (start == 0 || started == start);
+        return host != Environment.MachineName;
     }
 
     private sealed class Release(SqliteCatalog catalog, int vmId, string jobId) : IDisposable

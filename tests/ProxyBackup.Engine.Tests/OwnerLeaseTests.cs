@@ -97,4 +97,34 @@ public class OwnerLeaseTests
         cmd.Parameters.AddWithValue("$p", ProcessOwner.Current.Pid);
         return cmd.ExecuteScalar() is string s ? DateTimeOffset.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : null;
     }
+
+    [Fact]
+    public void A_vm_guard_left_before_a_reboot_or_by_a_reused_pid_does_not_keep_the_vm_busy()
+    {
+        using var dir = new TempDirectory();
+        var catalog = new SqliteCatalog(dir.Combine("catalog.db"));
+        void Guard(string host, long start, string? boot)
+        {
+            using var c = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = catalog.Path }.ToString());
+            c.Open();
+            using var cmd = c.CreateCommand();
+            // This very process's pid: alive, but only the guard's job if its start time and boot match.
+            cmd.CommandText = "INSERT OR REPLACE INTO vm_guards (vm_id, job_id, what, host, pid, since, start, boot) VALUES (7, 'old-job', 'backup', $h, $p, '2026-12-01 02:00:00Z', $s, $b);";
+            cmd.Parameters.AddWithValue("$h", host);
+            cmd.Parameters.AddWithValue("$p", Environment.ProcessId);
+            cmd.Parameters.AddWithValue("$s", start);
+            cmd.Parameters.AddWithValue("$b", (object?)boot ?? DBNull.Value);
+            cmd.ExecuteNonQuery();
+        }
+
+        Guard(Environment.MachineName, ProcessOwner.Current.StartTicks + 1, ProcessOwner.BootId);   // the pid was reused
+        using (catalog.Acquire(7, "new-job", "backup")) { }
+        Guard(Environment.MachineName, ProcessOwner.Current.StartTicks, "a-boot-before-the-reboot"); // this host before a reboot
+        using (catalog.Acquire(7, "new-job", "backup")) { }
+        Guard(Environment.MachineName, ProcessOwner.Current.StartTicks, ProcessOwner.BootId);        // really held
+        Assert.Throws<VmBusyException>(() => catalog.Acquire(7, "new-job", "backup"));
+        Guard(OtherHost, 1, "another-proxy-boot");                                                    // another proxy sharing the catalog
+        Assert.Throws<VmBusyException>(() => catalog.Acquire(7, "new-job", "backup"));
+        SqliteConnection.ClearAllPools();
+    }
 }
