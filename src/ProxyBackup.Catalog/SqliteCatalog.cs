@@ -367,9 +367,8 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     /// </summary>
     private static bool GuardHolderMayBeAlive(string host, int pid, long start, string? boot)
     {
-        if (boot is null) return host != Environment.MachineName || Directory.Exists($"/proc/{pid}");
-        if (boot == ProcessOwner.BootId) return ProcessOwner.StartTicksOf(pid) is { } started && (start == 0 || started == start);
-        return host != Environment.MachineName;
+        if (boot == ProcessOwner.BootId) return ProcessOwner.IsRunning(pid, start);
+        return host != Environment.MachineName || (boot is null && ProcessOwner.IsRunning(pid, 0));
     }
 
     private sealed class Release(SqliteCatalog catalog, int vmId, string jobId) : IDisposable

@@ -124,8 +124,9 @@ internal static class CloudCommands
                 await ProgressDisplay.RunAsync($"backup VM {ids[0]}", async progress => { await One(ids[0], progress).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
             else
             {
-                // A VM takes a place until its last disk is read (BackupOptions.DisksRead), not until
-                // its job ends; the places are handed out in the order the VMs were named.
+                // A VM takes a place until its disks are read and its snapshots deleted
+                // (BackupOptions.DisksRead), not until its job ends; the places are handed out in the
+                // order the VMs were named.
                 using var places = new SemaphoreSlim(p.GetValue(parallel));
                 await Task.WhenAll(ids.Select(async id =>
                 {
@@ -209,9 +210,7 @@ internal static class CloudCommands
             using var client = EngineHost.Connect(p);
             var repo = RepositoryCommands.Open(p);
             var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
-            var scan = repo.ScanRestorePoints(BackupJob.SourceOf(id));
-            RepositoryCommands.WarnUnreadable(scan.Unreadable);
-            var points = scan.Points;
+            var points = RepositoryCommands.ReadablePoints(repo, BackupJob.SourceOf(id));
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
             {

@@ -138,9 +138,7 @@ internal static class RepositoryCommands
         var c = new Command("list", "List restore points, oldest first.") { source, Json };
         c.SetAction(p =>
         {
-            var scan = Open(p).ScanRestorePoints(p.GetValue(source));
-            WarnUnreadable(scan.Unreadable);
-            var points = scan.Points;
+            var points = ReadablePoints(Open(p), p.GetValue(source));
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
                 Console.WriteLine($"{pt.Source,-12} {pt.Id}  {pt.Time:yyyy-MM-dd HH:mm:ss}Z  {pt.Tags.GetValueOrDefault("kind", ""),-11}  {string.Join(", ", pt.Disks.Select(d => $"disk {d.Disk} {CliFormat.Bytes(d.Size)}"))}");
@@ -251,6 +249,14 @@ internal static class RepositoryCommands
             return 0;
         });
         return c;
+    }
+
+    /// <summary>The restore points a listing shows; those whose index cannot be read are named on stderr (<see cref="WarnUnreadable"/>).</summary>
+    internal static IReadOnlyList<RestorePoint> ReadablePoints(BackupRepository repository, string? source)
+    {
+        var scan = repository.ScanRestorePoints(source);
+        WarnUnreadable(scan.Unreadable);
+        return scan.Points;
     }
 
     /// <summary>Restore points whose index cannot be read, on stderr: listings go on without them, the operator learns of them.</summary>

@@ -24,10 +24,11 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
     /// </summary>
     public bool MayBeAlive()
     {
-        if (Host != Environment.MachineName) return true;
-        var start = StartTicksOf(Pid);
-        return start is not null && (StartTicks == 0 || start == StartTicks);
+        return Host != Environment.MachineName || IsRunning(Pid, StartTicks);
     }
+
+    /// <summary>Whether this machine runs process <paramref name="pid"/> started at <paramref name="startTicks"/> (0: any start).</summary>
+    public static bool IsRunning(int pid, long startTicks) => StartTicksOf(pid) is { } start && (startTicks == 0 || start == startTicks);
 
     /// <summary>
     /// Whether a process that owns catalog records may still run: on this host by its pid, on

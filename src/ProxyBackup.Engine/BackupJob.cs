@@ -172,12 +172,8 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             // What runs in the background must have ended (a save journaled its image, a snapshot
             // left the journal) before the job's compensation looks at the journal.
             await stopRemoval.CancelAsync().ConfigureAwait(false);
-            if (nextSave is not null)
-                try { await nextSave.ConfigureAwait(false); }
-                catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background save-as ended with: {Error}", e.Message); }
-            if (snapshotRemoval is not null)
-                try { await snapshotRemoval.ConfigureAwait(false); }
-                catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background snapshot removal ended with: {Error}", e.Message); }
+            await EndedAsync(nextSave, "save-as").ConfigureAwait(false);
+            await EndedAsync(snapshotRemoval, "snapshot removal").ConfigureAwait(false);
             throw;
         }
         var index = writer.Commit();
@@ -186,6 +182,14 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         // stays in the journal for the cleanup pass.
         warnings.AddRange(await snapshotRemoval!.ConfigureAwait(false));
         return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
+    }
+
+    /// <summary>Waits for work the job started in the background; how it ended matters only for the debug log (the job is failing already).</summary>
+    private async Task EndedAsync(Task? background, string what)
+    {
+        if (background is null) return;
+        try { await background.ConfigureAwait(false); }
+        catch (Exception e) when (e is not OutOfMemoryException) { logger.LogDebug("Background {What} ended with: {Error}", what, e.Message); }
     }
 
     /// <summary>

@@ -49,7 +49,7 @@ public sealed partial class BackupRepository
             : RepositoryLock.Acquire(this, exclusive: false, purpose: $"retention of {source}", wait: ExclusiveLockWait, scope: $"retention:{source}");
         var plan = Retention.Plan(ListRestorePoints(source), policy, now ?? DateTimeOffset.UtcNow, zone);
         if (!dryRun)
-            foreach (var d in plan.Where(d => !d.Keep)) Remove(d.Point.Source, d.Point.Id);
+            foreach (var d in plan.Where(d => !d.Keep)) Points.Remove(d.Point.Source, d.Point.Id);
         return plan;
     }
 
@@ -62,14 +62,12 @@ public sealed partial class BackupRepository
     {
         static bool IsName(string s) => s.Length > 0 && s != "." && s != ".." && s.IndexOfAny(['/', '\\', '\0']) < 0;
         // Only a point with an index: a directory without one is a backup still writing (or a dead one's, GC's business).
-        if (!IsName(source) || !IsName(id) || !PointExists(source, id))
+        if (!IsName(source) || !IsName(id) || !Points.Exists(source, id))
             throw new RepositoryException($"There is no restore point {source}/{id}.");
         if (dryRun) return;
         using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: $"forget {source}/{id}", wait: ExclusiveLockWait, scope: $"retention:{source}");
-        Remove(source, id);
+        Points.Remove(source, id);
     }
-
-    private void Remove(string source, string id) => Points.Remove(source, id);
 
     /// <summary>
     /// A margin below GC's cutoff, for clocks that differ (NFS). Running writers are protected by the

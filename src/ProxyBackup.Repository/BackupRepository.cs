@@ -224,11 +224,8 @@ public sealed partial class BackupRepository
 
     // ---- restore point files ----------------------------------------------------------------
 
-    /// <summary>Where the restore points are; everything reaches their files through it.</summary>
+    /// <summary>Where the restore points are; everything reaches their files through it (a point exists while its index does).</summary>
     internal IPointStore Points { get; }
-
-    /// <summary>Whether the restore point is there (its index exists): it goes the moment its index is deleted.</summary>
-    internal bool PointExists(string source, string id) => Points.Exists(source, id);
 
     private byte[] Associated(string source, string id, string file) => Encoding.UTF8.GetBytes($"point:{source}/{id}/{file}");
 
@@ -273,7 +270,7 @@ public sealed partial class BackupRepository
                 try { points.Add(LoadIndex(s, id)); }
                 catch (RepositoryException e)
                 {
-                    if (PointExists(s, id)) unreadable.Add(new UnreadableRestorePoint(s, id, e.Message)); // else forgotten meanwhile
+                    if (Points.Exists(s, id)) unreadable.Add(new UnreadableRestorePoint(s, id, e.Message)); // else forgotten meanwhile
                 }
             }
         }
@@ -325,6 +322,7 @@ public sealed partial class BackupRepository
     }
 
     internal static string ManifestFile(string disk) => $"disk-{disk}.manifest";
+    internal static bool IsManifestFile(string file) => file.StartsWith("disk-", StringComparison.Ordinal) && file.EndsWith(".manifest", StringComparison.Ordinal);
     internal static string MetadataFile(string name) => $"meta-{name}";
 }
 

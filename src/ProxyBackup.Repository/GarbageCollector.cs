@@ -20,14 +20,14 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
             throw new RepositoryException($"GC removed nothing: the lock file {unreadable} cannot be read, so GC cannot tell since when its holder writes. " +
                 "Check its permissions, or remove it if no ProxyBackup process uses the repository (it is also dropped once 30 minutes old).");
         var oldestHolder = others.Select(h => h.Info.Created).DefaultIfEmpty(markStart).Min();
-        var cutoff = (oldestHolder < markStart ? oldestHolder : markStart).UtcDateTime - grace;
+        var cutoff = (oldestHolder < markStart ? oldestHolder : markStart) - grace;
         var marked = new HashSet<ChunkId>();
         var scan = repository.ScanRestorePoints();
         foreach (var point in scan.Points)
             MarkPoint(point.Source, point.Id, () => point.Disks.Select(d => repository.LoadManifest(point, d.Disk)));
         // A point whose index is damaged keeps what its manifests name (they carry their own checksum).
         foreach (var point in scan.Unreadable)
-            MarkPoint(point.Source, point.Id, () => repository.Points.Files(point.Source, point.Id).Where(f => f.StartsWith("disk-", StringComparison.Ordinal) && f.EndsWith(".manifest", StringComparison.Ordinal))
+            MarkPoint(point.Source, point.Id, () => repository.Points.Files(point.Source, point.Id).Where(BackupRepository.IsManifestFile)
                 .Select(f => Manifest.Parse(repository.ReadPointFile(point.Source, point.Id, f), $"{point.Source}/{point.Id}/{f}")));
 
         void MarkPoint(string source, string id, Func<IEnumerable<Manifest>> manifests)
@@ -38,7 +38,7 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
                     foreach (var c in manifest.Chunks)
                         if (!c.IsZero) marked.Add(c);
             }
-            catch (Exception e) when (e is RepositoryException or DirectoryNotFoundException && !repository.PointExists(source, id))
+            catch (Exception e) when (e is RepositoryException or DirectoryNotFoundException && !repository.Points.Exists(source, id))
             {
                 // Forgotten while GC read it (retention runs beside GC): nothing of it is to be kept.
             }
@@ -49,11 +49,11 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
             }
         }
 
-        var swept = repository.Chunks.Sweep(marked, new DateTimeOffset(cutoff, TimeSpan.Zero), ct);
-        var incomplete = repository.Points.SweepIncomplete(new DateTimeOffset(cutoff, TimeSpan.Zero));
+        var swept = repository.Chunks.Sweep(marked, cutoff, ct);
+        var incomplete = repository.Points.SweepIncomplete(cutoff);
         var tmp = 0;
         foreach (var file in Directory.EnumerateFiles(repository.TmpDirectory))
-            if (File.GetLastWriteTimeUtc(file) <= cutoff)
+            if (File.GetLastWriteTimeUtc(file) <= cutoff.UtcDateTime)
             {
                 AtomicFile.TryDelete(file);
                 tmp++;

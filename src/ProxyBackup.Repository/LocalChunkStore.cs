@@ -64,18 +64,10 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
         return File.GetLastWriteTimeUtc(path).Ticks;
     }
 
-    /// <summary>Set aside as <c>NAME.gc</c>, its time compared once aside (a touch between the look and the move puts it back), then deleted.</summary>
     public bool RemoveUnchanged(ChunkId id, long stamp)
     {
         var path = PathOf(id);
-        try
-        {
-            if (File.GetLastWriteTimeUtc(path).Ticks != stamp) return false;
-            if (!AtomicFile.SetAside(path, path + GcAsideSuffix, putBack: aside => File.GetLastWriteTimeUtc(aside).Ticks != stamp)) return false;
-        }
-        catch (FileNotFoundException) { return false; }
-        AtomicFile.TryDelete(path + GcAsideSuffix);
-        return true;
+        return File.GetLastWriteTimeUtc(path).Ticks == stamp && RemoveWhileUnused(path, time => time.Ticks == stamp);
     }
 
     public int Read(ChunkId id, Span<byte> buffer) => ReadFile(PathOf(id), id, buffer);
@@ -167,7 +159,7 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
             }
             if (keep.Contains(id)) continue;
             var info = new FileInfo(file);
-            if (info.LastWriteTimeUtc > before || !RemoveUnlessTouched(file, before)) { inGrace++; continue; }
+            if (info.LastWriteTimeUtc > before || !RemoveWhileUnused(file, time => time <= before)) { inGrace++; continue; }
             freed += info.Length;
             removed++;
         }
@@ -175,16 +167,17 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
     }
 
     /// <summary>
-    /// Moves the chunk aside, then looks at its time again: a writer that touched it between the
-    /// first look and the move relies on it, and it goes back (a writer touching it after the move
-    /// finds it absent and stores it again). Only a chunk still old once aside is deleted.
+    /// Sets the chunk aside as <c>NAME.gc</c>, then looks at its time again where it lies: a writer
+    /// that touched it between the caller's look and the move relies on it, and it goes back (a
+    /// writer touching it after the move finds it absent and stores it again). Deleted only while
+    /// <paramref name="unused"/> still holds for its time (GC's sweep, a failed writer's cleanup).
     /// </summary>
-    private static bool RemoveUnlessTouched(string file, DateTime cutoff)
+    private static bool RemoveWhileUnused(string file, Func<DateTime, bool> unused)
     {
         var aside = file + GcAsideSuffix;
         try
         {
-            if (!AtomicFile.SetAside(file, aside, putBack: a => File.GetLastWriteTimeUtc(a) > cutoff)) return false;
+            if (!AtomicFile.SetAside(file, aside, putBack: a => !unused(File.GetLastWriteTimeUtc(a)))) return false;
         }
         catch (FileNotFoundException) { return false; }
         AtomicFile.TryDelete(aside);

@@ -154,9 +154,7 @@ public sealed class RepositoryLock : IDisposable
     private static bool IsStale(LockInfo info, DateTimeOffset now)
     {
         if (now - info.Refreshed > StaleAfter) return true;
-        if (info.Boot is null || info.Boot != ProcessOwner.BootId) return false;
-        var start = ProcessOwner.StartTicksOf(info.Pid);
-        return start is null || (info.ProcessStart != 0 && start != info.ProcessStart);
+        return info.Boot is not null && info.Boot == ProcessOwner.BootId && !ProcessOwner.IsRunning(info.Pid, info.ProcessStart);
     }
 
     /// <summary>

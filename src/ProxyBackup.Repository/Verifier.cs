@@ -138,7 +138,7 @@ internal sealed class Verifier(BackupRepository repository)
         // A retention or forget may remove a point while verify reads it (both take shared locks,
         // and a GC beside them may remove its chunks): what it misses then is not damage, and the
         // point is not reported at all.
-        foreach (var name in problems.Keys.Where(n => n.Split('/', 2) is [var s, var i] && !repository.PointExists(s, i)).ToList())
+        foreach (var name in problems.Keys.Where(n => n.Split('/', 2) is [var s, var i] && !repository.Points.Exists(s, i)).ToList())
         {
             problems.TryRemove(name, out _);
             checkedPoints.Remove(name);

@@ -84,11 +84,14 @@ public sealed class JobQueue(QueueLimits limits)
 
     public void Finished(QueuedBackup item)
     {
-        lock (_gate)
-        {
-            _running.Remove(item);
-            _disksRead.Remove(item);
-        }
+        lock (_gate) Unlist(item);
+    }
+
+    // Under _gate.
+    private void Unlist(QueuedBackup item)
+    {
+        _running.Remove(item);
+        _disksRead.Remove(item);
     }
 
     /// <summary>
@@ -100,8 +103,7 @@ public sealed class JobQueue(QueueLimits limits)
         var next = failed with { Attempt = failed.Attempt + 1 };
         lock (_gate)
         {
-            _running.Remove(failed);
-            _disksRead.Remove(failed);
+            Unlist(failed);
             _waiting.Add((next, _order++));
         }
         return next;

@@ -28,6 +28,15 @@ public class ChunkStoreTests
         return w.Commit();
     }
 
+    /// <summary>A first backup of the disk, one of whose stored chunks then rots in the store.</summary>
+    private static async Task<(RestorePoint First, ChunkId Damaged)> BackupAndDamageAsync(BackupRepository repo, MemoryChunkStore store, string disk)
+    {
+        var first = await BackupAsync(repo, disk);
+        var damaged = repo.LoadManifest(first, "0").Chunks.First(c => !c.IsZero);
+        store.Damage(damaged);
+        return (first, damaged);
+    }
+
     public static TheoryData<bool> Encrypted => [false, true];
 
     [Theory]
@@ -56,9 +65,7 @@ public class ChunkStoreTests
     {
         using var dir = new TempDirectory();
         var (repo, store, disk) = Open(dir);
-        var first = await BackupAsync(repo, disk);
-        var damaged = repo.LoadManifest(first, "0").Chunks.First(c => !c.IsZero);
-        store.Damage(damaged);
+        var (first, damaged) = await BackupAndDamageAsync(repo, store, disk);
 
         var report = await repo.VerifyAsync(readData: true);
         Assert.Equal([damaged.ToString()], report.DamagedChunks);
@@ -77,9 +84,7 @@ public class ChunkStoreTests
     {
         using var dir = new TempDirectory();
         var (repo, store, disk) = Open(dir);
-        var first = await BackupAsync(repo, disk);
-        var damaged = repo.LoadManifest(first, "0").Chunks.First(c => !c.IsZero);
-        store.Damage(damaged);
+        await BackupAndDamageAsync(repo, store, disk);
 
         await BackupAsync(repo, disk);   // full: no parent
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);

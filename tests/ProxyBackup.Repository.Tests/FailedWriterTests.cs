@@ -8,6 +8,18 @@ public class FailedWriterTests
 {
     private const int Chunk = 64 << 10;
 
+    /// <summary>A repository with a 2 MiB disk image beside it and, with <paramref name="commitOne"/>, a committed restore point of it.</summary>
+    private static async Task<(BackupRepository Repo, string Disk, RestorePoint? Point)> RepositoryAsync(TempDirectory dir, bool commitOne)
+    {
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 2L << 20);
+        if (!commitOne) return (repo, disk, null);
+        using var w = repo.StartRestorePoint("vm-1");
+        await w.AddDiskAsync("0", disk);
+        return (repo, disk, w.Commit());
+    }
+
     private static IReadOnlySet<string> ChunkFiles(BackupRepository repo) =>
         Directory.EnumerateFiles(repo.ChunksDirectory(), "*", SearchOption.AllDirectories).Select(Path.GetFileName).OfType<string>().ToHashSet();
 
@@ -15,11 +27,7 @@ public class FailedWriterTests
     public async Task A_writer_disposed_without_a_commit_removes_the_chunks_it_stored_and_keeps_the_others()
     {
         using var dir = new TempDirectory();
-        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk });
-        var disk = dir.Combine("disk.img");
-        TestDisks.WriteMixed(disk, 2L << 20);
-        RestorePoint kept;
-        using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); kept = w.Commit(); }
+        var (repo, _, kept) = await RepositoryAsync(dir, commitOne: true);
         var before = ChunkFiles(repo);
 
         // The same disk with changes: some chunks are shared with the committed point, some are new.
@@ -40,9 +48,7 @@ public class FailedWriterTests
     public async Task A_chunk_another_writer_reused_meanwhile_stays()
     {
         using var dir = new TempDirectory();
-        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk });
-        var disk = dir.Combine("disk.img");
-        TestDisks.WriteMixed(disk, 2L << 20);
+        var (repo, disk, _) = await RepositoryAsync(dir, commitOne: false);
         RestorePoint other;
         using (var failed = repo.StartRestorePoint("vm-1"))
         {
@@ -62,11 +68,8 @@ public class FailedWriterTests
     {
         // Healing is not undone: the parent references the chunk the failed backup stored again.
         using var dir = new TempDirectory();
-        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk });
-        var disk = dir.Combine("disk.img");
-        TestDisks.WriteMixed(disk, 2L << 20);
-        RestorePoint parent;
-        using (var w = repo.StartRestorePoint("vm-1")) { await w.AddDiskAsync("0", disk); parent = w.Commit(); }
+        var (repo, disk, committed) = await RepositoryAsync(dir, commitOne: true);
+        var parent = committed!;
         var lost = repo.LoadManifest(parent, "0").Chunks.First(c => !c.IsZero);
         File.Delete(repo.ChunkPath(lost));
 
