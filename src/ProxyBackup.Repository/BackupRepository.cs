@@ -83,6 +83,7 @@ public sealed partial class BackupRepository
         };
         config.Validate(path);
         foreach (var d in new[] { "", "chunks", "points", "locks", "tmp", "keys" }) OwnerOnly.CreateDirectory(Path.Combine(path, d));
+        if (chunks is null) LocalChunkStore.CreateLayout(path);
         MasterKeys? keys = null;
         if (options.Key is { } key)
         {

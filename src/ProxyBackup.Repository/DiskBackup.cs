@@ -4,8 +4,8 @@ using System.Threading.Channels;
 namespace ProxyBackup.Repository;
 
 /// <summary>
-/// Reads one disk into the repository: a reader fills a fixed set of aligned chunk buffers in disk
-/// order; workers (more than the cores) detect zero chunks without hashing, hash the others, skip those
+/// Reads one disk into the repository: a reader fills a fixed set of aligned chunk buffers, taking
+/// the chunks from several regions of the disk in turn (<see cref="DiskRegions"/>); workers (more than the cores) detect zero chunks without hashing, hash the others, skip those
 /// equal to the previous restore point at the same position, and hand the chunks the repository
 /// lacks to a pool of encoders that compress, encrypt and write them. Memory stays at (buffers +
 /// encoders) × chunk size whatever the disk size.
@@ -56,7 +56,7 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
         {
             try
             {
-                for (var i = 0; i < count; i++)
+                foreach (var i in DiskRegions.Interleaved(count, tuning.BackupRegions))
                 {
                     var buffer = await free.Reader.ReadAsync(token).ConfigureAwait(false);
                     var offset = (long)i * chunkSize;

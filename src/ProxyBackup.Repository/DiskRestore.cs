@@ -67,7 +67,7 @@ internal sealed class DiskRestore(BackupRepository repository)
         {
             try
             {
-                foreach (var i in Interleaved(manifest.Chunks.Count, repository.Tuning.RestoreRegions))
+                foreach (var i in DiskRegions.Interleaved(manifest.Chunks.Count, repository.Tuning.RestoreRegions))
                 {
                     await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
                     if (!manifest.Chunks[i].IsZero) repository.Chunks.ReadAhead(manifest.Chunks[i]);
@@ -116,20 +116,6 @@ internal sealed class DiskRestore(BackupRepository repository)
         target.Flush();
         meter.Report();
         return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);
-    }
-
-    /// <summary>
-    /// Chunk indexes from several places of the disk in turn (PipelineTuning.RestoreRegions). Regions of a disk differ (zeros,
-    /// compressible, incompressible data): taken in order, the workers decompress for a while with
-    /// the disk idle, then write raw data with the cores idle; taken from several regions at once,
-    /// both stay busy (docs/operations.md, "Speed").
-    /// </summary>
-    private static IEnumerable<int> Interleaved(int count, int regions)
-    {
-        var span = (count + regions - 1) / regions;
-        for (var k = 0; k < span; k++)
-            for (var s = 0; s < regions; s++)
-                if (s * span + k < count) yield return s * span + k;
     }
 
     private static long DataBytes(Manifest manifest) =>

@@ -16,6 +16,16 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
     private string TmpDirectory => Path.Combine(root, "tmp");
     internal string Directory => Path.Combine(root, "chunks");
 
+    /// <summary>
+    /// The chunks directory and its 256 fan-out directories, made when the repository is created: a
+    /// full backup would otherwise create them on its way, each an inode allocation on its critical
+    /// path (docs/repository-format.md, "Layout"). <see cref="Write"/> still creates a missing one.
+    /// </summary>
+    internal static void CreateLayout(string root)
+    {
+        for (var b = 0; b < 256; b++) OwnerOnly.CreateDirectory(Path.Combine(root, "chunks", b.ToString("x2")));
+    }
+
     internal string PathOf(ChunkId id)
     {
         var hex = id.ToString();

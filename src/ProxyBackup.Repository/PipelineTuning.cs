@@ -16,6 +16,9 @@ public sealed record PipelineTuning
     /// <summary>Chunk buffers the backup's reader fills ahead of the workers.</summary>
     public int BackupReadAhead { get; init; } = 4;
 
+    /// <summary>Regions of a disk a backup reads chunks from in turn, so that compressing and writing overlap.</summary>
+    public int BackupRegions { get; init; } = 4;
+
     /// <summary>Restore workers where hashes are not batched: O_DIRECT writes block, so twice the cores.</summary>
     public int RestoreWorkers { get; init; } = Math.Clamp(2 * Environment.ProcessorCount, 2, 16);
 
@@ -43,6 +46,7 @@ public sealed record PipelineTuning
         var p = new List<string>();
         if (BackupEncoders < 1) p.Add("BackupEncoders: 1 or more");
         if (BackupReadAhead < 1) p.Add("BackupReadAhead: 1 or more");
+        if (BackupRegions < 1) p.Add("BackupRegions: 1 or more");
         if (RestoreWorkers < 1) p.Add("RestoreWorkers: 1 or more");
         if (RestoreRegions < 1) p.Add("RestoreRegions: 1 or more");
         if (VerifyWorkers < 1) p.Add("VerifyWorkers: 1 or more");

@@ -2,14 +2,16 @@ using ProxyBackup.TestSupport;
 
 namespace ProxyBackup.Repository.Tests;
 
-/// <summary>Backup workers write chunks at once; each chunk's fan-out directory appears on first use.</summary>
+/// <summary>Backup workers write chunks at once; a missing fan-out directory appears on first use.</summary>
 public sealed class ConcurrentWriteTests
 {
     [Fact]
-    public void Workers_writing_the_first_chunks_of_a_fresh_repository_at_once_all_succeed()
+    public void Workers_writing_the_first_chunks_of_a_repository_without_fan_out_directories_at_once_all_succeed()
     {
         using var dir = new TempDirectory();
         var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions());
+        // As a repository created before the fan-out directories came with it (docs/repository-format.md, "Layout").
+        foreach (var fanOut in Directory.GetDirectories(dir.Combine("repo", "chunks"))) Directory.Delete(fanOut);
         const int workers = 8;
         // For each of the 256 fan-out directories, all workers write their first chunk into it at the same moment.
         using var start = new Barrier(workers);
@@ -36,5 +38,15 @@ public sealed class ConcurrentWriteTests
         Assert.Empty(failures);
         Assert.Equal(workers * 256, written.Count);
         Assert.All(written, id => Assert.True(repo.HasChunk(id)));
+    }
+
+    [Fact]
+    public void A_new_repository_has_all_fan_out_directories_owner_only()
+    {
+        using var dir = new TempDirectory();
+        BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions());
+        var fanOuts = Directory.GetDirectories(dir.Combine("repo", "chunks")).Select(Path.GetFileName).Order().ToList();
+        Assert.Equal(Enumerable.Range(0, 256).Select(b => b.ToString("x2")), fanOuts);
+        Assert.All(fanOuts, d => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(dir.Combine("repo", "chunks", d!))));
     }
 }
