@@ -18,9 +18,10 @@ internal enum Durability
 /// <summary>Writes through tmp/ and a rename, so a reader never sees half a file.</summary>
 internal static class AtomicFile
 {
-    public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, Durability durability)
+    /// <param name="writer">The writer's tag (<see cref="WriterTag"/>) for a file written under a lock; null for one written before any lock is held (a lock, the config).</param>
+    public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, Durability durability, string? writer = null)
     {
-        var tmp = TmpPath(tmpDirectory, path);
+        var tmp = TmpPath(tmpDirectory, path, writer);
         try
         {
             using (var f = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1, UnixCreateMode = OwnerOnly.File }))
@@ -55,13 +56,13 @@ internal static class AtomicFile
     /// chunk files into the page cache cost a backup more CPU than hashing them. False, with nothing
     /// written, where the file system refuses O_DIRECT or the content is not aligned.
     /// </summary>
-    public static unsafe bool TryWriteDirect(string tmpDirectory, string path, ReadOnlySpan<byte> alignedContent)
+    public static unsafe bool TryWriteDirect(string tmpDirectory, string path, ReadOnlySpan<byte> alignedContent, string? writer = null)
     {
         fixed (byte* start = alignedContent)
         {
             if ((nuint)start % Native.DirectAlignment != 0) return false;
         }
-        var tmp = TmpPath(tmpDirectory, path);
+        var tmp = TmpPath(tmpDirectory, path, writer);
         try
         {
             using (var handle = Native.CreateDirect(tmp))
@@ -92,8 +93,9 @@ internal static class AtomicFile
         }
     }
 
-    private static string TmpPath(string tmpDirectory, string path) =>
-        Path.Combine(tmpDirectory, $"{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}");
+    /// <summary><c>NAME.TAG.GUID</c>, or <c>NAME.PID.GUID</c> untagged (docs/repository-format.md, "Layout").</summary>
+    private static string TmpPath(string tmpDirectory, string path, string? writer) =>
+        Path.Combine(tmpDirectory, $"{Path.GetFileName(path)}.{writer ?? Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)}.{Guid.NewGuid():N}");
 
     /// <summary>
     /// Moves <paramref name="path"/> to <paramref name="aside"/>, then asks <paramref name="putBack"/>

@@ -7,7 +7,7 @@ public sealed record GcReport(int ChunksReferenced, int ChunksRemoved, long Byte
 /// references are removed when their time is before the cutoff, the older of the start of the mark
 /// and the start of the oldest operation holding a lock, less the grace; writers set the time of
 /// every chunk they reuse, so what a running backup relies on is newer. Restore point directories
-/// without an index and tmp files go by the same cutoff.
+/// without an index and tmp files go by the same cutoff, or at once when their writer is gone.
 /// </summary>
 internal sealed class GarbageCollector(BackupRepository repository, string? ownLock)
 {
@@ -50,14 +50,34 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
         }
 
         var swept = repository.Chunks.Sweep(marked, cutoff, ct);
-        var incomplete = repository.Points.SweepIncomplete(cutoff);
-        var tmp = 0;
-        foreach (var file in Directory.EnumerateFiles(repository.TmpDirectory))
-            if (File.GetLastWriteTimeUtc(file) <= cutoff.UtcDateTime)
+        var (incomplete, tmp) = RemoveLeftovers(cutoff);
+        return new GcReport(marked.Count, swept.Removed, swept.BytesFreed, swept.InGrace, incomplete, tmp);
+    }
+
+    /// <summary>
+    /// Restore points without an index and tmp files: those older than the cutoff, and at once those
+    /// of a writer that holds no lock any more (it ended or died; its stale locks were removed). The
+    /// leftovers are listed before the locks: a writer takes its lock before it writes, so one listed
+    /// without a lock cannot be a writer that started after the listing; a point whose writer
+    /// committed in between has its index by then, and stays.
+    /// </summary>
+    private (int Points, int TmpFiles) RemoveLeftovers(DateTimeOffset cutoff)
+    {
+        var points = repository.Points.Incomplete();
+        var tmpFiles = Directory.EnumerateFiles(repository.TmpDirectory).Select(f => (Path: f, Written: new DateTimeOffset(File.GetLastWriteTimeUtc(f)))).ToList();
+        var holders = RepositoryLock.Holders(repository.LocksDirectory, repository.Clock);
+        // An unreadable lock file may be any writer's: then only the cutoff decides.
+        var liveWriters = holders.All(h => h.Readable) ? holders.Select(h => WriterTag.Of(h.Info)).OfType<string>().ToHashSet(StringComparer.Ordinal) : null;
+        bool Leftover(string? writer, DateTimeOffset written) =>
+            written <= cutoff || (writer is not null && liveWriters is not null && !liveWriters.Contains(writer));
+        var removedPoints = points.Count(p => Leftover(p.Writer, p.LastWritten) && repository.Points.RemoveIncomplete(p.Source, p.Id));
+        var removedTmp = 0;
+        foreach (var (file, written) in tmpFiles)
+            if (Leftover(WriterTag.InTmpName(Path.GetFileName(file)), written))
             {
                 AtomicFile.TryDelete(file);
-                tmp++;
+                removedTmp++;
             }
-        return new GcReport(marked.Count, swept.Removed, swept.BytesFreed, swept.InGrace, incomplete, tmp);
+        return (removedPoints, removedTmp);
     }
 }

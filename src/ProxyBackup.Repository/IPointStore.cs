@@ -16,8 +16,8 @@ internal interface IPointStore
 
     bool Exists(string source, string id);
 
-    /// <summary>Makes room for a point's files; it does not exist until its index is written.</summary>
-    void Begin(string source, string id);
+    /// <summary>Makes room for a point's files, recording its writer's tag (<see cref="WriterTag"/>) when it has one; it does not exist until its index is written.</summary>
+    void Begin(string source, string id, string? writer);
 
     /// <summary>Writes one file of a point, with the durability its kind needs; <see cref="RepositoryFullException"/> when the storage is full.</summary>
     void Write(string source, string id, string file, ReadOnlySpan<byte> content, Durability durability);
@@ -37,6 +37,12 @@ internal interface IPointStore
     /// <summary>Removes what a writer that gave up wrote of a point that never had an index.</summary>
     void Discard(string source, string id);
 
-    /// <summary>GC: removes the points without an index (of writers that died) last written at or before <paramref name="cutoff"/>; returns how many.</summary>
-    int SweepIncomplete(DateTimeOffset cutoff);
+    /// <summary>GC: the points without an index (being written, or left by writers that died), with their writer's tag and when they were last written.</summary>
+    IReadOnlyList<IncompletePoint> Incomplete();
+
+    /// <summary>GC: removes a point that still has no index; false when it has one now (its writer committed meanwhile) or is gone.</summary>
+    bool RemoveIncomplete(string source, string id);
 }
+
+/// <param name="Writer">The tag its writer recorded, or null (written before tags, or the record was lost).</param>
+internal sealed record IncompletePoint(string Source, string Id, string? Writer, DateTimeOffset LastWritten);

@@ -61,10 +61,10 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
         }
         try
         {
-            if (!_directWrites || !AtomicFile.TryWriteDirect(TmpDirectory, path, file))
+            if (!_directWrites || !AtomicFile.TryWriteDirect(TmpDirectory, path, file, WriterTag.Current))
             {
                 _directWrites = false;
-                AtomicFile.Write(TmpDirectory, path, file, Durability.ContentBeforeName);
+                AtomicFile.Write(TmpDirectory, path, file, Durability.ContentBeforeName, WriterTag.Current);
             }
         }
         catch (IOException e) when (Native.IsNoSpace(e))

@@ -4,6 +4,8 @@ namespace ProxyBackup.Repository;
 internal sealed class LocalPointStore(string root) : IPointStore
 {
     private const string Index = "index";
+    /// <summary>The writer's tag, written when the point begins (docs/repository-format.md, "Layout").</summary>
+    public const string WriterFile = "writer";
     private string PointsDirectory => Path.Combine(root, "points");
     private string TmpDirectory => Path.Combine(root, "tmp");
     private string DirectoryOf(string source, string id) => Path.Combine(PointsDirectory, source, id);
@@ -22,13 +24,17 @@ internal sealed class LocalPointStore(string root) : IPointStore
 
     public bool Exists(string source, string id) => File.Exists(Path.Combine(DirectoryOf(source, id), Index));
 
-    public void Begin(string source, string id) => OwnerOnly.CreateDirectory(DirectoryOf(source, id));
+    public void Begin(string source, string id, string? writer)
+    {
+        OwnerOnly.CreateDirectory(DirectoryOf(source, id));
+        if (writer is not null) Write(source, id, WriterFile, System.Text.Encoding.ASCII.GetBytes(writer), Durability.AtCommit);
+    }
 
     public void Write(string source, string id, string file, ReadOnlySpan<byte> content, Durability durability)
     {
         try
         {
-            AtomicFile.Write(TmpDirectory, Path.Combine(DirectoryOf(source, id), file), content, durability);
+            AtomicFile.Write(TmpDirectory, Path.Combine(DirectoryOf(source, id), file), content, durability, WriterTag.Current);
         }
         catch (IOException e) when (Native.IsNoSpace(e))
         {
@@ -63,16 +69,31 @@ internal sealed class LocalPointStore(string root) : IPointStore
         catch (UnauthorizedAccessException) { }
     }
 
-    public int SweepIncomplete(DateTimeOffset cutoff)
+    public IReadOnlyList<IncompletePoint> Incomplete()
     {
-        var removed = 0;
+        var incomplete = new List<IncompletePoint>();
+        if (!Directory.Exists(PointsDirectory)) return incomplete;
         foreach (var source in Directory.EnumerateDirectories(PointsDirectory))
             foreach (var point in Directory.EnumerateDirectories(source))
-                if (!File.Exists(Path.Combine(point, Index)) && Directory.GetLastWriteTimeUtc(point) <= cutoff.UtcDateTime)
-                {
-                    Directory.Delete(point, recursive: true);
-                    removed++;
-                }
-        return removed;
+            {
+                if (File.Exists(Path.Combine(point, Index))) continue;
+                string? writer;
+                try { writer = File.ReadAllText(Path.Combine(point, WriterFile)).Trim(); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { writer = null; }
+                DateTimeOffset written;
+                try { written = Directory.GetLastWriteTimeUtc(point); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+                incomplete.Add(new IncompletePoint(Path.GetFileName(source), Path.GetFileName(point), writer, written));
+            }
+        return incomplete;
+    }
+
+    public bool RemoveIncomplete(string source, string id)
+    {
+        var dir = DirectoryOf(source, id);
+        if (!Directory.Exists(dir) || File.Exists(Path.Combine(dir, Index))) return false;
+        try { Directory.Delete(dir, recursive: true); }
+        catch (DirectoryNotFoundException) { return false; }
+        return true;
     }
 }

@@ -5,7 +5,6 @@ namespace ProxyBackup.Repository.Tests;
 /// <summary>The lock protocol (docs/repository-format.md, "Locks"): replaced on refresh, unreadable means held, waits instead of failing, read-only copies need none.</summary>
 public class LockTests
 {
-    /// <param name="clock">When given, the repository's clock (refreshes and staleness are judged by it).</param>
     /// <summary>A 1 MiB disk of mixed content and its one restore point (source vm-1, disk 0).</summary>
     private static async Task<(string Disk, RestorePoint Point)> BackedUpDiskAsync(TempDirectory dir, BackupRepository repo)
     {
@@ -16,6 +15,7 @@ public class LockTests
         return (disk, writer.Commit());
     }
 
+    /// <param name="clock">When given, the repository's clock (refreshes and staleness are judged by it).</param>
     private static (TempDirectory Dir, BackupRepository Repo) NewRepository(ManualClock? clock = null)
     {
         var dir = new TempDirectory();
@@ -250,5 +250,52 @@ public class LockTests
         File.WriteAllText(Path.Combine(repo.LocksDirectory, "shared-0123456789abcdef"), "{ half a lock");
         var e = Assert.Throws<RepositoryException>(() => repo.CollectGarbage(TimeSpan.Zero));
         Assert.Contains("cannot be read", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Gc_removes_what_a_dead_writer_left_half_written_at_once_and_keeps_what_a_live_writer_writes()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        // Two other processes wrote to the repository, as the format lays it out: a restore point
+        // without an index naming its writer, and a tmp file named by it. One still holds its lock;
+        // the other was killed (its lock stays behind, stale).
+        using var live = ChildProcess.Start("sleep", "600");
+        using var killed = ChildProcess.Start("sleep", "600");
+        var writers = new[] { (Name: "live", live.Process.Id), (Name: "killed", killed.Process.Id) }.Select(w =>
+        {
+            var info = new RepositoryLock.LockInfo(Environment.MachineName, w.Id, Contracts.ProcessOwner.StartTicksOf(w.Id)!.Value, "backup of vm-9",
+                DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, Boot: Contracts.ProcessOwner.BootId);
+            File.WriteAllBytes(Path.Combine(repo.LocksDirectory, $"shared-{w.Id:x16}"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(info));
+            var tag = WriterTag.Of(info)!;
+            var point = dir.Combine("repo", "points", "vm-9", $"20261204T12000{w.Name.Length % 10}Z-0000000a");
+            Directory.CreateDirectory(point);
+            File.WriteAllText(Path.Combine(point, LocalPointStore.WriterFile), tag);
+            File.WriteAllBytes(Path.Combine(point, "disk-0.manifest"), [1, 2, 3]);
+            var tmp = dir.Combine("repo", "tmp", $"{new string('a', 64)}.{tag}.{Guid.NewGuid():N}");
+            File.WriteAllBytes(tmp, [4, 5, 6]);
+            return (w.Name, Point: point, Tmp: tmp);
+        }).ToDictionary(w => w.Name);
+        // A tmp file named the way releases before writer tags named them: only the grace removes it.
+        var untagged = dir.Combine("repo", "tmp", $"config.{live.Process.Id}.{Guid.NewGuid():N}");
+        File.WriteAllBytes(untagged, [7]);
+        killed.Process.Kill();
+        await killed.Process.WaitForExitAsync();
+
+        var first = repo.CollectGarbage();
+        Assert.Equal((1, 1), (first.IncompletePointsRemoved, first.TmpFilesRemoved));
+        Assert.False(Directory.Exists(writers["killed"].Point));
+        Assert.False(File.Exists(writers["killed"].Tmp));
+        Assert.True(Directory.Exists(writers["live"].Point));
+        Assert.True(File.Exists(writers["live"].Tmp));
+
+        // Once the live writer is gone too, its leftovers go at the next GC; the untagged file waits for the grace.
+        live.Process.Kill();
+        await live.Process.WaitForExitAsync();
+        var second = repo.CollectGarbage();
+        Assert.Equal((1, 1), (second.IncompletePointsRemoved, second.TmpFilesRemoved));
+        Assert.False(Directory.Exists(writers["live"].Point));
+        Assert.True(File.Exists(untagged));
+        Assert.Empty(LockFiles(repo));
     }
 }

@@ -6,7 +6,7 @@ namespace ProxyBackup.Repository.Tests;
 internal sealed class MemoryPointStore : IPointStore
 {
     private readonly object _gate = new();
-    private readonly Dictionary<(string Source, string Id), (Dictionary<string, byte[]> Files, DateTimeOffset Begun)> _points = [];
+    private readonly Dictionary<(string Source, string Id), (Dictionary<string, byte[]> Files, DateTimeOffset Begun, string? Writer)> _points = [];
 
     public IEnumerable<string> Sources()
     {
@@ -23,9 +23,9 @@ internal sealed class MemoryPointStore : IPointStore
         lock (_gate) return _points.TryGetValue((source, id), out var p) && p.Files.ContainsKey("index");
     }
 
-    public void Begin(string source, string id)
+    public void Begin(string source, string id, string? writer)
     {
-        lock (_gate) _points.TryAdd((source, id), ([], DateTimeOffset.UtcNow));
+        lock (_gate) _points.TryAdd((source, id), ([], DateTimeOffset.UtcNow, writer));
     }
 
     public void Write(string source, string id, string file, ReadOnlySpan<byte> content, Durability durability)
@@ -58,13 +58,15 @@ internal sealed class MemoryPointStore : IPointStore
 
     public void Discard(string source, string id) => Remove(source, id);
 
-    public int SweepIncomplete(DateTimeOffset cutoff)
+    public IReadOnlyList<IncompletePoint> Incomplete()
     {
         lock (_gate)
-        {
-            var incomplete = _points.Where(p => !p.Value.Files.ContainsKey("index") && p.Value.Begun <= cutoff).Select(p => p.Key).ToList();
-            foreach (var k in incomplete) _points.Remove(k);
-            return incomplete.Count;
-        }
+            return [.. _points.Where(p => !p.Value.Files.ContainsKey("index")).Select(p => new IncompletePoint(p.Key.Source, p.Key.Id, p.Value.Writer, p.Value.Begun))];
+    }
+
+    public bool RemoveIncomplete(string source, string id)
+    {
+        lock (_gate)
+            return _points.TryGetValue((source, id), out var p) && !p.Files.ContainsKey("index") && _points.Remove((source, id));
     }
 }
