@@ -48,7 +48,8 @@ internal sealed class Verifier(BackupRepository repository)
     {
         var problems = new ConcurrentDictionary<string, ConcurrentBag<string>>();
         void Damage(string point, string why) => problems.GetOrAdd(point, _ => []).Add(why);
-        var users = new Dictionary<ChunkId, List<string>>();
+        // Each chunk's users: the restore points referencing it, with the length their manifests give it.
+        var users = new Dictionary<ChunkId, HashSet<(string Point, int Length)>>();
         var checkedPoints = new List<string>();
         foreach (var (source, id) in AllPointIds())
         {
@@ -67,10 +68,13 @@ internal sealed class Verifier(BackupRepository repository)
             {
                 try
                 {
-                    foreach (var chunk in repository.LoadManifest(index, d.Disk).Chunks.Where(c => !c.IsZero).Distinct())
+                    var manifest = repository.LoadManifest(index, d.Disk);
+                    for (var i = 0; i < manifest.Chunks.Count; i++)
                     {
-                        if (!users.TryGetValue(chunk, out var list)) users[chunk] = list = [];
-                        list.Add(name);
+                        var chunk = manifest.Chunks[i];
+                        if (chunk.IsZero) continue;
+                        if (!users.TryGetValue(chunk, out var uses)) users[chunk] = uses = [];
+                        uses.Add((name, manifest.ChunkLength(i)));
                     }
                 }
                 catch (RepositoryException e) { Damage(name, e.Message); }
@@ -112,7 +116,13 @@ internal sealed class Verifier(BackupRepository repository)
                 }
                 else
                 {
-                    try { loader!.Load(pair.Key, token); }
+                    try
+                    {
+                        // A chunk sound in itself still breaks a restore that needs it at another length.
+                        var length = loader!.Load(pair.Key, token).Length;
+                        foreach (var (point, expected) in pair.Value.Where(u => u.Length != length))
+                            Damage(point, $"chunk {pair.Key} holds {length} bytes where a manifest needs {expected}");
+                    }
                     catch (CorruptDataException e)
                     {
                         // Aside, its name is free: the next backup that reads this content stores it again.
@@ -127,7 +137,7 @@ internal sealed class Verifier(BackupRepository repository)
                 if (why is not null)
                 {
                     damagedChunks.Add(pair.Key.ToString());
-                    foreach (var point in pair.Value.Distinct()) Damage(point, why);
+                    foreach (var point in pair.Value.Select(u => u.Point).Distinct()) Damage(point, why);
                 }
                 meter.Add(chunkSize, 0);
             }

@@ -315,6 +315,38 @@ public class IntegrityTests
         Assert.False(File.Exists(dir.Combine("out.img")));
     }
 
+    [Fact]
+    public async Task Verify_reading_data_reports_a_manifest_that_needs_a_chunk_at_another_length_than_it_holds()
+    {
+        // Restore refuses such a chunk ("holds N bytes where the manifest needs M"); a verify that
+        // only checks names and hashes would call the point sound. A manifest with its checksum
+        // right in the index, as only a faulty writer makes one.
+        using var dir = new TempDirectory();
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk });
+        var disk = dir.Combine("short.img");
+        var content = new byte[Chunk + Chunk / 2];
+        new Random(3).NextBytes(content);
+        File.WriteAllBytes(disk, content);
+        RestorePoint point;
+        using (var w = repo.StartRestorePoint("vm-3")) { await w.AddDiskAsync("0", disk); point = w.Commit(); }
+        var manifest = repo.LoadManifest(point, "0");
+        var faulty = new Manifest(manifest.DiskSize, manifest.ChunkSize, [manifest.Chunks[0], manifest.Chunks[0]]).ToBytes();
+        var pointDir = Path.Combine(repo.Root, "points", "vm-3", point.Id);
+        var oldSum = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(pointDir, "disk-0.manifest"))));
+        File.WriteAllBytes(Path.Combine(pointDir, "disk-0.manifest"), faulty);
+        var index = File.ReadAllText(Path.Combine(pointDir, "index"));
+        Assert.Contains(oldSum, index, StringComparison.Ordinal);
+        File.WriteAllText(Path.Combine(pointDir, "index"), index.Replace(oldSum, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(faulty)), StringComparison.Ordinal));
+
+        Assert.True((await repo.VerifyAsync(readData: false)).Ok);
+        var report = await repo.VerifyAsync(readData: true);
+
+        var why = Assert.Single(report.DamagedRestorePoints[$"vm-3/{point.Id}"]);
+        Assert.Contains($"holds {Chunk} bytes where a manifest needs {Chunk / 2}", why, StringComparison.Ordinal);
+        Assert.Empty(report.DamagedChunks);
+        await Assert.ThrowsAnyAsync<RepositoryException>(async () => await repo.RestoreDiskAsync(repo.LoadIndex("vm-3", point.Id), "0", dir.Combine("out.img")));
+    }
+
     private sealed class CancelAfterFirst(CancellationTokenSource cts) : IProgress<TransferProgress>
     {
         public void Report(TransferProgress value) => cts.Cancel();
