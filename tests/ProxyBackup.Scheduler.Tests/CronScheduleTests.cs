@@ -34,6 +34,16 @@ public class CronScheduleTests
     [InlineData("@yearly", "2026-11-21T00:00Z", "2027-01-01T00:00Z")]
     [InlineData("@hourly", "2026-11-21T21:00Z", "2026-11-21T22:00Z")]
     [InlineData("0 0 * JAN,Jul *", "2026-11-21T00:00Z", "2027-01-01T00:00Z")]
+    [InlineData("0 3 L * *", "2026-11-21T00:00Z", "2026-11-30T03:00Z")]          // the last day of the month
+    [InlineData("0 3 L feb *", "2027-01-01T00:00Z", "2027-02-28T03:00Z")]
+    [InlineData("0 3 L-2 * *", "2026-11-21T00:00Z", "2026-11-28T03:00Z")]        // two days before the last
+    [InlineData("0 3 * * 5L", "2026-11-21T00:00Z", "2026-11-27T03:00Z")]         // the last Friday
+    [InlineData("0 3 * * 1#2", "2026-11-21T00:00Z", "2026-12-14T03:00Z")]        // the second Monday
+    [InlineData("0 3 15W * *", "2026-11-21T00:00Z", "2026-12-15T03:00Z")]        // the weekday nearest the 15th
+    [InlineData("0 3 14W * *", "2026-11-01T00:00Z", "2026-11-13T03:00Z")]        // the 14th is a Saturday: Friday
+    [InlineData("0 3 L * 1#1", "2026-11-03T00:00Z", "2026-11-30T03:00Z")]        // either day field: the last day ...
+    [InlineData("0 3 L * 1#1", "2026-11-30T04:00Z", "2026-12-07T03:00Z")]        // ... or the first Monday
+    [InlineData("0 22-2 * * *", "2026-11-21T23:30Z", "2026-11-22T00:00Z")]       // a range across midnight
     public void Next_fire_time(string expr, string after, string expected) =>
         Assert.Equal(DateTimeOffset.Parse(expected, System.Globalization.CultureInfo.InvariantCulture),
             CronSchedule.Parse(expr, Utc).Next(DateTimeOffset.Parse(after, System.Globalization.CultureInfo.InvariantCulture)));
@@ -54,9 +64,11 @@ public class CronScheduleTests
         var fires = Fires("30 1 * * *", NewYork, U(2026, 10, 31, 12, 0), 2);
         Assert.Equal(U(2026, 11, 1, 5, 30), fires[0]);  // 01:30 EDT, the first occurrence
         Assert.Equal(U(2026, 11, 2, 6, 30), fires[1]);  // 01:30 EST the next day, not 01:30 EST the same night
-        var everyTen = Fires("*/10 1 * * *", NewYork, U(2026, 11, 1, 4, 59), 8);
-        Assert.Equal(6, everyTen.Count(f => f.UtcDateTime.Date == new DateTime(2026, 11, 1)));   // 01:00..01:50 EDT
-        Assert.DoesNotContain(everyTen, f => f >= U(2026, 11, 1, 6, 0) && f < U(2026, 11, 1, 7, 0)); // not again in EST
+        // One that repeats within the hour keeps its pace through both 01:00-01:59, as cron runs its wildcard jobs.
+        var everyTen = Fires("*/10 1 * * *", NewYork, U(2026, 11, 1, 4, 59), 13);
+        Assert.Equal(12, everyTen.Count(f => f.UtcDateTime.Date == new DateTime(2026, 11, 1)));  // 01:00..01:50 EDT, then EST
+        Assert.Equal(U(2026, 11, 1, 6, 50), everyTen[11]);
+        Assert.Equal(U(2026, 11, 2, 6, 0), everyTen[12]);
     }
 
     [Fact]
@@ -69,19 +81,21 @@ public class CronScheduleTests
 
     [Theory]
     [InlineData("* * * *", "5 fields")]
-    [InlineData("60 * * * *", "outside the minute field")]
-    [InlineData("* 24 * * *", "outside the hour field")]
-    [InlineData("* * 0 * *", "outside the day of month field")]
-    [InlineData("* * * 13 *", "outside the month field")]
-    [InlineData("* * * * 8", "outside the day of week field")]
-    [InlineData("*/0 * * * *", "bad step")]
-    [InlineData("5-1 * * * *", "runs backwards")]
-    [InlineData("* * * foo *", "not a valid month")]
-    [InlineData("@sometimes", "unknown macro")]
-    [InlineData("0 0 30 feb *", "no day of the chosen months")]
+    [InlineData("60 * * * *", "Minutes: Value must be a number between 0 and 59")]
+    [InlineData("* 24 * * *", "Hours: Value must be a number between 0 and 23")]
+    [InlineData("* * 0 * *", "Days of month: Value must be a number between 1 and 31")]
+    [InlineData("* * * 13 *", "Months: Value must be a number between 1 and 12")]
+    [InlineData("* * * * 8", "Days of week: Value must be a number between 0 and 7")]
+    [InlineData("*/0 * * * *", "Minutes: Value must be a number between 1 and 59")]
+    [InlineData("* * * foo *", "Months:")]
+    [InlineData("0 3 * * 1#6", "Days of week:")]
+    [InlineData("@sometimes", "Macro:")]
+    [InlineData("0 0 30 feb *", "never fires")]
     public void Invalid_expressions_say_what_is_wrong(string expr, string message)
     {
         Assert.False(CronSchedule.TryParse(expr, Utc, out _, out var error));
         Assert.Contains(message, error, StringComparison.Ordinal);
+        Assert.StartsWith($"'{expr}': ", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("The given cron expression", error, StringComparison.Ordinal);
     }
 }
