@@ -6,14 +6,7 @@ namespace ProxyBackup.Cli.Tests;
 /// <summary>The project graph is the one docs/architecture.md ("Parts") draws: nothing reaches back.</summary>
 public partial class ProjectGraphTests
 {
-    private static readonly string Root = FindRoot();
-
-    private static string FindRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ProxyBackup.sln"))) return dir.FullName;
-        throw new InvalidOperationException($"No ProxyBackup.sln above {AppContext.BaseDirectory}.");
-    }
+    private static readonly string Root = SourceTree.Root;
 
     [GeneratedRegex(@"^ src/(ProxyBackup\.[A-Za-z.]+)\s", RegexOptions.Multiline)]
     private static partial Regex PartLine();
