@@ -295,12 +295,12 @@ internal static class ConfigureCommand
                 .Validate(v => TimeZoneInfo.TryFindSystemTimeZoneById(v, out _) ? ValidationResult.Success() : ValidationResult.Error("[red]An IANA time zone such as Europe/Berlin[/]")));
             var schedule = AnsiConsole.Prompt(new TextPrompt<string>("Schedule (cron: minute hour day month weekday, or @daily):").DefaultValue(existing?.Schedule ?? "0 2 * * *")
                 .Validate(v => CronSchedule.TryParse(v, TimeZoneInfo.FindSystemTimeZoneById(zone), out _, out var error) ? ValidationResult.Success() : ValidationResult.Error($"[red]{Markup.Escape(error!)}[/]")));
-            var kind = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Select VMs by").AddChoices("Template attribute (e.g. BACKUP_POLICY=gold)", "Label", "Name pattern", "VM IDs"));
+            var kind = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Select VMs by").AddChoices("Template attribute (e.g. BACKUP_POLICY=gold)", "Label", "Name pattern", "VM IDs or names"));
             var selection = kind switch
             {
                 "Label" => new VmSelection { Label = AnsiConsole.Ask<string>("Label:") },
                 "Name pattern" => new VmSelection { NamePattern = AnsiConsole.Ask<string>("Name pattern (* and ?):") },
-                "VM IDs" => new VmSelection { VmIds = [.. AnsiConsole.Ask<string>("VM IDs (comma separated):").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse)] },
+                "VM IDs or names" => VmSelection.ByIdOrName(AnsiConsole.Ask<string>("VM IDs or names (comma separated):").Split(',')),
                 _ => AttributeSelection(AnsiConsole.Ask("Attribute=value:", "BACKUP_POLICY=gold")),
             };
             var retention = new RetentionPolicy
@@ -334,7 +334,8 @@ internal static class ConfigureCommand
         }
 
         private static string Describe(VmSelection s) =>
-            string.Join(" or ", new[] { s.VmIds.Count > 0 ? $"ids {string.Join(',', s.VmIds)}" : null, s.NamePattern is { } n ? $"name {n}" : null,
+            string.Join(" or ", new[] { s.VmIds.Count > 0 ? $"ids {string.Join(',', s.VmIds)}" : null, s.VmNames.Count > 0 ? $"names {string.Join(',', s.VmNames)}" : null,
+                s.NamePattern is { } n ? $"name {n}" : null,
                 s.Label is { } l ? $"label {l}" : null, s.AttributeName is { } a ? $"{a}={s.AttributeValue ?? "*"}" : null }.OfType<string>());
 
         private async Task JobsAsync(CancellationToken ct)

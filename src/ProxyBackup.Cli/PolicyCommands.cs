@@ -17,7 +17,7 @@ internal static class PolicyCommands
         var schedule = new Option<string>("--schedule") { Required = true, Description = "Cron expression, e.g. '0 2 * * *' or @daily." };
         var zone = new Option<string>("--time-zone") { DefaultValueFactory = _ => "UTC" };
         var window = new Option<string?>("--window") { Description = "No VM starts later than this after the scheduled time, e.g. 4h." };
-        var ids = new Option<int[]>("--vm") { Description = "VM ID; repeatable." };
+        var vms = new Option<string[]>("--vm") { Description = "VM ID or name; repeatable." };
         var pattern = new Option<string?>("--name-pattern") { Description = "Glob on VM names, e.g. 'web-*'." };
         var label = new Option<string?>("--label");
         var attribute = new Option<string?>("--attribute") { Description = "NAME=VALUE of the VM's USER_TEMPLATE, e.g. BACKUP_POLICY=gold (NAME alone: present)." };
@@ -33,7 +33,7 @@ internal static class PolicyCommands
         var retries = new Option<int>("--retries") { DefaultValueFactory = _ => 2 };
         var disabled = new Option<bool>("--disabled");
         var add = new Command("add", "Add or replace a policy (validated whole; nothing is saved half-valid).")
-        { name, schedule, zone, window, ids, pattern, label, attribute, exclude, fullRuns, fullDays, keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly, priority, retries, disabled };
+        { name, schedule, zone, window, vms, pattern, label, attribute, exclude, fullRuns, fullDays, keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly, priority, retries, disabled };
         add.SetAction(p =>
         {
             var attr = p.GetValue(attribute)?.Split('=', 2);
@@ -41,7 +41,7 @@ internal static class PolicyCommands
             {
                 Name = p.GetValue(name)!, Schedule = p.GetValue(schedule)!, TimeZone = p.GetValue(zone)!, Enabled = !p.GetValue(disabled),
                 Window = p.GetValue(window) is { } w ? CliFormat.ParseDuration(w) : null,
-                Selection = new VmSelection { VmIds = p.GetValue(ids) ?? [], NamePattern = p.GetValue(pattern), Label = p.GetValue(label), AttributeName = attr?[0], AttributeValue = attr?.Length > 1 ? attr[1] : null },
+                Selection = VmSelection.ByIdOrName(p.GetValue(vms) ?? []) with { NamePattern = p.GetValue(pattern), Label = p.GetValue(label), AttributeName = attr?[0], AttributeValue = attr?.Length > 1 ? attr[1] : null },
                 ExcludeDisks = p.GetValue(exclude) ?? [], FullEveryRuns = p.GetValue(fullRuns), FullEveryDays = p.GetValue(fullDays),
                 Retention = new RetentionPolicy { KeepLast = p.GetValue(keepLast), KeepDaily = p.GetValue(keepDaily), KeepWeekly = p.GetValue(keepWeekly), KeepMonthly = p.GetValue(keepMonthly), KeepYearly = p.GetValue(keepYearly) },
                 Priority = p.GetValue(priority), Retries = p.GetValue(retries),

@@ -37,10 +37,13 @@ public sealed record ProtectionPolicy
     public int Retries { get; init; } = 2;
 }
 
-/// <summary>A VM is selected when it matches any criterion given: ID, name pattern, label, or USER_TEMPLATE attribute.</summary>
+/// <summary>A VM is selected when it matches any criterion given: ID, name, name pattern, label, or USER_TEMPLATE attribute.</summary>
 public sealed record VmSelection
 {
     public IReadOnlyList<int> VmIds { get; init; } = [];
+
+    /// <summary>Exact VM names, as `vm backup` takes them: every VM of that name, also one created again after a restore.</summary>
+    public IReadOnlyList<string> VmNames { get; init; } = [];
 
     /// <summary>Glob on the VM name: * any run of characters, ? one character.</summary>
     public string? NamePattern { get; init; }
@@ -48,7 +51,17 @@ public sealed record VmSelection
     public string? AttributeName { get; init; }
     public string? AttributeValue { get; init; }
 
-    public bool IsEmpty => VmIds.Count == 0 && NamePattern is null && Label is null && AttributeName is null;
+    public bool IsEmpty => VmIds.Count == 0 && VmNames.Count == 0 && NamePattern is null && Label is null && AttributeName is null;
+
+    /// <summary>VMs named by ID or by name, as an operator types them: a number is an ID, anything else a name.</summary>
+    public static VmSelection ByIdOrName(IEnumerable<string> vms)
+    {
+        var given = vms.Select(v => v.Trim()).Where(v => v.Length > 0).ToList();
+        var ids = given.Where(IsId).Select(v => int.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).Distinct().ToList();
+        return new VmSelection { VmIds = ids, VmNames = [.. given.Where(v => !IsId(v)).Distinct(StringComparer.Ordinal)] };
+    }
+
+    private static bool IsId(string text) => int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _);
 }
 
 /// <summary>

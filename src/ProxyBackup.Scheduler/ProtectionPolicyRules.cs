@@ -27,7 +27,7 @@ public static class ProtectionPolicyRules
         catch (PolicyException e) { p.Add(e.Problem); }
         if (policy.Window is { } w && w <= TimeSpan.Zero) p.Add("window: a positive duration (e.g. 4h) or none");
         var selection = policy.Selection;
-        if (selection.IsEmpty) p.Add("selection: at least one of VM IDs, name pattern, label, or attribute=value");
+        if (selection.IsEmpty) p.Add("selection: at least one of VM IDs or names, name pattern, label, or attribute=value");
         if (selection.AttributeName is not null && !Regex.IsMatch(selection.AttributeName, "^[A-Za-z0-9_]+$")) p.Add("selection attribute: a template attribute name ([A-Za-z0-9_])");
         if (policy.ExcludeDisks.Any(d => d < 0)) p.Add("exclude disks: DISK_IDs are 0 or more");
         if (policy.FullEveryRuns < 0 || policy.FullEveryDays < 0) p.Add("full every: 0 or more");
@@ -52,7 +52,7 @@ public static class ProtectionPolicyRules
 
     public static bool Matches(this VmSelection selection, VirtualMachine vm)
     {
-        if (selection.VmIds.Contains(vm.Id)) return true;
+        if (selection.VmIds.Contains(vm.Id) || selection.VmNames.Contains(vm.Name, StringComparer.Ordinal)) return true;
         if (selection.NamePattern is { } glob && Regex.IsMatch(vm.Name, "^" + Regex.Escape(glob).Replace("\\*", ".*", StringComparison.Ordinal).Replace("\\?", ".", StringComparison.Ordinal) + "$")) return true;
         if (selection.Label is { } label && vm.Labels.Contains(label, StringComparer.OrdinalIgnoreCase)) return true;
         if (selection.AttributeName is { } attr)

@@ -89,12 +89,18 @@ public class OnedRulesCliTests
     }
 
     [Fact]
-    public async Task At_daily_is_a_schedule_and_a_usage_error_exits_2_with_the_help_to_read()
+    public async Task At_daily_is_a_schedule_a_policy_takes_vm_names_and_a_usage_error_exits_2_with_the_help_to_read()
     {
         using var dir = new ProxyBackup.TestSupport.TempDirectory();
-        var (code, output, error) = await ProxybackupAsync("policy", "add", "nightly", "--schedule", "@daily", "--vm", "1", "--catalog", dir.Combine("catalog.db"));
+        var (code, output, error) = await ProxybackupAsync("policy", "add", "nightly", "--schedule", "@daily", "--vm", "1", "--vm", "db-01", "--catalog", dir.Combine("catalog.db"));
         Assert.True(code == 0, error);
         Assert.Contains("Policy 'nightly' saved", output, StringComparison.Ordinal);
+        // A VM by name, as vm backup takes it.
+        (code, output, error) = await ProxybackupAsync("policy", "list", "--json", "--catalog", dir.Combine("catalog.db"));
+        Assert.True(code == 0, error);
+        var selection = System.Text.Json.JsonDocument.Parse(output).RootElement[0].GetProperty("Selection");
+        Assert.Equal([1], selection.GetProperty("VmIds").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(["db-01"], selection.GetProperty("VmNames").EnumerateArray().Select(e => e.GetString()));
 
         (code, _, error) = await ProxybackupAsync("vm", "restore", "web-01", "--deploy-timeout", "0");
         Assert.Equal(2, code);

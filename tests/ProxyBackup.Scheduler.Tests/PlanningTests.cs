@@ -88,9 +88,22 @@ public class PlanningTests
     }
 
     [Fact]
+    public void Vms_typed_as_ids_or_names_become_a_selection_of_both()
+    {
+        var selection = VmSelection.ByIdOrName(["7", " db-01 ", "12", "db-01", "", "1e3", "-4"]);
+        Assert.Equal([7, 12], selection.VmIds);
+        Assert.Equal(["db-01", "1e3", "-4"], selection.VmNames);
+        Assert.True(VmSelection.ByIdOrName([]).IsEmpty);
+        Assert.False(VmSelection.ByIdOrName(["web"]).IsEmpty);
+    }
+
+    [Fact]
     public void Selection_by_id_name_label_or_attribute()
     {
         Assert.True(new VmSelection { VmIds = [7] }.Matches(Vm(7, "x")));
+        Assert.True(new VmSelection { VmNames = ["db-01"] }.Matches(Vm(3, "db-01")));
+        Assert.False(new VmSelection { VmNames = ["db-01"] }.Matches(Vm(3, "db-011")));
+        Assert.False(new VmSelection { VmNames = ["db-01"] }.Matches(Vm(3, "DB-01")));
         Assert.True(new VmSelection { NamePattern = "web-*" }.Matches(Vm(1, "web-01")));
         Assert.False(new VmSelection { NamePattern = "web-?" }.Matches(Vm(1, "web-01")));
         Assert.True(new VmSelection { Label = "PROD" }.Matches(Vm(1, "a", "dev,prod")));
