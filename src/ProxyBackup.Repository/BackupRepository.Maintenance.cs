@@ -10,7 +10,7 @@ public sealed partial class BackupRepository
     public async Task<VerifyReport> VerifyAsync(bool readData, IProgress<TransferProgress>? progress = null, CancellationToken ct = default, VerifySubset? subset = null)
     {
         using var held = await RepositoryLock.AcquireAsync(this, exclusive: false, purpose: "verify", SharedLockWait, ct).ConfigureAwait(false);
-        var report = await held.RunAsync(ct, token => new Verifier(this).RunAsync(readData, subset, progress, token)).ConfigureAwait(false);
+        var report = await held.RunAsync(ct, token => new Verifier(StoredChunks, StoredPoints, Tuning, Memory).RunAsync(readData, subset, progress, token)).ConfigureAwait(false);
         if (!ReadOnly) RecordVerifyState(report, readData ? subset?.ToString() ?? "all" : "existence");
         return report;
     }
@@ -26,7 +26,7 @@ public sealed partial class BackupRepository
             var sourceAndId = name.Split('/', 2);
             var (source, id) = (sourceAndId[0], sourceAndId[1]);
             var state = new VerifyState(now, data, !report.DamagedRestorePoints.ContainsKey(name));
-            try { WritePointFile(source, id, VerifyStateFile, JsonSerializer.SerializeToUtf8Bytes(state), Durability.AtCommit); }
+            try { StoredPoints.WriteFile(source, id, VerifyStateFile, JsonSerializer.SerializeToUtf8Bytes(state), Durability.AtCommit); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // forgotten meanwhile: nothing to record
         }
     }
@@ -34,7 +34,7 @@ public sealed partial class BackupRepository
     /// <summary>The last verification of a restore point, or null when it was never verified (or the record is unreadable).</summary>
     public VerifyState? LastVerification(RestorePoint point)
     {
-        try { return JsonSerializer.Deserialize<VerifyState>(ReadPointFile(point.Source, point.Id, VerifyStateFile)); }
+        try { return JsonSerializer.Deserialize<VerifyState>(StoredPoints.ReadFile(point.Source, point.Id, VerifyStateFile)); }
         catch (Exception e) when (e is RepositoryException or JsonException) { return null; }
     }
 
@@ -80,8 +80,8 @@ public sealed partial class BackupRepository
     public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
     {
         using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: "gc", wait: ExclusiveLockWait, ct, scope: "gc");
-        return held.Run(ct, token => new GarbageCollector(this, held.FilePath).Run(grace ?? DefaultGcGrace, token));
+        return held.Run(ct, token => new GarbageCollector(StoredChunks.Store, StoredPoints, LocksDirectory, TmpDirectory, Clock, held.FilePath).Run(grace ?? DefaultGcGrace, token));
     }
 
-    public RepositoryStats Stats() => RepositoryStats.Compute(this);
+    public RepositoryStats Stats() => RepositoryStats.Compute(Chunks, StoredPoints);
 }

@@ -17,11 +17,11 @@ public sealed partial class BackupRepository
     {
         using var held = await RepositoryLock.AcquireAsync(this, exclusive: false, purpose: $"restore of {point.Source}/{point.Id}", SharedLockWait, ct).ConfigureAwait(false);
         var manifest = LoadManifest(point, disk);
-        return await held.RunAsync(ct, token => new DiskRestore(this).RunAsync(manifest, targetPath, options ?? new RestoreOptions(), progress, token)).ConfigureAwait(false);
+        return await held.RunAsync(ct, token => new DiskRestore(StoredChunks, Tuning, Memory).RunAsync(manifest, targetPath, options ?? new RestoreOptions(), progress, token)).ConfigureAwait(false);
     }
 
     /// <summary>A seekable read-only stream over one disk of a restore point.</summary>
-    public Stream OpenDisk(RestorePoint point, string disk) => new RestorePointStream(this, LoadManifest(point, disk));
+    public Stream OpenDisk(RestorePoint point, string disk) => new RestorePointStream(StoredChunks, LoadManifest(point, disk));
 
     /// <summary>Exports a disk as a new raw sparse file, or as qcow2 through qemu-img (Debian qemu-utils); an existing file is refused.</summary>
     public async Task ExportAsync(RestorePoint point, string disk, string outputPath, DiskFormat format,

@@ -46,7 +46,7 @@ public sealed partial class BackupRepository
         Root = path;
         Config = config;
         Keys = keys;
-        Chunks = chunks ?? new LocalChunkStore(path, ChunkFileCapacity(config.ChunkSize));
+        Chunks = chunks ?? new LocalChunkStore(path, StoredChunks.FileCapacity(config.ChunkSize));
         Points = points ?? new LocalPointStore(path);
     }
 
@@ -175,156 +175,34 @@ public sealed partial class BackupRepository
     internal static string NewRestorePointId(DateTimeOffset time) =>
         $"{time.UtcDateTime:yyyyMMdd'T'HHmmss'Z'}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
 
-    // ---- chunks ----------------------------------------------------------------------------
+    // ---- chunks and restore points -----------------------------------------------------------
 
     /// <summary>Where the chunk files are; the pipelines reach them only through it.</summary>
     public IChunkStore Chunks { get; }
 
-    /// <summary>Whether the stored chunk reads, decodes and hashes to its name (a checked read, as restore does).</summary>
-    internal bool ChunkIsSound(ChunkId id, ChunkCodec codec)
-    {
-        var file = System.Buffers.ArrayPool<byte>.Shared.Rent(ChunkFileCapacity(Config.ChunkSize));
-        try
-        {
-            return FileIsSound(id, codec, file.AsSpan(0, Chunks.Read(id, file)));
-        }
-        catch (CorruptDataException)
-        {
-            return false;
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(file);
-        }
-    }
-
-    /// <summary>Sets a chunk that failed its check aside (<see cref="IChunkStore.SetAside"/>), rechecked once aside with <paramref name="codec"/>.</summary>
-    internal ChunkQuarantine QuarantineChunk(ChunkId id, ChunkCodec codec) =>
-        Chunks.SetAside(id, Clock.GetUtcNow(), file => FileIsSound(id, codec, file));
-
-    private bool FileIsSound(ChunkId id, ChunkCodec codec, ReadOnlySpan<byte> file)
-    {
-        var scratch = System.Buffers.ArrayPool<byte>.Shared.Rent(Config.ChunkSize);
-        try
-        {
-            codec.Open(id, file, scratch);
-            return true;
-        }
-        catch (CorruptDataException)
-        {
-            return false;
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(scratch);
-        }
-    }
-
-    /// <summary>The largest a chunk file can be: the encoding byte, a chunk stored raw, the cipher's nonce and tag.</summary>
-    internal static int ChunkFileCapacity(int chunkSize) => 1 + chunkSize + BlobCipher.Overhead;
-
-    // ---- restore point files ----------------------------------------------------------------
-
     /// <summary>Where the restore points are; everything reaches their files through it (a point exists while its index does).</summary>
     internal IPointStore Points { get; }
 
-    private byte[] Associated(string source, string id, string file) => Encoding.UTF8.GetBytes($"point:{source}/{id}/{file}");
+    /// <summary>The chunks as a pipeline takes them, with this repository's format, keys and clock now.</summary>
+    internal StoredChunks StoredChunks => new(Chunks, Config.ChunkSize, Config.Compression.Level, Keys, Clock);
 
-    internal void WritePointFile(string source, string id, string file, ReadOnlySpan<byte> plaintext, Durability durability)
-    {
-        var content = Keys is null ? plaintext.ToArray() : BlobCipher.Seal(Keys.DataKey, plaintext, Associated(source, id, file));
-        Points.Write(source, id, file, content, durability);
-    }
-
-    internal byte[] ReadPointFile(string source, string id, string file)
-    {
-        var content = Points.Read(source, id, file) ?? throw new CorruptDataException($"{source}/{id}/{file} is missing from the repository.");
-        if (Keys is null) return content;
-        try
-        {
-            return BlobCipher.Open(Keys.DataKey, content, Associated(source, id, file));
-        }
-        catch (CryptographicException)
-        {
-            throw new CorruptDataException($"{source}/{id}/{file} does not decrypt (damaged or altered).");
-        }
-    }
-
-    // ---- reading restore points -------------------------------------------------------------
+    /// <summary>The restore points as a pipeline takes them, their files opened with this repository's keys.</summary>
+    internal StoredPoints StoredPoints => new(Points, Config.ChunkSize, Keys);
 
     /// <summary>The readable restore points, oldest first. A point whose index is damaged is left out (see <see cref="ScanRestorePoints"/>), one forgotten meanwhile too.</summary>
     public IReadOnlyList<RestorePoint> ListRestorePoints(string? source = null) => ScanRestorePoints(source).Points;
 
-    /// <summary>
-    /// Every restore point with an index: the readable ones, oldest first, and apart the ones whose
-    /// index cannot be read, so that one damaged file stops no listing, retention, statistics or GC
-    /// (retention and GC keep such a point; verify reports it; <see cref="ForgetPoint"/> removes it).
-    /// </summary>
-    public RestorePointScan ScanRestorePoints(string? source = null)
-    {
-        var points = new List<RestorePoint>();
-        var unreadable = new List<UnreadableRestorePoint>();
-        foreach (var s in source is null ? Points.Sources() : [source])
-        {
-            foreach (var id in Points.Points(s))
-            {
-                try { points.Add(LoadIndex(s, id)); }
-                catch (RepositoryException e)
-                {
-                    if (Points.Exists(s, id)) unreadable.Add(new UnreadableRestorePoint(s, id, e.Message)); // else forgotten meanwhile
-                }
-            }
-        }
-        return new RestorePointScan([.. points.OrderBy(p => p.Time).ThenBy(p => p.Id, StringComparer.Ordinal)], unreadable);
-    }
+    /// <inheritdoc cref="StoredPoints.Scan"/>
+    public RestorePointScan ScanRestorePoints(string? source = null) => StoredPoints.Scan(source);
 
-    public RestorePoint LoadIndex(string source, string id)
-    {
-        if (!Points.Exists(source, id))
-            throw new RepositoryException($"There is no restore point {source}/{id}.");
-        try
-        {
-            var index = JsonSerializer.Deserialize<RestorePoint>(ReadPointFile(source, id, "index")) ?? throw new JsonException("empty");
-            if (index.Source != source || index.Id != id) throw new CorruptDataException($"{source}/{id}/index names another restore point ({index.Source}/{index.Id}).");
-            if (index.Format != RepositoryConfig.CurrentFormat)
-                throw new CorruptDataException($"{source}/{id}/index is of format {index.Format}; this version reads format {RepositoryConfig.CurrentFormat} (damaged, or written by a newer ProxyBackup).");
-            return index;
-        }
-        catch (JsonException e)
-        {
-            throw new CorruptDataException($"{source}/{id}/index is damaged: {e.Message}");
-        }
-    }
+    /// <inheritdoc cref="StoredPoints.LoadIndex"/>
+    public RestorePoint LoadIndex(string source, string id) => StoredPoints.LoadIndex(source, id);
 
-    public Manifest LoadManifest(RestorePoint point, string disk)
-    {
-        var entry = point.Disk(disk);
-        var bytes = ReadPointFile(point.Source, point.Id, ManifestFile(disk));
-        if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(bytes)), entry.ManifestSha256, StringComparison.Ordinal))
-            throw new CorruptDataException($"{point.Source}/{point.Id}/{ManifestFile(disk)} does not match its index (damaged or replaced).");
-        var name = $"{point.Source}/{point.Id}/{ManifestFile(disk)}";
-        var manifest = Manifest.Parse(bytes, name);
-        // A restore sizes its target from the index and cuts chunks by the config: both must agree
-        // with the manifest, or the restore would write a disk of the wrong shape.
-        if (manifest.DiskSize != entry.Size)
-            throw new CorruptDataException($"{name} describes a disk of {manifest.DiskSize} bytes, its index says {entry.Size} (damaged or edited).");
-        if (manifest.ChunkSize != Config.ChunkSize)
-            throw new CorruptDataException($"{name} has chunks of {manifest.ChunkSize} bytes, the repository's config says {Config.ChunkSize} (damaged or edited).");
-        return manifest;
-    }
+    /// <inheritdoc cref="StoredPoints.LoadManifest"/>
+    public Manifest LoadManifest(RestorePoint point, string disk) => StoredPoints.LoadManifest(point, disk);
 
-    public byte[] LoadMetadata(RestorePoint point, string name)
-    {
-        var entry = point.Metadata.FirstOrDefault(m => m.Name == name) ?? throw new RepositoryException($"Restore point {point.Source}/{point.Id} has no metadata '{name}'.");
-        var bytes = ReadPointFile(point.Source, point.Id, MetadataFile(name));
-        if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(bytes)), entry.Sha256, StringComparison.Ordinal))
-            throw new CorruptDataException($"Metadata {name} of {point.Source}/{point.Id} does not match its index.");
-        return bytes;
-    }
-
-    internal static string ManifestFile(string disk) => $"disk-{disk}.manifest";
-    internal static bool IsManifestFile(string file) => file.StartsWith("disk-", StringComparison.Ordinal) && file.EndsWith(".manifest", StringComparison.Ordinal);
-    internal static string MetadataFile(string name) => $"meta-{name}";
+    /// <inheritdoc cref="StoredPoints.LoadMetadata"/>
+    public byte[] LoadMetadata(RestorePoint point, string name) => StoredPoints.LoadMetadata(point, name);
 }
 
 /// <summary>The repository's file system is full. Nothing half-written became visible.</summary>

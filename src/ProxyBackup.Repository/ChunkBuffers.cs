@@ -33,17 +33,17 @@ internal sealed class ChunkBuffers : IDisposable
     /// Buffers for as many workers as the repository's memory budget grants (<see cref="ChunkHasher.ReserveWorkersAsync"/>),
     /// waiting if it must; <paramref name="extraBytes"/> is what the operation holds besides them.
     /// </summary>
-    public static async Task<ChunkBuffers> ReserveAsync(BackupRepository repository, int chunkSize, int unbatched, long extraBytes, Action waiting, CancellationToken ct,
+    public static async Task<ChunkBuffers> ReserveAsync(ChunkMemory memory, PipelineTuning tuning, int chunkSize, int unbatched, long extraBytes, Action waiting, CancellationToken ct,
         bool platformOnly = false)
     {
-        var bufferBytes = FileOffset + BackupRepository.ChunkFileCapacity(chunkSize);
-        var spares = repository.Tuning.SpareBuffers;
-        var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, repository.Tuning, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct, platformOnly: platformOnly).ConfigureAwait(false);
+        var bufferBytes = FileOffset + StoredChunks.FileCapacity(chunkSize);
+        var spares = tuning.SpareBuffers;
+        var lease = await ChunkHasher.ReserveWorkersAsync(memory, tuning, bufferBytes, spares * (long)bufferBytes + extraBytes, unbatched, waiting, ct, platformOnly: platformOnly).ConfigureAwait(false);
         return new ChunkBuffers(lease, bufferBytes, spares);
     }
 
     /// <summary>The reader for worker number <paramref name="worker"/>, which owns its codec.</summary>
-    public Loader ForWorker(int worker, BackupRepository repository, ChunkCodec codec) => new(this, repository, codec, _all[worker]);
+    public Loader ForWorker(int worker, IChunkStore store, ChunkCodec codec) => new(this, store, codec, _all[worker]);
 
     public void Dispose()
     {
@@ -52,7 +52,7 @@ internal sealed class ChunkBuffers : IDisposable
         _lease.Dispose();
     }
 
-    internal sealed class Loader(ChunkBuffers buffers, BackupRepository repository, ChunkCodec codec, AlignedBuffer own)
+    internal sealed class Loader(ChunkBuffers buffers, IChunkStore store, ChunkCodec codec, AlignedBuffer own)
     {
         /// <summary>
         /// Reads, decrypts, decompresses and checks a chunk; throws <see cref="CorruptDataException"/>
@@ -62,7 +62,7 @@ internal sealed class ChunkBuffers : IDisposable
         public ReadOnlySpan<byte> Load(ChunkId id, CancellationToken ct)
         {
             var file = own.GetSpan()[FileOffset..];
-            file = file[..repository.Chunks.Read(id, file)];
+            file = file[..store.Read(id, file)];
             var plain = codec.Decodes(file) ? buffers._spares.Take(ct) : null;
             ReadOnlySpan<byte> data;
             try

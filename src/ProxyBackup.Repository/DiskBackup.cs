@@ -11,7 +11,7 @@ namespace ProxyBackup.Repository;
 /// encoders) × chunk size whatever the disk size.
 /// </summary>
 /// <param name="abandonable">Receives each chunk this backup stored that no restore point referenced to its knowledge (not the parent's at that position, not a damaged copy replaced), with its stamp: what the writer removes again when it fails (<see cref="IChunkStore.RemoveUnchanged"/>).</param>
-internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admission? admission, System.Collections.Concurrent.ConcurrentBag<(ChunkId Id, long Stamp)> abandonable)
+internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, ChunkMemory memory, ChunkMemory.Admission? admission, ConcurrentBag<(ChunkId Id, long Stamp)> abandonable)
 {
     /// <summary>The read-ahead buffers and the encoders, besides one chunk buffer per worker.</summary>
     private static long FixedBytes(PipelineTuning tuning, int chunkSize, bool encrypted) =>
@@ -24,20 +24,19 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
     public async Task<(Manifest Manifest, DiskBackupStats Stats)> RunAsync(string sourcePath, Manifest? previous, IProgress<TransferProgress>? progress, CancellationToken ct)
     {
         using var source = BlockSource.OpenRead(sourcePath);
-        var chunkSize = repository.Config.ChunkSize;
+        var chunkSize = chunks.ChunkSize;
         var count = Manifest.ChunkCount(source.Size, chunkSize);
         var ids = new ChunkId[count];
         var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
         // Workers hash and compare, each with its chunk buffer; where hashes are batched, 16 of them wait for each batch.
-        var tuning = repository.Tuning;
         var encoderCount = tuning.BackupEncoders;
-        using var lease = await ChunkHasher.ReserveWorkersAsync(repository.Memory, tuning, chunkSize,
-            FixedBytes(tuning, chunkSize, repository.Keys is not null), encoderCount, meter.ReportWaitingForMemory, ct, admission).ConfigureAwait(false);
+        using var lease = await ChunkHasher.ReserveWorkersAsync(memory, tuning, chunkSize,
+            FixedBytes(tuning, chunkSize, chunks.Encrypted), encoderCount, meter.ReportWaitingForMemory, ct, admission).ConfigureAwait(false);
         meter.Start();
         var workers = lease.Workers;
-        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, tuning);
+        var hasher = new ChunkHasher(chunks.NameKey, workers, tuning);
         using var encoders = new BlockingCollection<ChunkCodec>();
-        for (var i = 0; i < encoderCount; i++) encoders.Add(new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys));
+        for (var i = 0; i < encoderCount; i++) encoders.Add(chunks.NewCodec());
         long zero = 0, changed = 0, newStored = 0;
         int newChunks = 0, repaired = 0;
         // A full backup trusts no stored chunk by its name alone: it reads back each one it would
@@ -99,18 +98,18 @@ internal sealed class DiskBackup(BackupRepository repository, ChunkMemory.Admiss
                         // Even an unchanged chunk is written when the store lacks it (verify moved it
                         // aside, or it was lost): a restore point never references a chunk that is not
                         // there, and the older points that reference it are whole again.
-                        var present = written.TryAdd(id, 0) ? repository.Chunks.Touch(id, repository.Clock.GetUtcNow()) : (bool?)null;
+                        var present = written.TryAdd(id, 0) ? chunks.Store.Touch(id, chunks.Now) : (bool?)null;
                         if (present is false || (present is true && checkStored))
                         {
                             var codec = encoders.Take(token);
                             try
                             {
-                                var damaged = present is true && !repository.ChunkIsSound(id, codec)
-                                    && repository.QuarantineChunk(id, codec) != ChunkQuarantine.SoundNow;
+                                var damaged = present is true && !chunks.IsSound(id, codec)
+                                    && chunks.Quarantine(id, codec) != ChunkQuarantine.SoundNow;
                                 if (present is false || damaged)
                                 {
                                     var file = codec.Encode(id, data);
-                                    var stamp = repository.Chunks.Write(id, file.Span);
+                                    var stamp = chunks.Store.Write(id, file.Span);
                                     if (!unchanged && !damaged) abandonable.Add((id, stamp));
                                     stored = file.Length;
                                     if (damaged) Interlocked.Increment(ref repaired);

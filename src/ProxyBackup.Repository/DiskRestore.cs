@@ -24,7 +24,7 @@ public sealed record DiskRestoreStats(long Bytes, long ZeroBytes, long WrittenBy
 /// Writes a restore point's disk to a block device or a file. Workers fetch, decrypt, decompress
 /// and verify chunks in parallel and write them at their offsets; every chunk's name is checked.
 /// </summary>
-internal sealed class DiskRestore(BackupRepository repository)
+internal sealed class DiskRestore(StoredChunks chunks, PipelineTuning tuning, ChunkMemory memory)
 {
     public async Task<DiskRestoreStats> RunAsync(Manifest manifest, string targetPath, RestoreOptions options, IProgress<TransferProgress>? progress, CancellationToken ct)
     {
@@ -51,11 +51,11 @@ internal sealed class DiskRestore(BackupRepository repository)
         // Twice the cores: O_DIRECT writes block, and a worker waiting on the disk leaves its core to
         // another. Many more where chunk hashes are batched: 16 of them wait for each batch. Besides
         // them, a chunk of zeros where zero chunks must be written.
-        using var buffers = await ChunkBuffers.ReserveAsync(repository, manifest.ChunkSize, repository.Tuning.RestoreWorkers,
+        using var buffers = await ChunkBuffers.ReserveAsync(memory, tuning, manifest.ChunkSize, tuning.RestoreWorkers,
             skipZeros ? 0 : manifest.ChunkSize, meter.ReportWaitingForMemory, ct).ConfigureAwait(false);
         meter.Start();
         var workers = buffers.Workers;
-        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, repository.Tuning);
+        var hasher = new ChunkHasher(chunks.NameKey, workers, tuning);
         // The feeder runs this many chunks ahead of the workers, starting to read their files.
         var work = Channel.CreateBounded<int>(4 * workers);
         using var zeros = skipZeros ? null : new AlignedBuffer(manifest.ChunkSize);
@@ -67,10 +67,10 @@ internal sealed class DiskRestore(BackupRepository repository)
         {
             try
             {
-                foreach (var i in DiskRegions.Interleaved(manifest.Chunks.Count, repository.Tuning.RestoreRegions))
+                foreach (var i in DiskRegions.Interleaved(manifest.Chunks.Count, tuning.RestoreRegions))
                 {
                     await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
-                    if (!manifest.Chunks[i].IsZero) repository.Chunks.ReadAhead(manifest.Chunks[i]);
+                    if (!manifest.Chunks[i].IsZero) chunks.Store.ReadAhead(manifest.Chunks[i]);
                 }
                 work.Writer.Complete();
             }
@@ -83,8 +83,8 @@ internal sealed class DiskRestore(BackupRepository repository)
 
         void Work(int worker)
         {
-            using var codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys, hasher);
-            var loader = buffers.ForWorker(worker, repository, codec);
+            using var codec = chunks.NewCodec(hasher);
+            var loader = buffers.ForWorker(worker, chunks.Store, codec);
             while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
             {
                 while (work.Reader.TryRead(out var i))

@@ -9,12 +9,12 @@ public sealed record GcReport(int ChunksReferenced, int ChunksRemoved, long Byte
 /// every chunk they reuse, so what a running backup relies on is newer. Restore point directories
 /// without an index and tmp files go by the same cutoff, or at once when their writer is gone.
 /// </summary>
-internal sealed class GarbageCollector(BackupRepository repository, string? ownLock)
+internal sealed class GarbageCollector(IChunkStore chunks, StoredPoints points, string locksDirectory, string tmpDirectory, TimeProvider clock, string? ownLock)
 {
     public GcReport Run(TimeSpan grace, CancellationToken ct)
     {
-        var markStart = repository.Clock.GetUtcNow();
-        var others = RepositoryLock.Holders(repository.LocksDirectory, repository.Clock).Where(h => h.Path != ownLock).ToList();
+        var markStart = clock.GetUtcNow();
+        var others = RepositoryLock.Holders(locksDirectory, clock).Where(h => h.Path != ownLock).ToList();
         // A holder whose lock file cannot be read may have started at any time: nothing it may rely on can be told apart.
         if (others.FirstOrDefault(h => !h.Readable) is { Path: { } unreadable })
             throw new RepositoryException($"GC removed nothing: the lock file {unreadable} cannot be read, so GC cannot tell since when its holder writes. " +
@@ -22,13 +22,13 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
         var oldestHolder = others.Select(h => h.Info.Created).DefaultIfEmpty(markStart).Min();
         var cutoff = (oldestHolder < markStart ? oldestHolder : markStart) - grace;
         var marked = new HashSet<ChunkId>();
-        var scan = repository.ScanRestorePoints();
+        var scan = points.Scan();
         foreach (var point in scan.Points)
-            MarkPoint(point.Source, point.Id, () => point.Disks.Select(d => repository.LoadManifest(point, d.Disk)));
+            MarkPoint(point.Source, point.Id, () => point.Disks.Select(d => points.LoadManifest(point, d.Disk)));
         // A point whose index is damaged keeps what its manifests name (they carry their own checksum).
         foreach (var point in scan.Unreadable)
-            MarkPoint(point.Source, point.Id, () => repository.Points.Files(point.Source, point.Id).Where(BackupRepository.IsManifestFile)
-                .Select(f => Manifest.Parse(repository.ReadPointFile(point.Source, point.Id, f), $"{point.Source}/{point.Id}/{f}")));
+            MarkPoint(point.Source, point.Id, () => points.Store.Files(point.Source, point.Id).Where(StoredPoints.IsManifestFile)
+                .Select(f => Manifest.Parse(points.ReadFile(point.Source, point.Id, f), $"{point.Source}/{point.Id}/{f}")));
 
         void MarkPoint(string source, string id, Func<IEnumerable<Manifest>> manifests)
         {
@@ -38,7 +38,7 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
                     foreach (var c in manifest.Chunks)
                         if (!c.IsZero) marked.Add(c);
             }
-            catch (Exception e) when (e is RepositoryException or DirectoryNotFoundException && !repository.Points.Exists(source, id))
+            catch (Exception e) when (e is RepositoryException or DirectoryNotFoundException && !points.Store.Exists(source, id))
             {
                 // Forgotten while GC read it (retention runs beside GC): nothing of it is to be kept.
             }
@@ -49,7 +49,7 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
             }
         }
 
-        var swept = repository.Chunks.Sweep(marked, cutoff, ct);
+        var swept = chunks.Sweep(marked, cutoff, ct);
         var (incomplete, tmp) = RemoveLeftovers(cutoff);
         return new GcReport(marked.Count, swept.Removed, swept.BytesFreed, swept.InGrace, incomplete, tmp);
     }
@@ -63,14 +63,14 @@ internal sealed class GarbageCollector(BackupRepository repository, string? ownL
     /// </summary>
     private (int Points, int TmpFiles) RemoveLeftovers(DateTimeOffset cutoff)
     {
-        var points = repository.Points.Incomplete();
-        var tmpFiles = Directory.EnumerateFiles(repository.TmpDirectory).Select(f => (Path: f, Written: new DateTimeOffset(File.GetLastWriteTimeUtc(f)))).ToList();
-        var holders = RepositoryLock.Holders(repository.LocksDirectory, repository.Clock);
+        var incomplete = points.Store.Incomplete();
+        var tmpFiles = Directory.EnumerateFiles(tmpDirectory).Select(f => (Path: f, Written: new DateTimeOffset(File.GetLastWriteTimeUtc(f)))).ToList();
+        var holders = RepositoryLock.Holders(locksDirectory, clock);
         // An unreadable lock file may be any writer's: then only the cutoff decides.
         var liveWriters = holders.All(h => h.Readable) ? holders.Select(h => WriterTag.Of(h.Info)).OfType<string>().ToHashSet(StringComparer.Ordinal) : null;
         bool Leftover(string? writer, DateTimeOffset written) =>
             written <= cutoff || (writer is not null && liveWriters is not null && !liveWriters.Contains(writer));
-        var removedPoints = points.Count(p => Leftover(p.Writer, p.LastWritten) && repository.Points.RemoveIncomplete(p.Source, p.Id));
+        var removedPoints = incomplete.Count(p => Leftover(p.Writer, p.LastWritten) && points.Store.RemoveIncomplete(p.Source, p.Id));
         var removedTmp = 0;
         foreach (var (file, written) in tmpFiles)
             if (Leftover(WriterTag.InTmpName(Path.GetFileName(file)), written))

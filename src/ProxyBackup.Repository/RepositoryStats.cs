@@ -15,14 +15,14 @@ public sealed record RepositoryStats(
     public double DedupRatio => UniqueChunkBytes > 0 ? (double)NonZeroBytes / UniqueChunkBytes : 1;
     public double CompressionRatio => StoredBytes > 0 ? (double)UniqueChunkBytes / StoredBytes : 1;
 
-    internal static RepositoryStats Compute(BackupRepository repository)
+    internal static RepositoryStats Compute(IChunkStore chunks, StoredPoints stored)
     {
         var all = new Dictionary<ChunkId, int>();
         var perSource = new List<SourceStats>();
         long logical = 0, nonZero = 0;
         var points = 0;
-        long StoredSize(ChunkId c) => repository.Chunks.Length(c) ?? 0;
-        var scan = repository.ScanRestorePoints();
+        long StoredSize(ChunkId c) => chunks.Length(c) ?? 0;
+        var scan = stored.Scan();
         foreach (var group in scan.Points.GroupBy(p => p.Source))
         {
             var mine = new Dictionary<ChunkId, int>();
@@ -30,7 +30,7 @@ public sealed record RepositoryStats(
             foreach (var point in group)
                 foreach (var d in point.Disks)
                 {
-                    var m = repository.LoadManifest(point, d.Disk);
+                    var m = stored.LoadManifest(point, d.Disk);
                     sLogical += m.DiskSize;
                     for (var i = 0; i < m.Chunks.Count; i++)
                     {

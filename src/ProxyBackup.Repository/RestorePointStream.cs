@@ -6,7 +6,7 @@ namespace ProxyBackup.Repository;
 /// </summary>
 public sealed class RestorePointStream : Stream
 {
-    private readonly BackupRepository _repository;
+    private readonly StoredChunks _chunks;
     private readonly Manifest _manifest;
     private readonly ChunkCodec _codec;
     private readonly byte[] _file;
@@ -14,12 +14,12 @@ public sealed class RestorePointStream : Stream
     private int _cachedIndex = -1;
     private long _position;
 
-    internal RestorePointStream(BackupRepository repository, Manifest manifest)
+    internal RestorePointStream(StoredChunks chunks, Manifest manifest)
     {
-        _repository = repository;
+        _chunks = chunks;
         _manifest = manifest;
-        _codec = new ChunkCodec(manifest.ChunkSize, repository.Config.Compression.Level, repository.Keys);
-        _file = new byte[BackupRepository.ChunkFileCapacity(manifest.ChunkSize)];
+        _codec = chunks.NewCodec();
+        _file = new byte[StoredChunks.FileCapacity(manifest.ChunkSize)];
         _chunk = new byte[manifest.ChunkSize];
     }
 
@@ -52,7 +52,7 @@ public sealed class RestorePointStream : Stream
                 if (_cachedIndex != index)
                 {
                     _cachedIndex = -1;
-                    var length = _codec.Decode(id, _file.AsSpan(0, _repository.Chunks.Read(id, _file)), _chunk);
+                    var length = _codec.Decode(id, _file.AsSpan(0, _chunks.Store.Read(id, _file)), _chunk);
                     if (length != _manifest.ChunkLength(index))
                         throw new CorruptDataException($"Chunk {id} holds {length} bytes where the manifest needs {_manifest.ChunkLength(index)}.");
                     _cachedIndex = index;

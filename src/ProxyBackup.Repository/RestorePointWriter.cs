@@ -46,7 +46,7 @@ public sealed class RestorePointWriter : IDisposable
     public void AddMetadata(string name, ReadOnlySpan<byte> content)
     {
         BackupRepository.CheckItemName(name);
-        _repository.WritePointFile(Source, Id, BackupRepository.MetadataFile(name), content, Durability.AtCommit);
+        _repository.StoredPoints.WriteFile(Source, Id, StoredPoints.MetadataFile(name), content, Durability.AtCommit);
         _metadata.RemoveAll(m => m.Name == name);
         _metadata.Add(new MetadataEntry(name, Convert.ToHexStringLower(SHA256.HashData(content))));
     }
@@ -62,9 +62,9 @@ public sealed class RestorePointWriter : IDisposable
         BackupRepository.CheckItemName(disk);
         if (_disks.Any(d => d.Disk == disk)) throw new ArgumentException($"Disk '{disk}' is already in this restore point.");
         var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
-        var (manifest, stats) = await _lock.RunAsync(ct, token => new DiskBackup(_repository, admission, _newChunks).RunAsync(sourcePath, previous, progress, token)).ConfigureAwait(false);
+        var (manifest, stats) = await _lock.RunAsync(ct, token => new DiskBackup(_repository.StoredChunks, _repository.Tuning, _repository.Memory, admission, _newChunks).RunAsync(sourcePath, previous, progress, token)).ConfigureAwait(false);
         var bytes = manifest.ToBytes();
-        _repository.WritePointFile(Source, Id, BackupRepository.ManifestFile(disk), bytes, Durability.AtCommit);
+        _repository.StoredPoints.WriteFile(Source, Id, StoredPoints.ManifestFile(disk), bytes, Durability.AtCommit);
         _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });
         return stats;
     }
@@ -80,7 +80,7 @@ public sealed class RestorePointWriter : IDisposable
             Disks = [.. _disks], Metadata = [.. _metadata],
         };
         _repository.Points.SyncBeforeIndex();
-        _repository.WritePointFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index), Durability.Immediate);
+        _repository.StoredPoints.WriteFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index), Durability.Immediate);
         _committed = true;
         _lock.Dispose();
         return index;

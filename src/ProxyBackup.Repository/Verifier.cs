@@ -42,7 +42,7 @@ public sealed record VerifySubset(int Part, int Parts)
 /// match, every chunk it references exists, and with <c>readData</c> every chunk decrypts,
 /// decompresses and hashes to its name. Reports which restore points are damaged and why.
 /// </summary>
-internal sealed class Verifier(BackupRepository repository)
+internal sealed class Verifier(StoredChunks chunks, StoredPoints points, PipelineTuning tuning, ChunkMemory memory)
 {
     public async Task<VerifyReport> RunAsync(bool readData, VerifySubset? subset, IProgress<TransferProgress>? progress, CancellationToken ct)
     {
@@ -57,18 +57,18 @@ internal sealed class Verifier(BackupRepository repository)
             var name = $"{source}/{id}";
             checkedPoints.Add(name);
             RestorePoint index;
-            try { index = repository.LoadIndex(source, id); }
+            try { index = points.LoadIndex(source, id); }
             catch (RepositoryException e) { Damage(name, e.Message); continue; }
             foreach (var m in index.Metadata)
             {
-                try { repository.LoadMetadata(index, m.Name); }
+                try { points.LoadMetadata(index, m.Name); }
                 catch (RepositoryException e) { Damage(name, e.Message); }
             }
             foreach (var d in index.Disks)
             {
                 try
                 {
-                    var manifest = repository.LoadManifest(index, d.Disk);
+                    var manifest = points.LoadManifest(index, d.Disk);
                     for (var i = 0; i < manifest.Chunks.Count; i++)
                     {
                         var chunk = manifest.Chunks[i];
@@ -82,16 +82,16 @@ internal sealed class Verifier(BackupRepository repository)
         }
 
         var damagedChunks = new ConcurrentBag<string>();
-        var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", (long)users.Count * repository.Config.ChunkSize, progress);
-        var chunkSize = repository.Config.ChunkSize;
-        var chunks = users.ToList();
+        var chunkSize = chunks.ChunkSize;
+        var meter = new ProgressMeter(readData ? "verify (read data)" : "verify", (long)users.Count * chunkSize, progress);
+        var used = users.ToList();
         // Names are checked with the platform's SHA-256, independent of the lanes that may have
         // written them: a fault in one implementation cannot confirm itself.
-        var unbatched = repository.Tuning.VerifyWorkers;
-        using var buffers = readData ? await ChunkBuffers.ReserveAsync(repository, chunkSize, unbatched, 0, meter.ReportWaitingForMemory, ct, platformOnly: true).ConfigureAwait(false) : null;
+        var unbatched = tuning.VerifyWorkers;
+        using var buffers = readData ? await ChunkBuffers.ReserveAsync(memory, tuning, chunkSize, unbatched, 0, meter.ReportWaitingForMemory, ct, platformOnly: true).ConfigureAwait(false) : null;
         meter.Start();
         var workers = buffers?.Workers ?? unbatched;
-        var hasher = new ChunkHasher(repository.Keys?.NameKey, workers, repository.Tuning, platformOnly: true);
+        var hasher = new ChunkHasher(chunks.NameKey, workers, tuning, platformOnly: true);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
         var next = -1;
@@ -99,20 +99,20 @@ internal sealed class Verifier(BackupRepository repository)
 
         void Check(int worker)
         {
-            using var codec = readData ? new ChunkCodec(chunkSize, repository.Config.Compression.Level, repository.Keys, hasher) : null;
-            var loader = codec is null ? null : buffers!.ForWorker(worker, repository, codec);
-            for (var i = Interlocked.Increment(ref next); i < chunks.Count; i = Interlocked.Increment(ref next))
+            using var codec = readData ? chunks.NewCodec(hasher) : null;
+            var loader = codec is null ? null : buffers!.ForWorker(worker, chunks.Store, codec);
+            for (var i = Interlocked.Increment(ref next); i < used.Count; i = Interlocked.Increment(ref next))
             {
                 token.ThrowIfCancellationRequested();
-                var pair = chunks[i];
+                var pair = used[i];
                 // Reading a few chunks ahead keeps the disk or NFS server busy while this one is checked.
-                if (loader is not null && i + 2 * workers < chunks.Count) repository.Chunks.ReadAhead(chunks[i + 2 * workers].Key);
+                if (loader is not null && i + 2 * workers < used.Count) chunks.Store.ReadAhead(used[i + 2 * workers].Key);
                 string? why = null;
                 var read = loader is not null && (subset is null || subset.Contains(pair.Key));
                 if (read) Interlocked.Increment(ref chunksRead);
                 if (!read)
                 {
-                    if (repository.Chunks.Length(pair.Key) is null) why = $"chunk {pair.Key} is missing";
+                    if (chunks.Store.Length(pair.Key) is null) why = $"chunk {pair.Key} is missing";
                 }
                 else
                 {
@@ -126,7 +126,7 @@ internal sealed class Verifier(BackupRepository repository)
                     catch (CorruptDataException e)
                     {
                         // Aside, its name is free: the next backup that reads this content stores it again.
-                        why = repository.QuarantineChunk(pair.Key, codec!) switch
+                        why = chunks.Quarantine(pair.Key, codec!) switch
                         {
                             ChunkQuarantine.MovedAside => $"{e.Message} Moved aside (kept as evidence for GC's grace); the next backup of this data stores it again.",
                             ChunkQuarantine.SoundNow => null, // a backup stored it again meanwhile
@@ -148,7 +148,7 @@ internal sealed class Verifier(BackupRepository repository)
         // A retention or forget may remove a point while verify reads it (both take shared locks,
         // and a GC beside them may remove its chunks): what it misses then is not damage, and the
         // point is not reported at all.
-        foreach (var name in problems.Keys.Where(n => n.Split('/', 2) is [var s, var i] && !repository.Points.Exists(s, i)).ToList())
+        foreach (var name in problems.Keys.Where(n => n.Split('/', 2) is [var s, var i] && !points.Store.Exists(s, i)).ToList())
         {
             problems.TryRemove(name, out _);
             checkedPoints.Remove(name);
@@ -160,8 +160,8 @@ internal sealed class Verifier(BackupRepository repository)
 
     private IEnumerable<(string Source, string Id)> AllPointIds()
     {
-        foreach (var s in repository.Points.Sources().Order(StringComparer.Ordinal))
-            foreach (var p in repository.Points.Points(s).Order(StringComparer.Ordinal))
+        foreach (var s in points.Store.Sources().Order(StringComparer.Ordinal))
+            foreach (var p in points.Store.Points(s).Order(StringComparer.Ordinal))
                 yield return (s, p);
     }
 }

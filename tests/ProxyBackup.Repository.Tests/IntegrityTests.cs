@@ -232,8 +232,9 @@ public class IntegrityTests
         var (repo, a, _, _) = await TwoPointsAsync(dir);
         var file = SomeChunkFileOf(repo, a);
         var id = repo.LoadManifest(a, "0").Chunks.Last(c => !c.IsZero);
-        using var codec = new ChunkCodec(Chunk, 1, repo.Keys);
-        Assert.Equal(ChunkQuarantine.SoundNow, repo.QuarantineChunk(id, codec));
+        var chunks = repo.StoredChunks;
+        using var codec = chunks.NewCodec();
+        Assert.Equal(ChunkQuarantine.SoundNow, chunks.Quarantine(id, codec));
         Assert.True(File.Exists(file));
         Assert.False(File.Exists(file + LocalChunkStore.BadSuffix));
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
