@@ -4,10 +4,12 @@ using System.Threading.Channels;
 namespace ProxyBackup.Repository;
 
 /// <summary>
-/// Reads one disk into the repository: a reader fills a fixed set of aligned chunk buffers, taking
-/// the chunks from several regions of the disk in turn (<see cref="DiskRegions"/>); workers (more than the cores) detect zero chunks without hashing, hash the others, skip those
-/// equal to the previous restore point at the same position, and hand the chunks the repository
-/// lacks to a pool of encoders that compress, encrypt and write them. Memory stays at (buffers +
+/// Reads one disk into the repository, in three stages: a <see cref="ChunkReader"/> fills a fixed
+/// set of aligned chunk buffers, taking the chunks from several regions of the disk in turn
+/// (<see cref="DiskRegions"/>); workers, more than the cores (<see cref="ChunkSorter"/>), detect
+/// zero chunks without hashing, hash the others, skip those equal to the previous restore point at
+/// the same position, and hand the chunks the repository lacks to a pool of encoders
+/// (<see cref="ChunkWriter"/>) that compress, encrypt and write them. Memory stays at (buffers +
 /// encoders) × chunk size whatever the disk size.
 /// </summary>
 /// <param name="abandonable">Receives each chunk this backup stored that no restore point referenced to its knowledge (not the parent's at that position, not a damaged copy replaced), with its stamp: what the writer removes again when it fails (<see cref="IChunkStore.RemoveUnchanged"/>).</param>
@@ -26,130 +28,27 @@ internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, Chu
         using var source = BlockSource.OpenRead(sourcePath);
         var chunkSize = chunks.ChunkSize;
         var count = Manifest.ChunkCount(source.Size, chunkSize);
-        var ids = new ChunkId[count];
         var meter = new ProgressMeter($"backup {Path.GetFileName(sourcePath)}", source.Size, progress, storesData: true);
         // Workers hash and compare, each with its chunk buffer; where hashes are batched, 16 of them wait for each batch.
-        var encoderCount = tuning.BackupEncoders;
         using var lease = await ChunkHasher.ReserveWorkersAsync(memory, tuning, chunkSize,
-            FixedBytes(tuning, chunkSize, chunks.Encrypted), encoderCount, meter.ReportWaitingForMemory, ct, admission).ConfigureAwait(false);
+            FixedBytes(tuning, chunkSize, chunks.Encrypted), tuning.BackupEncoders, meter.ReportWaitingForMemory, ct, admission).ConfigureAwait(false);
         meter.Start();
         var workers = lease.Workers;
-        var hasher = new ChunkHasher(chunks.NameKey, workers, tuning);
-        using var encoders = new BlockingCollection<ChunkCodec>();
-        for (var i = 0; i < encoderCount; i++) encoders.Add(chunks.NewCodec());
-        long zero = 0, changed = 0, newStored = 0;
-        int newChunks = 0, repaired = 0;
-        // A full backup trusts no stored chunk by its name alone: it reads back each one it would
-        // reuse and replaces a damaged one (docs/repository-format.md, "Damage and healing").
-        var checkStored = previous is null;
-        var written = new ConcurrentDictionary<ChunkId, byte>();
-        // One per worker and a few for the reader to fill ahead.
-        var buffers = Enumerable.Range(0, workers + tuning.BackupReadAhead).Select(_ => new AlignedBuffer(chunkSize)).ToList();
-        var free = Channel.CreateUnbounded<AlignedBuffer>();
-        foreach (var b in buffers) free.Writer.TryWrite(b);
-        var work = Channel.CreateBounded<(int Index, AlignedBuffer Buffer, int Length)>(buffers.Count);
+        // One buffer per worker and a few for the reader to fill ahead.
+        using var reader = new ChunkReader(source, chunkSize, workers + tuning.BackupReadAhead);
+        using var writer = new ChunkWriter(chunks, tuning.BackupEncoders, checkStored: previous is null, abandonable);
+        var sorter = new ChunkSorter(chunks.Store, new ChunkHasher(chunks.NameKey, workers, tuning), previous, writer, meter, count);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var token = failed.Token;
-
-        async Task ReadAll()
-        {
-            try
-            {
-                foreach (var i in DiskRegions.Interleaved(count, tuning.BackupRegions))
-                {
-                    var buffer = await free.Reader.ReadAsync(token).ConfigureAwait(false);
-                    var offset = (long)i * chunkSize;
-                    var expected = (int)Math.Min(chunkSize, source.Size - offset);
-                    var n = source.ReadFull(buffer.GetSpan()[..expected], offset);
-                    if (n != expected) throw new IOException($"{sourcePath} ended at byte {offset + n}, before its size of {source.Size} bytes.");
-                    await work.Writer.WriteAsync((i, buffer, n), token).ConfigureAwait(false);
-                }
-                work.Writer.Complete();
-            }
-            catch (Exception e)
-            {
-                work.Writer.TryComplete(e);
-                throw;
-            }
-        }
-
-        void Work()
-        {
-            while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
-            {
-                while (work.Reader.TryRead(out var item))
-                {
-                    token.ThrowIfCancellationRequested();
-                    var data = item.Buffer.GetSpan()[..item.Length];
-                    long stored = 0;
-                    if (!data.ContainsAnyExcept((byte)0))
-                    {
-                        ids[item.Index] = ChunkId.Zero;
-                        Interlocked.Add(ref zero, item.Length);
-                        if (previous is not null && item.Index < previous.Chunks.Count && !previous.Chunks[item.Index].IsZero)
-                            Interlocked.Add(ref changed, item.Length);
-                    }
-                    else
-                    {
-                        var id = hasher.Name(data);
-                        ids[item.Index] = id;
-                        var unchanged = previous is not null && item.Index < previous.Chunks.Count && previous.Chunks[item.Index] == id;
-                        if (!unchanged) Interlocked.Add(ref changed, item.Length);
-                        // Even an unchanged chunk is written when the store lacks it (verify moved it
-                        // aside, or it was lost): a restore point never references a chunk that is not
-                        // there, and the older points that reference it are whole again.
-                        var present = written.TryAdd(id, 0) ? chunks.Store.Touch(id, chunks.Now) : (bool?)null;
-                        if (present is false || (present is true && checkStored))
-                        {
-                            var codec = encoders.Take(token);
-                            try
-                            {
-                                var damaged = present is true && !chunks.IsSound(id, codec)
-                                    && chunks.Quarantine(id, codec) != ChunkQuarantine.SoundNow;
-                                if (present is false || damaged)
-                                {
-                                    var file = codec.Encode(id, data);
-                                    var stamp = chunks.Store.Write(id, file.Span);
-                                    if (!unchanged && !damaged) abandonable.Add((id, stamp));
-                                    stored = file.Length;
-                                    if (damaged) Interlocked.Increment(ref repaired);
-                                }
-                            }
-                            finally
-                            {
-                                encoders.Add(codec);
-                            }
-                            if (stored > 0)
-                            {
-                                Interlocked.Add(ref newStored, stored);
-                                Interlocked.Increment(ref newChunks);
-                            }
-                        }
-                    }
-                    free.Writer.TryWrite(item.Buffer);
-                    meter.Add(item.Length, stored);
-                }
-            }
-        }
-
-        var tasks = new List<Task> { Task.Run(ReadAll, token) };
-        tasks.AddRange(hasher.StartWorkers(workers, _ => Work(), token));
-        try
-        {
-            await WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
-        }
-        finally
-        {
-            foreach (var b in buffers) ((IDisposable)b).Dispose();
-            foreach (var codec in encoders) codec.Dispose();
-        }
+        var tasks = new List<Task> { Task.Run(() => reader.ReadAllAsync(DiskRegions.Interleaved(count, tuning.BackupRegions), failed.Token), failed.Token) };
+        tasks.AddRange(sorter.Hasher.StartWorkers(workers, _ => sorter.SortAll(reader, failed.Token), failed.Token));
+        await WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
         meter.Report();
         var stats = new DiskBackupStats
         {
-            Read = source.Size, Zero = zero, Changed = previous is null ? source.Size - zero : changed,
-            NewStored = newStored, NewChunks = newChunks, Repaired = repaired, Seconds = meter.Elapsed.TotalSeconds,
+            Read = source.Size, Zero = sorter.ZeroBytes, Changed = previous is null ? source.Size - sorter.ZeroBytes : sorter.ChangedBytes,
+            NewStored = writer.StoredBytes, NewChunks = writer.StoredChunks, Repaired = writer.Repaired, Seconds = meter.Elapsed.TotalSeconds,
         };
-        return (new Manifest(source.Size, chunkSize, ids), stats);
+        return (new Manifest(source.Size, chunkSize, sorter.Ids), stats);
     }
 
     /// <summary>Waits for all; the first failure cancels the others and is the one thrown (not a cancellation it caused).</summary>
@@ -172,5 +71,176 @@ internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, Chu
             }
         }
         if (first is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+    }
+}
+
+/// <summary>A chunk the reader filled: its position in the disk, the buffer it is in, its length.</summary>
+internal readonly record struct ReadChunk(int Index, AlignedBuffer Buffer, int Length);
+
+/// <summary>
+/// Backup stage 1: reads a disk's chunks, in the order it is given, into a fixed set of aligned
+/// buffers (O_DIRECT needs them) and hands each on; a buffer is filled again once its chunk is done.
+/// </summary>
+internal sealed class ChunkReader : IDisposable
+{
+    private readonly BlockSource _source;
+    private readonly int _chunkSize;
+    private readonly List<AlignedBuffer> _buffers;
+    private readonly Channel<AlignedBuffer> _free = Channel.CreateUnbounded<AlignedBuffer>();
+    private readonly Channel<ReadChunk> _read;
+
+    public ChunkReader(BlockSource source, int chunkSize, int buffers)
+    {
+        _source = source;
+        _chunkSize = chunkSize;
+        _buffers = [.. Enumerable.Range(0, buffers).Select(_ => new AlignedBuffer(chunkSize))];
+        foreach (var b in _buffers) _free.Writer.TryWrite(b);
+        _read = Channel.CreateBounded<ReadChunk>(buffers);
+    }
+
+    /// <summary>The chunks read, in the order read; completed (or failed) when the reader ends.</summary>
+    public ChannelReader<ReadChunk> Chunks => _read.Reader;
+
+    public async Task ReadAllAsync(IEnumerable<int> order, CancellationToken ct)
+    {
+        try
+        {
+            foreach (var i in order)
+            {
+                var buffer = await _free.Reader.ReadAsync(ct).ConfigureAwait(false);
+                var offset = (long)i * _chunkSize;
+                var expected = (int)Math.Min(_chunkSize, _source.Size - offset);
+                var n = _source.ReadFull(buffer.GetSpan()[..expected], offset);
+                if (n != expected) throw new IOException($"{_source.Path} ended at byte {offset + n}, before its size of {_source.Size} bytes.");
+                await _read.Writer.WriteAsync(new ReadChunk(i, buffer, n), ct).ConfigureAwait(false);
+            }
+            _read.Writer.Complete();
+        }
+        catch (Exception e)
+        {
+            _read.Writer.TryComplete(e);
+            throw;
+        }
+    }
+
+    /// <summary>Gives a chunk's buffer back once the chunk is done with.</summary>
+    public void Release(ReadChunk chunk) => _free.Writer.TryWrite(chunk.Buffer);
+
+    public void Dispose()
+    {
+        foreach (var b in _buffers) ((IDisposable)b).Dispose();
+    }
+}
+
+/// <summary>
+/// Backup stage 2, run by every worker: tells zero chunks apart without hashing them, names the
+/// others, compares each with the parent's chunk at its position, and sends to the
+/// <see cref="ChunkWriter"/> what the store lacks (checked with a touch the first time a name
+/// occurs, so that a GC beside keeps it) and, on a full backup, what it holds, to be checked.
+/// </summary>
+internal sealed class ChunkSorter(IChunkStore store, ChunkHasher hasher, Manifest? previous, ChunkWriter writer, ProgressMeter meter, int count)
+{
+    private readonly ConcurrentDictionary<ChunkId, byte> _seen = new();
+    private long _zero;
+    private long _changed;
+
+    public ChunkHasher Hasher => hasher;
+
+    /// <summary>The disk's chunk names by position, complete once every worker has ended.</summary>
+    public ChunkId[] Ids { get; } = new ChunkId[count];
+
+    public long ZeroBytes => Interlocked.Read(ref _zero);
+
+    /// <summary>Bytes in chunks that differ from the parent's at the same position.</summary>
+    public long ChangedBytes => Interlocked.Read(ref _changed);
+
+    public void SortAll(ChunkReader reader, CancellationToken ct)
+    {
+        while (reader.Chunks.WaitToReadAsync(ct).AsTask().GetAwaiter().GetResult())
+        {
+            while (reader.Chunks.TryRead(out var chunk))
+            {
+                ct.ThrowIfCancellationRequested();
+                var stored = Sort(chunk.Index, chunk.Buffer.GetSpan()[..chunk.Length], ct);
+                reader.Release(chunk);
+                meter.Add(chunk.Length, stored);
+            }
+        }
+    }
+
+    /// <summary>Sorts one chunk; returns the bytes stored for it.</summary>
+    private long Sort(int index, ReadOnlySpan<byte> data, CancellationToken ct)
+    {
+        var parent = previous is not null && index < previous.Chunks.Count ? previous.Chunks[index] : (ChunkId?)null;
+        if (!data.ContainsAnyExcept((byte)0))
+        {
+            Ids[index] = ChunkId.Zero;
+            Interlocked.Add(ref _zero, data.Length);
+            if (parent is { IsZero: false }) Interlocked.Add(ref _changed, data.Length);
+            return 0;
+        }
+        var id = hasher.Name(data);
+        Ids[index] = id;
+        var unchanged = parent == id;
+        if (!unchanged) Interlocked.Add(ref _changed, data.Length);
+        // Even an unchanged chunk is written when the store lacks it (verify moved it aside, or it
+        // was lost): a restore point never references a chunk that is not there, and the older
+        // points that reference it are whole again.
+        var present = _seen.TryAdd(id, 0) ? store.Touch(id, writer.Now) : (bool?)null;
+        return present is false || (present is true && writer.ChecksStored) ? writer.Store(id, data, present.Value, unchanged, ct) : 0;
+    }
+}
+
+/// <summary>
+/// Backup stage 3: a pool of codecs (fewer than the workers: each holds an encoded chunk's buffer)
+/// that compress, encrypt and store chunks. A full backup trusts no stored chunk by its name alone:
+/// it reads back each one it would reuse and replaces a damaged one (docs/repository-format.md,
+/// "Damage and healing").
+/// </summary>
+/// <param name="abandonable">Receives each chunk stored that no restore point referenced to this backup's knowledge, with its stamp: what the writer removes again when it fails (<see cref="IChunkStore.RemoveUnchanged"/>).</param>
+internal sealed class ChunkWriter(StoredChunks chunks, int encoders, bool checkStored, ConcurrentBag<(ChunkId Id, long Stamp)> abandonable) : IDisposable
+{
+    private readonly BlockingCollection<ChunkCodec> _codecs = new(new ConcurrentBag<ChunkCodec>(Enumerable.Range(0, encoders).Select(_ => chunks.NewCodec())));
+    private long _storedBytes;
+    private int _storedChunks;
+    private int _repaired;
+
+    /// <summary>Whether stored chunks are read back before they are reused (a full backup).</summary>
+    public bool ChecksStored => checkStored;
+
+    public DateTimeOffset Now => chunks.Now;
+    public long StoredBytes => Interlocked.Read(ref _storedBytes);
+    public int StoredChunks => Volatile.Read(ref _storedChunks);
+    public int Repaired => Volatile.Read(ref _repaired);
+
+    /// <summary>
+    /// Stores a chunk the store lacks, or checks one it holds (<paramref name="present"/>) and
+    /// replaces it when damaged; returns the bytes stored.
+    /// </summary>
+    public long Store(ChunkId id, ReadOnlySpan<byte> data, bool present, bool unchanged, CancellationToken ct)
+    {
+        var codec = _codecs.Take(ct);
+        try
+        {
+            var damaged = present && !chunks.IsSound(id, codec) && chunks.Quarantine(id, codec) != ChunkQuarantine.SoundNow;
+            if (present && !damaged) return 0;
+            var file = codec.Encode(id, data);
+            var stamp = chunks.Store.Write(id, file.Span);
+            if (!unchanged && !damaged) abandonable.Add((id, stamp));
+            if (damaged) Interlocked.Increment(ref _repaired);
+            Interlocked.Add(ref _storedBytes, file.Length);
+            Interlocked.Increment(ref _storedChunks);
+            return file.Length;
+        }
+        finally
+        {
+            _codecs.Add(codec);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var codec in _codecs) codec.Dispose();
+        _codecs.Dispose();
     }
 }

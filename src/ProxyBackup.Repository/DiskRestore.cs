@@ -21,8 +21,10 @@ public sealed record RestoreOptions
 public sealed record DiskRestoreStats(long Bytes, long ZeroBytes, long WrittenBytes, double Seconds);
 
 /// <summary>
-/// Writes a restore point's disk to a block device or a file. Workers fetch, decrypt, decompress
-/// and verify chunks in parallel and write them at their offsets; every chunk's name is checked.
+/// Writes a restore point's disk to a block device or a file: a <see cref="RestoreFeeder"/> hands
+/// out the chunks from several regions of the disk in turn; workers (<see cref="ChunkPlacer"/>)
+/// fetch, decrypt, decompress and verify them in parallel (<see cref="ChunkBuffers.Loader"/>) and
+/// write them at their offsets; every chunk's name and length is checked.
 /// </summary>
 internal sealed class DiskRestore(StoredChunks chunks, PipelineTuning tuning, ChunkMemory memory)
 {
@@ -57,65 +59,24 @@ internal sealed class DiskRestore(StoredChunks chunks, PipelineTuning tuning, Ch
         var workers = buffers.Workers;
         var hasher = new ChunkHasher(chunks.NameKey, workers, tuning);
         // The feeder runs this many chunks ahead of the workers, starting to read their files.
-        var work = Channel.CreateBounded<int>(4 * workers);
+        var feeder = new RestoreFeeder(chunks.Store, manifest, 4 * workers);
         using var zeros = skipZeros ? null : new AlignedBuffer(manifest.ChunkSize);
-        long zeroBytes = 0, written = 0;
+        var placer = new ChunkPlacer(target, manifest, zeros, meter);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = failed.Token;
-
-        async Task Feed()
-        {
-            try
-            {
-                foreach (var i in DiskRegions.Interleaved(manifest.Chunks.Count, tuning.RestoreRegions))
-                {
-                    await work.Writer.WriteAsync(i, token).ConfigureAwait(false);
-                    if (!manifest.Chunks[i].IsZero) chunks.Store.ReadAhead(manifest.Chunks[i]);
-                }
-                work.Writer.Complete();
-            }
-            catch (Exception e)
-            {
-                work.Writer.TryComplete(e);
-                throw;
-            }
-        }
 
         void Work(int worker)
         {
             using var codec = chunks.NewCodec(hasher);
-            var loader = buffers.ForWorker(worker, chunks.Store, codec);
-            while (work.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
-            {
-                while (work.Reader.TryRead(out var i))
-                {
-                    token.ThrowIfCancellationRequested();
-                    var length = manifest.ChunkLength(i);
-                    var offset = (long)i * manifest.ChunkSize;
-                    var id = manifest.Chunks[i];
-                    if (id.IsZero)
-                    {
-                        Interlocked.Add(ref zeroBytes, length);
-                        if (zeros is not null) target.Write(zeros.GetSpan()[..length], offset);
-                    }
-                    else
-                    {
-                        var data = loader.Load(id, token);
-                        if (data.Length != length) throw new CorruptDataException($"Chunk {id} holds {data.Length} bytes where the manifest needs {length}.");
-                        target.Write(data, offset);
-                        Interlocked.Add(ref written, data.Length);
-                    }
-                    meter.Add(length, 0);
-                }
-            }
+            placer.PlaceAll(feeder, buffers.ForWorker(worker, chunks.Store, codec), token);
         }
 
-        var tasks = new List<Task> { Task.Run(Feed, token) };
+        var tasks = new List<Task> { Task.Run(() => feeder.FeedAsync(DiskRegions.Interleaved(manifest.Chunks.Count, tuning.RestoreRegions), token), token) };
         tasks.AddRange(hasher.StartWorkers(workers, Work, token));
         await DiskBackup.WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
         target.Flush();
         meter.Report();
-        return new DiskRestoreStats(manifest.DiskSize, zeroBytes, written, meter.Elapsed.TotalSeconds);
+        return new DiskRestoreStats(manifest.DiskSize, placer.ZeroBytes, placer.WrittenBytes, meter.Elapsed.TotalSeconds);
     }
 
     private static long DataBytes(Manifest manifest) =>
@@ -140,6 +101,76 @@ internal sealed class DiskRestore(StoredChunks chunks, PipelineTuning tuning, Ch
                 default: return; // the file system cannot reserve; the writes allocate as they go
             }
             start = -1;
+        }
+    }
+}
+
+/// <summary>
+/// Restore stage 1: hands out a manifest's chunk positions in the order given, asking the store to
+/// start reading each chunk file as it goes, so that the storage works ahead of the workers.
+/// </summary>
+internal sealed class RestoreFeeder(IChunkStore store, Manifest manifest, int ahead)
+{
+    private readonly Channel<int> _positions = Channel.CreateBounded<int>(ahead);
+
+    public ChannelReader<int> Positions => _positions.Reader;
+
+    public async Task FeedAsync(IEnumerable<int> order, CancellationToken ct)
+    {
+        try
+        {
+            foreach (var i in order)
+            {
+                await _positions.Writer.WriteAsync(i, ct).ConfigureAwait(false);
+                if (!manifest.Chunks[i].IsZero) store.ReadAhead(manifest.Chunks[i]);
+            }
+            _positions.Writer.Complete();
+        }
+        catch (Exception e)
+        {
+            _positions.Writer.TryComplete(e);
+            throw;
+        }
+    }
+}
+
+/// <summary>
+/// Restore stage 2, run by every worker: loads each chunk through the worker's checked
+/// <see cref="ChunkBuffers.Loader"/>, checks its length against the manifest, and writes it at its
+/// offset; a zero chunk is written from <c>zeros</c>, or skipped where the target already reads as zeros (null).
+/// </summary>
+internal sealed class ChunkPlacer(BlockSource target, Manifest manifest, AlignedBuffer? zeros, ProgressMeter meter)
+{
+    private long _zeroBytes;
+    private long _writtenBytes;
+
+    public long ZeroBytes => Interlocked.Read(ref _zeroBytes);
+    public long WrittenBytes => Interlocked.Read(ref _writtenBytes);
+
+    public void PlaceAll(RestoreFeeder feeder, ChunkBuffers.Loader loader, CancellationToken ct)
+    {
+        while (feeder.Positions.WaitToReadAsync(ct).AsTask().GetAwaiter().GetResult())
+        {
+            while (feeder.Positions.TryRead(out var i))
+            {
+                ct.ThrowIfCancellationRequested();
+                var length = manifest.ChunkLength(i);
+                var offset = (long)i * manifest.ChunkSize;
+                var id = manifest.Chunks[i];
+                if (id.IsZero)
+                {
+                    Interlocked.Add(ref _zeroBytes, length);
+                    if (zeros is not null) target.Write(zeros.GetSpan()[..length], offset);
+                }
+                else
+                {
+                    var data = loader.Load(id, ct);
+                    if (data.Length != length) throw new CorruptDataException($"Chunk {id} holds {data.Length} bytes where the manifest needs {length}.");
+                    target.Write(data, offset);
+                    Interlocked.Add(ref _writtenBytes, data.Length);
+                }
+                meter.Add(length, 0);
+            }
         }
     }
 }
