@@ -47,6 +47,18 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
     /// </summary>
     public static string? BootId { get; } = ReadBootId();
 
+    /// <summary>
+    /// This process's pid namespace (<c>pid:[inode]</c>): containers on one kernel share its boot id,
+    /// and a pid means this process's neighbour only within the same namespace.
+    /// </summary>
+    public static string? PidNamespace { get; } = ReadPidNamespace();
+
+    private static string? ReadPidNamespace()
+    {
+        try { return new FileInfo("/proc/self/ns/pid").LinkTarget; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
     private static string? ReadBootId()
     {
         try { return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim(); }

@@ -18,7 +18,7 @@ internal enum Durability
 /// <summary>Writes through tmp/ and a rename, so a reader never sees half a file.</summary>
 internal static class AtomicFile
 {
-    /// <param name="writer">The writer's tag (<see cref="WriterTag"/>) for a file written under a lock; null for one written before any lock is held (a lock, the config).</param>
+    /// <param name="writer">The writer's tag (<see cref="WriterTag"/>) for a chunk or restore point file, written under a lock; null for lock, key and config files, which GC removes by their age alone.</param>
     public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, Durability durability, string? writer = null)
     {
         var tmp = TmpPath(tmpDirectory, path, writer);
@@ -94,7 +94,7 @@ internal static class AtomicFile
     }
 
     /// <summary><c>NAME.TAG.GUID</c>, or <c>NAME.PID.GUID</c> untagged (docs/repository-format.md, "Layout").</summary>
-    private static string TmpPath(string tmpDirectory, string path, string? writer) =>
+    internal static string TmpPath(string tmpDirectory, string path, string? writer) =>
         Path.Combine(tmpDirectory, $"{Path.GetFileName(path)}.{writer ?? Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)}.{Guid.NewGuid():N}");
 
     /// <summary>

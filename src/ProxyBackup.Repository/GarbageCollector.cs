@@ -72,8 +72,9 @@ internal sealed class GarbageCollector(IChunkStore chunks, StoredPoints points, 
             written <= cutoff || (writer is not null && liveWriters is not null && !liveWriters.Contains(writer));
         var removedPoints = incomplete.Count(p => Leftover(p.Writer, p.LastWritten) && points.Store.RemoveIncomplete(p.Source, p.Id));
         var removedTmp = 0;
+        // A file renamed into place meanwhile is gone (its time reads as 1601): nothing to count.
         foreach (var (file, written) in tmpFiles)
-            if (Leftover(WriterTag.InTmpName(Path.GetFileName(file)), written))
+            if (File.Exists(file) && Leftover(WriterTag.InTmpName(Path.GetFileName(file)), written))
             {
                 AtomicFile.TryDelete(file);
                 removedTmp++;

@@ -4,6 +4,8 @@ namespace ProxyBackup.Repository;
 internal sealed class LocalPointStore(string root) : IPointStore
 {
     private const string Index = "index";
+    // A point directory GC took aside to remove; ids never contain a dot (docs/repository-format.md, "Layout").
+    private const string GcAsideSuffix = ".gc";
     /// <summary>The writer's tag, written when the point begins (docs/repository-format.md, "Layout").</summary>
     public const string WriterFile = "writer";
     private string PointsDirectory => Path.Combine(root, "points");
@@ -76,9 +78,14 @@ internal sealed class LocalPointStore(string root) : IPointStore
         foreach (var source in Directory.EnumerateDirectories(PointsDirectory))
             foreach (var point in Directory.EnumerateDirectories(source))
             {
-                if (File.Exists(Path.Combine(point, Index))) continue;
+                if (File.Exists(Path.Combine(point, Index)))
+                {
+                    // A GC that died between taking a point aside and finding its index: it goes back.
+                    if (point.EndsWith(GcAsideSuffix, StringComparison.Ordinal)) TryMove(point, point[..^GcAsideSuffix.Length]);
+                    continue;
+                }
                 string? writer;
-                try { writer = File.ReadAllText(Path.Combine(point, WriterFile)).Trim(); }
+                try { writer = WriterTag.Parse(File.ReadAllText(Path.Combine(point, WriterFile))); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { writer = null; }
                 DateTimeOffset written;
                 try { written = Directory.GetLastWriteTimeUtc(point); }
@@ -88,12 +95,33 @@ internal sealed class LocalPointStore(string root) : IPointStore
         return incomplete;
     }
 
+    private static void TryMove(string from, string to)
+    {
+        try { Directory.Move(from, to); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    /// <summary>
+    /// Moved aside under a name no writer uses, then judged: a writer that commits meanwhile (one
+    /// taken for dead by mistake) either finished before the move, and its point goes back, or finds
+    /// its directory gone and fails; it never reports a point whose files were deleted.
+    /// </summary>
     public bool RemoveIncomplete(string source, string id)
     {
         var dir = DirectoryOf(source, id);
-        if (!Directory.Exists(dir) || File.Exists(Path.Combine(dir, Index))) return false;
-        try { Directory.Delete(dir, recursive: true); }
-        catch (DirectoryNotFoundException) { return false; }
+        var aside = dir + GcAsideSuffix;
+        try
+        {
+            if (File.Exists(Path.Combine(dir, Index))) return false;
+            Directory.Move(dir, aside);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; } // gone, or being written
+        if (File.Exists(Path.Combine(aside, Index)))
+        {
+            Directory.Move(aside, dir);
+            return false;
+        }
+        Directory.Delete(aside, recursive: true);
         return true;
     }
 }

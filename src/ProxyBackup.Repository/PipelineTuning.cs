@@ -2,7 +2,7 @@ namespace ProxyBackup.Repository;
 
 /// <summary>
 /// The tuning of the backup, restore and verify pipelines in one place, validated. The defaults
-/// were measured with scripts/bench-repository on 2 cores; docs/operations.md ("Speed") has the
+/// were measured with scripts/bench-repository on 2 cores; docs/operations.md ("How fast, and what to give the proxy VM", "Tuning the pipeline") has the
 /// figures and docs/architecture.md the reasons. The memory they share is <see cref="ChunkMemory"/>'s
 /// budget (the daemon's Limits:MemoryMiB).
 /// </summary>

@@ -46,7 +46,8 @@ public sealed class RepositoryLock : IDisposable
         [property: JsonPropertyName("created")] DateTimeOffset Created,
         [property: JsonPropertyName("refreshed")] DateTimeOffset Refreshed,
         [property: JsonPropertyName("scope")] string? Scope = null,
-        [property: JsonPropertyName("boot")] string? Boot = null);
+        [property: JsonPropertyName("boot")] string? Boot = null,
+        [property: JsonPropertyName("pid_ns")] string? PidNamespace = null);
 
     /// <summary>The lock's file now (a refresh replaces it); null for no lock.</summary>
     internal string? FilePath
@@ -83,7 +84,7 @@ public sealed class RepositoryLock : IDisposable
         while (true)
         {
             var now = clock.GetUtcNow();
-            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now, scope, ProcessOwner.BootId);
+            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now, scope, ProcessOwner.BootId, ProcessOwner.PidNamespace);
             var path = Write(repository, exclusive, info);
             var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive || (scope is not null && h.Info.Scope == scope)));
             if (conflict.Path is null) return new RepositoryLock(repository, path, info);
@@ -146,15 +147,17 @@ public sealed class RepositoryLock : IDisposable
 
     /// <summary>
     /// Not refreshed for <see cref="StaleAfter"/>, or its process is certainly gone: only a lock
-    /// written under this machine's running kernel (the same boot id) is judged by its pid. Another
-    /// machine's lock, even one with this host name (an appliance clone, sharing an NFS
-    /// repository), or one from before a reboot, is judged by its refreshes alone
-    /// (docs/repository-format.md, "Lock files").
+    /// written under this machine's running kernel (the same boot id) and in this pid namespace (a
+    /// container on the same kernel sees other pids) is judged by its pid. Another machine's lock,
+    /// even one with this host name (an appliance clone, sharing an NFS repository), or one from
+    /// before a reboot, is judged by its refreshes alone (docs/repository-format.md, "Lock files").
     /// </summary>
     private static bool IsStale(LockInfo info, DateTimeOffset now)
     {
         if (now - info.Refreshed > StaleAfter) return true;
-        return info.Boot is not null && info.Boot == ProcessOwner.BootId && !ProcessOwner.IsRunning(info.Pid, info.ProcessStart);
+        // A lock of a release before pid_ns was recorded is judged by its boot id alone, as it was then.
+        var sameNamespace = info.PidNamespace is null || info.PidNamespace == ProcessOwner.PidNamespace;
+        return info.Boot is not null && info.Boot == ProcessOwner.BootId && sameNamespace && !ProcessOwner.IsRunning(info.Pid, info.ProcessStart);
     }
 
     /// <summary>

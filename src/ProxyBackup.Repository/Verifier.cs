@@ -49,7 +49,7 @@ internal sealed class Verifier(StoredChunks chunks, StoredPoints points, Pipelin
         var problems = new ConcurrentDictionary<string, ConcurrentBag<string>>();
         void Damage(string point, string why) => problems.GetOrAdd(point, _ => []).Add(why);
         // Each chunk's users: the restore points referencing it, with the length their manifests give it.
-        var users = new Dictionary<ChunkId, HashSet<(string Point, int Length)>>();
+        var users = new Dictionary<ChunkId, List<(string Point, int Length)>>();
         var checkedPoints = new List<string>();
         foreach (var (source, id) in AllPointIds())
         {
@@ -74,7 +74,9 @@ internal sealed class Verifier(StoredChunks chunks, StoredPoints points, Pipelin
                         var chunk = manifest.Chunks[i];
                         if (chunk.IsZero) continue;
                         if (!users.TryGetValue(chunk, out var uses)) users[chunk] = uses = [];
-                        uses.Add((name, manifest.ChunkLength(i)));
+                        // A manifest's repeats of a chunk come one after another in its list: kept once.
+                        var use = (name, manifest.ChunkLength(i));
+                        if (uses.Count == 0 || uses[^1] != use) uses.Add(use);
                     }
                 }
                 catch (RepositoryException e) { Damage(name, e.Message); }

@@ -8,7 +8,7 @@ namespace ProxyBackup.Repository;
 /// ended or died, and GC removes what it left half-written at once instead of after the grace
 /// (docs/repository-format.md, "Garbage collection").
 /// </summary>
-internal static class WriterTag
+internal static partial class WriterTag
 {
     private const char Mark = 'w';
 
@@ -24,6 +24,15 @@ internal static class WriterTag
     public static string? InTmpName(string fileName)
     {
         var parts = fileName.Split('.');
-        return parts.Length >= 3 && parts[^2].StartsWith(Mark) ? parts[^2] : null;
+        return parts.Length >= 3 ? Parse(parts[^2]) : null;
     }
+
+    /// <summary>
+    /// A tag as written (<c>w&lt;pid&gt;-&lt;start&gt;-&lt;boot id&gt;</c>); null for anything else, such as
+    /// an empty <c>writer</c> file a crash left: then only GC's cutoff decides.
+    /// </summary>
+    public static string? Parse(string? text) => text?.Trim() is { } tag && TagPattern().IsMatch(tag) ? tag : null;
+
+    [System.Text.RegularExpressions.GeneratedRegex("^w[0-9]+-[0-9]+-[0-9a-f-]{36}$")]
+    private static partial System.Text.RegularExpressions.Regex TagPattern();
 }

@@ -59,9 +59,9 @@ public class ConfigureTuiTests
             await tui.AnswerAsync("Policy name:", "gold");
             await tui.AnswerAsync("Time zone:", "");
             await tui.AnswerAsync("Schedule", "0 25 * * *");
-            await tui.WaitForAsync("outside the hour field");
+            await tui.WaitForAsync("Hours: Value must be a number between 0 and 23");
             tui.Send("C-u");
-            await tui.AnswerAsync("outside the hour field", "0 3 * * *");
+            await tui.AnswerAsync("Hours: Value must be a number between 0 and 23", "0 3 * * *");
             await tui.ChooseAsync("Select VMs by", "Template attribute");
             await tui.AnswerAsync("Attribute=value:", "");
             foreach (var prompt in new[] { "Keep last:", "Keep daily:", "Keep weekly:", "Keep monthly:", "Full backup every N runs" }) await tui.AnswerAsync(prompt, "");

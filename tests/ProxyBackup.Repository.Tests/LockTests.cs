@@ -298,4 +298,67 @@ public class LockTests
         Assert.True(File.Exists(untagged));
         Assert.Empty(LockFiles(repo));
     }
+
+    [Theory]
+    [InlineData("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
+    [InlineData("disk-0.manifest")]
+    [InlineData("meta-vm.xml.v2")]
+    [InlineData("index")]
+    public void A_tmp_file_names_its_writer_and_only_a_tagged_one_is_read_as_tagged(string file)
+    {
+        var tag = WriterTag.Current!;
+        Assert.NotNull(WriterTag.Parse(tag));
+        Assert.Equal(tag, WriterTag.InTmpName(Path.GetFileName(AtomicFile.TmpPath("/r/tmp", "/r/points/vm-1/x/" + file, tag))));
+        Assert.Null(WriterTag.InTmpName(Path.GetFileName(AtomicFile.TmpPath("/r/tmp", "/r/points/vm-1/x/" + file, null))));
+        Assert.Null(WriterTag.InTmpName("probe-0123456789abcdef"));
+        Assert.Null(WriterTag.Parse(""));
+        Assert.Null(WriterTag.Parse("w12-34"));
+    }
+
+    [Fact]
+    public async Task A_lock_from_another_pid_namespace_of_this_kernel_is_not_judged_by_its_pid()
+    {
+        // A container on the same kernel shares the boot id but not the pids: its live writer's pid
+        // is absent here. Only its refreshes may tell it is gone, or a GC would take what it writes.
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        using var gone = ChildProcess.Start("sleep", "600");
+        var start = Contracts.ProcessOwner.StartTicksOf(gone.Process.Id)!.Value;
+        gone.Process.Kill();
+        await gone.Process.WaitForExitAsync();
+        var now = DateTimeOffset.UtcNow;
+        void WriteLock(string name, string? pidNamespace) => File.WriteAllBytes(Path.Combine(repo.LocksDirectory, name), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(
+            new RepositoryLock.LockInfo("elsewhere", gone.Process.Id, start, "backup of vm-9", now, now, Boot: Contracts.ProcessOwner.BootId, PidNamespace: pidNamespace)));
+        WriteLock("shared-00000000000000aa", "pid:[1]");
+        WriteLock("shared-00000000000000bb", Contracts.ProcessOwner.PidNamespace);
+
+        var holders = RepositoryLock.Holders(repo.LocksDirectory, repo.Clock);
+
+        Assert.Equal(["shared-00000000000000aa"], holders.Select(h => Path.GetFileName(h.Path)));
+        Assert.Equal(["shared-00000000000000aa"], LockFiles(repo).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public async Task A_point_that_gets_its_index_after_gc_listed_it_stays_and_one_a_dead_gc_left_aside_goes_back()
+    {
+        var (dir, repo) = NewRepository();
+        using var _ = dir;
+        var (_, point) = await BackedUpDiskAsync(dir, repo);
+        var store = new LocalPointStore(repo.Root);
+        var pointDir = dir.Combine("repo", "points", "vm-1", point.Id);
+        var index = File.ReadAllBytes(Path.Combine(pointDir, "index"));
+        File.Delete(Path.Combine(pointDir, "index"));
+        var listed = Assert.Single(store.Incomplete());
+        Assert.Equal(point.Id, listed.Id);
+        // Its writer commits between GC's listing and the removal: the point stays, whole.
+        File.WriteAllBytes(Path.Combine(pointDir, "index"), index);
+        Assert.False(store.RemoveIncomplete("vm-1", point.Id));
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+
+        // A GC that died after taking a complete point aside: the next listing puts it back.
+        Directory.Move(pointDir, pointDir + ".gc");
+        Assert.Empty(store.Incomplete());
+        Assert.True(Directory.Exists(pointDir));
+        Assert.Equal(point.Id, Assert.Single(repo.ListRestorePoints()).Id);
+    }
 }
