@@ -46,7 +46,7 @@ internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, Chu
         var stats = new DiskBackupStats
         {
             Read = source.Size, Zero = sorter.ZeroBytes, Changed = previous is null ? source.Size - sorter.ZeroBytes : sorter.ChangedBytes,
-            NewStored = writer.StoredBytes, NewChunks = writer.StoredChunks, Repaired = writer.Repaired, Seconds = meter.Elapsed.TotalSeconds,
+            NewStored = writer.StoredBytes, NewChunks = writer.ChunksStored, Repaired = writer.Repaired, Seconds = meter.Elapsed.TotalSeconds,
         };
         return (new Manifest(source.Size, chunkSize, sorter.Ids), stats);
     }
@@ -192,7 +192,7 @@ internal sealed class ChunkSorter(IChunkStore store, ChunkHasher hasher, Manifes
 }
 
 /// <summary>
-/// Backup stage 3: a pool of codecs (fewer than the workers: each holds an encoded chunk's buffer)
+/// Backup stage 3: a pool of codecs (no more than the workers: each holds an encoded chunk's buffer)
 /// that compress, encrypt and store chunks. A full backup trusts no stored chunk by its name alone:
 /// it reads back each one it would reuse and replaces a damaged one (docs/repository-format.md,
 /// "Damage and healing").
@@ -200,7 +200,7 @@ internal sealed class ChunkSorter(IChunkStore store, ChunkHasher hasher, Manifes
 /// <param name="abandonable">Receives each chunk stored that no restore point referenced to this backup's knowledge, with its stamp: what the writer removes again when it fails (<see cref="IChunkStore.RemoveUnchanged"/>).</param>
 internal sealed class ChunkWriter(StoredChunks chunks, int encoders, bool checkStored, ConcurrentBag<(ChunkId Id, long Stamp)> abandonable) : IDisposable
 {
-    private readonly BlockingCollection<ChunkCodec> _codecs = new(new ConcurrentBag<ChunkCodec>(Enumerable.Range(0, encoders).Select(_ => chunks.NewCodec())));
+    private readonly BlockingCollection<ChunkCodec> _codecs = new(new ConcurrentQueue<ChunkCodec>(Enumerable.Range(0, encoders).Select(_ => chunks.NewCodec())));
     private long _storedBytes;
     private int _storedChunks;
     private int _repaired;
@@ -210,7 +210,7 @@ internal sealed class ChunkWriter(StoredChunks chunks, int encoders, bool checkS
 
     public DateTimeOffset Now => chunks.Now;
     public long StoredBytes => Interlocked.Read(ref _storedBytes);
-    public int StoredChunks => Volatile.Read(ref _storedChunks);
+    public int ChunksStored => Volatile.Read(ref _storedChunks);
     public int Repaired => Volatile.Read(ref _repaired);
 
     /// <summary>

@@ -113,11 +113,23 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         return true;
     }
 
+    /// <summary>
+    /// A stored policy this release can run: one saved by an older release whose schedule no longer
+    /// reads (docs/operations.md, "Schedules") is logged and left out, not allowed to stop the others.
+    /// </summary>
+    private bool Runnable(ProtectionPolicy policy)
+    {
+        var problems = policy.Problems();
+        if (problems.Count == 0) return true;
+        logger.LogError("Policy {Policy} is not run: {Problems}. Save it again with 'proxybackup policy add'.", policy.Name, string.Join("; ", problems));
+        return false;
+    }
+
     /// <summary>One scheduling step: plan, enqueue, start what may start. Returns the number of jobs started.</summary>
     public async Task<int> TickAsync(CancellationToken ct)
     {
         var now = options.Time.GetUtcNow();
-        var (due, skipped) = RunPlanner.Plan(store.Policies(), store.LastSlots(), options.Since, now);
+        var (due, skipped) = RunPlanner.Plan(store.Policies().Where(Runnable), store.LastSlots(), options.Since, now);
         foreach (var (policy, slot) in skipped)
         {
             logger.LogWarning("Policy {Policy}: the run of {Slot:u} was missed and its window has closed; skipped", policy.Name, slot);

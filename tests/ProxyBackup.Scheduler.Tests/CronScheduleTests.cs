@@ -44,6 +44,9 @@ public class CronScheduleTests
     [InlineData("0 3 L * 1#1", "2026-11-03T00:00Z", "2026-11-30T03:00Z")]        // either day field: the last day ...
     [InlineData("0 3 L * 1#1", "2026-11-30T04:00Z", "2026-12-07T03:00Z")]        // ... or the first Monday
     [InlineData("0 22-2 * * *", "2026-11-21T23:30Z", "2026-11-22T00:00Z")]       // a range across midnight
+    [InlineData("0 12 */2 * fri", "2026-11-01T00:00Z", "2026-11-01T12:00Z")]     // both day fields given: either (the 1st) ...
+    [InlineData("0 12 */2 * fri", "2026-11-01T12:00Z", "2026-11-03T12:00Z")]     // ... the 3rd, odd days ...
+    [InlineData("0 12 */2 * fri", "2026-11-05T12:00Z", "2026-11-06T12:00Z")]     // ... or a Friday (the 6th)
     public void Next_fire_time(string expr, string after, string expected) =>
         Assert.Equal(DateTimeOffset.Parse(expected, System.Globalization.CultureInfo.InvariantCulture),
             CronSchedule.Parse(expr, Utc).Next(DateTimeOffset.Parse(after, System.Globalization.CultureInfo.InvariantCulture)));
@@ -69,6 +72,9 @@ public class CronScheduleTests
         Assert.Equal(12, everyTen.Count(f => f.UtcDateTime.Date == new DateTime(2026, 11, 1)));  // 01:00..01:50 EDT, then EST
         Assert.Equal(U(2026, 11, 1, 6, 50), everyTen[11]);
         Assert.Equal(U(2026, 11, 2, 6, 0), everyTen[12]);
+        // So does a range of hours: 01:00 EDT and 01:00 EST.
+        var range = Fires("0 1-3 * * *", NewYork, U(2026, 11, 1, 4, 0), 3);
+        Assert.Equal([U(2026, 11, 1, 5, 0), U(2026, 11, 1, 6, 0), U(2026, 11, 1, 7, 0)], range);
     }
 
     [Fact]
@@ -89,7 +95,9 @@ public class CronScheduleTests
     [InlineData("*/0 * * * *", "Minutes: Value must be a number between 1 and 59")]
     [InlineData("* * * foo *", "Months:")]
     [InlineData("0 3 * * 1#6", "Days of week:")]
-    [InlineData("@sometimes", "Macro:")]
+    [InlineData("@sometimes", "unknown macro")]
+    [InlineData("@every_second", "unknown macro")]
+    [InlineData("H 2 * * *", "H (a time chosen by hashing) is not supported")]
     [InlineData("0 0 30 feb *", "never fires")]
     public void Invalid_expressions_say_what_is_wrong(string expr, string message)
     {
