@@ -74,25 +74,52 @@ internal static class CloudCommands
 
     private static Command List()
     {
-        var c = new Command("list", "VMs with their last restore point.") { Json };
+        var c = new Command("list", "VMs with the policies that protect them, their last restore point and their last backup's outcome (restore points only where a repository is named or configured).") { Json };
         c.SetAction(async (p, ct) =>
         {
             using var client = EngineHost.Connect(p);
-            var repo = RepositoryCommands.Open(p);
+            var repo = RepositoryCommands.OpenIfNamed(p);
             var vms = await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
-            var backedUp = EngineHost.BackedUpVms(repo).ToDictionary(v => v.VmId);
+            var backedUp = repo is null ? [] : EngineHost.BackedUpVms(repo).ToDictionary(v => v.VmId);
+            // Read, never created, by a listing: a proxy without a catalog yet has no policies and no jobs.
+            var catalogPath = p.GetValue(EngineHost.Catalog)!;
+            var catalog = File.Exists(catalogPath) ? new ProxyBackup.Catalog.SqliteCatalog(catalogPath) : null;
+            var policies = catalog?.Policies().Where(x => x.Enabled).ToList() ?? [];
+            var lastBackups = (catalog?.Recent(1000) ?? []).Where(j => j.Kind == "backup").GroupBy(j => j.VmId).ToDictionary(g => g.Key, g => g.First());
+            string ProtectedBy(ProxyBackup.OpenNebula.VirtualMachine vm) =>
+                string.Join(',', policies.Where(x => ProxyBackup.Scheduler.ProtectionPolicyRules.Matches(x.Selection, vm)).Select(x => x.Name));
             // A VM deleted from OpenNebula is listed by its restore points, under the name it last had.
-            var rows = vms.Select(v => (v.Id, v.Name, State: v.StateName, Last: backedUp.TryGetValue(v.Id, out var b) ? (RestorePoint?)b.Latest : null))
-                .Concat(backedUp.Values.Where(b => vms.All(v => v.Id != b.VmId)).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Last: (RestorePoint?)b.Latest)))
-                .OrderBy(r => r.Id).ToList();
-            if (p.GetValue(Json)) { CliFormat.PrintJson(rows.Select(r => new { r.Id, r.Name, r.State, LastRestorePoint = r.Last?.Id, LastTime = r.Last?.Time })); return 0; }
-            Console.WriteLine($"{"ID",5}  {"NAME",-20} {"STATE",-14} LAST RESTORE POINT");
-            foreach (var (vmId, vmName, state, last) in rows)
-                Console.WriteLine($"{vmId,5}  {vmName,-20} {state,-14} {(last is null ? "never" : $"{last.Time:yyyy-MM-dd HH:mm}Z {last.Id}")}");
+            var rows = vms.Select(v => (v.Id, v.Name, State: v.StateName, Policies: ProtectedBy(v), Last: backedUp.TryGetValue(v.Id, out var b) ? (RestorePoint?)b.Latest : null))
+                .Concat(backedUp.Values.Where(b => vms.All(v => v.Id != b.VmId)).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Policies: "", Last: (RestorePoint?)b.Latest)))
+                .OrderBy(r => r.Id)
+                .Select(r => (r.Id, r.Name, r.State, r.Policies, r.Last, Job: lastBackups.GetValueOrDefault(r.Id)))
+                .ToList();
+            if (p.GetValue(Json))
+            {
+                CliFormat.PrintJson(rows.Select(r => new
+                {
+                    r.Id, r.Name, r.State, ProtectedBy = r.Policies.Length == 0 ? Array.Empty<string>() : r.Policies.Split(','),
+                    LastRestorePoint = r.Last?.Id, LastTime = r.Last?.Time, LastBackup = r.Job?.State, LastBackupEnded = r.Job?.Ended, LastError = r.Job?.Error,
+                }));
+                return 0;
+            }
+            if (repo is null) Console.Error.WriteLine("proxybackup: no repository named or configured: restore points are not shown (--repo PATH).");
+            Console.WriteLine($"{"ID",5}  {"NAME",-20} {"STATE",-14} {"PROTECTED BY",-16} {"LAST RESTORE POINT",-38} LAST BACKUP");
+            foreach (var (vmId, vmName, state, policyNames, last, job) in rows)
+                Console.WriteLine($"{vmId,5}  {vmName,-20} {state,-14} {(policyNames.Length == 0 ? "-" : policyNames),-16} " +
+                    $"{(last is null ? repo is null ? "?" : "never" : $"{last.Time:yyyy-MM-dd HH:mm}Z {last.Id}"),-38} {LastBackup(job)}");
             return 0;
         });
         return c;
     }
+
+    /// <summary>A backup job's outcome in one cell: its state, and a failure's reason cut to fit.</summary>
+    private static string LastBackup(ProxyBackup.Contracts.JobRecord? job) => job switch
+    {
+        null => "-",
+        { Error: { Length: > 0 } error } => $"{job.State}: {(error.Length > 60 ? error[..57] + "..." : error)}",
+        _ => job.State,
+    };
 
     private static Command Backup()
     {

@@ -64,6 +64,10 @@ internal static class RepositoryCommands
         return BackupRepository.Open(RepoPath(p), Key(p));
     }
 
+    /// <summary>The repository named (--repo, $PROXYBACKUP_REPOSITORY) or configured, or null when there is none.</summary>
+    internal static BackupRepository? OpenIfNamed(ParseResult p) =>
+        p.GetValue(Repo) is { Length: > 0 } || File.Exists(p.GetValue(DaemonCommand.ConfigFile)!) ? Open(p) : null;
+
     private static RestorePoint FindPoint(BackupRepository repo, string source, string point) =>
         point == "latest"
             ? repo.Latest(source) ?? throw new CliException($"Source '{source}' has no restore point in {repo.Root}.")

@@ -17,7 +17,7 @@ public class OnedRulesCliTests
 
         var (code, output, error) = await ProxybackupAsync(["vm", "list", .. args]);
         Assert.True(code == 0, error);
-        Assert.Matches($@"(?m)^\s*{web.Id}\s+web-01\s+\(deleted\)\s+\S+ \S+Z {point.Id}$", output);
+        Assert.Matches($@"(?m)^\s*{web.Id}\s+web-01\s+\(deleted\)\s+-\s+\S+ \S+Z {point.Id}\s+succeeded$", output);
 
         (code, output, error) = await ProxybackupAsync(["vm", "points", "web-01", .. args]);
         Assert.True(code == 0, error);
@@ -31,6 +31,38 @@ public class OnedRulesCliTests
         (code, _, error) = await ProxybackupAsync(["vm", "points", "no-such-vm", .. args]);
         Assert.Equal(1, code);
         Assert.Equal("proxybackup: No VM is named 'no-such-vm', in OpenNebula or in the repository's restore points; 'proxybackup vm list' shows both.", error.Trim());
+    }
+
+    [Fact]
+    public async Task Vm_list_shows_what_protects_each_vm_and_its_last_backup_and_lists_vms_without_a_repository()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var point = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        ProxyBackup.Scheduler.ProtectionPolicyRules.Save(w.Catalog, new ProxyBackup.Contracts.ProtectionPolicy
+        {
+            Name = "web", Schedule = "@daily", Selection = new ProxyBackup.Contracts.VmSelection { VmNames = ["web-01"] },
+        });
+        var args = await WorldArgsAsync(w);
+
+        var (code, output, error) = await ProxybackupAsync(["vm", "list", "--json", .. args]);
+        Assert.True(code == 0, error);
+        var rows = System.Text.Json.JsonDocument.Parse(output).RootElement.EnumerateArray().ToList();
+        var row = rows.Single(r => r.GetProperty("Id").GetInt32() == web.Id);
+        Assert.Equal(["web"], row.GetProperty("ProtectedBy").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal("succeeded", row.GetProperty("LastBackup").GetString());
+        Assert.Equal(point.Id, row.GetProperty("LastRestorePoint").GetString());
+        var other = rows.First(r => r.GetProperty("Id").GetInt32() != web.Id && r.GetProperty("Id").GetInt32() != w.ProxyId);
+        Assert.Empty(other.GetProperty("ProtectedBy").EnumerateArray());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, other.GetProperty("LastBackup").ValueKind);
+
+        // No repository named or configured: the VMs are listed all the same, and one line says what is missing.
+        var repoAt = Array.IndexOf(args, "--repo");
+        string[] withoutRepository = [.. args[..repoAt], .. args[(repoAt + 2)..], "--config", Path.Combine(w.Root, "no-such-config.json")];
+        (code, output, error) = await ProxybackupAsync(["vm", "list", .. withoutRepository]);
+        Assert.True(code == 0, error);
+        Assert.Equal("proxybackup: no repository named or configured: restore points are not shown (--repo PATH).", error.Trim());
+        Assert.Matches($@"(?m)^\s*{web.Id}\s+web-01\s+\S+\s+web\s+\?\s+succeeded$", output);
     }
 
     [Fact]
