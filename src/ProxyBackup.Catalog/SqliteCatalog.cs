@@ -302,10 +302,20 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
             ("$p", restorePoint), ("$e", error), ("$id", jobId));
     }
 
-    public IReadOnlyList<JobRecord> Recent(int count)
+    private const string JobColumns = "id, kind, vm_id, state, started, ended, bytes_read, bytes_stored, restore_point, error";
+
+    public IReadOnlyList<JobRecord> Recent(int count) =>
+        Jobs($"SELECT {JobColumns} FROM jobs ORDER BY started DESC LIMIT $n;", ("$n", count));
+
+    /// <summary>Each VM's latest job of <paramref name="kind"/> ("backup", "restore"), however long ago it ran.</summary>
+    public IReadOnlyDictionary<int, JobRecord> LastJobs(string kind) =>
+        Jobs($"SELECT {JobColumns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY vm_id ORDER BY started DESC) AS latest FROM jobs WHERE kind = $k) WHERE latest = 1;", ("$k", kind))
+            .ToDictionary(j => j.VmId);
+
+    private List<JobRecord> Jobs(string sql, params (string Name, object? Value)[] parameters)
     {
         using var c = Open();
-        using var cmd = Command(c, "SELECT id, kind, vm_id, state, started, ended, bytes_read, bytes_stored, restore_point, error FROM jobs ORDER BY started DESC LIMIT $n;", null, [("$n", count)]);
+        using var cmd = Command(c, sql, null, parameters);
         using var r = cmd.ExecuteReader();
         var list = new List<JobRecord>();
         while (r.Read())

@@ -2,6 +2,7 @@ using System.CommandLine;
 using ProxyBackup.Engine;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
+using ProxyBackup.Scheduler;
 
 namespace ProxyBackup.Cli;
 
@@ -85,9 +86,8 @@ internal static class CloudCommands
             var catalogPath = p.GetValue(EngineHost.Catalog)!;
             var catalog = File.Exists(catalogPath) ? new ProxyBackup.Catalog.SqliteCatalog(catalogPath) : null;
             var policies = catalog?.Policies().Where(x => x.Enabled).ToList() ?? [];
-            var lastBackups = (catalog?.Recent(1000) ?? []).Where(j => j.Kind == "backup").GroupBy(j => j.VmId).ToDictionary(g => g.Key, g => g.First());
-            string ProtectedBy(ProxyBackup.OpenNebula.VirtualMachine vm) =>
-                string.Join(',', policies.Where(x => ProxyBackup.Scheduler.ProtectionPolicyRules.Matches(x.Selection, vm)).Select(x => x.Name));
+            var lastBackups = catalog?.LastJobs("backup") ?? new Dictionary<int, ProxyBackup.Contracts.JobRecord>();
+            string ProtectedBy(VirtualMachine vm) => string.Join(',', policies.Where(x => x.Selection.Matches(vm)).Select(x => x.Name));
             // A VM deleted from OpenNebula is listed by its restore points, under the name it last had.
             var rows = vms.Select(v => (v.Id, v.Name, State: v.StateName, Policies: ProtectedBy(v), Last: backedUp.TryGetValue(v.Id, out var b) ? (RestorePoint?)b.Latest : null))
                 .Concat(backedUp.Values.Where(b => vms.All(v => v.Id != b.VmId)).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Policies: "", Last: (RestorePoint?)b.Latest)))

@@ -48,6 +48,7 @@ public sealed partial class BackupRepository
         Keys = keys;
         Chunks = chunks ?? new LocalChunkStore(path, StoredChunks.FileCapacity(config.ChunkSize));
         Points = points ?? new LocalPointStore(path);
+        StoredPoints = new StoredPoints(Points, config.ChunkSize, keys);
     }
 
     public string Root { get; }
@@ -187,7 +188,7 @@ public sealed partial class BackupRepository
     internal StoredChunks StoredChunks => new(Chunks, Config.ChunkSize, Config.Compression.Level, Keys, Clock);
 
     /// <summary>The restore points as a pipeline takes them, their files opened with this repository's keys.</summary>
-    internal StoredPoints StoredPoints => new(Points, Config.ChunkSize, Keys);
+    internal StoredPoints StoredPoints { get; }
 
     /// <summary>The readable restore points, oldest first. A point whose index is damaged is left out (see <see cref="ScanRestorePoints"/>), one forgotten meanwhile too.</summary>
     public IReadOnlyList<RestorePoint> ListRestorePoints(string? source = null) => ScanRestorePoints(source).Points;

@@ -37,10 +37,11 @@ internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, Chu
         // One buffer per worker and a few for the reader to fill ahead.
         using var reader = new ChunkReader(source, chunkSize, workers + tuning.BackupReadAhead);
         using var writer = new ChunkWriter(chunks, tuning.BackupEncoders, checkStored: previous is null, abandonable);
-        var sorter = new ChunkSorter(chunks.Store, new ChunkHasher(chunks.NameKey, workers, tuning), previous, writer, meter, count);
+        var hasher = new ChunkHasher(chunks.NameKey, workers, tuning);
+        var sorter = new ChunkSorter(chunks, hasher, previous, writer, meter, count);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var tasks = new List<Task> { Task.Run(() => reader.ReadAllAsync(DiskRegions.Interleaved(count, tuning.BackupRegions), failed.Token), failed.Token) };
-        tasks.AddRange(sorter.Hasher.StartWorkers(workers, _ => sorter.SortAll(reader, failed.Token), failed.Token));
+        tasks.AddRange(hasher.StartWorkers(workers, _ => sorter.SortAll(reader, failed.Token), failed.Token));
         await WhenAllOrFirstFailure(tasks, failed).ConfigureAwait(false);
         meter.Report();
         var stats = new DiskBackupStats
@@ -138,13 +139,11 @@ internal sealed class ChunkReader : IDisposable
 /// <see cref="ChunkWriter"/> what the store lacks (checked with a touch the first time a name
 /// occurs, so that a GC beside keeps it) and, on a full backup, what it holds, to be checked.
 /// </summary>
-internal sealed class ChunkSorter(IChunkStore store, ChunkHasher hasher, Manifest? previous, ChunkWriter writer, ProgressMeter meter, int count)
+internal sealed class ChunkSorter(StoredChunks chunks, ChunkHasher hasher, Manifest? previous, ChunkWriter writer, ProgressMeter meter, int count)
 {
     private readonly ConcurrentDictionary<ChunkId, byte> _seen = new();
     private long _zero;
     private long _changed;
-
-    public ChunkHasher Hasher => hasher;
 
     /// <summary>The disk's chunk names by position, complete once every worker has ended.</summary>
     public ChunkId[] Ids { get; } = new ChunkId[count];
@@ -186,7 +185,7 @@ internal sealed class ChunkSorter(IChunkStore store, ChunkHasher hasher, Manifes
         // Even an unchanged chunk is written when the store lacks it (verify moved it aside, or it
         // was lost): a restore point never references a chunk that is not there, and the older
         // points that reference it are whole again.
-        var present = _seen.TryAdd(id, 0) ? store.Touch(id, writer.Now) : (bool?)null;
+        var present = _seen.TryAdd(id, 0) ? chunks.Store.Touch(id, chunks.Now) : (bool?)null;
         return present is false || (present is true && writer.ChecksStored) ? writer.Store(id, data, present.Value, unchanged, ct) : 0;
     }
 }
@@ -208,7 +207,6 @@ internal sealed class ChunkWriter(StoredChunks chunks, int encoders, bool checkS
     /// <summary>Whether stored chunks are read back before they are reused (a full backup).</summary>
     public bool ChecksStored => checkStored;
 
-    public DateTimeOffset Now => chunks.Now;
     public long StoredBytes => Interlocked.Read(ref _storedBytes);
     public int ChunksStored => Volatile.Read(ref _storedChunks);
     public int Repaired => Volatile.Read(ref _repaired);

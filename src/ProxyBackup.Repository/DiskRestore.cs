@@ -165,7 +165,7 @@ internal sealed class ChunkPlacer(BlockSource target, Manifest manifest, Aligned
                 else
                 {
                     var data = loader.Load(id, ct);
-                    if (data.Length != length) throw new CorruptDataException($"Chunk {id} holds {data.Length} bytes where the manifest needs {length}.");
+                    manifest.CheckChunkLength(i, id, data.Length);
                     target.Write(data, offset);
                     Interlocked.Add(ref _writtenBytes, data.Length);
                 }

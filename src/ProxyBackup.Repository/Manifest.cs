@@ -38,6 +38,12 @@ public sealed class Manifest
     /// <summary>Length of chunk <paramref name="index"/>: the chunk size, except for a short last chunk.</summary>
     public int ChunkLength(int index) => (int)Math.Min(ChunkSize, DiskSize - (long)index * ChunkSize);
 
+    /// <summary>Throws <see cref="CorruptDataException"/> unless a chunk read for position <paramref name="index"/> is as long as that position (a restore would write a disk of the wrong shape).</summary>
+    public void CheckChunkLength(int index, ChunkId id, int length)
+    {
+        if (length != ChunkLength(index)) throw new CorruptDataException($"Chunk {id} holds {length} bytes where the manifest needs {ChunkLength(index)}.");
+    }
+
     public byte[] ToBytes()
     {
         var bytes = new byte[HeaderSize + (long)Chunks.Count * ChunkId.Size + 32];

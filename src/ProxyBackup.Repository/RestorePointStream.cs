@@ -52,9 +52,7 @@ public sealed class RestorePointStream : Stream
                 if (_cachedIndex != index)
                 {
                     _cachedIndex = -1;
-                    var length = _codec.Decode(id, _file.AsSpan(0, _chunks.Store.Read(id, _file)), _chunk);
-                    if (length != _manifest.ChunkLength(index))
-                        throw new CorruptDataException($"Chunk {id} holds {length} bytes where the manifest needs {_manifest.ChunkLength(index)}.");
+                    _manifest.CheckChunkLength(index, id, _codec.Decode(id, _file.AsSpan(0, _chunks.Store.Read(id, _file)), _chunk));
                     _cachedIndex = index;
                 }
                 _chunk.AsSpan(within, n).CopyTo(buffer);

@@ -62,4 +62,31 @@ public class CatalogIndexTests
         Assert.Equal(2, lost.Rebuild(w.Repository));
         Assert.Equal(indexed.Select(p => p.Id), lost.ListedPoints().Select(p => p.Id));
     }
+
+    [Fact]
+    public void Each_vms_latest_job_of_a_kind_is_found_however_many_jobs_came_after()
+    {
+        using var dir = new TempDirectory();
+        var clock = new ManualClock(new DateTimeOffset(2026, 12, 1, 2, 0, 0, TimeSpan.Zero));
+        var catalog = new ProxyBackup.Catalog.SqliteCatalog(dir.Combine("catalog.db"), clock);
+        void Job(string id, string kind, int vm, bool ok, string? error = null)
+        {
+            clock.Now += TimeSpan.FromMinutes(1);
+            catalog.Started(id, kind, vm);
+            catalog.Finished(id, ok, 0, 0, null, error);
+        }
+        Job("b1", "backup", 7, ok: false, "snapshot refused");
+        Job("b2", "backup", 7, ok: true);
+        Job("b3", "backup", 8, ok: false, "disk full");
+        Job("r1", "restore", 8, ok: true);
+        for (var i = 0; i < 30; i++) Job($"x{i}", "backup", 100 + i, ok: true);
+
+        var last = catalog.LastJobs("backup");
+
+        Assert.Equal(32, last.Count);
+        Assert.Equal(("b2", "succeeded"), (last[7].Id, last[7].State));
+        Assert.Equal(("b3", "failed", "disk full"), (last[8].Id, last[8].State, last[8].Error));
+        Assert.Equal("r1", Assert.Single(catalog.LastJobs("restore")).Value.Id);
+        Assert.DoesNotContain(catalog.Recent(20), j => j.VmId is 7 or 8);
+    }
 }
