@@ -11,8 +11,9 @@ public static class ProgressDisplay
 {
     public static async Task<T> RunAsync<T>(string title, Func<IProgress<TransferProgress>, Task<T>> work)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        if (!console.Profile.Capabilities.Interactive || Console.IsErrorRedirected)
+        // Redirected is known at once; the console's own detection is left for a terminal.
+        var console = Console.IsErrorRedirected ? null : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        if (console is null || !console.Profile.Capabilities.Interactive)
         {
             var lines = new LineProgress();
             var result = await work(lines).ConfigureAwait(false);

@@ -26,7 +26,7 @@ public sealed partial class BackupRepository
             var sourceAndId = name.Split('/', 2);
             var (source, id) = (sourceAndId[0], sourceAndId[1]);
             var state = new VerifyState(now, data, !report.DamagedRestorePoints.ContainsKey(name));
-            try { StoredPoints.WriteFile(source, id, VerifyStateFile, JsonSerializer.SerializeToUtf8Bytes(state), Durability.AtCommit); }
+            try { StoredPoints.WriteFile(source, id, VerifyStateFile, JsonSerializer.SerializeToUtf8Bytes(state, RepositoryJson.Default.VerifyState), Durability.AtCommit); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // forgotten meanwhile: nothing to record
         }
     }
@@ -34,7 +34,7 @@ public sealed partial class BackupRepository
     /// <summary>The last verification of a restore point, or null when it was never verified (or the record is unreadable).</summary>
     public VerifyState? LastVerification(RestorePoint point)
     {
-        try { return JsonSerializer.Deserialize<VerifyState>(StoredPoints.ReadFile(point.Source, point.Id, VerifyStateFile)); }
+        try { return JsonSerializer.Deserialize(StoredPoints.ReadFile(point.Source, point.Id, VerifyStateFile), RepositoryJson.Default.VerifyState); }
         catch (Exception e) when (e is RepositoryException or JsonException) { return null; }
     }
 

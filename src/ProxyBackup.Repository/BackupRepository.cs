@@ -11,7 +11,6 @@ namespace ProxyBackup.Repository;
 /// </summary>
 public sealed partial class BackupRepository
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     /// <summary>
     /// The time that decides lock staleness, garbage collection's grace and restore point times;
@@ -91,7 +90,7 @@ public sealed partial class BackupRepository
             keys = MasterKeys.Generate();
             AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), Durability.Immediate);
         }
-        AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, Json), Durability.Immediate);
+        AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, RepositoryJson.Indented.RepositoryConfig), Durability.Immediate);
         return new BackupRepository(path, config, keys, chunks, points);
     }
 
@@ -107,7 +106,7 @@ public sealed partial class BackupRepository
         RepositoryConfig config;
         try
         {
-            config = JsonSerializer.Deserialize<RepositoryConfig>(File.ReadAllBytes(configPath)) ?? throw new JsonException("empty");
+            config = JsonSerializer.Deserialize(File.ReadAllBytes(configPath), RepositoryJson.Default.RepositoryConfig) ?? throw new JsonException("empty");
         }
         catch (JsonException e)
         {

@@ -54,7 +54,7 @@ internal sealed class MasterKeys
 
     public static MasterKeys Generate() => new(RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32));
 
-    private sealed record KeyFileJson(
+    internal sealed record KeyFileJson(
         [property: JsonPropertyName("kdf")] string Kdf,
         [property: JsonPropertyName("iterations")] int Iterations,
         [property: JsonPropertyName("salt")] string Salt,
@@ -67,7 +67,7 @@ internal sealed class MasterKeys
         var iterations = key.IsKeyFile ? 0 : PassphraseIterations;
         var wrapped = BlobCipher.Seal(key.WrappingKey(salt, iterations), [.. DataKey, .. NameKey], "keys"u8);
         return JsonSerializer.SerializeToUtf8Bytes(new KeyFileJson(key.IsKeyFile ? "HKDF-SHA256" : "PBKDF2-SHA256", iterations,
-            Convert.ToBase64String(salt), Convert.ToBase64String(wrapped), DateTimeOffset.UtcNow));
+            Convert.ToBase64String(salt), Convert.ToBase64String(wrapped), DateTimeOffset.UtcNow), RepositoryJson.Default.KeyFileJson);
     }
 
     /// <summary>More than this is not a key file this program wrote: refused before minutes of PBKDF2.</summary>
@@ -82,7 +82,7 @@ internal sealed class MasterKeys
         {
             try
             {
-                var k = JsonSerializer.Deserialize<KeyFileJson>(json) ?? throw new JsonException("empty");
+                var k = JsonSerializer.Deserialize(json, RepositoryJson.Default.KeyFileJson) ?? throw new JsonException("empty");
                 if ((k.Kdf == "HKDF-SHA256") != key.IsKeyFile) continue;
                 if (!key.IsKeyFile && k.Iterations is < 1 or > MaxIterations) throw new FormatException($"{k.Iterations} iterations");
                 var plain = BlobCipher.Open(key.WrappingKey(Convert.FromBase64String(k.Salt), k.Iterations), Convert.FromBase64String(k.Wrapped), "keys"u8);

@@ -99,7 +99,7 @@ public sealed class RepositoryLock : IDisposable
     private static string Write(BackupRepository repository, bool exclusive, LockInfo info)
     {
         var path = Path.Combine(repository.LocksDirectory, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
-        AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info), Durability.Immediate);
+        AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info, RepositoryJson.Default.LockInfo), Durability.Immediate);
         return path;
     }
 
@@ -122,7 +122,7 @@ public sealed class RepositoryLock : IDisposable
                 var exclusive = name.StartsWith("exclusive-", StringComparison.Ordinal);
                 if (!exclusive && !name.StartsWith("shared-", StringComparison.Ordinal)) continue;
                 LockInfo? info;
-                try { info = JsonSerializer.Deserialize<LockInfo>(File.ReadAllBytes(file)); }
+                try { info = JsonSerializer.Deserialize(File.ReadAllBytes(file), RepositoryJson.Default.LockInfo); }
                 catch (FileNotFoundException) { vanished = true; continue; }
                 catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { info = null; }
                 if (info is null)

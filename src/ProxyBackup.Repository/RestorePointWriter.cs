@@ -80,7 +80,7 @@ public sealed class RestorePointWriter : IDisposable
             Disks = [.. _disks], Metadata = [.. _metadata],
         };
         _repository.Points.SyncBeforeIndex();
-        _repository.StoredPoints.WriteFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index), Durability.Immediate);
+        _repository.StoredPoints.WriteFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index, RepositoryJson.Default.RestorePoint), Durability.Immediate);
         _committed = true;
         _lock.Dispose();
         return index;

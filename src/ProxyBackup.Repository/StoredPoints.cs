@@ -70,7 +70,7 @@ internal sealed class StoredPoints(IPointStore store, int chunkSize, MasterKeys?
             throw new RepositoryException($"There is no restore point {source}/{id}.");
         try
         {
-            var index = JsonSerializer.Deserialize<RestorePoint>(ReadFile(source, id, "index")) ?? throw new JsonException("empty");
+            var index = JsonSerializer.Deserialize(ReadFile(source, id, "index"), RepositoryJson.Default.RestorePoint) ?? throw new JsonException("empty");
             if (index.Source != source || index.Id != id) throw new CorruptDataException($"{source}/{id}/index names another restore point ({index.Source}/{index.Id}).");
             if (index.Format != RepositoryConfig.CurrentFormat)
                 throw new CorruptDataException($"{source}/{id}/index is of format {index.Format}; this version reads format {RepositoryConfig.CurrentFormat} (damaged, or written by a newer ProxyBackup).");
