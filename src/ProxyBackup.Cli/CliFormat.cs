@@ -7,7 +7,16 @@ namespace ProxyBackup.Cli;
 /// <summary>Parsing and printing of sizes, durations and JSON for the command line.</summary>
 public static class CliFormat
 {
-    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    /// <summary>
+    /// Every --json output: snake_case names, as the repository's own files and the daemon's socket
+    /// use, enums as strings and times as ISO 8601 (docs/operations.md, "Machine-readable output").
+    /// </summary>
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
 
     /// <summary>"4M", "64K", "1G", or bytes.</summary>
     public static long ParseSize(string text)

@@ -307,7 +307,7 @@ internal static class CloudCommands
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
             var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct).ConfigureAwait(false);
             var snaps = await host.Snapshots.ListAsync(id, ct).ConfigureAwait(false);
-            if (p.GetValue(Json)) { CliFormat.PrintJson(snaps.Select(x => new { x.DiskId, x.Snapshot.Id, x.Snapshot.Name, x.Snapshot.Date, x.Snapshot.Active, x.Snapshot.Parent })); return 0; }
+            if (p.GetValue(Json)) { CliFormat.PrintJson(snaps.Select(x => new { x.DiskId, x.Snapshot.Id, x.Snapshot.Name, Date = DateTimeOffset.FromUnixTimeSeconds(x.Snapshot.Date), x.Snapshot.Active, x.Snapshot.Parent })); return 0; }
             foreach (var (disk, snap) in snaps)
                 Console.WriteLine($"disk {disk}  snapshot {snap.Id,3}  {DateTimeOffset.FromUnixTimeSeconds(snap.Date):yyyy-MM-dd HH:mm}Z  {(snap.Active ? "active" : "      ")}  {snap.Name}");
             if (snaps.Count == 0) Console.WriteLine($"VM {id} has no disk snapshot.");

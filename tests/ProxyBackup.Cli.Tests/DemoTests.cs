@@ -16,12 +16,12 @@ public class DemoTests
         using var doc = JsonDocument.Parse(output);
         var root = doc.RootElement;
         Assert.True(root.GetProperty("ok").GetBoolean());
-        Assert.Equal(0, root.GetProperty("leftoverObjects").GetInt32());
+        Assert.Equal(0, root.GetProperty("leftover_objects").GetInt32());
         var disks = root.GetProperty("disks").EnumerateArray().ToList();
         Assert.Equal(2, disks.Count);
         foreach (var d in disks)
-            Assert.Equal(d.GetProperty("SourceSha256").GetString(), d.GetProperty("RestoredSha256").GetString());
+            Assert.Equal(d.GetProperty("source_sha256").GetString(), d.GetProperty("restored_sha256").GetString());
         // The incremental read every byte but only the chunks the guest wrote to count as changed.
-        Assert.True(disks.Sum(d => d.GetProperty("IncrementalBytesChanged").GetInt64()) < disks.Sum(d => d.GetProperty("IncrementalBytesRead").GetInt64()));
+        Assert.True(disks.Sum(d => d.GetProperty("incremental_bytes_changed").GetInt64()) < disks.Sum(d => d.GetProperty("incremental_bytes_read").GetInt64()));
     }
 }

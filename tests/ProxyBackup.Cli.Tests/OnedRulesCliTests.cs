@@ -28,9 +28,46 @@ public class OnedRulesCliTests
         Assert.Contains($"Restored {point.Id} as VM ", output, StringComparison.Ordinal);
         Assert.Equal(VmState.Active, (await w.VmAsync("web-01-back")).State);
 
+        // Every --json output: one casing (snake_case) and times as ISO 8601, never epoch numbers.
+        (code, _, error) = await ProxybackupAsync(["snapshot", "create", "web-01-back", "--disk", "0", "--name", "before-upgrade", .. args]);
+        Assert.True(code == 0, error);
+        string[] repository = ["--repo", w.Repository.Root], catalog = ["--catalog", w.Catalog.Path];
+        string[][] commands = [["vm", "list", .. args], ["vm", "points", "web-01", .. args], ["snapshot", "list", "web-01-back", .. args], ["jobs", .. catalog],
+                     ["repository", "list", .. repository], ["repository", "stats", .. repository], ["catalog", "points", .. catalog]];
+        foreach (var command in commands)
+        {
+            (code, output, error) = await ProxybackupAsync([.. command, "--json"]);
+            Assert.True(code == 0, $"{string.Join(' ', command)}: {error}");
+            AssertJsonConventions(string.Join(' ', command), System.Text.Json.JsonDocument.Parse(output).RootElement);
+        }
+
         (code, _, error) = await ProxybackupAsync(["vm", "points", "no-such-vm", .. args]);
         Assert.Equal(1, code);
         Assert.Equal("proxybackup: No VM is named 'no-such-vm', in OpenNebula or in the repository's restore points; 'proxybackup vm list' shows both.", error.Trim());
+    }
+
+    private static readonly System.Text.RegularExpressions.Regex SnakeCase = new("^[a-z][a-z0-9]*(_[a-z0-9]+)*$");
+    private static readonly System.Text.RegularExpressions.Regex TimeName = new("(^|_)(time|date|started|ended|created|refreshed)$");
+
+    private static void AssertJsonConventions(string command, System.Text.Json.JsonElement element, string path = "$")
+    {
+        switch (element.ValueKind)
+        {
+            case System.Text.Json.JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray()) AssertJsonConventions(command, item, path + "[]");
+                break;
+            case System.Text.Json.JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    Assert.True(SnakeCase.IsMatch(property.Name), $"{command}: {path}.{property.Name} is not snake_case");
+                    if (TimeName.IsMatch(property.Name) && property.Value.ValueKind != System.Text.Json.JsonValueKind.Null)
+                        Assert.True(property.Value.ValueKind == System.Text.Json.JsonValueKind.String && DateTimeOffset.TryParse(property.Value.GetString(), System.Globalization.CultureInfo.InvariantCulture, out _),
+                            $"{command}: {path}.{property.Name} is not an ISO 8601 time: {property.Value}");
+                    // Tags and the like are the operator's own keys, not names of ours.
+                    if (property.Name != "tags") AssertJsonConventions(command, property.Value, path + "." + property.Name);
+                }
+                break;
+        }
     }
 
     [Fact]
@@ -48,13 +85,13 @@ public class OnedRulesCliTests
         var (code, output, error) = await ProxybackupAsync(["vm", "list", "--json", .. args]);
         Assert.True(code == 0, error);
         var rows = System.Text.Json.JsonDocument.Parse(output).RootElement.EnumerateArray().ToList();
-        var row = rows.Single(r => r.GetProperty("Id").GetInt32() == web.Id);
-        Assert.Equal(["web"], row.GetProperty("ProtectedBy").EnumerateArray().Select(e => e.GetString()));
-        Assert.Equal("succeeded", row.GetProperty("LastBackup").GetString());
-        Assert.Equal(point.Id, row.GetProperty("LastRestorePoint").GetString());
-        var other = rows.First(r => r.GetProperty("Id").GetInt32() != web.Id && r.GetProperty("Id").GetInt32() != w.ProxyId);
-        Assert.Empty(other.GetProperty("ProtectedBy").EnumerateArray());
-        Assert.Equal(System.Text.Json.JsonValueKind.Null, other.GetProperty("LastBackup").ValueKind);
+        var row = rows.Single(r => r.GetProperty("id").GetInt32() == web.Id);
+        Assert.Equal(["web"], row.GetProperty("protected_by").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal("succeeded", row.GetProperty("last_backup").GetString());
+        Assert.Equal(point.Id, row.GetProperty("last_restore_point").GetString());
+        var other = rows.First(r => r.GetProperty("id").GetInt32() != web.Id && r.GetProperty("id").GetInt32() != w.ProxyId);
+        Assert.Empty(other.GetProperty("protected_by").EnumerateArray());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, other.GetProperty("last_backup").ValueKind);
 
         // No repository named or configured: the VMs are listed all the same, and one line says what is missing.
         var repoAt = Array.IndexOf(args, "--repo");
@@ -130,9 +167,9 @@ public class OnedRulesCliTests
         // A VM by name, as vm backup takes it.
         (code, output, error) = await ProxybackupAsync("policy", "list", "--json", "--catalog", dir.Combine("catalog.db"));
         Assert.True(code == 0, error);
-        var selection = System.Text.Json.JsonDocument.Parse(output).RootElement[0].GetProperty("Selection");
-        Assert.Equal([1], selection.GetProperty("VmIds").EnumerateArray().Select(e => e.GetInt32()));
-        Assert.Equal(["db-01"], selection.GetProperty("VmNames").EnumerateArray().Select(e => e.GetString()));
+        var selection = System.Text.Json.JsonDocument.Parse(output).RootElement[0].GetProperty("selection");
+        Assert.Equal([1], selection.GetProperty("vm_ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(["db-01"], selection.GetProperty("vm_names").EnumerateArray().Select(e => e.GetString()));
 
         (code, _, error) = await ProxybackupAsync("vm", "restore", "web-01", "--deploy-timeout", "0");
         Assert.Equal(2, code);
