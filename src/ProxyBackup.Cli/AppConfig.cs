@@ -86,6 +86,17 @@ public sealed class AppConfig
         public int VerifyParts { get; set; } = 7;
         public string? WebhookUrl { get; set; }
         public string Socket { get; set; } = "/run/proxybackup/daemon.sock";
+
+        /// <summary>
+        /// Where the daemon logs: "journal" (systemd's native protocol, with JOB_ID, VM_ID and POLICY
+        /// fields), "console" (one line each, one UTC timestamp), or "auto": the journal when systemd
+        /// connected the service's output to it (docs/operations.md, "Logs").
+        /// </summary>
+        public string Log { get; set; } = "auto";
+        public string JournalSocket { get; set; } = "/run/systemd/journal/socket";
+
+        /// <summary>Whether this run logs to the journal.</summary>
+        public bool LogsToJournal => Log == "journal" || (Log == "auto" && Environment.GetEnvironmentVariable("JOURNAL_STREAM") is { Length: > 0 } && File.Exists(JournalSocket));
     }
 
     /// <summary>Every problem, each naming the key and what is expected.</summary>
@@ -118,6 +129,8 @@ public sealed class AppConfig
             try { ProxyBackup.Scheduler.CronSchedule.Parse(Daemon.VerifySchedule); }
             catch (FormatException e) { p.Add($"Daemon:VerifySchedule: a cron expression such as '30 4 * * *', or empty for never ({e.Message})"); }
         }
+        if (Daemon.Log is not ("auto" or "journal" or "console")) p.Add($"Daemon:Log: auto, journal or console (got '{Daemon.Log}')");
+        if (string.IsNullOrWhiteSpace(Daemon.JournalSocket) || !System.IO.Path.IsPathRooted(Daemon.JournalSocket)) p.Add("Daemon:JournalSocket: an absolute path");
         if (Daemon.VerifyParts is < 1 or > 1000) p.Add("Daemon:VerifyParts: 1 to 1000");
         if (Daemon.WebhookUrl is { } hook && (!Uri.TryCreate(hook, UriKind.Absolute, out var h) || h.Scheme is not ("http" or "https"))) p.Add("Daemon:WebhookUrl: an http(s) URL, or leave it out");
         return p;

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -14,6 +15,8 @@ namespace ProxyBackup.Cli;
 /// </summary>
 internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger) : IAsyncDisposable
 {
+    private static readonly string Version = typeof(DaemonApi).Assembly.GetCustomAttribute<System.Reflection.AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+    private readonly DateTimeOffset _since = DateTimeOffset.UtcNow;
     private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
@@ -74,7 +77,7 @@ internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger
                     var (waiting, running) = runner.Status();
                     return new
                     {
-                        ok = true, waiting = waiting.Select(w => w.VmId),
+                        ok = true, version = Version, pid = Environment.ProcessId, since = _since, waiting = waiting.Select(w => w.VmId),
                         running = running.Select(j => new
                         {
                             vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, what = j.Progress?.What,
@@ -85,7 +88,7 @@ internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger
                 case "backup":
                     var vm = (int?)request["vm"] ?? throw new JsonException("backup needs \"vm\"");
                     var queued = await runner.SubmitAsync(vm, (bool?)request["full"] ?? false, _stop.Token).ConfigureAwait(false);
-                    logger.LogInformation("Backup of VM {Vm} asked for over the local socket ({Result})", vm, queued ? "queued" : "already queued or running");
+                    logger.LogInformation("Backup of VM {VmId} asked for over the local socket ({Result})", vm, queued ? "queued" : "already queued or running");
                     return new { ok = true, queued };
                 case "cancel":
                     var target = (int?)request["vm"] ?? throw new JsonException("cancel needs \"vm\"");

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 using ProxyBackup.Engine;
 using ProxyBackup.Scheduler;
@@ -28,11 +29,13 @@ internal static class DaemonCommand
             using var single = DaemonLock.Take(config.Catalog.Path);
             var builder = Host.CreateApplicationBuilder();
             builder.Logging.ClearProviders();
-            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-dd HH:mm:ss "; o.UseUtcTimestamp = true; });
+            if (config.Daemon.LogsToJournal) builder.Logging.AddProvider(new JournalLoggerProvider(config.Daemon.JournalSocket));
+            else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-dd HH:mm:ssZ "; o.UseUtcTimestamp = true; });
             builder.Logging.SetMinimumLevel(LogLevel.Information);
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromMinutes(10));
             builder.Services.AddSingleton(config);
             builder.Services.AddSingleton(secrets);
+            builder.Services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
             builder.Services.AddHostedService<DaemonService>();
             using var host = builder.Build();
             await host.RunAsync(ct).ConfigureAwait(false);
@@ -42,9 +45,10 @@ internal static class DaemonCommand
     }
 }
 
-internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILoggerFactory logs, IHostApplicationLifetime lifetime) : BackgroundService
+internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILoggerFactory logs, IHostApplicationLifetime lifetime, ISystemdNotifier systemd) : BackgroundService
 {
     private readonly ILogger _log = logs.CreateLogger("proxybackup.daemon");
+    private readonly ServiceNotifications _systemd = new(systemd);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -60,6 +64,8 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 // Reaching the cloud worked; only the repository is missing (a data disk not yet mounted,
                 // not yet created): say so and keep trying instead of crash-looping.
                 _log.LogError("The repository is not usable: {Error} Policies will not run until it is; retrying every minute.", e.Message);
+                // Up, and waiting for the operator: systemd's start must not hang on it.
+                _systemd.Ready($"Waiting for the repository: {e.Message}");
                 try { await Task.Delay(TimeSpan.FromMinutes(1), stoppingToken).ConfigureAwait(false); }
                 catch (OperationCanceledException) { return; }
             }
@@ -104,6 +110,8 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             {
                 _log.LogWarning("The local socket {Socket} could not be opened ({Error}); the CLI will work on its own", config.Daemon.Socket, e.Message);
             }
+            // Ready once the CLI can hand work over: 'systemctl start' returns when it can.
+            _systemd.Ready(StatusLine(runner, host));
             try
             {
                 while (!stoppingToken.IsCancellationRequested)
@@ -116,6 +124,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                     {
                         _log.LogError("Scheduling step failed: {Error}", e.Message);
                     }
+                    _systemd.Status(StatusLine(runner, host));
                     await runner.WaitForWorkAsync(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false);
                 }
             }
@@ -123,8 +132,45 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             {
             }
             _log.LogInformation("Stopping: waiting for running jobs to reach a safe point and clean up");
+            _systemd.Stopping($"Stopping: {runner.Status().Running.Count} job(s) reaching a safe point and cleaning up");
             await runner.DrainAsync().ConfigureAwait(false);
             _log.LogInformation("Stopped");
         }
+    }
+
+    /// <summary>systemd's STATUS line: jobs running and waiting, and the next scheduled run.</summary>
+    private static string StatusLine(PolicyRunner runner, EngineHost host)
+    {
+        var (waiting, running) = runner.Status();
+        var now = DateTimeOffset.UtcNow;
+        var next = host.CatalogDb.Policies().Where(p => p.Enabled).Select(p => (p.Name, At: p.CompiledSchedule().Next(now))).OrderBy(n => n.At).FirstOrDefault();
+        var jobs = running.Count + waiting.Count == 0 ? "Idle" : $"{running.Count} running, {waiting.Count} waiting";
+        return next.Name is null ? $"{jobs}; no enabled policy" : $"{jobs}; next run: {next.Name} at {next.At:yyyy-MM-dd HH:mm}Z";
+    }
+}
+
+/// <summary>
+/// What systemd shows of the service (Type=notify, sd_notify(3)): READY once the daemon can take
+/// work, a STATUS line kept current for 'systemctl status', STOPPING while jobs clean up.
+/// </summary>
+internal sealed class ServiceNotifications(ISystemdNotifier notifier)
+{
+    private string? _status;
+
+    public void Ready(string status) => Send("READY=1", status);
+
+    public void Status(string status)
+    {
+        if (status != _status) Send(null, status);
+    }
+
+    public void Stopping(string status) => Send("STOPPING=1", status);
+
+    private void Send(string? state, string status)
+    {
+        _status = status;
+        // The protocol separates assignments by newlines: a status (an error's message) keeps to one line.
+        var line = $"STATUS={status.ReplaceLineEndings(" ")}";
+        if (notifier.IsEnabled) notifier.Notify(new ServiceState(state is null ? line : $"{state}\n{line}"));
     }
 }

@@ -15,6 +15,7 @@ foreach (var c in CloudCommands.Build()) root.Subcommands.Add(c);
 root.Subcommands.Add(PolicyCommands.Build());
 root.Subcommands.Add(DaemonCommand.Build());
 root.Subcommands.Add(CatalogCommands.Build());
+root.Subcommands.Add(StatusCommand.Build());
 root.Subcommands.Add(ConfigureCommand.Build());
 
 // On SIGTERM or Ctrl+C a job cancels and then cleans up on the cloud (snapshot, attached disk,

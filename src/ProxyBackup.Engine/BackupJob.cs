@@ -46,6 +46,8 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
     public async Task<BackupResult> RunAsync(int vmId, BackupOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
         var jobId = JobIds.New("b");
+        // Every line of the job carries its ids, as fields of their own where the log keeps them (the journal).
+        using var scope = logger.BeginScope(JobIds.Scope(jobId, vmId));
         using var held = guard.Acquire(vmId, jobId, "backup");
         jobs.Started(jobId, "backup", vmId);
         jobs.Log(jobId, "info", $"backup of VM {vmId} started ({(options.Full ? "full" : "incremental if possible")})");
@@ -66,7 +68,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         {
             jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled; removing what the job created" : $"{e.Message}; removing what the job created");
             jobs.Finished(jobId, false, 0, 0, null, e is OperationCanceledException ? "cancelled" : e.Message);
-            logger.LogError("Backup {Job} of VM {Vm} failed: {Error}; removing what it created", jobId, vmId, e.Message);
+            logger.LogError("Backup {JobId} of VM {VmId} failed: {Error}; removing what it created", jobId, vmId, e.Message);
             await cloud.CompensateAsync(cancelled: ct.IsCancellationRequested, jobs).ConfigureAwait(false);
             throw;
         }
@@ -88,7 +90,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             if (d.IsCdrom) { warnings.Add($"disk {d.DiskId} is a CD-ROM (image {d.ImageId}): its image is referenced, not copied"); continue; }
             disks.Add(d);
         }
-        foreach (var w in warnings) logger.LogWarning("VM {Vm}: {Warning}", vmId, w);
+        foreach (var w in warnings) logger.LogWarning("VM {VmId}: {Warning}", vmId, w);
         if (disks.Count == 0) throw new JobFailedException($"VM {vmId} ({vm.Name}) has no disk that can be backed up.");
 
         var source = SourceOf(vmId);
@@ -156,7 +158,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                     ct.ThrowIfCancellationRequested();
                     // The data is read: a caller's failure here is not the backup's.
                     try { disksRead(); }
-                    catch (Exception e) when (e is not OutOfMemoryException) { logger.LogWarning("VM {Vm}: the disks-read callback failed: {Error}", vmId, e.Message); }
+                    catch (Exception e) when (e is not OutOfMemoryException) { logger.LogWarning("VM {VmId}: the disks-read callback failed: {Error}", vmId, e.Message); }
                 }
                 await TidyAsync(jobId, warnings, $"image {image.Id} ({image.Name})", async () =>
                 {
@@ -164,7 +166,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                     await cloud.DeleteImageAsync(image, ct).ConfigureAwait(false);
                 }).ConfigureAwait(false);
                 results.Add(new DiskBackupResult(d.DiskId, d.Image, stats));
-                logger.LogInformation("VM {Vm} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
+                logger.LogInformation("VM {VmId} disk {Disk}: read {Read} bytes, {New} new bytes stored", vmId, d.DiskId, stats.Read, stats.NewStored);
             }
         }
         catch
@@ -177,7 +179,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             throw;
         }
         var index = writer.Commit();
-        logger.LogInformation("Backup {Job} of VM {Vm} committed as restore point {Point}", jobId, vmId, index.Id);
+        logger.LogInformation("Backup {JobId} of VM {VmId} committed as restore point {Point}", jobId, vmId, index.Id);
         // The data is in the repository: a snapshot that could not be deleted is a warning and
         // stays in the journal for the cleanup pass.
         warnings.AddRange(await snapshotRemoval!.ConfigureAwait(false));
@@ -223,7 +225,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         {
             var warning = $"{what} is left on the cloud for the next cleanup pass: {e.Message}";
             warnings.Add(warning);
-            logger.LogWarning("Backup {Job}: {Warning}", jobId, warning);
+            logger.LogWarning("Backup {JobId}: {Warning}", jobId, warning);
         }
     }
 
@@ -260,4 +262,7 @@ public static class JobIds
 {
     public static string New(string kind) =>
         $"{kind}{DateTime.UtcNow:yyyyMMddHHmmss}{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(2))}";
+
+    /// <summary>A log scope naming the job and its VM (journal fields JOB_ID and VM_ID).</summary>
+    public static IReadOnlyDictionary<string, object> Scope(string jobId, int vmId) => new Dictionary<string, object> { ["JobId"] = jobId, ["VmId"] = vmId };
 }

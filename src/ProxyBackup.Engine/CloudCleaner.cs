@@ -32,7 +32,7 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         if (report.Failures.Count == 0) return;
         var left = string.Join("; ", report.Failures);
         jobs.Log(jobId, "warning", $"left on the cloud for the next cleanup pass: {left}");
-        logger.LogError("Left on the cloud after the failed job {Job}, for the next cleanup pass: {Failures}", jobId, left);
+        logger.LogError("Left on the cloud after the failed job {JobId}, for the next cleanup pass: {Failures}", jobId, left);
     }
 
     /// <summary>

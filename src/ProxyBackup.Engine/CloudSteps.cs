@@ -41,7 +41,7 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         {
             var kept = KeptSnapshotName(diskId);
             await client.VmDiskSnapshotRenameAsync(vmId, diskId, snapId, kept, ct).ConfigureAwait(false);
-            logger.LogWarning("VM {Vm} disk {Disk}: snapshot {Snap} kept on the cloud as {Name}: {Why}", vmId, diskId, snapId, kept, why);
+            logger.LogWarning("VM {VmId} disk {Disk}: snapshot {Snap} kept on the cloud as {Name}: {Why}", vmId, diskId, snapId, kept, why);
             return $"snapshot {snapId} of disk {diskId} stays on the cloud as '{kept}': {why}. Later backups of this disk take their snapshot on top of it and delete theirs";
         }
         await DeleteSnapshotAsync(vmId, diskId, snapId, ct).ConfigureAwait(false);

@@ -88,7 +88,7 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
             _journal.Remove(entry);
             throw new JobFailedException($"OpenNebula accepted the snapshot of disk {diskId} of VM {vmId} but did not create it{CloudSteps.Why(vm)}.");
         }
-        logger.LogInformation("VM {Vm} disk {Disk}: snapshot {Snap} taken", vmId, diskId, snapId);
+        logger.LogInformation("VM {VmId} disk {Disk}: snapshot {Snap} taken", vmId, diskId, snapId);
         return new JobSnapshot(entry, vmId, diskId, snapId);
     }
 
@@ -204,7 +204,7 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
                 var vm = await _client.VmInfoAsync(candidate.Id, ct).ConfigureAwait(false);
                 if (vm.Template.Element("TEMPLATE_ID")?.Value == template.Id.ToString(CultureInfo.InvariantCulture))
                 {
-                    logger.LogWarning("The answer to instantiating template {Template} was lost ({Error}); the VM it created is {Vm}", template.Id, e.Message, vm.Id);
+                    logger.LogWarning("The answer to instantiating template {Template} was lost ({Error}); the VM it created is {VmId}", template.Id, e.Message, vm.Id);
                     return vm.Id;
                 }
             }

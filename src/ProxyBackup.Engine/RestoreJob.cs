@@ -52,10 +52,10 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             catch (UserFacingException e)
             {
                 jobs.Log(cloud.JobId, "warning", $"the temporary template {template.Id} could not be deleted ({e.Message}); the next cleanup removes it");
-                logger.LogWarning("Restore {Job}: temporary template {Template} left for the cleanup: {Error}", cloud.JobId, template.Id, e.Message);
+                logger.LogWarning("Restore {JobId}: temporary template {Template} left for the cleanup: {Error}", cloud.JobId, template.Id, e.Message);
             }
             await WaitDeployedAsync(cloud, vmId, name, imageIds, options.DeployTimeout ?? steps.Options.DeployTimeout, progress, ct).ConfigureAwait(false);
-            logger.LogInformation("Restore {Job}: VM {Vm} ({Name}) is RUNNING from restore point {Point}", cloud.JobId, vmId, name, point.Id);
+            logger.LogInformation("Restore {JobId}: VM {VmId} ({Name}) is RUNNING from restore point {Point}", cloud.JobId, vmId, name, point.Id);
             return new RestoreResult(cloud.JobId, vmId, imageIds);
         }, ct).ConfigureAwait(false);
     }
@@ -79,6 +79,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         var jobId = JobIds.New("r");
         var cloud = new CloudTransaction(jobId, steps, cleaner, logger);
         var vmId = int.TryParse(point.Tags.GetValueOrDefault("vm_id"), out var v) ? v : -1;
+        using var scope = logger.BeginScope(JobIds.Scope(jobId, vmId));
         jobs.Started(jobId, "restore", vmId);
         jobs.Log(jobId, "info", $"restore of {point.Source}/{point.Id} started");
         try
@@ -92,7 +93,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         {
             jobs.Log(jobId, "error", e is OperationCanceledException ? "cancelled" : e.Message);
             jobs.Finished(jobId, false, 0, 0, point.Id, e is OperationCanceledException ? "cancelled" : e.Message);
-            logger.LogError("Restore {Job} failed: {Error}; removing what it created", jobId, e.Message);
+            logger.LogError("Restore {JobId} failed: {Error}; removing what it created", jobId, e.Message);
             await cloud.CompensateAsync(cancelled: ct.IsCancellationRequested, jobs).ConfigureAwait(false);
             throw;
         }
@@ -137,7 +138,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             {
                 said = message;
                 jobs.Log(jobId, "warning", $"VM {vmId} waits for the scheduler: {message}");
-                logger.LogWarning("Restore {Job}: VM {Vm} waits for the scheduler: {Message}", jobId, vmId, message);
+                logger.LogWarning("Restore {JobId}: VM {VmId} waits for the scheduler: {Message}", jobId, vmId, message);
                 progress?.Report(new TransferProgress($"VM {vmId} PENDING: {message}", 0, 0, null, steps.Options.Time.GetElapsedTime(started)));
             }
             return vm is { State: VmState.Active, LcmState: LcmState.Running };
@@ -153,7 +154,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         catch (OperationCanceledException)
         {
             jobs.Log(jobId, "warning", Left());
-            logger.LogWarning("Restore {Job} cancelled while waiting: {Left}", jobId, Left());
+            logger.LogWarning("Restore {JobId} cancelled while waiting: {Left}", jobId, Left());
             throw;
         }
     }
@@ -224,7 +225,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
                 await cloud.DetachAsync(attachment).ConfigureAwait(false);
             }
             await cloud.FinishRestoredImageAsync(image, disk.Persistent, ct).ConfigureAwait(false);
-            logger.LogInformation("Restore {Job}: disk {Disk} written to image {Image}", cloud.JobId, disk.DiskId, image.Id);
+            logger.LogInformation("Restore {JobId}: disk {Disk} written to image {Image}", cloud.JobId, disk.DiskId, image.Id);
         }
         return images;
     }

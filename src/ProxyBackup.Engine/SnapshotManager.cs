@@ -50,7 +50,7 @@ public sealed class SnapshotManager(CloudSteps steps, IVmGuard guard, ILogger lo
         {
             if (!wasRunning) throw new JobFailedException($"VM {vmId} is {vm.StateName}; a revert needs it POWEROFF (OpenNebula 6.8+).");
             if (!allowPowerOff) throw new JobFailedException($"VM {vmId} is RUNNING; a revert needs it powered off. Allow it (--poweroff), or power it off first.");
-            logger.LogInformation("Powering off VM {Vm} ({Mode}) to revert", vmId, hard ? "hard" : "graceful");
+            logger.LogInformation("Powering off VM {VmId} ({Mode}) to revert", vmId, hard ? "hard" : "graceful");
             await steps.Client.VmActionAsync(hard ? "poweroff-hard" : "poweroff", vmId, ct).ConfigureAwait(false);
             vm = await steps.Waiter.VmUntilAsync(vmId, "POWEROFF", v => v.State == VmState.Poweroff || (v.Settlement == VmSettlement.Settled && v.LcmState == LcmState.Running && v.State == VmState.Active && v.PrevLcmIs(LcmState.ShutdownPoweroff)), steps.Options.OperationTimeout, ct).ConfigureAwait(false);
             if (vm.State != VmState.Poweroff)

@@ -144,7 +144,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 logger.LogInformation("Policy {Policy}: run of {Slot:u}, {Count} VM(s) selected", run.Policy.Name, run.Slot, selected.Count);
                 foreach (var vm in selected)
                     if (!_queue.Enqueue(QueuedBackup.Of(vm, run)))
-                        logger.LogInformation("VM {Vm} is already queued or running; not queued again for {Policy}", vm.Id, run.Policy.Name);
+                        logger.LogInformation("VM {VmId} is already queued or running; not queued again for {Policy}", vm.Id, run.Policy.Name);
                 store.SetLastSlot(run.Policy.Name, run.Slot);
             }
         }
@@ -155,7 +155,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         {
             var (next, expired) = _queue.TryStart(options.Time.GetUtcNow());
             foreach (var e in expired)
-                logger.LogWarning("Policy {Policy}: VM {Vm} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
+                logger.LogWarning("Policy {Policy}: VM {VmId} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
             if (next is null) break;
             started++;
             lock (_running) _running.Add(RunOneAsync(next, ct));
@@ -234,6 +234,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         var job = new RunningJob(item, cancel);
         _jobs[item.VmId] = job;
         var retry = false;
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["Policy"] = policy.Name });
         try
         {
             await Task.Yield();
@@ -248,22 +249,22 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 // Read: the workers' memory and the job's place go to the next VM (docs/architecture.md, "What is serialised").
                 DisksRead = () => { admission.Dispose(); _queue.DisksRead(item); Wake(); },
             }, job, ct).ConfigureAwait(false);
-            logger.LogInformation("Policy {Policy}: VM {Vm} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
+            logger.LogInformation("Policy {Policy}: VM {VmId} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
             await ApplyRetentionAsync(item).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            logger.LogWarning("Backup of VM {Vm} stopped ({Why}); it cleaned up after itself", item.VmId, daemonToken.IsCancellationRequested ? "shutdown" : "cancelled by an operator");
+            logger.LogWarning("Backup of VM {VmId} stopped ({Why}); it cleaned up after itself", item.VmId, daemonToken.IsCancellationRequested ? "shutdown" : "cancelled by an operator");
         }
         catch (Exception e)
         {
             if (item.Attempt <= policy.Retries && !ct.IsCancellationRequested)
             {
-                logger.LogWarning("Policy {Policy}: backup of VM {Vm} failed (attempt {Attempt}): {Error}; retrying", policy.Name, item.VmId, item.Attempt, e.Message);
+                logger.LogWarning("Policy {Policy}: backup of VM {VmId} failed (attempt {Attempt}): {Error}; retrying", policy.Name, item.VmId, item.Attempt, e.Message);
                 retry = true;
                 return;
             }
-            logger.LogError("Policy {Policy}: backup of VM {Vm} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
+            logger.LogError("Policy {Policy}: backup of VM {VmId} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
             await NotifyAsync(FailedStep.Backup, item, e.Message).ConfigureAwait(false);
         }
         finally
@@ -293,11 +294,11 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             // The backup job indexed its new point; only what retention removed is left to drop.
             options.Index?.SyncSource(repository, source);
             _forgotSomething = true;
-            logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {Vm}", policy.Name, removed, item.VmId);
+            logger.LogInformation("Policy {Policy}: retention removed {Count} restore point(s) of VM {VmId}", policy.Name, removed, item.VmId);
         }
         catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
         {
-            logger.LogError("Policy {Policy}: VM {Vm} ({Name}) was backed up, but its retention failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
+            logger.LogError("Policy {Policy}: VM {VmId} ({Name}) was backed up, but its retention failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
             await NotifyAsync(FailedStep.Retention, item, e.Message).ConfigureAwait(false);
         }
     }

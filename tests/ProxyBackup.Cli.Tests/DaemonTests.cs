@@ -123,6 +123,101 @@ public class DaemonTests
     }
 
     /// <summary>
+    /// The service as systemd sees it (Type=notify): READY once the CLI can hand work over, a STATUS
+    /// line, STOPPING on SIGTERM; and the log in the journal's native protocol, each job's lines
+    /// carrying JOB_ID, VM_ID and POLICY, with no timestamp of the daemon's own.
+    /// </summary>
+    [Fact]
+    public async Task Tells_systemd_it_is_ready_and_what_it_does_and_logs_to_the_journal_with_job_fields()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var config = await WriteConfigAsync(w, tickSeconds: 3600);
+        using var notify = new DatagramSink(Path.Combine(w.Root, "notify.sock"));
+        using var journal = new DatagramSink(Path.Combine(w.Root, "journal.sock"));
+        var node = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(config))!;
+        node["Daemon"]!["Log"] = "journal";
+        node["Daemon"]!["JournalSocket"] = journal.Path;
+        await File.WriteAllTextAsync(config, node.ToJsonString());
+        var socket = Path.Combine(w.Root, "run", "daemon.sock");
+
+        using var daemon = ChildProcess.Start(new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Path }, "dotnet", ProxybackupDll, "daemon", "--config", config);
+        await WaitFor(() => notify.Texts.Any(t => t.StartsWith("READY=1\n", StringComparison.Ordinal)), TimeSpan.FromSeconds(60), daemon);
+        // Ready means the CLI can hand work over at once.
+        Assert.True(File.Exists(socket));
+        Assert.Contains(notify.Texts, t => t.Contains("STATUS=Idle; no enabled policy", StringComparison.Ordinal));
+
+        var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
+        Assert.True(code == 0, error + output);
+        var web = await w.VmAsync("web-01");
+        await journal.WaitForAsync(j => j.JournalEntries.Any(e => e["MESSAGE"].Contains("committed as restore point", StringComparison.Ordinal)), TimeSpan.FromSeconds(30));
+        var committed = journal.JournalEntries.Single(e => e["MESSAGE"].Contains("committed as restore point", StringComparison.Ordinal));
+        Assert.StartsWith("b", committed["JOB_ID"], StringComparison.Ordinal);
+        Assert.Equal(web.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), committed["VM_ID"]);
+        Assert.Equal("manual", committed["POLICY"]);
+        Assert.Equal("6", committed["PRIORITY"]);
+        Assert.Equal("proxybackup", committed["SYSLOG_IDENTIFIER"]);
+        // The journal stamps each entry: the message carries no date of its own.
+        Assert.All(journal.JournalEntries, e => Assert.DoesNotMatch(@"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}", e["MESSAGE"]));
+
+        Terminate(daemon.Process);
+        Assert.True(daemon.Process.WaitForExit(60_000));
+        Assert.Equal(0, daemon.Process.ExitCode);
+        await notify.WaitForAsync(n => n.Texts.Any(t => t.StartsWith("STOPPING=1\n", StringComparison.Ordinal)), TimeSpan.FromSeconds(30));
+        // Everything went to the journal, nothing to the console as well.
+        Assert.Equal("", await daemon.Process.StandardOutput.ReadToEndAsync());
+    }
+
+    /// <summary>
+    /// `status`: the daemon, the cloud, the proxy VM, the repository's disk, the next runs and what
+    /// failed, at a glance; exit 1 (for monitoring) as soon as one needs the operator.
+    /// </summary>
+    [Fact]
+    public async Task Status_shows_the_appliance_at_a_glance_and_exits_1_when_something_needs_the_operator()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var (config, _, daemon) = await StartIdleDaemonAsync(w);
+        using (daemon)
+        {
+            w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01"] } });
+            var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
+            Assert.True(code == 0, error + output);
+
+            (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "status", "--config", config);
+            Assert.True(code == 0, error + output);
+            Assert.Matches($@"(?m)^Daemon\s+running since \S+ \S+Z, pid {daemon.Process.Id}$", output);
+            Assert.Matches(@"(?m)^OpenNebula\s+\S+ as oneadmin: reachable, version \S+$", output);
+            Assert.Matches($@"(?m)^Proxy VM\s+{w.ProxyId} \(.+\): RUNNING$", output);
+            Assert.Matches(@"(?m)^Repository\s+\S+: .+ free of .+; last verify never$", output);
+            Assert.Matches(@"(?m)^  \S+ \S+Z  nightly$", output);
+            Assert.EndsWith("All well.", output.Trim(), StringComparison.Ordinal);
+
+            (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "status", "--json", "--config", config);
+            Assert.True(code == 0, error + output);
+            var status = JsonDocument.Parse(output).RootElement;
+            Assert.True(status.GetProperty("daemon").GetProperty("running").GetBoolean());
+            Assert.True(status.GetProperty("cloud").GetProperty("reachable").GetBoolean());
+            Assert.True(status.GetProperty("repository").GetProperty("free_bytes").GetInt64() > 0);
+            Assert.Equal("nightly", status.GetProperty("next_runs")[0].GetProperty("policy").GetString());
+            Assert.Empty(status.GetProperty("problems").EnumerateArray());
+
+            // A VM whose last backup failed is a problem, named with its reason.
+            var db = await w.VmAsync("db-01");
+            w.Catalog.Started("b20261204000000ab", "backup", db.Id);
+            w.Catalog.Finished("b20261204000000ab", false, 0, 0, null, "the datastore is full");
+            (code, output, _) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "status", "--config", config);
+            Assert.Equal(1, code);
+            Assert.Contains($"  - The last backup of VM {db.Id} failed (", output, StringComparison.Ordinal);
+            Assert.Contains("the datastore is full", output, StringComparison.Ordinal);
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000));
+        }
+        var (stoppedCode, stoppedOutput, _) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "status", "--config", config);
+        Assert.Equal(1, stoppedCode);
+        Assert.Contains("Daemon      NOT RUNNING", stoppedOutput, StringComparison.Ordinal);
+        Assert.Contains("The daemon is not running", stoppedOutput, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// What jobs of one process must not do to another's (issue 16): while the daemon's backup has
     /// its snapshots and a disk attached to the proxy (held mid-detach), an operator's 'cleanup'
     /// and a CLI restore run; both leave the daemon's objects alone, and every job succeeds.

@@ -9,7 +9,10 @@ public sealed class ChildProcess : IDisposable
 
     public Process Process { get; }
 
-    public static ChildProcess Start(string file, params string[] args)
+    public static ChildProcess Start(string file, params string[] args) => Start(new Dictionary<string, string>(), file, args);
+
+    /// <summary>Starts a process with these variables added to (or replacing those of) the test's environment.</summary>
+    public static ChildProcess Start(IReadOnlyDictionary<string, string> environment, string file, params string[] args)
     {
         var psi = new ProcessStartInfo(file)
         {
@@ -19,6 +22,7 @@ public sealed class ChildProcess : IDisposable
             UseShellExecute = false,
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (name, value) in environment) psi.Environment[name] = value;
         return new ChildProcess(Process.Start(psi) ?? throw new InvalidOperationException($"Could not start {file}."));
     }
 

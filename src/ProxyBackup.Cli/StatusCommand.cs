@@ -1,0 +1,179 @@
+using System.CommandLine;
+using System.Reflection;
+using System.Text.Json.Nodes;
+using ProxyBackup.Catalog;
+using ProxyBackup.Contracts;
+using ProxyBackup.Engine;
+using ProxyBackup.OpenNebula;
+using ProxyBackup.Repository;
+using ProxyBackup.Scheduler;
+
+namespace ProxyBackup.Cli;
+
+/// <summary>
+/// `proxybackup status`: the appliance at a glance, from its configuration, the daemon's socket,
+/// the cloud, the repository's disk and the catalog. Exits 1 when something needs the operator
+/// (docs/operations.md, "Status at a glance"), so that monitoring can run it as a check.
+/// </summary>
+internal static class StatusCommand
+{
+    /// <summary>How long the cloud may take to answer before it counts as unreachable.</summary>
+    private static readonly TimeSpan CloudWait = TimeSpan.FromSeconds(10);
+
+    /// <summary>Less free space than this share of the repository's file system is a problem: the next full backup may not fit.</summary>
+    private const double MinimumFreeShare = 0.05;
+
+    public static Command Build()
+    {
+        var json = new Option<bool>("--json") { Description = "One JSON document (docs/operations.md, \"Machine-readable output\")." };
+        var c = new Command("status", "The appliance at a glance: daemon, cloud, proxy VM, repository, jobs, recent failures, next runs; exits 1 when something needs attention.") { json, DaemonCommand.ConfigFile };
+        c.SetAction(async (p, ct) =>
+        {
+            var path = p.GetValue(DaemonCommand.ConfigFile)!;
+            if (!File.Exists(path)) throw new CliException($"No appliance configuration at {path}: set it up with 'proxybackup configure' (or give --config).");
+            var config = AppConfig.Load(path);
+            var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
+            var status = await GatherAsync(config, secrets, ct).ConfigureAwait(false);
+            if (p.GetValue(json)) CliFormat.PrintJson(status);
+            else Print(status);
+            return status.Problems.Count == 0 ? 0 : 1;
+        });
+        return c;
+    }
+
+    internal sealed record Status(
+        string Version, DaemonStatus Daemon, CloudStatus Cloud, ProxyStatus? ProxyVm, RepositoryStatus Repository,
+        JsonArray Running, IReadOnlyList<int> Waiting, IReadOnlyList<JobRecord> RecentFailures, IReadOnlyList<NextRun> NextRuns, IReadOnlyList<string> Problems);
+
+    internal sealed record DaemonStatus(bool Running, DateTimeOffset? Since, int? Pid, string? Version);
+
+    internal sealed record CloudStatus(string Endpoint, string User, bool Reachable, string? Version, string? Error);
+
+    internal sealed record ProxyStatus(int Id, string? Name, string? State);
+
+    internal sealed record RepositoryStatus(string Path, bool Exists, long? TotalBytes, long? FreeBytes, DateTimeOffset? LastVerify, int? PointsVerifiedDamaged);
+
+    internal sealed record NextRun(string Policy, DateTimeOffset At);
+
+    private static async Task<Status> GatherAsync(AppConfig config, AppSecrets secrets, CancellationToken ct)
+    {
+        var problems = new List<string>();
+        var version = typeof(StatusCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+
+        var answer = await DaemonApi.AskAsync(config.Daemon.Socket, new { op = "status" }, ct).ConfigureAwait(false);
+        var daemon = answer is null
+            ? new DaemonStatus(false, null, null, null)
+            : new DaemonStatus(true, (DateTimeOffset?)answer["since"], (int?)answer["pid"], (string?)answer["version"]);
+        if (!daemon.Running) problems.Add("The daemon is not running: policies do not run (systemctl start proxybackup; journalctl -u proxybackup says why it stopped).");
+
+        var (cloud, proxy) = await CloudAsync(config, secrets, ct).ConfigureAwait(false);
+        if (!cloud.Reachable) problems.Add($"OpenNebula at {cloud.Endpoint} cannot be reached: {cloud.Error}");
+        else if (proxy is { State: not "RUNNING" }) problems.Add($"The proxy VM {proxy.Id} is {proxy.State ?? "not found"}: disks cannot be attached to it.");
+
+        var repository = Repository(config, secrets);
+        if (!repository.Exists) problems.Add($"The repository {repository.Path} is missing (is its disk or NFS share mounted?).");
+        else if (repository.FreeBytes < MinimumFreeShare * repository.TotalBytes)
+            problems.Add($"The repository's file system has {CliFormat.Bytes(repository.FreeBytes ?? 0)} free of {CliFormat.Bytes(repository.TotalBytes ?? 0)}: grow it or forget restore points.");
+        if (repository.PointsVerifiedDamaged > 0) problems.Add($"The last verify found {repository.PointsVerifiedDamaged} damaged restore point(s): 'proxybackup repository verify' names them.");
+
+        IReadOnlyList<JobRecord> failures = [];
+        IReadOnlyList<NextRun> next = [];
+        if (File.Exists(config.Catalog.Path))
+        {
+            var catalog = new SqliteCatalog(config.Catalog.Path);
+            var week = DateTimeOffset.UtcNow.AddDays(-7);
+            failures = [.. catalog.Recent(500).Where(j => j.State is "failed" or "interrupted" && j.Started >= week).Take(10)];
+            foreach (var (vm, job) in catalog.LastJobs("backup").Where(j => j.Value.State is "failed" or "interrupted").OrderBy(j => j.Key))
+                problems.Add($"The last backup of VM {vm} {job.State} ({job.Started:yyyy-MM-dd HH:mm}Z){(job.Error is null ? "" : ": " + job.Error)}");
+            var now = DateTimeOffset.UtcNow;
+            next = [.. catalog.Policies().Where(pol => pol.Enabled).Select(pol => new NextRun(pol.Name, pol.CompiledSchedule().Next(now))).OrderBy(n => n.At)];
+        }
+        var running = answer?["running"]?.AsArray().DeepClone().AsArray() ?? [];
+        IReadOnlyList<int> waiting = answer?["waiting"]?.AsArray().Select(w => w!.GetValue<int>()).ToList() ?? [];
+        return new Status(version, daemon, cloud, proxy, repository, running, waiting, failures, next, problems);
+    }
+
+    private static async Task<(CloudStatus, ProxyStatus?)> CloudAsync(AppConfig config, AppSecrets secrets, CancellationToken ct)
+    {
+        var proxyId = config.OpenNebula.ProxyVmId ?? ProxyIdentity.FromContext();
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        wait.CancelAfter(CloudWait);
+        try
+        {
+            using var client = new OneClient(config.ClientOptions(secrets));
+            var version = await client.SystemVersionAsync(wait.Token).ConfigureAwait(false);
+            ProxyStatus? proxy = null;
+            if (proxyId is { } id)
+            {
+                try
+                {
+                    var vm = await client.VmInfoAsync(id, wait.Token).ConfigureAwait(false);
+                    proxy = new ProxyStatus(id, vm.Name, vm.StateName);
+                }
+                catch (OneException)
+                {
+                    proxy = new ProxyStatus(id, null, null);
+                }
+            }
+            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, true, version, null), proxy);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, $"no answer within {CloudWait.TotalSeconds:0} s"), proxyId is { } id ? new ProxyStatus(id, null, null) : null);
+        }
+        catch (Exception e) when (e is OneException or HttpRequestException or IOException)
+        {
+            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, e.Message), proxyId is { } id ? new ProxyStatus(id, null, null) : null);
+        }
+    }
+
+    private static RepositoryStatus Repository(AppConfig config, AppSecrets secrets)
+    {
+        var path = config.Repository.Path;
+        if (!File.Exists(Path.Combine(path, "config"))) return new RepositoryStatus(path, false, null, null, null, null);
+        var drive = new DriveInfo(path);
+        DateTimeOffset? lastVerify = null;
+        int? damaged = null;
+        try
+        {
+            var repository = BackupRepository.Open(path, secrets.PassphraseKey());
+            // The newest verification of each restore point: when the last verify ran, and what it found.
+            var states = repository.ListRestorePoints().Select(repository.LastVerification).OfType<VerifyState>().ToList();
+            if (states.Count > 0)
+            {
+                lastVerify = states.Max(s => s.Time);
+                damaged = states.Count(s => !s.Ok && s.Time == lastVerify);
+            }
+        }
+        catch (RepositoryException)
+        {
+            // Its config was read above; what cannot be opened here (a key) the daemon reports in its log.
+        }
+        return new RepositoryStatus(path, true, drive.TotalSize, drive.AvailableFreeSpace, lastVerify, damaged);
+    }
+
+    private static void Print(Status s)
+    {
+        Console.WriteLine($"ProxyBackup {s.Version}");
+        Console.WriteLine(s.Daemon.Running
+            ? $"Daemon      running since {s.Daemon.Since:yyyy-MM-dd HH:mm}Z, pid {s.Daemon.Pid}{(s.Daemon.Version is { } v && v != s.Version ? $", version {v} (restart it to run {s.Version})" : "")}"
+            : "Daemon      NOT RUNNING");
+        Console.WriteLine(s.Cloud.Reachable
+            ? $"OpenNebula  {s.Cloud.Endpoint} as {s.Cloud.User}: reachable, version {s.Cloud.Version}"
+            : $"OpenNebula  {s.Cloud.Endpoint} as {s.Cloud.User}: UNREACHABLE ({s.Cloud.Error})");
+        if (s.ProxyVm is { } proxy) Console.WriteLine($"Proxy VM    {proxy.Id}{(proxy.Name is null ? "" : $" ({proxy.Name})")}: {proxy.State ?? "unknown"}");
+        var r = s.Repository;
+        Console.WriteLine(!r.Exists
+            ? $"Repository  {r.Path}: MISSING"
+            : $"Repository  {r.Path}: {CliFormat.Bytes(r.FreeBytes ?? 0)} free of {CliFormat.Bytes(r.TotalBytes ?? 0)}; last verify {(r.LastVerify is { } lv ? $"{lv:yyyy-MM-dd HH:mm}Z, {(r.PointsVerifiedDamaged > 0 ? $"{r.PointsVerifiedDamaged} damaged" : "no damage")}" : "never")}");
+        Console.WriteLine($"Jobs        {s.Running.Count} running, {s.Waiting.Count} waiting");
+        foreach (var job in s.Running) Console.WriteLine($"  {CliFormat.RunningJob(job!)}");
+        if (s.Waiting.Count > 0) Console.WriteLine($"  waiting: VM {string.Join(", VM ", s.Waiting)}");
+        Console.WriteLine(s.NextRuns.Count == 0 ? "Next runs   none (no enabled policy)" : "Next runs");
+        foreach (var n in s.NextRuns) Console.WriteLine($"  {n.At:yyyy-MM-dd HH:mm}Z  {n.Policy}");
+        Console.WriteLine(s.RecentFailures.Count == 0 ? "Failures    none in the last 7 days" : "Failures in the last 7 days");
+        foreach (var j in s.RecentFailures) Console.WriteLine($"  {j.Started:yyyy-MM-dd HH:mm}Z  {j.Kind} of VM {j.VmId} {j.State}: {j.Error}  (proxybackup jobs log {j.Id})");
+        Console.WriteLine(s.Problems.Count == 0 ? "All well." : $"{s.Problems.Count} problem(s):");
+        foreach (var problem in s.Problems) Console.WriteLine($"  - {problem}");
+    }
+}
