@@ -75,7 +75,8 @@ internal static class CloudCommands
 
     private static Command List()
     {
-        var c = new Command("list", "VMs with the policies that protect them, their last restore point and their last backup's outcome (restore points only where a repository is named or configured).") { Json };
+        var all = new Option<bool>("--all") { Description = "Also the VMs deleted from OpenNebula that still have restore points (restorable by ID or by their former name)." };
+        var c = new Command("list", "VMs with the policies that protect them, their last restore point and their last backup's outcome (restore points only where a repository is named or configured).") { all, Json };
         c.SetAction(async (p, ct) =>
         {
             using var client = EngineHost.Connect(p);
@@ -88,9 +89,10 @@ internal static class CloudCommands
             var policies = catalog?.Policies().Where(x => x.Enabled).ToList() ?? [];
             var lastBackups = catalog?.LastJobs("backup") ?? new Dictionary<int, ProxyBackup.Contracts.JobRecord>();
             string ProtectedBy(VirtualMachine vm) => string.Join(',', policies.Where(x => x.Selection.Matches(vm)).Select(x => x.Name));
-            // A VM deleted from OpenNebula is listed by its restore points, under the name it last had.
+            // A VM deleted from OpenNebula is listed (with --all) by its restore points, under the name it last had.
+            var deleted = backedUp.Values.Where(b => vms.All(v => v.Id != b.VmId)).ToList();
             var rows = vms.Select(v => (v.Id, v.Name, State: v.StateName, Policies: ProtectedBy(v), Last: backedUp.TryGetValue(v.Id, out var b) ? (RestorePoint?)b.Latest : null))
-                .Concat(backedUp.Values.Where(b => vms.All(v => v.Id != b.VmId)).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Policies: "", Last: (RestorePoint?)b.Latest)))
+                .Concat((p.GetValue(all) ? deleted : []).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Policies: "", Last: (RestorePoint?)b.Latest)))
                 .OrderBy(r => r.Id)
                 .Select(r => (r.Id, r.Name, r.State, r.Policies, r.Last, Job: lastBackups.GetValueOrDefault(r.Id)))
                 .ToList();
@@ -104,6 +106,7 @@ internal static class CloudCommands
                 return 0;
             }
             if (repo is null) Console.Error.WriteLine("proxybackup: no repository named or configured: restore points are not shown (--repo PATH).");
+            if (!p.GetValue(all) && deleted.Count > 0) Console.Error.WriteLine($"proxybackup: {deleted.Count} VM(s) deleted from OpenNebula still have restore points; --all lists them.");
             Console.WriteLine($"{"ID",5}  {"NAME",-20} {"STATE",-14} {"PROTECTED BY",-16} {"LAST RESTORE POINT",-38} LAST BACKUP");
             foreach (var (vmId, vmName, state, policyNames, last, job) in rows)
                 Console.WriteLine($"{vmId,5}  {vmName,-20} {state,-14} {(policyNames.Length == 0 ? "-" : policyNames),-16} " +

@@ -17,6 +17,10 @@ public class OnedRulesCliTests
 
         var (code, output, error) = await ProxybackupAsync(["vm", "list", .. args]);
         Assert.True(code == 0, error);
+        Assert.DoesNotContain("web-01", output, StringComparison.Ordinal);
+        Assert.Contains("1 VM(s) deleted from OpenNebula still have restore points; --all lists them.", error, StringComparison.Ordinal);
+        (code, output, error) = await ProxybackupAsync(["vm", "list", "--all", .. args]);
+        Assert.True(code == 0, error);
         Assert.Matches($@"(?m)^\s*{web.Id}\s+web-01\s+\(deleted\)\s+-\s+\S+ \S+Z {point.Id}\s+succeeded$", output);
 
         (code, output, error) = await ProxybackupAsync(["vm", "points", "web-01", .. args]);
