@@ -96,6 +96,7 @@ internal static class CloudCommands
                 .OrderBy(r => r.Id)
                 .Select(r => (r.Id, r.Name, r.State, r.Policies, r.Last, Job: lastBackups.GetValueOrDefault(r.Id)))
                 .ToList();
+            if (!p.GetValue(all) && deleted.Count > 0) Console.Error.WriteLine($"proxybackup: {deleted.Count} VM(s) deleted from OpenNebula still have restore points; --all lists them.");
             if (p.GetValue(Json))
             {
                 CliFormat.PrintJson(rows.Select(r => new
@@ -106,7 +107,6 @@ internal static class CloudCommands
                 return 0;
             }
             if (repo is null) Console.Error.WriteLine("proxybackup: no repository named or configured: restore points are not shown (--repo PATH).");
-            if (!p.GetValue(all) && deleted.Count > 0) Console.Error.WriteLine($"proxybackup: {deleted.Count} VM(s) deleted from OpenNebula still have restore points; --all lists them.");
             Console.WriteLine($"{"ID",5}  {"NAME",-20} {"STATE",-14} {"PROTECTED BY",-16} {"LAST RESTORE POINT",-38} LAST BACKUP");
             foreach (var (vmId, vmName, state, policyNames, last, job) in rows)
                 Console.WriteLine($"{vmId,5}  {vmName,-20} {state,-14} {(policyNames.Length == 0 ? "-" : policyNames),-16} " +

@@ -81,6 +81,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         {
             _log.LogInformation("Started: OpenNebula {Endpoint} as {User}, proxy VM {Proxy}, repository {Repo}", config.OpenNebula.Endpoint, config.OpenNebula.User, host.Steps.Options.ProxyVmId, host.Repository.Root);
             _log.LogInformation("Chunk hashing: {Hashing}", ProxyBackup.Repository.BackupRepository.HashingStatus);
+            _systemd.Status("Removing what an earlier run left on the cloud");
             var cleanup = await host.Cleaner.CleanBeforeJobsAsync(stoppingToken).ConfigureAwait(false);
             if (cleanup.Removed > 0 || cleanup.Failures.Count > 0)
                 _log.LogWarning("Start-up cleanup removed {Removed} leftover object(s); {Failed} could not be removed yet", cleanup.Removed, cleanup.Failures.Count);
@@ -111,7 +112,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 _log.LogWarning("The local socket {Socket} could not be opened ({Error}); the CLI will work on its own", config.Daemon.Socket, e.Message);
             }
             // Ready once the CLI can hand work over: 'systemctl start' returns when it can.
-            _systemd.Ready(StatusLine(runner, host));
+            _systemd.Ready(ServiceNotifications.Describe(() => StatusLine(runner, host)));
             try
             {
                 while (!stoppingToken.IsCancellationRequested)
@@ -124,7 +125,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                     {
                         _log.LogError("Scheduling step failed: {Error}", e.Message);
                     }
-                    _systemd.Status(StatusLine(runner, host));
+                    _systemd.Status(ServiceNotifications.Describe(() => StatusLine(runner, host)));
                     await runner.WaitForWorkAsync(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false);
                 }
             }
@@ -143,7 +144,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
     {
         var (waiting, running) = runner.Status();
         var now = DateTimeOffset.UtcNow;
-        var next = host.CatalogDb.Policies().Where(p => p.Enabled).Select(p => (p.Name, At: p.CompiledSchedule().Next(now))).OrderBy(n => n.At).FirstOrDefault();
+        var next = host.CatalogDb.Policies().Where(p => p.Enabled && p.Problems().Count == 0).Select(p => (p.Name, At: p.CompiledSchedule().Next(now))).OrderBy(n => n.At).FirstOrDefault();
         var jobs = running.Count + waiting.Count == 0 ? "Idle" : $"{running.Count} running, {waiting.Count} waiting";
         return next.Name is null ? $"{jobs}; no enabled policy" : $"{jobs}; next run: {next.Name} at {next.At:yyyy-MM-dd HH:mm}Z";
     }
@@ -157,20 +158,30 @@ internal sealed class ServiceNotifications(ISystemdNotifier notifier)
 {
     private string? _status;
 
-    public void Ready(string status) => Send("READY=1", status);
+    public void Ready(string? status) => Send("READY=1", status);
 
-    public void Status(string status)
+    public void Status(string? status)
     {
-        if (status != _status) Send(null, status);
+        if (status is not null && status != _status) Send(null, status);
     }
 
     public void Stopping(string status) => Send("STOPPING=1", status);
 
-    private void Send(string? state, string status)
+    /// <summary>The line for STATUS, or null when it cannot be had now (a busy catalog): the last one stays.</summary>
+    public static string? Describe(Func<string> describe)
     {
-        _status = status;
+        try { return describe(); }
+        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or ProxyBackup.Contracts.UserFacingException) { return null; }
+    }
+
+    private void Send(string? state, string? status)
+    {
+        if (status is null && state is null) return;
+        if (status is not null) _status = status;
         // The protocol separates assignments by newlines: a status (an error's message) keeps to one line.
-        var line = $"STATUS={status.ReplaceLineEndings(" ")}";
-        if (notifier.IsEnabled) notifier.Notify(new ServiceState(state is null ? line : $"{state}\n{line}"));
+        var message = string.Join('\n', new[] { state, status is null ? null : $"STATUS={status.ReplaceLineEndings(" ")}" }.OfType<string>());
+        // systemd gone or restarting: what it shows is not worth stopping a backup for.
+        try { if (notifier.IsEnabled) notifier.Notify(new ServiceState(message)); }
+        catch (System.Net.Sockets.SocketException) { }
     }
 }

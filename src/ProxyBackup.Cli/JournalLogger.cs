@@ -14,8 +14,8 @@ namespace ProxyBackup.Cli;
 /// </summary>
 internal sealed class JournalLoggerProvider(string socketPath) : ILoggerProvider, ISupportExternalScope
 {
-    /// <summary>A datagram must fit the journal socket's buffer: a longer message is cut, with a mark.</summary>
-    private const int MaxMessageBytes = 48 << 10;
+    /// <summary>A datagram must fit the journal socket's buffer: a longer value (a message, an error) is cut, with a mark.</summary>
+    private const int MaxValueChars = 16 << 10;
 
     private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
     private readonly UnixDomainSocketEndPoint _journal = new(socketPath);
@@ -31,13 +31,15 @@ internal sealed class JournalLoggerProvider(string socketPath) : ILoggerProvider
     internal static string FieldName(string name)
     {
         var b = new StringBuilder(name.Length + 4);
-        for (var i = 0; i < name.Length && b.Length < 64; i++)
+        for (var i = 0; i < name.Length; i++)
         {
             var c = name[i];
             if (char.IsUpper(c) && i > 0 && (char.IsLower(name[i - 1]) || char.IsDigit(name[i - 1]))) b.Append('_');
             b.Append(char.IsAsciiLetterOrDigit(c) ? char.ToUpperInvariant(c) : '_');
         }
-        return b.ToString().TrimStart('_', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9');
+        var field = b.ToString().TrimStart('_', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9');
+        // The journal takes names of 64 characters at most.
+        return field.Length > 64 ? field[..64] : field;
     }
 
     internal static int Priority(LogLevel level) => level switch
@@ -77,10 +79,10 @@ internal sealed class JournalLoggerProvider(string socketPath) : ILoggerProvider
 
     private void Write(string category, LogLevel level, string message, IEnumerable<KeyValuePair<string, object?>> values)
     {
-        if (Encoding.UTF8.GetByteCount(message) > MaxMessageBytes) message = message[..(MaxMessageBytes / 4)] + " [cut]";
+        static string Cut(string value) => value.Length > MaxValueChars ? value[..MaxValueChars] + " [cut]" : value;
         var fields = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["MESSAGE"] = message,
+            ["MESSAGE"] = Cut(message),
             ["PRIORITY"] = Priority(level).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["SYSLOG_IDENTIFIER"] = "proxybackup",
             ["LOGGER"] = category,
@@ -89,15 +91,16 @@ internal sealed class JournalLoggerProvider(string socketPath) : ILoggerProvider
         {
             if (name == "{OriginalFormat}" || value is null) continue;
             var field = FieldName(name);
-            if (field.Length > 0) fields.TryAdd(field, Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "");
+            if (field.Length > 0) fields.TryAdd(field, Cut(Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? ""));
         }
         try
         {
             _socket.SendTo(Entry(fields), _journal);
         }
-        catch (SocketException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
-            // The journal is gone (stopped, restarting): there is nowhere left to say so.
+            // The journal is gone (stopped, restarting), or the host disposed the provider while jobs
+            // still drain: there is nowhere left to say so, and a job must not fail for it.
         }
     }
 

@@ -17,6 +17,9 @@ namespace ProxyBackup.Cli;
 /// </summary>
 internal static class StatusCommand
 {
+    /// <summary>How long the daemon may take to answer on its socket.</summary>
+    private static readonly TimeSpan DaemonWait = TimeSpan.FromSeconds(5);
+
     /// <summary>How long the cloud may take to answer before it counts as unreachable.</summary>
     private static readonly TimeSpan CloudWait = TimeSpan.FromSeconds(10);
 
@@ -32,7 +35,9 @@ internal static class StatusCommand
             var path = p.GetValue(DaemonCommand.ConfigFile)!;
             if (!File.Exists(path)) throw new CliException($"No appliance configuration at {path}: set it up with 'proxybackup configure' (or give --config).");
             var config = AppConfig.Load(path);
-            var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
+            AppSecrets secrets;
+            try { secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets(); }
+            catch (UnauthorizedAccessException) { throw new CliException($"{config.SecretsFile} can be read by root only: run 'sudo proxybackup status'."); }
             var status = await GatherAsync(config, secrets, ct).ConfigureAwait(false);
             if (p.GetValue(json)) CliFormat.PrintJson(status);
             else Print(status);
@@ -60,7 +65,18 @@ internal static class StatusCommand
         var problems = new List<string>();
         var version = typeof(StatusCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
-        var answer = await DaemonApi.AskAsync(config.Daemon.Socket, new { op = "status" }, ct).ConfigureAwait(false);
+        JsonObject? answer;
+        using (var wait = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            // A wedged daemon must not hang a monitoring check.
+            wait.CancelAfter(DaemonWait);
+            try { answer = await DaemonApi.AskAsync(config.Daemon.Socket, new { op = "status" }, wait.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                answer = null;
+                problems.Add($"The daemon did not answer within {DaemonWait.TotalSeconds:0} s on {config.Daemon.Socket}.");
+            }
+        }
         var daemon = answer is null
             ? new DaemonStatus(false, null, null, null)
             : new DaemonStatus(true, (DateTimeOffset?)answer["since"], (int?)answer["pid"], (string?)answer["version"]);
@@ -70,7 +86,7 @@ internal static class StatusCommand
         if (!cloud.Reachable) problems.Add($"OpenNebula at {cloud.Endpoint} cannot be reached: {cloud.Error}");
         else if (proxy is { State: not "RUNNING" }) problems.Add($"The proxy VM {proxy.Id} is {proxy.State ?? "not found"}: disks cannot be attached to it.");
 
-        var repository = Repository(config, secrets);
+        var repository = Repository(config, secrets, problems);
         if (!repository.Exists) problems.Add($"The repository {repository.Path} is missing (is its disk or NFS share mounted?).");
         else if (repository.FreeBytes < MinimumFreeShare * repository.TotalBytes)
             problems.Add($"The repository's file system has {CliFormat.Bytes(repository.FreeBytes ?? 0)} free of {CliFormat.Bytes(repository.TotalBytes ?? 0)}: grow it or forget restore points.");
@@ -79,6 +95,7 @@ internal static class StatusCommand
         IReadOnlyList<JobRecord> failures = [];
         IReadOnlyList<NextRun> next = [];
         if (File.Exists(config.Catalog.Path))
+        try
         {
             var catalog = new SqliteCatalog(config.Catalog.Path);
             var week = DateTimeOffset.UtcNow.AddDays(-7);
@@ -86,7 +103,14 @@ internal static class StatusCommand
             foreach (var (vm, job) in catalog.LastJobs("backup").Where(j => j.Value.State is "failed" or "interrupted").OrderBy(j => j.Key))
                 problems.Add($"The last backup of VM {vm} {job.State} ({job.Started:yyyy-MM-dd HH:mm}Z){(job.Error is null ? "" : ": " + job.Error)}");
             var now = DateTimeOffset.UtcNow;
-            next = [.. catalog.Policies().Where(pol => pol.Enabled).Select(pol => new NextRun(pol.Name, pol.CompiledSchedule().Next(now))).OrderBy(n => n.At)];
+            var enabled = catalog.Policies().Where(pol => pol.Enabled).ToList();
+            foreach (var broken in enabled.Where(pol => pol.Problems().Count > 0))
+                problems.Add($"Policy '{broken.Name}' does not run: {string.Join("; ", broken.Problems())}");
+            next = [.. enabled.Where(pol => pol.Problems().Count == 0).Select(pol => new NextRun(pol.Name, pol.CompiledSchedule().Next(now))).OrderBy(n => n.At)];
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException e)
+        {
+            problems.Add($"The catalog {config.Catalog.Path} cannot be read: {e.Message}");
         }
         var running = answer?["running"]?.AsArray().DeepClone().AsArray() ?? [];
         IReadOnlyList<int> waiting = answer?["waiting"]?.AsArray().Select(w => w!.GetValue<int>()).ToList() ?? [];
@@ -127,29 +151,26 @@ internal static class StatusCommand
         }
     }
 
-    private static RepositoryStatus Repository(AppConfig config, AppSecrets secrets)
+    private static RepositoryStatus Repository(AppConfig config, AppSecrets secrets, List<string> problems)
     {
         var path = config.Repository.Path;
         if (!File.Exists(Path.Combine(path, "config"))) return new RepositoryStatus(path, false, null, null, null, null);
-        var drive = new DriveInfo(path);
-        DateTimeOffset? lastVerify = null;
-        int? damaged = null;
         try
         {
+            var drive = new DriveInfo(path);
+            (long total, long free) = (drive.TotalSize, drive.AvailableFreeSpace);
             var repository = BackupRepository.Open(path, secrets.PassphraseKey());
             // The newest verification of each restore point: when the last verify ran, and what it found.
             var states = repository.ListRestorePoints().Select(repository.LastVerification).OfType<VerifyState>().ToList();
-            if (states.Count > 0)
-            {
-                lastVerify = states.Max(s => s.Time);
-                damaged = states.Count(s => !s.Ok && s.Time == lastVerify);
-            }
+            DateTimeOffset? lastVerify = states.Count > 0 ? states.Max(s => s.Time) : null;
+            int? damaged = lastVerify is null ? null : states.Count(s => !s.Ok && s.Time == lastVerify);
+            return new RepositoryStatus(path, true, total, free, lastVerify, damaged);
         }
-        catch (RepositoryException)
+        catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
         {
-            // Its config was read above; what cannot be opened here (a key) the daemon reports in its log.
+            problems.Add($"The repository {path} cannot be opened: {e.Message}");
+            return new RepositoryStatus(path, true, null, null, null, null);
         }
-        return new RepositoryStatus(path, true, drive.TotalSize, drive.AvailableFreeSpace, lastVerify, damaged);
     }
 
     private static void Print(Status s)

@@ -337,7 +337,8 @@ public class DaemonTests
             Catalog = new { Path = w.Catalog.Path },
             Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
             Limits = limits ?? new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
-            Daemon = new { TickSeconds = tickSeconds, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock") },
+            // Console: tests read the daemon's output, also when the runner inherited a journal stream.
+            Daemon = new { TickSeconds = tickSeconds, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock"), Log = "console" },
         }));
         var secrets = Path.Combine(w.Root, "etc", "secrets.json");
         await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
