@@ -375,11 +375,8 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     /// (proxies sharing a catalog) counts as held. A row of an older version (no boot) is judged by
     /// its pid alone, as that version did.
     /// </summary>
-    private static bool GuardHolderMayBeAlive(string host, int pid, long start, string? boot)
-    {
-        if (boot == ProcessOwner.BootId) return ProcessOwner.IsRunning(pid, start);
-        return host != Environment.MachineName || (boot is null && ProcessOwner.IsRunning(pid, 0));
-    }
+    private static bool GuardHolderMayBeAlive(string host, int pid, long start, string? boot) =>
+        ProcessOwner.RunsHere(pid, start, boot, pidNamespace: null) ?? (host != Environment.MachineName || (boot is null && ProcessOwner.IsRunning(pid, 0)));
 
     private sealed class Release(SqliteCatalog catalog, int vmId, string jobId) : IDisposable
     {

@@ -94,22 +94,6 @@ public sealed class AppConfig
         /// </summary>
         public string Log { get; set; } = "auto";
         public string JournalSocket { get; set; } = "/run/systemd/journal/socket";
-
-        /// <summary>
-        /// Whether this run logs to the journal: with "auto", when systemd connected standard error
-        /// to it, which JOURNAL_STREAM names by device and inode (sd_journal_stream_fd(3)); the
-        /// variable alone may be inherited by a daemon started by hand from a service's shell.
-        /// </summary>
-        [System.Text.Json.Serialization.JsonIgnore]
-        public bool LogsToJournal => Log == "journal" || (Log == "auto" && File.Exists(JournalSocket) && StandardErrorIsJournalStream());
-
-        private static bool StandardErrorIsJournalStream()
-        {
-            if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not { } stream || stream.Split(':') is not [_, var inode]) return false;
-            // The journal's stream is a socket: /proc shows standard error as "socket:[INODE]".
-            try { return new FileInfo("/proc/self/fd/2").LinkTarget == $"socket:[{inode}]"; }
-            catch (IOException) { return false; }
-        }
     }
 
     /// <summary>Every problem, each naming the key and what is expected.</summary>

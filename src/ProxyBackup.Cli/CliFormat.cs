@@ -1,5 +1,6 @@
 using ProxyBackup.Contracts;
 using System.Globalization;
+using System.Reflection;
 using System.Text.Json;
 
 namespace ProxyBackup.Cli;
@@ -65,6 +66,9 @@ public static class CliFormat
         if (job["new_bytes"]?.GetValue<long>() is { } stored) line += $", new {Bytes(stored)}";
         return job["eta_seconds"]?.GetValue<double>() is { } eta ? line + $", ETA {TimeSpan.FromSeconds(Math.Round(eta)):hh\\:mm\\:ss}" : line;
     }
+
+    /// <summary>The version this binary reports (VERSION and the commit, as --version prints it).</summary>
+    public static string Version { get; } = typeof(CliFormat).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
     public static void PrintJson<T>(T value) => Console.WriteLine(JsonSerializer.Serialize(value, Json));
 }

@@ -86,30 +86,30 @@ internal static class CloudCommands
             // Read, never created, by a listing: a proxy without a catalog yet has no policies and no jobs.
             var catalogPath = p.GetValue(EngineHost.Catalog)!;
             var catalog = File.Exists(catalogPath) ? new ProxyBackup.Catalog.SqliteCatalog(catalogPath) : null;
-            var policies = catalog?.Policies().Where(x => x.Enabled).ToList() ?? [];
+            var policies = catalog?.Policies().Where(ProtectionPolicyRules.Runs).ToList() ?? [];
             var lastBackups = catalog?.LastJobs("backup") ?? new Dictionary<int, ProxyBackup.Contracts.JobRecord>();
-            string ProtectedBy(VirtualMachine vm) => string.Join(',', policies.Where(x => x.Selection.Matches(vm)).Select(x => x.Name));
+            string[] ProtectedBy(VirtualMachine vm) => [.. policies.Where(x => x.Selection.Matches(vm)).Select(x => x.Name)];
             // A VM deleted from OpenNebula is listed (with --all) by its restore points, under the name it last had.
             var deleted = backedUp.Values.Where(b => vms.All(v => v.Id != b.VmId)).ToList();
             var rows = vms.Select(v => (v.Id, v.Name, State: v.StateName, Policies: ProtectedBy(v), Last: backedUp.TryGetValue(v.Id, out var b) ? (RestorePoint?)b.Latest : null))
-                .Concat((p.GetValue(all) ? deleted : []).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Policies: "", Last: (RestorePoint?)b.Latest)))
+                .Concat((p.GetValue(all) ? deleted : []).Select(b => (Id: b.VmId, Name: b.Latest.Tags.GetValueOrDefault("vm_name") ?? "", State: "(deleted)", Policies: Array.Empty<string>(), Last: (RestorePoint?)b.Latest)))
                 .OrderBy(r => r.Id)
                 .Select(r => (r.Id, r.Name, r.State, r.Policies, r.Last, Job: lastBackups.GetValueOrDefault(r.Id)))
                 .ToList();
+            if (repo is null) Console.Error.WriteLine("proxybackup: no repository named or configured: restore points are not shown (--repo PATH).");
             if (!p.GetValue(all) && deleted.Count > 0) Console.Error.WriteLine($"proxybackup: {deleted.Count} VM(s) deleted from OpenNebula still have restore points; --all lists them.");
             if (p.GetValue(Json))
             {
                 CliFormat.PrintJson(rows.Select(r => new
                 {
-                    r.Id, r.Name, r.State, ProtectedBy = r.Policies.Length == 0 ? Array.Empty<string>() : r.Policies.Split(','),
+                    r.Id, r.Name, r.State, ProtectedBy = r.Policies,
                     LastRestorePoint = r.Last?.Id, LastTime = r.Last?.Time, LastBackup = r.Job?.State, LastBackupEnded = r.Job?.Ended, LastError = r.Job?.Error,
                 }));
                 return 0;
             }
-            if (repo is null) Console.Error.WriteLine("proxybackup: no repository named or configured: restore points are not shown (--repo PATH).");
             Console.WriteLine($"{"ID",5}  {"NAME",-20} {"STATE",-14} {"PROTECTED BY",-16} {"LAST RESTORE POINT",-38} LAST BACKUP");
             foreach (var (vmId, vmName, state, policyNames, last, job) in rows)
-                Console.WriteLine($"{vmId,5}  {vmName,-20} {state,-14} {(policyNames.Length == 0 ? "-" : policyNames),-16} " +
+                Console.WriteLine($"{vmId,5}  {vmName,-20} {state,-14} {(policyNames.Length == 0 ? "-" : string.Join(',', policyNames)),-16} " +
                     $"{(last is null ? repo is null ? "?" : "never" : $"{last.Time:yyyy-MM-dd HH:mm}Z {last.Id}"),-38} {LastBackup(job)}");
             return 0;
         });

@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -15,7 +14,6 @@ namespace ProxyBackup.Cli;
 /// </summary>
 internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger) : IAsyncDisposable
 {
-    private static readonly string Version = typeof(DaemonApi).Assembly.GetCustomAttribute<System.Reflection.AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
     private readonly DateTimeOffset _since = DateTimeOffset.UtcNow;
     private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
     private readonly CancellationTokenSource _stop = new();
@@ -77,7 +75,7 @@ internal sealed class DaemonApi(string path, PolicyRunner runner, ILogger logger
                     var (waiting, running) = runner.Status();
                     return new
                     {
-                        ok = true, version = Version, pid = Environment.ProcessId, since = _since, waiting = waiting.Select(w => w.VmId),
+                        ok = true, version = CliFormat.Version, pid = Environment.ProcessId, since = _since, waiting = waiting.Select(w => w.VmId),
                         running = running.Select(j => new
                         {
                             vm = j.Item.VmId, name = j.Item.VmName, policy = j.Item.Run.Policy.Name, what = j.Progress?.What,

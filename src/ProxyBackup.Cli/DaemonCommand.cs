@@ -29,7 +29,7 @@ internal static class DaemonCommand
             using var single = DaemonLock.Take(config.Catalog.Path);
             var builder = Host.CreateApplicationBuilder();
             builder.Logging.ClearProviders();
-            if (config.Daemon.LogsToJournal) builder.Logging.AddProvider(new JournalLoggerProvider(config.Daemon.JournalSocket));
+            if (JournalLoggerProvider.Chosen(config.Daemon.Log, config.Daemon.JournalSocket)) builder.Logging.AddProvider(new JournalLoggerProvider(config.Daemon.JournalSocket));
             else builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-dd HH:mm:ssZ "; o.UseUtcTimestamp = true; });
             builder.Logging.SetMinimumLevel(LogLevel.Information);
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromMinutes(10));
@@ -112,7 +112,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 _log.LogWarning("The local socket {Socket} could not be opened ({Error}); the CLI will work on its own", config.Daemon.Socket, e.Message);
             }
             // Ready once the CLI can hand work over: 'systemctl start' returns when it can.
-            _systemd.Ready(ServiceNotifications.Describe(() => StatusLine(runner, host)));
+            _systemd.Ready(StatusLine(runner, host));
             try
             {
                 while (!stoppingToken.IsCancellationRequested)
@@ -125,7 +125,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                     {
                         _log.LogError("Scheduling step failed: {Error}", e.Message);
                     }
-                    _systemd.Status(ServiceNotifications.Describe(() => StatusLine(runner, host)));
+                    _systemd.Status(StatusLine(runner, host));
                     await runner.WaitForWorkAsync(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false);
                 }
             }
@@ -139,14 +139,20 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         }
     }
 
-    /// <summary>systemd's STATUS line: jobs running and waiting, and the next scheduled run.</summary>
-    private static string StatusLine(PolicyRunner runner, EngineHost host)
+    /// <summary>systemd's STATUS line: jobs running and waiting, and the next scheduled run; null when the catalog cannot say now (the last line stays).</summary>
+    private static string? StatusLine(PolicyRunner runner, EngineHost host)
     {
         var (waiting, running) = runner.Status();
-        var now = DateTimeOffset.UtcNow;
-        var next = host.CatalogDb.Policies().Where(p => p.Enabled && p.Problems().Count == 0).Select(p => (p.Name, At: p.CompiledSchedule().Next(now))).OrderBy(n => n.At).FirstOrDefault();
         var jobs = running.Count + waiting.Count == 0 ? "Idle" : $"{running.Count} running, {waiting.Count} waiting";
-        return next.Name is null ? $"{jobs}; no enabled policy" : $"{jobs}; next run: {next.Name} at {next.At:yyyy-MM-dd HH:mm}Z";
+        try
+        {
+            var next = ProtectionPolicyRules.NextRuns(host.CatalogDb.Policies(), DateTimeOffset.UtcNow);
+            return next.Count == 0 ? $"{jobs}; no enabled policy" : $"{jobs}; next run: {next[0].Policy} at {next[0].At:yyyy-MM-dd HH:mm}Z";
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            return null;
+        }
     }
 }
 
@@ -157,8 +163,15 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
 internal sealed class ServiceNotifications(ISystemdNotifier notifier)
 {
     private string? _status;
+    private bool _ready;
 
-    public void Ready(string? status) => Send("READY=1", status);
+    /// <summary>READY the first time; later calls (the repository still missing a minute on) only update the status.</summary>
+    public void Ready(string? status)
+    {
+        if (_ready) Status(status);
+        else Send("READY=1", status);
+        _ready = true;
+    }
 
     public void Status(string? status)
     {
@@ -166,13 +179,6 @@ internal sealed class ServiceNotifications(ISystemdNotifier notifier)
     }
 
     public void Stopping(string status) => Send("STOPPING=1", status);
-
-    /// <summary>The line for STATUS, or null when it cannot be had now (a busy catalog): the last one stays.</summary>
-    public static string? Describe(Func<string> describe)
-    {
-        try { return describe(); }
-        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or ProxyBackup.Contracts.UserFacingException) { return null; }
-    }
 
     private void Send(string? state, string? status)
     {

@@ -21,6 +21,20 @@ internal sealed class JournalLoggerProvider(string socketPath) : ILoggerProvider
     private readonly UnixDomainSocketEndPoint _journal = new(socketPath);
     private IExternalScopeProvider _scopes = new LoggerExternalScopeProvider();
 
+    /// <summary>
+    /// Whether a run logs to the journal (Daemon:Log): "journal", or "auto" when systemd connected
+    /// standard error to it, which JOURNAL_STREAM names by device and inode (sd_journal_stream_fd(3));
+    /// the variable alone may be inherited by a daemon started by hand from a service's shell.
+    /// </summary>
+    public static bool Chosen(string log, string socketPath)
+    {
+        if (log != "auto") return log == "journal";
+        if (!File.Exists(socketPath) || Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not { } stream || stream.Split(':') is not [_, var inode]) return false;
+        // The journal's stream is a socket: /proc shows standard error as "socket:[INODE]".
+        try { return new FileInfo("/proc/self/fd/2").LinkTarget == $"socket:[{inode}]"; }
+        catch (IOException) { return false; }
+    }
+
     public ILogger CreateLogger(string categoryName) => new JournalLogger(this, categoryName);
 
     public void SetScopeProvider(IExternalScopeProvider scopeProvider) => _scopes = scopeProvider;

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Reflection;
 using System.Text.Json.Nodes;
 using ProxyBackup.Catalog;
 using ProxyBackup.Contracts;
@@ -63,7 +62,7 @@ internal static class StatusCommand
     private static async Task<Status> GatherAsync(AppConfig config, AppSecrets secrets, CancellationToken ct)
     {
         var problems = new List<string>();
-        var version = typeof(StatusCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+        var version = CliFormat.Version;
 
         JsonObject? answer;
         using (var wait = CancellationTokenSource.CreateLinkedTokenSource(ct))
@@ -80,9 +79,9 @@ internal static class StatusCommand
         var daemon = answer is null
             ? new DaemonStatus(false, null, null, null)
             : new DaemonStatus(true, (DateTimeOffset?)answer["since"], (int?)answer["pid"], (string?)answer["version"]);
-        if (!daemon.Running) problems.Add("The daemon is not running: policies do not run (systemctl start proxybackup; journalctl -u proxybackup says why it stopped).");
+        if (!daemon.Running && problems.Count == 0) problems.Add("The daemon is not running: policies do not run (systemctl start proxybackup; journalctl -u proxybackup says why it stopped).");
 
-        var (cloud, proxy) = await CloudAsync(config, secrets, ct).ConfigureAwait(false);
+        var (cloud, proxy, vms) = await CloudAsync(config, secrets, ct).ConfigureAwait(false);
         if (!cloud.Reachable) problems.Add($"OpenNebula at {cloud.Endpoint} cannot be reached: {cloud.Error}");
         else if (proxy is { State: not "RUNNING" }) problems.Add($"The proxy VM {proxy.Id} is {proxy.State ?? "not found"}: disks cannot be attached to it.");
 
@@ -100,13 +99,17 @@ internal static class StatusCommand
             var catalog = new SqliteCatalog(config.Catalog.Path);
             var week = DateTimeOffset.UtcNow.AddDays(-7);
             failures = [.. catalog.Recent(500).Where(j => j.State is "failed" or "interrupted" && j.Started >= week).Take(10)];
-            foreach (var (vm, job) in catalog.LastJobs("backup").Where(j => j.Value.State is "failed" or "interrupted").OrderBy(j => j.Key))
-                problems.Add($"The last backup of VM {vm} {job.State} ({job.Started:yyyy-MM-dd HH:mm}Z){(job.Error is null ? "" : ": " + job.Error)}");
             var now = DateTimeOffset.UtcNow;
             var enabled = catalog.Policies().Where(pol => pol.Enabled).ToList();
+            // A failed backup matters while its VM is protected: one deleted, or no longer selected
+            // by an enabled policy, would keep the check red with nothing left to fix. Without the
+            // cloud that cannot be told, and every one counts.
+            bool Protected(int vmId) => vms is null || vms.Any(v => v.Id == vmId && enabled.Any(pol => pol.Runs() && pol.Selection.Matches(v)));
+            foreach (var (vm, job) in catalog.LastJobs("backup").Where(j => j.Value.State is "failed" or "interrupted" && Protected(j.Key)).OrderBy(j => j.Key))
+                problems.Add($"The last backup of VM {vm} {job.State} ({job.Started:yyyy-MM-dd HH:mm}Z){(job.Error is null ? "" : ": " + job.Error)}");
             foreach (var broken in enabled.Where(pol => pol.Problems().Count > 0))
                 problems.Add($"Policy '{broken.Name}' does not run: {string.Join("; ", broken.Problems())}");
-            next = [.. enabled.Where(pol => pol.Problems().Count == 0).Select(pol => new NextRun(pol.Name, pol.CompiledSchedule().Next(now))).OrderBy(n => n.At)];
+            next = [.. ProtectionPolicyRules.NextRuns(enabled, now).Select(n => new NextRun(n.Policy, n.At))];
         }
         catch (Microsoft.Data.Sqlite.SqliteException e)
         {
@@ -117,37 +120,28 @@ internal static class StatusCommand
         return new Status(version, daemon, cloud, proxy, repository, running, waiting, failures, next, problems);
     }
 
-    private static async Task<(CloudStatus, ProxyStatus?)> CloudAsync(AppConfig config, AppSecrets secrets, CancellationToken ct)
+    /// <summary>The cloud as the appliance's account sees it, the proxy VM, and the VMs (null when the cloud cannot be reached).</summary>
+    private static async Task<(CloudStatus, ProxyStatus?, IReadOnlyList<VirtualMachine>?)> CloudAsync(AppConfig config, AppSecrets secrets, CancellationToken ct)
     {
         var proxyId = config.OpenNebula.ProxyVmId ?? ProxyIdentity.FromContext();
+        var unknownProxy = proxyId is { } pid ? new ProxyStatus(pid, null, null) : null;
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
         wait.CancelAfter(CloudWait);
         try
         {
             using var client = new OneClient(config.ClientOptions(secrets));
             var version = await client.SystemVersionAsync(wait.Token).ConfigureAwait(false);
-            ProxyStatus? proxy = null;
-            if (proxyId is { } id)
-            {
-                try
-                {
-                    var vm = await client.VmInfoAsync(id, wait.Token).ConfigureAwait(false);
-                    proxy = new ProxyStatus(id, vm.Name, vm.StateName);
-                }
-                catch (OneException)
-                {
-                    proxy = new ProxyStatus(id, null, null);
-                }
-            }
-            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, true, version, null), proxy);
+            var vms = await client.VmPoolAsync(ct: wait.Token).ConfigureAwait(false);
+            var proxy = unknownProxy is null ? null : vms.FirstOrDefault(v => v.Id == unknownProxy.Id) is { } vm ? new ProxyStatus(vm.Id, vm.Name, vm.StateName) : unknownProxy;
+            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, true, version, null), proxy, vms);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, $"no answer within {CloudWait.TotalSeconds:0} s"), proxyId is { } id ? new ProxyStatus(id, null, null) : null);
+            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, $"no answer within {CloudWait.TotalSeconds:0} s"), unknownProxy, null);
         }
         catch (Exception e) when (e is OneException or HttpRequestException or IOException)
         {
-            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, e.Message), proxyId is { } id ? new ProxyStatus(id, null, null) : null);
+            return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, e.Message), unknownProxy, null);
         }
     }
 

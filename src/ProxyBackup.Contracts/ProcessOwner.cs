@@ -17,16 +17,6 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
 
     public static readonly TimeSpan LeaseRenewal = TimeSpan.FromSeconds(30);
 
-    /// <summary>
-    /// False only when the owner certainly is gone: on this host, its pid is free or belongs to a
-    /// process started at another time. An owner on another host counts as alive (a lock's refresh
-    /// time, or <see cref="MayBeAlive(DateTimeOffset?, DateTimeOffset)"/>'s lease, decides).
-    /// </summary>
-    public bool MayBeAlive()
-    {
-        return Host != Environment.MachineName || IsRunning(Pid, StartTicks);
-    }
-
     /// <summary>Whether this machine runs process <paramref name="pid"/> started at <paramref name="startTicks"/> (0: any start).</summary>
     public static bool IsRunning(int pid, long startTicks) => StartTicksOf(pid) is { } start && (startTicks == 0 || start == startTicks);
 
@@ -36,7 +26,17 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
     /// (docs/architecture.md, "Every cloud object has an owner").
     /// </summary>
     public bool MayBeAlive(DateTimeOffset? leaseRenewed, DateTimeOffset now) =>
-        Host == Environment.MachineName ? MayBeAlive() : leaseRenewed is { } renewed && now - renewed < Lease;
+        Host == Environment.MachineName ? IsRunning(Pid, StartTicks) : leaseRenewed is { } renewed && now - renewed < Lease;
+
+    /// <summary>
+    /// Whether the process <paramref name="pid"/> started at <paramref name="startTicks"/> still runs,
+    /// where its pid can tell: only under this machine's running kernel (the same boot id) and in this
+    /// pid namespace (null: recorded before namespaces were). Null where it cannot tell (another
+    /// machine, even one of this host name; an earlier boot): the caller's lease or refresh time decides
+    /// (docs/repository-format.md, "Lock files").
+    /// </summary>
+    public static bool? RunsHere(int pid, long startTicks, string? boot, string? pidNamespace) =>
+        boot is null || boot != BootId || (pidNamespace is not null && pidNamespace != PidNamespace) ? null : IsRunning(pid, startTicks);
 
     public override string ToString() => $"pid {Pid} on {Host}";
 

@@ -24,6 +24,9 @@ public sealed record BackupOptions
     /// Not called when the job fails before.
     /// </summary>
     public Action? DisksRead { get; init; }
+
+    /// <summary>The job's id, when the caller named its own log lines with it first (the daemon's runner); else a new one.</summary>
+    public string? JobId { get; init; }
 }
 
 public sealed record DiskBackupResult(int DiskId, string? Image, DiskBackupStats Stats);
@@ -45,7 +48,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
 
     public async Task<BackupResult> RunAsync(int vmId, BackupOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
-        var jobId = JobIds.New("b");
+        var jobId = options.JobId ?? JobIds.New("b");
         // Every line of the job carries its ids, as fields of their own where the log keeps them (the journal).
         using var scope = logger.BeginScope(JobIds.Scope(jobId, vmId));
         using var held = guard.Acquire(vmId, jobId, "backup");
@@ -263,6 +266,11 @@ public static class JobIds
     public static string New(string kind) =>
         $"{kind}{DateTime.UtcNow:yyyyMMddHHmmss}{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(2))}";
 
-    /// <summary>A log scope naming the job and its VM (journal fields JOB_ID and VM_ID).</summary>
-    public static IReadOnlyDictionary<string, object> Scope(string jobId, int vmId) => new Dictionary<string, object> { ["JobId"] = jobId, ["VmId"] = vmId };
+    /// <summary>A log scope naming the job, its VM and its policy (journal fields JOB_ID, VM_ID, POLICY).</summary>
+    public static IReadOnlyDictionary<string, object> Scope(string jobId, int vmId, string? policy = null)
+    {
+        var scope = new Dictionary<string, object> { ["JobId"] = jobId, ["VmId"] = vmId };
+        if (policy is not null) scope["Policy"] = policy;
+        return scope;
+    }
 }

@@ -76,7 +76,7 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
         var lastState = "unknown";
         var started = _time.GetTimestamp();
         // When the probes that saw the operation still under way, and then done, were sent.
-        TimeSpan lastUnderWay = TimeSpan.Zero, seenDone = TimeSpan.Zero;
+        var probes = new ProbeTimes();
         var expected = operation is { } awaited ? client.OperationTimes.Expected(awaited) : null;
         var pipeline = new ResiliencePipelineBuilder<(T Value, bool Done, string State)> { TimeProvider = _time }
             .AddTimeout(timeout)
@@ -95,13 +95,13 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
                 var sent = _time.GetElapsedTime(started);
                 var r = await probe(token).ConfigureAwait(false);
                 lastState = r.State;
-                if (r.Done) seenDone = sent; else lastUnderWay = sent;
+                probes.Saw(r.Done, sent);
                 return r;
             }, ct).ConfigureAwait(false);
             // The operation ended between those two probes: the middle is what it took, within half
             // a pause, and neither the answers' round trips nor a long first pause (an operation
             // faster than lately) go into it, so the expected time follows the cloud down as well as up.
-            if (operation is { } done) client.OperationTimes.Record(done, Took(lastUnderWay, seenDone));
+            if (operation is { } done) client.OperationTimes.Record(done, probes.Took);
             return result.Value;
         }
         catch (TimeoutRejectedException)
@@ -129,8 +129,22 @@ public sealed class OneWaiter(OneClient client, TimeSpan? firstPoll = null, Time
         return Min(Max(waited * lateness, firstPoll), maxPoll) * jitter;
     }
 
-    /// <summary>What an operation took, from when the last probe that saw it under way and the first that saw it done were sent.</summary>
-    internal static TimeSpan Took(TimeSpan lastUnderWay, TimeSpan seenDone) => (lastUnderWay + seenDone) / 2;
+    /// <summary>
+    /// When the last probe that saw an operation under way and the first that saw it done were sent:
+    /// what it took is the middle (the answers' round trips are not in it).
+    /// </summary>
+    internal struct ProbeTimes
+    {
+        private TimeSpan _underWay, _done;
+
+        public void Saw(bool done, TimeSpan sent)
+        {
+            if (done) _done = sent;
+            else _underWay = sent;
+        }
+
+        public readonly TimeSpan Took => (_underWay + _done) / 2;
+    }
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;

@@ -186,7 +186,7 @@ internal sealed class ChunkSorter(StoredChunks chunks, ChunkHasher hasher, Manif
         // was lost): a restore point never references a chunk that is not there, and the older
         // points that reference it are whole again.
         var present = _seen.TryAdd(id, 0) ? chunks.Store.Touch(id, chunks.Now) : (bool?)null;
-        return present is false || (present is true && writer.ChecksStored) ? writer.Store(id, data, present.Value, unchanged, ct) : 0;
+        return present is { } stored ? writer.Store(id, data, stored, unchanged, ct) : 0;
     }
 }
 
@@ -204,19 +204,18 @@ internal sealed class ChunkWriter(StoredChunks chunks, int encoders, bool checkS
     private int _storedChunks;
     private int _repaired;
 
-    /// <summary>Whether stored chunks are read back before they are reused (a full backup).</summary>
-    public bool ChecksStored => checkStored;
-
     public long StoredBytes => Interlocked.Read(ref _storedBytes);
     public int ChunksStored => Volatile.Read(ref _storedChunks);
     public int Repaired => Volatile.Read(ref _repaired);
 
     /// <summary>
-    /// Stores a chunk the store lacks, or checks one it holds (<paramref name="present"/>) and
-    /// replaces it when damaged; returns the bytes stored.
+    /// Stores a chunk the store lacks; one it holds (<paramref name="present"/>) is reused as it is,
+    /// or, by a full backup, checked and replaced when damaged; returns the bytes stored.
     /// </summary>
     public long Store(ChunkId id, ReadOnlySpan<byte> data, bool present, bool unchanged, CancellationToken ct)
     {
+        // Reused without a codec: no encoder's buffer is held for a chunk only deduplicated.
+        if (present && !checkStored) return 0;
         var codec = _codecs.Take(ct);
         try
         {

@@ -16,8 +16,8 @@ internal interface IPointStore
 
     bool Exists(string source, string id);
 
-    /// <summary>Makes room for a point's files, recording its writer's tag (<see cref="WriterTag"/>) when it has one; it does not exist until its index is written.</summary>
-    void Begin(string source, string id, string? writer);
+    /// <summary>Makes room for a point's files, recording this process's writer tag (<see cref="WriterTag.Current"/>) when it has one; it does not exist until its index is written.</summary>
+    void Begin(string source, string id);
 
     /// <summary>Writes one file of a point, with the durability its kind needs; <see cref="RepositoryFullException"/> when the storage is full.</summary>
     void Write(string source, string id, string file, ReadOnlySpan<byte> content, Durability durability);

@@ -20,16 +20,17 @@ internal sealed class LocalPointStore(string root) : IPointStore
         var dir = Path.Combine(PointsDirectory, source);
         if (!Directory.Exists(dir)) yield break;
         foreach (var point in Directory.EnumerateDirectories(dir))
-            if (File.Exists(Path.Combine(point, Index)))
+            // A point GC moved aside is not listed, even whole (a GC that died judging it): the next GC puts it back.
+            if (!point.EndsWith(GcAsideSuffix, StringComparison.Ordinal) && File.Exists(Path.Combine(point, Index)))
                 yield return Path.GetFileName(point);
     }
 
     public bool Exists(string source, string id) => File.Exists(Path.Combine(DirectoryOf(source, id), Index));
 
-    public void Begin(string source, string id, string? writer)
+    public void Begin(string source, string id)
     {
         OwnerOnly.CreateDirectory(DirectoryOf(source, id));
-        if (writer is not null) Write(source, id, WriterFile, System.Text.Encoding.ASCII.GetBytes(writer), Durability.AtCommit);
+        if (WriterTag.Current is { } writer) Write(source, id, WriterFile, System.Text.Encoding.ASCII.GetBytes(writer), Durability.AtCommit);
     }
 
     public void Write(string source, string id, string file, ReadOnlySpan<byte> content, Durability durability)

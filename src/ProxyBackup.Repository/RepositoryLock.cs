@@ -84,7 +84,8 @@ public sealed class RepositoryLock : IDisposable
         while (true)
         {
             var now = clock.GetUtcNow();
-            var info = new LockInfo(Environment.MachineName, Environment.ProcessId, ProcessOwner.Current.StartTicks, purpose, now, now, scope, ProcessOwner.BootId, ProcessOwner.PidNamespace);
+            var me = ProcessOwner.Current;
+            var info = new LockInfo(me.Host, me.Pid, me.StartTicks, purpose, now, now, scope, ProcessOwner.BootId, ProcessOwner.PidNamespace);
             var path = Write(repository, exclusive, info);
             var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive || (scope is not null && h.Info.Scope == scope)));
             if (conflict.Path is null) return new RepositoryLock(repository, path, info);
@@ -152,13 +153,8 @@ public sealed class RepositoryLock : IDisposable
     /// even one with this host name (an appliance clone, sharing an NFS repository), or one from
     /// before a reboot, is judged by its refreshes alone (docs/repository-format.md, "Lock files").
     /// </summary>
-    private static bool IsStale(LockInfo info, DateTimeOffset now)
-    {
-        if (now - info.Refreshed > StaleAfter) return true;
-        // A lock of a release before pid_ns was recorded is judged by its boot id alone, as it was then.
-        var sameNamespace = info.PidNamespace is null || info.PidNamespace == ProcessOwner.PidNamespace;
-        return info.Boot is not null && info.Boot == ProcessOwner.BootId && sameNamespace && !ProcessOwner.IsRunning(info.Pid, info.ProcessStart);
-    }
+    private static bool IsStale(LockInfo info, DateTimeOffset now) =>
+        now - info.Refreshed > StaleAfter || ProcessOwner.RunsHere(info.Pid, info.ProcessStart, info.Boot, info.PidNamespace) == false;
 
     /// <summary>
     /// Writes a fresh lock file, then removes the old one (restic's order): at every moment one of

@@ -33,7 +33,7 @@ public sealed class RestorePointWriter : IDisposable
         Id = BackupRepository.NewRestorePointId(Time);
         if (repository.ReadOnly) throw new RepositoryException($"Repository {repository.Root} is read-only: a backup needs to write to it.");
         _lock = RepositoryLock.Acquire(repository, exclusive: false, purpose: $"backup of {source}", repository.SharedLockWait);
-        repository.Points.Begin(source, Id, WriterTag.Current);
+        repository.Points.Begin(source, Id);
     }
 
     public string Source { get; }

@@ -234,7 +234,9 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         var job = new RunningJob(item, cancel);
         _jobs[item.VmId] = job;
         var retry = false;
-        using var scope = logger.BeginScope(new Dictionary<string, object> { ["Policy"] = policy.Name });
+        // The runner's own lines of this attempt (retry, failure, retention) carry the job's fields too.
+        var jobId = JobIds.New("b");
+        using var scope = logger.BeginScope(JobIds.Scope(jobId, item.VmId, policy.Name));
         try
         {
             await Task.Yield();
@@ -245,7 +247,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 () => job.Report(TransferProgress.WaitingForMemory("backup")), ct).ConfigureAwait(false);
             var result = await backup.RunAsync(item.VmId, new BackupOptions
             {
-                Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission,
+                Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission, JobId = jobId,
                 // Read: the workers' memory and the job's place go to the next VM (docs/architecture.md, "What is serialised").
                 DisksRead = () => { admission.Dispose(); _queue.DisksRead(item); Wake(); },
             }, job, ct).ConfigureAwait(false);

@@ -50,6 +50,13 @@ public static class ProtectionPolicyRules
         store.SavePolicy(policy);
     }
 
+    /// <summary>Enabled and valid: what the daemon runs (a stored policy an older release saved may no longer be valid).</summary>
+    public static bool Runs(this ProtectionPolicy policy) => policy.Enabled && policy.Problems().Count == 0;
+
+    /// <summary>The next run of each policy that <see cref="Runs"/>, soonest first.</summary>
+    public static IReadOnlyList<(string Policy, DateTimeOffset At)> NextRuns(IEnumerable<ProtectionPolicy> policies, DateTimeOffset after) =>
+        [.. policies.Where(Runs).Select(p => (p.Name, p.CompiledSchedule().Next(after))).OrderBy(n => n.Item2)];
+
     public static bool Matches(this VmSelection selection, VirtualMachine vm)
     {
         if (selection.VmIds.Contains(vm.Id) || selection.VmNames.Contains(vm.Name, StringComparer.Ordinal)) return true;

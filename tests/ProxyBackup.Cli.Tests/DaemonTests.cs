@@ -149,13 +149,18 @@ public class DaemonTests
         var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
         Assert.True(code == 0, error + output);
         var web = await w.VmAsync("web-01");
-        await journal.WaitForAsync(j => j.JournalEntries.Any(e => e["MESSAGE"].Contains("committed as restore point", StringComparison.Ordinal)), TimeSpan.FromSeconds(30));
+        await journal.WaitForAsync(j => j.JournalEntries.Any(e => e["MESSAGE"].Contains("committed as restore point", StringComparison.Ordinal))
+            && j.JournalEntries.Any(e => e["MESSAGE"].Contains("backed up as", StringComparison.Ordinal)), TimeSpan.FromSeconds(30));
         var committed = journal.JournalEntries.Single(e => e["MESSAGE"].Contains("committed as restore point", StringComparison.Ordinal));
         Assert.StartsWith("b", committed["JOB_ID"], StringComparison.Ordinal);
         Assert.Equal(web.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), committed["VM_ID"]);
         Assert.Equal("manual", committed["POLICY"]);
         Assert.Equal("6", committed["PRIORITY"]);
         Assert.Equal("proxybackup", committed["SYSLOG_IDENTIFIER"]);
+        // The runner's own line of the same job (before retention) carries the same fields.
+        var backedUp = journal.JournalEntries.Single(e => e["MESSAGE"].Contains("backed up as", StringComparison.Ordinal));
+        Assert.Equal(committed["JOB_ID"], backedUp["JOB_ID"]);
+        Assert.Equal("manual", backedUp["POLICY"]);
         // The journal stamps each entry: the message carries no date of its own.
         Assert.All(journal.JournalEntries, e => Assert.DoesNotMatch(@"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}", e["MESSAGE"]));
 
@@ -178,7 +183,7 @@ public class DaemonTests
         var (config, _, daemon) = await StartIdleDaemonAsync(w);
         using (daemon)
         {
-            w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01"] } });
+            w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01", "db-01"] } });
             var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
             Assert.True(code == 0, error + output);
 
@@ -200,7 +205,11 @@ public class DaemonTests
             Assert.Equal("nightly", status.GetProperty("next_runs")[0].GetProperty("policy").GetString());
             Assert.Empty(status.GetProperty("problems").EnumerateArray());
 
-            // A VM whose last backup failed is a problem, named with its reason.
+            // A VM no policy protects whose last backup failed is not the check's business.
+            var unprotected = (await w.Client.VmPoolAsync()).First(v => v.Name is not ("web-01" or "db-01") && v.Id != w.ProxyId);
+            w.Catalog.Started("b20261204000000aa", "backup", unprotected.Id);
+            w.Catalog.Finished("b20261204000000aa", false, 0, 0, null, "an unprotected VM's failure");
+            // A protected VM whose last backup failed is a problem, named with its reason.
             var db = await w.VmAsync("db-01");
             w.Catalog.Started("b20261204000000ab", "backup", db.Id);
             w.Catalog.Finished("b20261204000000ab", false, 0, 0, null, "the datastore is full");
@@ -208,6 +217,7 @@ public class DaemonTests
             Assert.Equal(1, code);
             Assert.Contains($"  - The last backup of VM {db.Id} failed (", output, StringComparison.Ordinal);
             Assert.Contains("the datastore is full", output, StringComparison.Ordinal);
+            Assert.DoesNotContain($"  - The last backup of VM {unprotected.Id} ", output, StringComparison.Ordinal);
             Terminate(daemon.Process);
             Assert.True(daemon.Process.WaitForExit(60_000));
         }

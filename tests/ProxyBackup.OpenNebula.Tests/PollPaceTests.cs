@@ -119,14 +119,15 @@ public class PollPaceTests
         foreach (var duration in durations)
         {
             var expected = times.Expected(operation);
-            TimeSpan t = TimeSpan.Zero, underWay = TimeSpan.Zero;
-            while (t < duration)
+            var probes = new OneWaiter.ProbeTimes();
+            var t = TimeSpan.Zero;
+            // The probe sent at t finds the operation done when t reaches its duration.
+            for (; ; t += roundTrip, t += OneWaiter.PollPause(t, expected, FirstPoll, MaxPoll, lateness, 1.0))
             {
-                underWay = t;
-                t += roundTrip;
-                t += OneWaiter.PollPause(t, expected, FirstPoll, MaxPoll, lateness, 1.0);
+                probes.Saw(t >= duration, t);
+                if (t >= duration) break;
             }
-            times.Record(operation, OneWaiter.Took(underWay, t));
+            times.Record(operation, probes.Took);
             late.Add(t + roundTrip - duration);
         }
         return late;

@@ -23,9 +23,9 @@ internal sealed class MemoryPointStore : IPointStore
         lock (_gate) return _points.TryGetValue((source, id), out var p) && p.Files.ContainsKey("index");
     }
 
-    public void Begin(string source, string id, string? writer)
+    public void Begin(string source, string id)
     {
-        lock (_gate) _points.TryAdd((source, id), ([], DateTimeOffset.UtcNow, writer));
+        lock (_gate) _points.TryAdd((source, id), ([], DateTimeOffset.UtcNow, WriterTag.Current));
     }
 
     public void Write(string source, string id, string file, ReadOnlySpan<byte> content, Durability durability)
