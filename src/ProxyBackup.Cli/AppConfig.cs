@@ -52,6 +52,18 @@ public sealed class AppConfig
     public sealed class RepositorySection
     {
         public string Path { get; set; } = "/srv/proxybackup";
+
+        /// <summary>
+        /// The mount point of the repository's own disk or NFS share ('proxybackup storage setup' sets it):
+        /// while nothing is mounted there, the repository is refused (docs/operations.md, "Repository storage").
+        /// </summary>
+        public string? MountPoint { get; set; }
+
+        /// <summary>The configured repository, with its mount checked.</summary>
+        public BackupRepository Open(RepositoryKey? key) => BackupRepository.Open(Path, key, mountPoint: MountPoint);
+
+        /// <summary>The mount a repository at <paramref name="path"/> needs: <see cref="MountPoint"/> when the path lies on it.</summary>
+        public string? MountFor(string path) => MountPoint is { } mount && MountTable.Contains(mount, path) ? mount : null;
     }
 
     public sealed class CatalogSection
@@ -114,6 +126,8 @@ public sealed class AppConfig
         if (OpenNebula.CallTimeoutSeconds is < 5 or > 3600) p.Add("OpenNebula:CallTimeoutSeconds: 5 to 3600");
         if (OpenNebula.MaxPollsPerSecond is < 1 or > 1000) p.Add("OpenNebula:MaxPollsPerSecond: 1 to 1000");
         if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
+        if (Repository.MountPoint is { } mount && (!System.IO.Path.IsPathRooted(mount) || !MountTable.Contains(mount, Repository.Path)))
+            p.Add($"Repository:MountPoint: an absolute path that holds Repository:Path {Repository.Path}, or leave it out (got '{mount}')");
         if (string.IsNullOrWhiteSpace(Catalog.Path) || !System.IO.Path.IsPathRooted(Catalog.Path)) p.Add("Catalog:Path: an absolute file path");
         if (Limits.MaxConcurrent is < 1 or > 64) p.Add("Limits:MaxConcurrent: 1 to 64");
         if (Limits.MaxPerHost is < 0 or > 64) p.Add("Limits:MaxPerHost: 0 (no limit) to 64");

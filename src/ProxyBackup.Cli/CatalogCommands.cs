@@ -14,18 +14,19 @@ internal static class CatalogCommands
         cmd.Options.Add(RepositoryCommands.Repo);
         cmd.Options.Add(RepositoryCommands.PassphraseFile);
         cmd.Options.Add(RepositoryCommands.KeyFile);
+        cmd.Options.Add(DaemonCommand.ConfigFile);
         var rebuild = new Command("rebuild", "Rebuild the restore point list from the repository alone (after losing the catalog).");
         rebuild.SetAction(p =>
         {
-            var count = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).Rebuild(RepositoryCommands.Open(p));
-            Console.WriteLine($"Indexed {count} restore point(s) from {p.GetValue(RepositoryCommands.Repo)}.");
+            var count = new SqliteCatalog(CatalogPath(p)).Rebuild(RepositoryCommands.Open(p));
+            Console.WriteLine($"Indexed {count} restore point(s).");
             return 0;
         });
         var json = new Option<bool>("--json");
         var points = new Command("points", "Restore points as the catalog indexes them.") { json };
         points.SetAction(p =>
         {
-            var list = new SqliteCatalog(p.GetValue(EngineHost.Catalog)!).ListedPoints();
+            var list = new SqliteCatalog(CatalogPath(p)).ListedPoints();
             if (p.GetValue(json)) { CliFormat.PrintJson(list); return 0; }
             foreach (var x in list) Console.WriteLine($"{x.Source,-10} {x.Id}  {x.Time:yyyy-MM-dd HH:mm}Z  {x.VmName,-16} {x.Kind,-11} {x.Disks} disk(s) {CliFormat.Bytes(x.Bytes)}");
             if (list.Count == 0) Console.WriteLine("The index is empty (run 'proxybackup catalog rebuild' to fill it from the repository).");
@@ -35,4 +36,10 @@ internal static class CatalogCommands
         cmd.Subcommands.Add(points);
         return cmd;
     }
+
+    /// <summary>--catalog when given, else the appliance's configured catalog, else the default path.</summary>
+    private static string CatalogPath(ParseResult p) =>
+        p.GetResult(EngineHost.Catalog) is not { Implicit: false } && File.Exists(p.GetValue(DaemonCommand.ConfigFile)!)
+            ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Catalog.Path
+            : p.GetValue(EngineHost.Catalog)!;
 }

@@ -244,12 +244,12 @@ internal static class ConfigureCommand
                 BackupRepository repo;
                 try
                 {
-                    repo = BackupRepository.Open(path, _secrets.PassphraseKey());
+                    repo = BackupRepository.Open(path, _secrets.PassphraseKey(), mountPoint: _config.Repository.MountFor(path));
                 }
                 catch (WrongKeyException)
                 {
                     _secrets.RepositoryPassphrase = AnsiConsole.Prompt(new TextPrompt<string>("Repository passphrase:").Secret());
-                    repo = BackupRepository.Open(path, RepositoryKey.FromPassphrase(_secrets.RepositoryPassphrase));
+                    repo = BackupRepository.Open(path, RepositoryKey.FromPassphrase(_secrets.RepositoryPassphrase), mountPoint: _config.Repository.MountFor(path));
                 }
                 AnsiConsole.MarkupLine($"[green]Opened[/] repository {Markup.Escape(repo.Root)}: {repo.ListRestorePoints().Count} restore point(s), {(repo.Config.Encrypted ? "encrypted" : "not encrypted")}.");
             }
@@ -264,7 +264,7 @@ internal static class ConfigureCommand
                     key = RepositoryKey.FromPassphrase(first);
                     _secrets.RepositoryPassphrase = first;
                 }
-                var repo = BackupRepository.Create(path, new RepositoryCreateOptions { Key = key });
+                var repo = BackupRepository.Create(path, new RepositoryCreateOptions { Key = key, MountPoint = _config.Repository.MountFor(path) });
                 AnsiConsole.MarkupLine($"[green]Created[/] repository {Markup.Escape(repo.Root)} ({(repo.Config.Encrypted ? "encrypted" : "not encrypted")}).");
             }
             Pause();

@@ -16,6 +16,7 @@ root.Subcommands.Add(PolicyCommands.Build());
 root.Subcommands.Add(DaemonCommand.Build());
 root.Subcommands.Add(CatalogCommands.Build());
 root.Subcommands.Add(StatusCommand.Build());
+root.Subcommands.Add(StorageCommand.Build());
 root.Subcommands.Add(ConfigureCommand.Build());
 
 // On SIGTERM or Ctrl+C a job cancels and then cleans up on the cloud (snapshot, attached disk,

@@ -59,7 +59,7 @@ internal static class RepositoryCommands
         {
             var config = AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!);
             var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
-            return BackupRepository.Open(config.Repository.Path, Key(p) ?? secrets.PassphraseKey());
+            return config.Repository.Open(Key(p) ?? secrets.PassphraseKey());
         }
         return BackupRepository.Open(RepoPath(p), Key(p));
     }
@@ -85,7 +85,10 @@ internal static class RepositoryCommands
             if (p.GetValue(encrypt) && key is null) throw new CliException("--encrypt needs a passphrase (--passphrase-file or $PROXYBACKUP_PASSPHRASE) or --key-file.");
             var size = CliFormat.ParseSize(p.GetValue(chunk)!);
             if (size > int.MaxValue) throw new CliException("--chunk-size is too large (64M at most).");
-            var repo = BackupRepository.Create(RepoPath(p), new RepositoryCreateOptions { ChunkSize = (int)size, CompressionLevel = p.GetValue(level), Key = p.GetValue(encrypt) ? key : null });
+            var path = RepoPath(p);
+            // A repository created on the appliance's repository mount waits for the disk to be mounted (docs/operations.md, "Repository storage").
+            var mount = File.Exists(p.GetValue(DaemonCommand.ConfigFile)!) ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Repository.MountFor(path) : null;
+            var repo = BackupRepository.Create(path, new RepositoryCreateOptions { ChunkSize = (int)size, CompressionLevel = p.GetValue(level), Key = p.GetValue(encrypt) ? key : null, MountPoint = mount });
             Console.WriteLine($"Created repository {repo.Root} (id {repo.Config.Id}, chunks {CliFormat.Bytes(repo.Config.ChunkSize)}, {(repo.Config.Encrypted ? "encrypted" : "not encrypted")}).");
             return 0;
         });

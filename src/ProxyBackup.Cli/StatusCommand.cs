@@ -86,7 +86,10 @@ internal static class StatusCommand
         else if (proxy is { State: not "RUNNING" }) problems.Add($"The proxy VM {proxy.Id} is {proxy.State ?? "not found"}: disks cannot be attached to it.");
 
         var repository = Repository(config, secrets, problems);
-        if (!repository.Exists) problems.Add($"The repository {repository.Path} is missing (is its disk or NFS share mounted?).");
+        if (!repository.Exists)
+            problems.Add(config.Repository.MountPoint is { } mount && MountTable.At(mount) is null
+                ? $"The repository disk is not mounted at {mount} ('proxybackup storage show' tells what is configured)."
+                : $"The repository {repository.Path} is missing (is its disk or NFS share mounted?).");
         else if (repository.FreeBytes < MinimumFreeShare * repository.TotalBytes)
             problems.Add($"The repository's file system has {CliFormat.Bytes(repository.FreeBytes ?? 0)} free of {CliFormat.Bytes(repository.TotalBytes ?? 0)}: grow it or forget restore points.");
         if (repository.PointsVerifiedDamaged > 0) problems.Add($"The last verify found {repository.PointsVerifiedDamaged} damaged restore point(s): 'proxybackup repository verify' names them.");
@@ -148,12 +151,13 @@ internal static class StatusCommand
     private static RepositoryStatus Repository(AppConfig config, AppSecrets secrets, List<string> problems)
     {
         var path = config.Repository.Path;
+        if (config.Repository.MountPoint is { } mount && MountTable.At(mount) is null) return new RepositoryStatus(path, false, null, null, null, null);
         if (!File.Exists(Path.Combine(path, "config"))) return new RepositoryStatus(path, false, null, null, null, null);
         try
         {
             var drive = new DriveInfo(path);
             (long total, long free) = (drive.TotalSize, drive.AvailableFreeSpace);
-            var repository = BackupRepository.Open(path, secrets.PassphraseKey());
+            var repository = config.Repository.Open(secrets.PassphraseKey());
             // The newest verification of each restore point: when the last verify ran, and what it found.
             var states = repository.ListRestorePoints().Select(repository.LastVerification).OfType<VerifyState>().ToList();
             DateTimeOffset? lastVerify = states.Count > 0 ? states.Max(s => s.Time) : null;

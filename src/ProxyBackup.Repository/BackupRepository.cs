@@ -69,9 +69,11 @@ public sealed partial class BackupRepository
     internal static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks, IPointStore? points)
     {
         path = Path.GetFullPath(path);
+        RequireMounted(options.MountPoint);
         if (File.Exists(Path.Combine(path, "config")))
             throw new RepositoryException($"{path} already holds a repository; open it instead.");
-        if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any())
+        // The root of a file system of its own holds the file system's lost+found: empty all the same.
+        if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any(e => Path.GetFileName(e) != "lost+found"))
             throw new RepositoryException($"{path} is not empty; create the repository in an empty or new directory.");
         var config = new RepositoryConfig
         {
@@ -91,13 +93,17 @@ public sealed partial class BackupRepository
             AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), Durability.Immediate);
         }
         AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, RepositoryJson.Indented.RepositoryConfig), Durability.Immediate);
-        return new BackupRepository(path, config, keys, chunks, points);
+        return new BackupRepository(path, config, keys, chunks, points) { MountPoint = options.MountPoint };
     }
 
-    /// <summary>Opens the repository at <paramref name="path"/>; its chunks in <paramref name="chunks"/> when given, else in its chunks/ directory.</summary>
-    public static BackupRepository Open(string path, RepositoryKey? key, IChunkStore? chunks = null)
+    /// <summary>
+    /// Opens the repository at <paramref name="path"/>; its chunks in <paramref name="chunks"/> when given, else in its chunks/ directory.
+    /// With <paramref name="mountPoint"/>, nothing is read or written while no file system is mounted there.
+    /// </summary>
+    public static BackupRepository Open(string path, RepositoryKey? key, IChunkStore? chunks = null, string? mountPoint = null)
     {
         path = Path.GetFullPath(path);
+        RequireMounted(mountPoint);
         var configPath = Path.Combine(path, "config");
         if (!File.Exists(configPath))
             throw new RepositoryException(Directory.Exists(path)
@@ -129,7 +135,20 @@ public sealed partial class BackupRepository
             // plaintext to it: a config without "encryption" beside key files was edited or damaged.
             throw new CorruptDataException($"{configPath} says the repository is not encrypted, but it has key files in keys/: the config was edited or damaged. Put back its \"encryption\" entry (docs/repository-format.md, \"config\").");
         }
-        return new BackupRepository(path, config, keys, chunks, null) { ReadOnly = !PrepareForWriting(path) };
+        return new BackupRepository(path, config, keys, chunks, null) { ReadOnly = !PrepareForWriting(path), MountPoint = mountPoint };
+    }
+
+    /// <summary>
+    /// Where the repository's own disk or NFS share must be mounted (docs/operations.md, "Repository
+    /// storage"): checked when it opens and before every locked operation, so that an unmounted disk
+    /// never lets a backup fill the file system below the mount point.
+    /// </summary>
+    public string? MountPoint { get; private init; }
+
+    internal static void RequireMounted(string? mountPoint)
+    {
+        if (mountPoint is not null && MountTable.At(mountPoint) is null)
+            throw new RepositoryUnmountedException(mountPoint);
     }
 
     /// <summary>
@@ -206,5 +225,10 @@ public sealed partial class BackupRepository
 }
 
 /// <summary>The repository's file system is full. Nothing half-written became visible.</summary>
+/// <summary>The repository's disk or share is not mounted: retry once it is (the daemon does, every minute).</summary>
+public sealed class RepositoryUnmountedException(string mountPoint)
+    : RepositoryException($"The repository disk is not mounted at {mountPoint}: nothing is read or written there until it is, so that backups never fill the disk below. " +
+        $"Mount it ('mount {mountPoint}'; 'proxybackup storage show' tells what is configured).");
+
 public sealed class RepositoryFullException(string root, Exception inner)
     : RepositoryException($"The repository's disk is full ({root}): no restore point was written. Free space (apply retention and run gc) or grow the disk, then retry.", inner);

@@ -53,6 +53,9 @@ public sealed record RepositoryCreateOptions
 
     /// <summary>Null: no encryption.</summary>
     public RepositoryKey? Key { get; init; }
+
+    /// <summary>Where the repository's own disk or share must be mounted before it is created (<see cref="BackupRepository.MountPoint"/>).</summary>
+    public string? MountPoint { get; init; }
 }
 
 /// <summary>A problem with the repository a user must act on; the message says what to do.</summary>

@@ -74,6 +74,7 @@ public sealed class RepositoryLock : IDisposable
     public static async Task<RepositoryLock> AcquireAsync(BackupRepository repository, bool exclusive, string purpose, TimeSpan? wait = null, CancellationToken ct = default,
         string? scope = null)
     {
+        BackupRepository.RequireMounted(repository.MountPoint);
         // Scoped locks are taken by retention and forget, which remove restore points: writers too.
         if (repository.ReadOnly)
             return exclusive || scope is not null ? throw new RepositoryException($"Repository {repository.Root} is read-only: {purpose} needs to write to it.") : new RepositoryLock();

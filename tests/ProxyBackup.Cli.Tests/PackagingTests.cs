@@ -78,3 +78,46 @@ public sealed class DpkgFactAttribute : FactAttribute
         if (!File.Exists("/usr/bin/dpkg-divert")) Skip = "needs dpkg-divert (a Debian system)";
     }
 }
+
+/// <summary>The marketplace entry the image build writes (packaging/marketplace-entry), from a real qcow2 made here.</summary>
+public class MarketplaceEntryTests
+{
+    private static Task<(int Code, string Output, string Error)> EntryAsync(params string[] args) =>
+        ChildProcess.RunAsync("python3", [Path.Combine(SourceTree.Root, "packaging", "marketplace-entry"), .. args]);
+
+    [Fact]
+    public async Task The_entry_carries_the_images_virtual_size_in_bytes_its_checksums_an_absolute_url_the_time_and_the_version()
+    {
+        using var dir = new TempDirectory();
+        var image = dir.Combine("proxybackup.qcow2");
+        var (code, _, error) = await ChildProcess.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "96M");
+        Assert.True(code == 0, error);
+        var before = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        (code, var yaml, error) = await EntryAsync(image, "--url", "https://downloads.example.org/proxybackup.qcow2");
+        Assert.True(code == 0, error);
+        var bytes = await File.ReadAllBytesAsync(image);
+        string Value(string key) => System.Text.RegularExpressions.Regex.Match(yaml, $@"(?m)^\s*-?\s*{key}: '?([^'\n]*)'?$").Groups[1].Value;
+        Assert.Equal((96L << 20).ToString(System.Globalization.CultureInfo.InvariantCulture), Value("size"));
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData(bytes)), Value("md5"));
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)), Value("sha256"));
+        Assert.Equal("https://downloads.example.org/proxybackup.qcow2", Value("url"));
+        Assert.Equal("qcow2", Value("driver"));
+        Assert.Equal((await File.ReadAllTextAsync(Path.Combine(SourceTree.Root, "VERSION"))).Trim(), Value("version"));
+        Assert.InRange(long.Parse(Value("creation_time"), System.Globalization.CultureInfo.InvariantCulture), before, before + 600);
+        Assert.DoesNotMatch("@[A-Z_]+@", yaml);
+
+        // The template's user inputs and context are the same names as the VM template's.
+        var template = await File.ReadAllTextAsync(Path.Combine(SourceTree.Root, "packaging", "opennebula", "proxybackup.tmpl"));
+        var inputs = System.Text.RegularExpressions.Regex.Matches(template, @"(?m)^\s*(PROXYBACKUP_[A-Z_]+)\s*=\s*""[MO]\|").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(6, inputs.Count);
+        foreach (var input in inputs)
+        {
+            Assert.Contains($"{input.ToLowerInvariant()}: ${input}", yaml, StringComparison.Ordinal);
+            Assert.Matches($"(?m)^    {input.ToLowerInvariant()}: [MO]\\|", yaml);
+        }
+
+        (code, _, error) = await EntryAsync(image, "--url", "proxybackup.qcow2");
+        Assert.Equal(1, code);
+        Assert.Contains("an absolute http(s) URL", error, StringComparison.Ordinal);
+    }
+}

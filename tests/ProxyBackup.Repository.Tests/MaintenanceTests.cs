@@ -211,12 +211,3 @@ public class MaintenanceTests
         if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)}: {p.StandardError.ReadToEnd()}");
     }
 }
-
-/// <summary>A test that needs root (mounts, loop devices); skipped, with the reason, otherwise.</summary>
-public sealed class RootFactAttribute : FactAttribute
-{
-    public RootFactAttribute()
-    {
-        if (!Environment.IsPrivilegedProcess) Skip = "needs root (it mounts file systems)";
-    }
-}
