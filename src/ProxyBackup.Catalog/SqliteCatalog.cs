@@ -307,10 +307,22 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
     public IReadOnlyList<JobRecord> Recent(int count) =>
         Jobs($"SELECT {JobColumns} FROM jobs ORDER BY started DESC LIMIT $n;", ("$n", count));
 
-    /// <summary>Each VM's latest job of <paramref name="kind"/> ("backup", "restore"), however long ago it ran.</summary>
-    public IReadOnlyDictionary<int, JobRecord> LastJobs(string kind) =>
-        Jobs($"SELECT {JobColumns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY vm_id ORDER BY started DESC) AS latest FROM jobs WHERE kind = $k) WHERE latest = 1;", ("$k", kind))
-            .ToDictionary(j => j.VmId);
+    public IReadOnlyList<JobRecord> Since(DateTimeOffset since) =>
+        Jobs($"SELECT {JobColumns} FROM jobs WHERE started >= $t ORDER BY started DESC;", ("$t", since.ToUniversalTime().ToString("o")));
+
+    public IReadOnlyDictionary<int, JobRecord> LastJobs(string kind, string? state = null) =>
+        Jobs($"SELECT {JobColumns} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY vm_id ORDER BY started DESC) AS latest FROM jobs WHERE kind = $k AND ($s IS NULL OR state = $s)) WHERE latest = 1;",
+            ("$k", kind), ("$s", state)).ToDictionary(j => j.VmId);
+
+    public IReadOnlyDictionary<int, int> FailureCounts(string kind)
+    {
+        using var c = Open();
+        using var cmd = Command(c, "SELECT vm_id, COUNT(*) FROM jobs WHERE kind = $k AND state IN ('failed', 'interrupted') GROUP BY vm_id;", null, [("$k", kind)]);
+        using var r = cmd.ExecuteReader();
+        var counts = new Dictionary<int, int>();
+        while (r.Read()) counts[r.GetInt32(0)] = r.GetInt32(1);
+        return counts;
+    }
 
     private List<JobRecord> Jobs(string sql, params (string Name, object? Value)[] parameters)
     {

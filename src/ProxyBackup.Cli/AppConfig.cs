@@ -19,6 +19,7 @@ public sealed class AppConfig
     public DevicesSection Devices { get; set; } = new();
     public LimitsSection Limits { get; set; } = new();
     public DaemonSection Daemon { get; set; } = new();
+    public NotificationsSection Notifications { get; set; } = new();
 
     /// <summary>Where secrets.json is: beside the config file unless set.</summary>
     public string? SecretsFile { get; set; }
@@ -108,6 +109,35 @@ public sealed class AppConfig
         public string JournalSocket { get; set; } = "/run/systemd/journal/socket";
     }
 
+    /// <summary>Who hears of problems besides the log, and where metrics go (docs/operations.md, "Notifications and metrics").</summary>
+    public sealed class NotificationsSection
+    {
+        /// <summary>E-mail through this SMTP server; null: no mail. Its password is the secrets file's MailPassword.</summary>
+        public MailSection? Mail { get; set; }
+
+        /// <summary>A VM waiting this long in the queue is notified once; 0: never.</summary>
+        public int LongWaitMinutes { get; set; } = 120;
+
+        /// <summary>When the summary of the last day is sent (cron); empty: never.</summary>
+        public string DailySummary { get; set; } = "0 7 * * *";
+
+        /// <summary>Prometheus text file, rewritten every tick (node exporter's textfile collector reads its directory); null: none.</summary>
+        public string? MetricsFile { get; set; }
+    }
+
+    public sealed class MailSection
+    {
+        public string Host { get; set; } = "";
+        public int Port { get; set; } = 587;
+
+        /// <summary>starttls (required on the submission port), tls (implicit, 465) or none (a relay on this host only).</summary>
+        public string Security { get; set; } = "starttls";
+        public string? User { get; set; }
+        public string From { get; set; } = "";
+        public List<string> To { get; set; } = [];
+        public string? CaCertificateFile { get; set; }
+    }
+
     /// <summary>Every problem, each naming the key and what is expected.</summary>
     public IReadOnlyList<string> Problems()
     {
@@ -143,6 +173,23 @@ public sealed class AppConfig
         if (Daemon.Log is not ("auto" or "journal" or "console")) p.Add($"Daemon:Log: auto, journal or console (got '{Daemon.Log}')");
         if (string.IsNullOrWhiteSpace(Daemon.JournalSocket) || !System.IO.Path.IsPathRooted(Daemon.JournalSocket)) p.Add("Daemon:JournalSocket: an absolute path");
         if (Daemon.VerifyParts is < 1 or > 1000) p.Add("Daemon:VerifyParts: 1 to 1000");
+        if (Notifications.Mail is { } mail)
+        {
+            if (string.IsNullOrWhiteSpace(mail.Host)) p.Add("Notifications:Mail:Host: the SMTP server's name");
+            if (mail.Port is < 1 or > 65535) p.Add("Notifications:Mail:Port: 1 to 65535 (587 for STARTTLS)");
+            if (mail.Security is not ("starttls" or "tls" or "none")) p.Add($"Notifications:Mail:Security: starttls, tls or none (got '{mail.Security}')");
+            if (mail.Security == "none" && mail.Host is not ("localhost" or "127.0.0.1" or "::1")) p.Add("Notifications:Mail:Security: none only for a relay on this host (localhost); use starttls");
+            if (!MimeKit.MailboxAddress.TryParse(mail.From, out _)) p.Add("Notifications:Mail:From: an address such as proxybackup@example.org");
+            if (mail.To.Count == 0 || mail.To.Any(t => !MimeKit.MailboxAddress.TryParse(t, out _))) p.Add("Notifications:Mail:To: one or more addresses");
+            if (mail.CaCertificateFile is { } mailCa && !File.Exists(mailCa)) p.Add($"Notifications:Mail:CaCertificateFile: {mailCa} does not exist");
+        }
+        if (Notifications.LongWaitMinutes is < 0 or > 7 * 24 * 60) p.Add("Notifications:LongWaitMinutes: 0 (never) to 10080");
+        if (!string.IsNullOrWhiteSpace(Notifications.DailySummary))
+        {
+            try { ProxyBackup.Scheduler.CronSchedule.Parse(Notifications.DailySummary); }
+            catch (FormatException e) { p.Add($"Notifications:DailySummary: a cron expression such as '0 7 * * *', or empty for never ({e.Message})"); }
+        }
+        if (Notifications.MetricsFile is { } metrics && !System.IO.Path.IsPathRooted(metrics)) p.Add("Notifications:MetricsFile: an absolute path ending in .prom, or leave it out");
         if (Daemon.WebhookUrl is { } hook && (!Uri.TryCreate(hook, UriKind.Absolute, out var h) || h.Scheme is not ("http" or "https"))) p.Add("Daemon:WebhookUrl: an http(s) URL, or leave it out");
         return p;
     }
@@ -200,6 +247,9 @@ public sealed class AppSecrets
 {
     public string? OpenNebulaPassword { get; set; }
     public string? RepositoryPassphrase { get; set; }
+
+    /// <summary>The SMTP user's password (Notifications:Mail:User).</summary>
+    public string? MailPassword { get; set; }
 
     public override string ToString() => "AppSecrets(hidden)";
 

@@ -92,12 +92,14 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 _log.LogWarning("Limits:MemoryMiB {Memory} holds {Fit} backup(s) at once ({PerJob} MiB each at the least), Limits:MaxConcurrent is {Max}: " +
                     "the other jobs will wait for memory before they start. Set Limits:MemoryMiB to {Needed} or more, or lower Limits:MaxConcurrent.",
                     config.Limits.MemoryMiB, Math.Max(1, config.Limits.MemoryMiB / perJobMiB), perJobMiB, config.Limits.MaxConcurrent, config.Limits.MaxConcurrent * perJobMiB);
-            IFailureNotifier? notifier = config.Daemon.WebhookUrl is { } url ? new WebhookNotifier(new HttpClient { Timeout = TimeSpan.FromSeconds(15) }, new Uri(url)) : null;
+            var notifier = Notifiers(config, secrets);
             var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, _log, new PolicyRunnerOptions
             {
                 ProxyVmId = host.Steps.Options.ProxyVmId,
                 Limits = new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
-                Since = DateTimeOffset.UtcNow, Notifier = notifier, GcGrace = TimeSpan.FromHours(config.Daemon.GcGraceHours),
+                Since = DateTimeOffset.UtcNow, Notifier = notifier.IsEmpty ? null : notifier, GcGrace = TimeSpan.FromHours(config.Daemon.GcGraceHours),
+                LongWait = config.Notifications.LongWaitMinutes > 0 ? TimeSpan.FromMinutes(config.Notifications.LongWaitMinutes) : null,
+                SummarySchedule = string.IsNullOrWhiteSpace(config.Notifications.DailySummary) ? null : CronSchedule.Parse(config.Notifications.DailySummary), Jobs = host.CatalogDb,
                 VerifySchedule = string.IsNullOrWhiteSpace(config.Daemon.VerifySchedule) ? null : CronSchedule.Parse(config.Daemon.VerifySchedule),
                 VerifyParts = config.Daemon.VerifyParts,
                 BeforeJobs = async ct => await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false), Index = host.CatalogDb,
@@ -126,6 +128,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                         _log.LogError("Scheduling step failed: {Error}", e.Message);
                     }
                     _systemd.Status(StatusLine(runner, host));
+                    WriteMetrics(runner, host);
                     await runner.WaitForWorkAsync(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false);
                 }
             }
@@ -140,6 +143,38 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
     }
 
     /// <summary>systemd's STATUS line: jobs running and waiting, and the next scheduled run; null when the catalog cannot say now (the last line stays).</summary>
+    /// <summary>E-mail and the webhook, as configured; empty when neither is.</summary>
+    private NotifierSet Notifiers(AppConfig config, AppSecrets secrets)
+    {
+        var channels = new List<INotifier>();
+        if (config.Daemon.WebhookUrl is { } url) channels.Add(new WebhookNotifier(new HttpClient { Timeout = TimeSpan.FromSeconds(15) }, new Uri(url)));
+        if (config.Notifications.Mail is { } mail)
+            channels.Add(new MailNotifier(new MailSettings
+            {
+                Host = mail.Host, Port = mail.Port, Security = mail.Security, User = mail.User, Password = secrets.MailPassword,
+                From = mail.From, To = mail.To, CaCertificateFile = mail.CaCertificateFile,
+            }));
+        return new NotifierSet(channels, _log);
+    }
+
+    /// <summary>The Prometheus file, when configured; a failure to write it is logged once per tick and changes nothing else.</summary>
+    private void WriteMetrics(PolicyRunner runner, EngineHost host)
+    {
+        if (config.Notifications.MetricsFile is not { } path) return;
+        try
+        {
+            var (waiting, running) = runner.Status();
+            long? total = null, free = null;
+            try { var drive = new DriveInfo(host.Repository.Root); (total, free) = (drive.TotalSize, drive.AvailableFreeSpace); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            BackupMetrics.Write(path, BackupMetrics.Render(host.CatalogDb, host.CatalogDb, new BackupMetrics.State(running.Count, waiting.Count, total, free)));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)
+        {
+            _log.LogWarning("Metrics file {Path} not written: {Error}", path, e.Message);
+        }
+    }
+
     private static string? StatusLine(PolicyRunner runner, EngineHost host)
     {
         var (waiting, running) = runner.Status();

@@ -12,6 +12,15 @@ public interface IJobRecorder
     void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error);
     IReadOnlyList<JobRecord> Recent(int count);
 
+    /// <summary>The jobs started at or after <paramref name="since"/>, newest first.</summary>
+    IReadOnlyList<JobRecord> Since(DateTimeOffset since);
+
+    /// <summary>Each VM's latest job of <paramref name="kind"/> ("backup", "restore") in <paramref name="state"/> (any when null), however long ago it ran.</summary>
+    IReadOnlyDictionary<int, JobRecord> LastJobs(string kind, string? state = null);
+
+    /// <summary>How many jobs of <paramref name="kind"/> failed or were interrupted, per VM, since the catalog began.</summary>
+    IReadOnlyDictionary<int, int> FailureCounts(string kind);
+
     /// <summary>
     /// Records as "interrupted" the running jobs whose process is gone (killed, crashed, a reboot),
     /// with the moment they were last seen; returns how many.

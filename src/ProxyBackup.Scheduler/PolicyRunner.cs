@@ -6,15 +6,6 @@ using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Scheduler;
 
-/// <summary>What failed: the backup itself, or the retention after a successful backup.</summary>
-public enum FailedStep { Backup, Retention, Verify }
-
-/// <summary>Failed jobs are told to someone: a log line at error level always, a webhook when configured.</summary>
-public interface IFailureNotifier
-{
-    Task NotifyAsync(FailedStep step, string policy, int vmId, string vmName, string error, CancellationToken ct);
-}
-
 /// <summary>How a <see cref="PolicyRunner"/> runs: limits, clock, and who hears of failures.</summary>
 public sealed record PolicyRunnerOptions
 {
@@ -27,7 +18,16 @@ public sealed record PolicyRunnerOptions
 
     /// <summary>Slots before this moment are not run (the daemon's start).</summary>
     public required DateTimeOffset Since { get; init; }
-    public IFailureNotifier? Notifier { get; init; }
+
+    /// <summary>Who hears of failures, VMs a policy cannot find, skipped runs, long waits and the daily summary (besides the log).</summary>
+    public INotifier? Notifier { get; init; }
+
+    /// <summary>A VM waiting in the queue longer than this is notified once (null: never).</summary>
+    public TimeSpan? LongWait { get; init; }
+
+    /// <summary>When the summary of the last day's jobs is sent (null: never); it reads <see cref="Jobs"/>.</summary>
+    public CronSchedule? SummarySchedule { get; init; }
+    public IJobRecorder? Jobs { get; init; }
 
     /// <summary>How old an unreferenced chunk must be before garbage collection removes it; null: the repository's default.</summary>
     public TimeSpan? GcGrace { get; init; }
@@ -134,6 +134,8 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         {
             logger.LogWarning("Policy {Policy}: the run of {Slot:u} was missed and its window has closed; skipped", policy.Name, slot);
             store.SetLastSlot(policy.Name, slot);
+            await NotifyAsync(new Notification(NotificationEvent.WindowSkipped, $"Policy {policy.Name}: the run of {slot:yyyy-MM-dd HH:mm}Z was skipped, its window closed before it could start", policy.Name,
+                Detail: "The appliance was down or busy when the run was due. The VMs of this run were not backed up; the next run is on schedule.")).ConfigureAwait(false);
         }
         if (due.Count > 0)
         {
@@ -142,6 +144,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             {
                 var selected = vms.Where(v => v.Id != options.ProxyVmId && run.Policy.Selection.Matches(v)).ToList();
                 logger.LogInformation("Policy {Policy}: run of {Slot:u}, {Count} VM(s) selected", run.Policy.Name, run.Slot, selected.Count);
+                await NotifyMissingAsync(run.Policy, vms).ConfigureAwait(false);
                 foreach (var vm in selected)
                     if (!_queue.Enqueue(QueuedBackup.Of(vm, run)))
                         logger.LogInformation("VM {VmId} is already queued or running; not queued again for {Policy}", vm.Id, run.Policy.Name);
@@ -155,7 +158,11 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         {
             var (next, expired) = _queue.TryStart(options.Time.GetUtcNow());
             foreach (var e in expired)
+            {
                 logger.LogWarning("Policy {Policy}: VM {VmId} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
+                await NotifyAsync(new Notification(NotificationEvent.WindowSkipped, $"VM {e.VmId} ({e.VmName}) was not backed up: the window of policy {e.Run.Policy.Name} closed before it could start",
+                    e.Run.Policy.Name, e.VmId, e.VmName, "The queue was full for the whole window (Limits:MaxConcurrent, MaxPerHost, MaxPerDatastore). Widen the window, raise the limits, or spread the policies.")).ConfigureAwait(false);
+            }
             if (next is null) break;
             started++;
             lock (_running) _running.Add(RunOneAsync(next, ct));
@@ -163,7 +170,67 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         lock (_running) _running.RemoveAll(t => t.IsCompleted);
         CollectGarbageIfDrained();
         StartVerifyIfDue(ct);
+        await NotifyLongWaitsAsync().ConfigureAwait(false);
+        await SendSummaryIfDueAsync().ConfigureAwait(false);
         return started;
+    }
+
+    /// <summary>VMs a policy names (by ID or name) that the cloud no longer has: not protected, and said so at each run.</summary>
+    private async Task NotifyMissingAsync(ProtectionPolicy policy, IReadOnlyList<VirtualMachine> vms)
+    {
+        var missing = policy.Selection.VmIds.Where(id => vms.All(v => v.Id != id)).Select(id => $"VM {id}")
+            .Concat(policy.Selection.VmNames.Where(name => vms.All(v => v.Name != name)).Select(name => $"VM '{name}'")).ToList();
+        if (missing.Count == 0) return;
+        logger.LogWarning("Policy {Policy} names {Missing}, which OpenNebula does not have: not backed up", policy.Name, string.Join(", ", missing));
+        await NotifyAsync(new Notification(NotificationEvent.VmMissing, $"Policy {policy.Name} names {string.Join(", ", missing)}, which no longer exist{(missing.Count == 1 ? "s" : "")}", policy.Name,
+            Detail: "Deleted or renamed VMs are not protected any more; their restore points stay. Fix the policy ('proxybackup policy add' with the new selection) or remove it.")).ConfigureAwait(false);
+    }
+
+    private readonly HashSet<(int VmId, DateTimeOffset Slot, int Attempt)> _waitTold = [];
+
+    /// <summary>Each queued VM that has waited longer than <see cref="PolicyRunnerOptions.LongWait"/> is told once.</summary>
+    private async Task NotifyLongWaitsAsync()
+    {
+        if (options.LongWait is not { } limit) return;
+        var now = options.Time.GetUtcNow();
+        var (waiting, _) = _queue.Snapshot();
+        _waitTold.RemoveWhere(k => !waiting.Any(w => (w.VmId, w.Run.Slot, w.Attempt) == k));
+        foreach (var item in waiting.Where(w => now - w.Run.Slot > limit && _waitTold.Add((w.VmId, w.Run.Slot, w.Attempt))))
+        {
+            logger.LogWarning("VM {VmId} has waited {Minutes:0} min in the queue", item.VmId, (now - item.Run.Slot).TotalMinutes);
+            await NotifyAsync(new Notification(NotificationEvent.LongWait, $"VM {item.VmId} ({item.VmName}) has waited {(now - item.Run.Slot).TotalMinutes:0} min for its backup to start", item.Run.Policy.Name, item.VmId, item.VmName,
+                "Other backups hold the queue's slots (Limits:MaxConcurrent, MaxPerHost, MaxPerDatastore), or a job is slow. 'proxybackup status' shows what runs.")).ConfigureAwait(false);
+        }
+    }
+
+    private DateTimeOffset? _nextSummary;
+
+    /// <summary>The daily summary: the last 24 hours' backups, their failures with reasons, and what they read and stored.</summary>
+    private async Task SendSummaryIfDueAsync()
+    {
+        if (options.SummarySchedule is not { } schedule || options.Jobs is not { } jobs) return;
+        var now = options.Time.GetUtcNow();
+        _nextSummary ??= schedule.Next(now);
+        if (now < _nextSummary) return;
+        _nextSummary = schedule.Next(now);
+        var day = jobs.Since(now.AddDays(-1)).Where(j => j.Kind == "backup").ToList();
+        var failed = day.Where(j => j.State is "failed" or "interrupted").ToList();
+        var succeeded = day.Count(j => j.State == "succeeded");
+        var lines = new List<string>
+        {
+            $"Backups in the last 24 hours: {succeeded} succeeded, {failed.Count} failed, {day.Count(j => j.State == "running")} running.",
+            $"Read {day.Sum(j => j.BytesRead) / 1e9:0.0} GB, stored {day.Sum(j => j.BytesStored) / 1e9:0.0} GB new.",
+        };
+        var (waiting, running) = _queue.Snapshot();
+        lines.Add($"Now: {running.Count} running, {waiting.Count} waiting.");
+        if (failed.Count > 0)
+        {
+            lines.Add("");
+            lines.Add("Failed:");
+            lines.AddRange(failed.Select(j => $"  VM {j.VmId}  {j.Started:yyyy-MM-dd HH:mm}Z  {j.State}: {j.Error}  (proxybackup jobs log {j.Id})"));
+        }
+        await NotifyAsync(new Notification(NotificationEvent.DailySummary,
+            $"Daily summary: {succeeded} backup(s) succeeded, {failed.Count} failed", Detail: string.Join("\n", lines))).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -211,11 +278,11 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         }
     }
 
-    /// <summary>A scheduled verify that failed is told like a failed backup: the log, and the webhook (no policy, no VM).</summary>
+    /// <summary>A scheduled verify that failed is told like a failed backup: the log, and the notifiers (no policy, no VM).</summary>
     private async Task VerifyFailedAsync(string error)
     {
         logger.LogError("Scheduled verify failed: {Error}", error);
-        if (options.Notifier is not null) await options.Notifier.NotifyAsync(FailedStep.Verify, "verify", -1, "", error, CancellationToken.None).ConfigureAwait(false);
+        await NotifyAsync(new Notification(NotificationEvent.VerifyFailed, "The scheduled verify found damage or could not run", Detail: error)).ConfigureAwait(false);
     }
 
     /// <summary>Waits for the jobs under way (on shutdown they are cancelled by the token and clean up).</summary>
@@ -267,7 +334,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 return;
             }
             logger.LogError("Policy {Policy}: backup of VM {VmId} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
-            await NotifyAsync(FailedStep.Backup, item, e.Message).ConfigureAwait(false);
+            await NotifyAsync(new Notification(NotificationEvent.BackupFailed, $"Backup of VM {item.VmId} ({item.VmName}) failed", policy.Name, item.VmId, item.VmName, e.Message)).ConfigureAwait(false);
         }
         finally
         {
@@ -301,15 +368,16 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
         {
             logger.LogError("Policy {Policy}: VM {VmId} ({Name}) was backed up, but its retention failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
-            await NotifyAsync(FailedStep.Retention, item, e.Message).ConfigureAwait(false);
+            await NotifyAsync(new Notification(NotificationEvent.RetentionFailed, $"VM {item.VmId} ({item.VmName}) was backed up, but its retention failed", policy.Name, item.VmId, item.VmName, e.Message)).ConfigureAwait(false);
         }
     }
 
-    private async Task NotifyAsync(FailedStep step, QueuedBackup item, string error)
+    /// <summary>Tells the notifiers; one that fails is logged (<see cref="NotifierSet"/>) and never fails the job.</summary>
+    private async Task NotifyAsync(Notification notification)
     {
         if (options.Notifier is null) return;
-        try { await options.Notifier.NotifyAsync(step, item.Run.Policy.Name, item.VmId, item.VmName, error, CancellationToken.None).ConfigureAwait(false); }
-        catch (Exception n) when (n is HttpRequestException or TaskCanceledException) { logger.LogWarning("Failure notification could not be sent: {Error}", n.Message); }
+        try { await options.Notifier.NotifyAsync(notification, CancellationToken.None).ConfigureAwait(false); }
+        catch (Exception e) when (e is not OperationCanceledException) { logger.LogWarning("The {Event} notification could not be sent: {Error}", notification.EventName, e.Message); }
     }
 
     private void CollectGarbageIfDrained()

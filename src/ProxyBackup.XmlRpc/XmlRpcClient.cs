@@ -145,22 +145,29 @@ public sealed class XmlRpcClient : IDisposable
             var expected = Convert.FromHexString(pin.Replace(":", "", StringComparison.Ordinal).Trim());
             return (_, cert, _, _) => cert is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(cert.GetRawCertData()), expected);
         }
-        if (options.CaCertificateFile is { } caFile)
-        {
-            var ca = X509CertificateLoader.LoadCertificateFromFile(caFile);
-            return (_, cert, _, errors) =>
-            {
-                if (cert is null) return false;
-                if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0) return false;
-                using var chain = new X509Chain();
-                chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                chain.ChainPolicy.CustomTrustStore.Add(ca);
-                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                return chain.Build(new X509Certificate2(cert));
-            };
-        }
+        if (options.CaCertificateFile is { } caFile) return CertificateTrust.IssuedBy(caFile);
         return null;
     }
 
     public void Dispose() => _http.Dispose();
+}
+
+/// <summary>TLS trust in a private CA, for every TLS client of the appliance (OpenNebula, the mail server).</summary>
+public static class CertificateTrust
+{
+    /// <summary>The server's chain must end at the CA in <paramref name="caFile"/>, and its name must match.</summary>
+    public static RemoteCertificateValidationCallback IssuedBy(string caFile)
+    {
+        var ca = X509CertificateLoader.LoadCertificateFromFile(caFile);
+        return (_, cert, _, errors) =>
+        {
+            if (cert is null) return false;
+            if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0) return false;
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            return chain.Build(new X509Certificate2(cert));
+        };
+    }
 }

@@ -228,6 +228,58 @@ public class DaemonTests
     }
 
     /// <summary>
+    /// Notifications and metrics end to end: the daemon mails a failed backup through a real SMTP
+    /// server (STARTTLS, AUTH, its certificate trusted through Notifications:Mail:CaCertificateFile)
+    /// and keeps a Prometheus file of each VM's last backup for node exporter's textfile collector.
+    /// </summary>
+    [SmtpFact]
+    public async Task Mails_a_failed_backup_and_keeps_metrics_of_each_vms_last_backup()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        using var smtp = await SmtpTestServer.StartAsync(Path.Combine(w.Root, "smtp"));
+        var metrics = Path.Combine(w.Root, "metrics", "proxybackup.prom");
+        Directory.CreateDirectory(Path.GetDirectoryName(metrics)!);
+        var (config, _, daemon) = await StartIdleDaemonAsync(w, new
+        {
+            Mail = new { Host = "127.0.0.1", Port = smtp.Port, User = SmtpTestServer.User, From = "proxybackup@example.org", To = new[] { "ops@example.org" }, CaCertificateFile = smtp.CaCertificateFile },
+            MetricsFile = metrics,
+        }, SmtpTestServer.Password);
+        using (daemon)
+        {
+            var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
+            Assert.True(code == 0, error + output);
+            Assert.DoesNotContain(SmtpTestServer.Password, await File.ReadAllTextAsync(config), StringComparison.Ordinal);
+
+            w.Sim.Faults.Set([ProxyBackup.Simulator.FaultRule.Parse("one.vm.disksnapshotcreate,action=error,code=2048,message=the datastore is full")]);
+            (code, _, _) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "db-01", "--config", config);
+            Assert.Equal(1, code);
+            var db = await w.VmAsync("db-01");
+            var web = await w.VmAsync("web-01");
+
+            var mail = Assert.Single(await smtp.WaitForMessagesAsync(1, TimeSpan.FromSeconds(60)));
+            Assert.True(mail.Tls && mail.Authenticated);
+            Assert.Equal(["ops@example.org"], mail.RcptTos);
+            Assert.Contains($"] Backup of VM {db.Id} (db-01) failed", mail.Content, StringComparison.Ordinal);
+            Assert.Contains("the datastore is full", mail.Content, StringComparison.Ordinal);
+
+            // The file follows the jobs (rewritten at each scheduling step, which a finished job starts).
+            await WaitFor(() => File.Exists(metrics) && File.ReadAllText(metrics).Contains($"proxybackup_last_backup_failed{{vm_id=\"{db.Id}\"}} 1", StringComparison.Ordinal), TimeSpan.FromSeconds(60), daemon);
+            var text = await File.ReadAllTextAsync(metrics);
+            Assert.Matches($@"(?m)^proxybackup_last_success_timestamp_seconds\{{vm_id=""{web.Id}"",vm_name=""web-01""\}} \d{{10}}$", text);
+            Assert.Matches($@"(?m)^proxybackup_last_success_read_bytes\{{vm_id=""{web.Id}"",vm_name=""web-01""\}} [1-9]\d*$", text);
+            Assert.Contains($"proxybackup_last_backup_failed{{vm_id=\"{web.Id}\",vm_name=\"web-01\"}} 0", text, StringComparison.Ordinal);
+            Assert.Contains($"proxybackup_backup_failures_total{{vm_id=\"{db.Id}\"}} 1", text, StringComparison.Ordinal);
+            Assert.Matches(@"(?m)^proxybackup_repository_free_bytes [1-9]\d*$", text);
+            Assert.Contains("# TYPE proxybackup_backup_failures_total counter", text, StringComparison.Ordinal);
+            // Every sample line is name{labels} value, as the text format wants.
+            Assert.All(text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#')),
+                l => Assert.Matches(@"^[a-z_]+(\{[a-z_]+=""[^""]*""(,[a-z_]+=""[^""]*"")*\})? -?[0-9.e+]+$", l));
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000));
+        }
+    }
+
+    /// <summary>
     /// What jobs of one process must not do to another's (issue 16): while the daemon's backup has
     /// its snapshots and a disk attached to the proxy (held mid-detach), an operator's 'cleanup'
     /// and a CLI restore run; both leave the daemon's objects alone, and every job succeeds.
@@ -336,30 +388,32 @@ public class DaemonTests
     }
 
     /// <summary>The appliance's configuration and 0600 secrets for the world's simulator, repository and catalog.</summary>
-    private static async Task<string> WriteConfigAsync(EngineWorld w, object? limits = null, int tickSeconds = 1)
+    private static async Task<string> WriteConfigAsync(EngineWorld w, object? limits = null, int tickSeconds = 1, object? notifications = null, string? mailPassword = null)
     {
         var config = Path.Combine(w.Root, "etc", "config.json");
         Directory.CreateDirectory(Path.GetDirectoryName(config)!);
-        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
+        var sections = new Dictionary<string, object>
         {
-            OpenNebula = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
-            Repository = new { Path = w.Repository.Root },
-            Catalog = new { Path = w.Catalog.Path },
-            Devices = new { Directory = w.Sim.Cloud.Devices.Directory },
-            Limits = limits ?? new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
+            ["OpenNebula"] = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
+            ["Repository"] = new { Path = w.Repository.Root },
+            ["Catalog"] = new { Path = w.Catalog.Path },
+            ["Devices"] = new { Directory = w.Sim.Cloud.Devices.Directory },
+            ["Limits"] = limits ?? new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
             // Console: tests read the daemon's output, also when the runner inherited a journal stream.
-            Daemon = new { TickSeconds = tickSeconds, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock"), Log = "console" },
-        }));
+            ["Daemon"] = new { TickSeconds = tickSeconds, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock"), Log = "console" },
+        };
+        if (notifications is not null) sections["Notifications"] = notifications;
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(sections));
         var secrets = Path.Combine(w.Root, "etc", "secrets.json");
-        await File.WriteAllTextAsync(secrets, "{\"OpenNebulaPassword\":\"pw\"}");
+        await File.WriteAllTextAsync(secrets, JsonSerializer.Serialize(new { OpenNebulaPassword = "pw", MailPassword = mailPassword }));
         File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return config;
     }
 
     /// <summary>A daemon whose scheduling steps are an hour apart (work handed to it starts at once all the same), up and listening.</summary>
-    private static async Task<(string Config, string Socket, ChildProcess Daemon)> StartIdleDaemonAsync(EngineWorld w)
+    private static async Task<(string Config, string Socket, ChildProcess Daemon)> StartIdleDaemonAsync(EngineWorld w, object? notifications = null, string? mailPassword = null)
     {
-        var config = await WriteConfigAsync(w, tickSeconds: 3600);
+        var config = await WriteConfigAsync(w, tickSeconds: 3600, notifications: notifications, mailPassword: mailPassword);
         var socket = Path.Combine(w.Root, "run", "daemon.sock");
         var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
         await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);

@@ -11,12 +11,17 @@ namespace ProxyBackup.Engine.Tests;
 /// <summary>The daemon's core on a simulated cloud with a clock the test turns.</summary>
 public class PolicyRunnerTests
 {
-    private sealed class RecordingNotifier : IFailureNotifier
+    private sealed class RecordingNotifier : INotifier
     {
         public List<string> Sent { get; } = [];
-        public Task NotifyAsync(FailedStep step, string policy, int vmId, string vmName, string error, CancellationToken ct)
+        public List<Notification> Received { get; } = [];
+        public Task NotifyAsync(Notification n, CancellationToken ct)
         {
-            lock (Sent) Sent.Add(step == FailedStep.Backup ? $"{policy}:{vmId}:{error}" : $"{step}:{policy}:{vmId}:{error}");
+            lock (Sent)
+            {
+                Sent.Add($"{n.EventName}:{n.Policy}:{n.VmId}:{n.Detail}");
+                Received.Add(n);
+            }
             return Task.CompletedTask;
         }
     }
@@ -99,9 +104,59 @@ public class PolicyRunnerTests
 
         Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id)));   // backed up once, not retried
         var sent = Assert.Single(notifier.Sent);
-        Assert.StartsWith($"Retention:gold:{web.Id}:", sent, StringComparison.Ordinal);
+        Assert.StartsWith($"retention_failed:gold:{web.Id}:", sent, StringComparison.Ordinal);
         Assert.Contains("locked", sent, StringComparison.Ordinal);
         Assert.Single(w.Catalog.Recent(10), j => j.State == "succeeded");
+    }
+
+    [Fact]
+    public async Task Operators_hear_of_a_vm_that_is_gone_a_long_wait_a_window_that_closed_and_get_a_daily_summary()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var db = await w.VmAsync("db-01");
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "named", Schedule = "0 * * * *", Window = TimeSpan.FromMinutes(10),
+            Selection = new VmSelection { VmIds = [web.Id, db.Id, 999], VmNames = ["gone-vm"] },
+        });
+        var clock = new ManualClock(T0);
+        var notifier = new RecordingNotifier();
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance, new PolicyRunnerOptions
+        {
+            ProxyVmId = w.ProxyId, Limits = new QueueLimits(1, 1, 2), Time = clock, Since = T0, Notifier = notifier,
+            LongWait = TimeSpan.FromMinutes(3), SummarySchedule = CronSchedule.Parse("0 7 * * *", TimeZoneInfo.Utc), Jobs = w.Catalog,
+        });
+        // The first VM's snapshot is held for 15 s: the other waits in the queue meanwhile (one job at a time).
+        w.Sim.Faults.Set([FaultRule.Parse("one.vm.disksnapshotcreate,nth=1,action=delay,latency=15000")]);
+
+        clock.Now = T0.AddMinutes(63);   // 02:05: the 02:00 run, five minutes late
+        Assert.Equal(1, await runner.TickAsync(CancellationToken.None));
+        var missing = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.VmMissing);
+        Assert.Equal(("named", "Policy named names VM 999, VM 'gone-vm', which no longer exist"), (missing.Policy, missing.Summary));
+        var (waiting, running) = runner.Status();
+        var held = Assert.Single(running).Item;
+        var queued = Assert.Single(waiting);
+        var wait = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.LongWait);
+        Assert.Equal((queued.VmId, "named"), (wait.VmId, wait.Policy));
+        Assert.StartsWith($"VM {queued.VmId} ({queued.VmName}) has waited 5 min", wait.Summary, StringComparison.Ordinal);
+        await runner.TickAsync(CancellationToken.None);
+        Assert.Single(notifier.Received, n => n.Event == NotificationEvent.LongWait);   // told once
+
+        clock.Now = T0.AddMinutes(69);   // 02:11: the window closed while the other VM waited
+        await runner.TickAsync(CancellationToken.None);
+        var skipped = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.WindowSkipped);
+        Assert.Equal(queued.VmId, skipped.VmId);
+        Assert.Contains("window of policy named closed", skipped.Summary, StringComparison.Ordinal);
+        await DrainAll(runner);
+
+        clock.Now = new DateTimeOffset(T0.Date.AddHours(7).AddMinutes(1), TimeSpan.Zero);
+        await runner.TickAsync(CancellationToken.None);
+        var summary = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.DailySummary);
+        Assert.Equal("Daily summary: 1 backup(s) succeeded, 0 failed", summary.Summary);
+        Assert.Contains("Backups in the last 24 hours: 1 succeeded, 0 failed, 0 running.", summary.Detail, StringComparison.Ordinal);
+        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(held.VmId)));
+        Assert.Empty(w.Repository.ListRestorePoints(BackupJob.SourceOf(queued.VmId)));
     }
 
     [Fact]
@@ -136,7 +191,7 @@ public class PolicyRunnerTests
         await runner.TickAsync(CancellationToken.None);
         await runner.DrainAsync();
         Assert.False(w.Repository.LastVerification(point)!.Ok);
-        Assert.StartsWith("Verify:verify:-1:1 restore point(s) damaged: ", Assert.Single(notifier.Sent), StringComparison.Ordinal);
+        Assert.StartsWith("verify_failed:::1 restore point(s) damaged: ", Assert.Single(notifier.Sent), StringComparison.Ordinal);
     }
 
     [Fact]

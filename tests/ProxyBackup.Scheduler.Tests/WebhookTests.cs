@@ -28,7 +28,7 @@ public class WebhookTests
         var notifier = new WebhookNotifier(http, new Uri($"http://127.0.0.1:{port}/hook"));
 
         var served = Serve("200 OK");
-        await notifier.NotifyAsync(FailedStep.Backup, "gold", 42, "shop-db", "disk full", CancellationToken.None);
+        await notifier.NotifyAsync(new Notification(NotificationEvent.BackupFailed, "Backup of VM 42 (shop-db) failed", "gold", 42, "shop-db", "disk full"), CancellationToken.None);
         var request = await served;
         Assert.StartsWith("POST /hook HTTP/1.1", request, StringComparison.Ordinal);
         var body = JsonDocument.Parse(request[(request.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..]).RootElement;
@@ -36,9 +36,11 @@ public class WebhookTests
         Assert.Equal(42, body.GetProperty("vm_id").GetInt32());
         Assert.Equal("shop-db", body.GetProperty("vm_name").GetString());
         Assert.Equal("disk full", body.GetProperty("error").GetString());
+        Assert.Equal("Backup of VM 42 (shop-db) failed", body.GetProperty("message").GetString());
+        Assert.Equal("gold", body.GetProperty("policy").GetString());
 
         var refused = Serve("500 Internal Server Error");
-        await Assert.ThrowsAsync<HttpRequestException>(() => notifier.NotifyAsync(FailedStep.Backup, "gold", 42, "shop-db", "x", CancellationToken.None));
+        await Assert.ThrowsAsync<HttpRequestException>(() => notifier.NotifyAsync(new Notification(NotificationEvent.VmMissing, "gone"), CancellationToken.None));
         await refused;
     }
 
