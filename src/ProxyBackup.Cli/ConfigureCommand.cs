@@ -23,11 +23,12 @@ internal static class ConfigureCommand
     {
         var fromContext = new Option<bool>("--from-context") { Description = "No UI: first-boot setup from OpenNebula's context (VMID, PROXYBACKUP_*) and the environment; an existing configuration is kept." };
         var contextFile = new Option<string?>("--context-file") { Description = "Read the context variables from this file instead of the one-context locations." };
-        var c = new Command("configure", "Set up the appliance in a text UI: connection, proxy VM, repository, policies, jobs, restore, snapshots.") { fromContext, contextFile };
+        var fstab = new Option<string>("--fstab") { Description = "The fstab the storage screen records the repository's mount in.", DefaultValueFactory = _ => "/etc/fstab" };
+        var c = new Command("configure", "Set up the appliance in a text UI: connection, proxy VM, storage, repository, policies, jobs, restore, snapshots.") { fromContext, contextFile, fstab };
         c.Options.Add(DaemonCommand.ConfigFile);
         c.SetAction(async (p, ct) => p.GetValue(fromContext)
             ? SeedFromContext(p.GetValue(DaemonCommand.ConfigFile)!, p.GetValue(contextFile))
-            : await new Session(p.GetValue(DaemonCommand.ConfigFile)!).RunAsync(ct).ConfigureAwait(false));
+            : await new Session(p.GetValue(DaemonCommand.ConfigFile)!, p.GetValue(fstab)!).RunAsync(ct).ConfigureAwait(false));
         return c;
     }
 
@@ -63,7 +64,7 @@ internal static class ConfigureCommand
         return 0;
     }
 
-    private sealed class Session(string configPath)
+    private sealed class Session(string configPath, string fstabPath)
     {
         private AppConfig _config = new();
         private AppSecrets _secrets = new();
@@ -87,13 +88,14 @@ internal static class ConfigureCommand
                 AnsiConsole.Write(new Rule($"[bold]ProxyBackup[/] configuration — {Markup.Escape(configPath)}").LeftJustified());
                 var choice = AnsiConsole.Prompt(new SelectionPrompt<string>()
                     .Title("What do you want to set up?").PageSize(12)
-                    .AddChoices(Menu.Connection, Menu.Proxy, Menu.Repository, Menu.Policies, Menu.Jobs, Menu.Restore, Menu.Snapshots, Menu.Save, Menu.Quit));
+                    .AddChoices(Menu.Connection, Menu.Proxy, Menu.Storage, Menu.Repository, Menu.Policies, Menu.Jobs, Menu.Restore, Menu.Snapshots, Menu.Save, Menu.Quit));
                 try
                 {
                     switch (choice)
                     {
                         case Menu.Connection: await ConnectionAsync(ct).ConfigureAwait(false); break;
                         case Menu.Proxy: await ProxyAsync(ct).ConfigureAwait(false); break;
+                        case Menu.Storage: StorageMenu(); break;
                         case Menu.Repository: RepositoryMenu(); break;
                         case Menu.Policies: await PoliciesAsync(ct).ConfigureAwait(false); break;
                         case Menu.Jobs: await JobsAsync(ct).ConfigureAwait(false); break;
@@ -121,6 +123,7 @@ internal static class ConfigureCommand
         {
             public const string Connection = "Connection (OpenNebula endpoint, user, password, TLS, test)";
             public const string Proxy = "Proxy VM";
+            public const string Storage = "Storage (the repository's disk or NFS share)";
             public const string Repository = "Repository";
             public const string Policies = "Policies";
             public const string Jobs = "Jobs";
@@ -228,6 +231,54 @@ internal static class ConfigureCommand
             using var client = Client();
             var vm = await ProxyIdentity.VerifyAsync(client, _config.OpenNebula.ProxyVmId.Value, ct).ConfigureAwait(false);
             AnsiConsole.MarkupLine($"[green]Proxy VM {vm.Id} ({Markup.Escape(vm.Name)}) is RUNNING[/] on {Markup.Escape(vm.CurrentHistory?.HostName ?? "?")}.");
+            Pause();
+        }
+
+        /// <summary>
+        /// The repository's own disk or share (docs/operations.md, "Repository storage"). Formatting and
+        /// mounting are actions, done when confirmed after a summary, as a restore is; the mount point
+        /// they need is recorded in the saved configuration at once, so that it guards the disk even if
+        /// the session's other changes are discarded.
+        /// </summary>
+        private void StorageMenu()
+        {
+            var target = _config.Repository.Path;
+            AnsiConsole.MarkupLine(_config.Repository.MountPoint is { } configured
+                ? $"The repository's storage is set up at [bold]{Markup.Escape(configured)}[/] ({(MountTable.At(configured) is { } m ? $"{Markup.Escape(m.Source)} mounted" : "[red]NOT MOUNTED[/]")})."
+                : $"[yellow]The repository ({Markup.Escape(target)}) is on the root disk: it is lost with this VM.[/] Put it on a persistent datablock or an NFS share.");
+            const string back = "Back", nfs = "An NFS export...", other = "Another device...";
+            var disks = StorageCommand.BlockDisks.Candidates();
+            var choices = disks.Select(d => $"{d.Path}  {CliFormat.Bytes(d.Size)}  {d.Content}").Concat([other, nfs, back]).ToList();
+            var choice = AnsiConsole.Prompt(new SelectionPrompt<string>().Title("Which disk holds the repository?").AddChoices(choices));
+            if (choice == back) return;
+            var setup = new StorageCommand.StorageSetup(target, fstabPath);
+            string result;
+            if (choice == nfs)
+            {
+                var export = AnsiConsole.Prompt(new TextPrompt<string>("NFS export (host:/path):"));
+                if (!AnsiConsole.Confirm($"Mount {Markup.Escape(export)} at {Markup.Escape(target)} and record it in {Markup.Escape(fstabPath)}?", false)) return;
+                result = setup.Nfs(export);
+            }
+            else
+            {
+                var path = choice == other ? AnsiConsole.Prompt(new TextPrompt<string>("Device (e.g. /dev/vdb):")) : disks[choices.IndexOf(choice)].Path;
+                var disk = StorageCommand.BlockDisks.Describe(path);
+                var format = disk.Blank && disk.FileSystem is null && !disk.Partitioned;
+                var summary = format
+                    ? $"[bold]Format[/] {Markup.Escape(path)} ({CliFormat.Bytes(disk.Size)}, blank) with ext4, mount it at {Markup.Escape(target)} and record it in {Markup.Escape(fstabPath)}?"
+                    : $"Mount {Markup.Escape(path)} ({CliFormat.Bytes(disk.Size)}, {Markup.Escape(disk.Content)}) at {Markup.Escape(target)} as it is, and record it in {Markup.Escape(fstabPath)}? Nothing on it is changed.";
+                if (!AnsiConsole.Confirm(summary, false)) return;
+                result = setup.Disk(path, formatIfBlank: format);
+            }
+            _config.Repository.MountPoint = target;
+            if (File.Exists(configPath))
+            {
+                var saved = AppConfig.Load(configPath);
+                (saved.Repository.Path, saved.Repository.MountPoint) = (target, target);
+                saved.Save(configPath);
+            }
+            AnsiConsole.MarkupLine($"[green]{Markup.Escape(result)}[/]");
+            AnsiConsole.MarkupLine(Markup.Escape(StorageCommand.RepositoryHint(_config, configPath)));
             Pause();
         }
 

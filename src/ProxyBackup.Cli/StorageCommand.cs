@@ -122,7 +122,7 @@ internal static class StorageCommand
     }
 
     /// <summary>What the mounted storage holds: a repository to use (its restore points listed in the catalog again), or none yet.</summary>
-    private static string RepositoryHint(AppConfig config, string configPath)
+    internal static string RepositoryHint(AppConfig config, string configPath)
     {
         if (!File.Exists(Path.Combine(config.Repository.Path, "config")))
             return $"No repository in {config.Repository.Path} yet: create it with 'proxybackup repository init --repo {config.Repository.Path} [--encrypt]' or in 'proxybackup configure'.";
@@ -141,7 +141,7 @@ internal static class StorageCommand
     }
 
     /// <summary>One setup: the mount point, the fstab it is recorded in, and the tools that do the work.</summary>
-    private sealed class StorageSetup(string mountPoint, string fstabPath)
+    internal sealed class StorageSetup(string mountPoint, string fstabPath)
     {
         public string FstabPath => fstabPath;
 
