@@ -63,10 +63,10 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             {
                 // Reaching the cloud worked; only the repository is missing (a data disk not yet mounted,
                 // not yet created): say so and keep trying instead of crash-looping.
-                _log.LogError("The repository is not usable: {Error} Policies will not run until it is; retrying every minute.", e.Message);
+                _log.LogError("The repository is not usable: {Error} Policies will not run until it is; retrying every {Seconds} s.", e.Message, config.Daemon.TickSeconds);
                 // Up, and waiting for the operator: systemd's start must not hang on it.
                 _systemd.Ready($"Waiting for the repository: {e.Message}");
-                try { await Task.Delay(TimeSpan.FromMinutes(1), stoppingToken).ConfigureAwait(false); }
+                try { await Task.Delay(TimeSpan.FromSeconds(config.Daemon.TickSeconds), stoppingToken).ConfigureAwait(false); }
                 catch (OperationCanceledException) { return; }
             }
             catch (Exception e) when (e is not OperationCanceledException)

@@ -73,10 +73,24 @@ internal sealed class EngineHost : IDisposable
     public static async Task<EngineHost> CreateAsync(ParseResult p, CancellationToken ct, bool proxyMustRun = true)
     {
         var logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }).SetMinimumLevel(LogLevel.Warning));
-        if (Configured(p) is var (config, secrets)) return await FromConfigAsync(config, secrets, logs, ct, proxyMustRun).ConfigureAwait(false);
-        return await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir),
-            new AppConfig.OpenNebulaSection { AllowedVmDrivers = [.. p.GetValue(AllowVmDriver) ?? []] }, proxyMustRun, logs, ct).ConfigureAwait(false);
+        try
+        {
+            var host = Configured(p) is var (config, secrets)
+                ? await FromConfigAsync(config, secrets, logs, ct, proxyMustRun).ConfigureAwait(false)
+                : await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir),
+                    new AppConfig.OpenNebulaSection { AllowedVmDrivers = [.. p.GetValue(AllowVmDriver) ?? []] }, proxyMustRun, logs, ct).ConfigureAwait(false);
+            // The CLI's own logger factory ends with the host; the daemon's belongs to the daemon.
+            host._ownedLogs = logs;
+            return host;
+        }
+        catch
+        {
+            logs.Dispose();
+            throw;
+        }
     }
+
+    private IDisposable? _ownedLogs;
 
     /// <summary>The daemon's engine, from the configuration file and the secrets file.</summary>
     public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct, bool proxyMustRun = true)
@@ -111,8 +125,8 @@ internal sealed class EngineHost : IDisposable
         }
         catch
         {
+            // Not the logger factory: it is the caller's, and the daemon goes on logging (and retrying) with it.
             client.Dispose();
-            logs.Dispose();
             throw;
         }
     }
@@ -160,6 +174,6 @@ internal sealed class EngineHost : IDisposable
     {
         _lease.Dispose();
         Client.Dispose();
-        Logs.Dispose();
+        _ownedLogs?.Dispose();
     }
 }

@@ -225,7 +225,7 @@ public sealed partial class BackupRepository
 }
 
 /// <summary>The repository's file system is full. Nothing half-written became visible.</summary>
-/// <summary>The repository's disk or share is not mounted: retry once it is (the daemon does, every minute).</summary>
+/// <summary>The repository's disk or share is not mounted: retry once it is (the daemon does, at every scheduling step).</summary>
 public sealed class RepositoryUnmountedException(string mountPoint)
     : RepositoryException($"The repository disk is not mounted at {mountPoint}: nothing is read or written there until it is, so that backups never fill the disk below. " +
         $"Mount it ('mount {mountPoint}'; 'proxybackup storage show' tells what is configured).");

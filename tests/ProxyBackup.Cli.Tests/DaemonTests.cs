@@ -228,6 +228,42 @@ public class DaemonTests
     }
 
     /// <summary>
+    /// The repository's disk not yet mounted at boot, or not yet created: the daemon says so, keeps
+    /// retrying (a first version disposed its own logger on the first failure and died on the
+    /// second attempt), and starts its work once the repository is there.
+    /// </summary>
+    [Fact]
+    public async Task Waits_for_a_missing_repository_and_starts_once_it_is_there()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var config = await WriteConfigAsync(w);
+        var later = Path.Combine(w.Root, "later-repo");
+        var text = (await File.ReadAllTextAsync(config)).Replace(JsonSerializer.Serialize(w.Repository.Root), JsonSerializer.Serialize(later), StringComparison.Ordinal);
+        await File.WriteAllTextAsync(config, text);
+        using var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
+        var lines = new List<string>();
+        async Task UntilAsync(string text)
+        {
+            while (true)
+            {
+                var line = await daemon.ReadLineAsync(TimeSpan.FromSeconds(120));
+                lines.Add(line);
+                if (line.Contains(text, StringComparison.Ordinal)) return;
+            }
+        }
+        await UntilAsync($"The repository is not usable: Repository {later} does not exist");
+        await UntilAsync("The repository is not usable");   // the second attempt, alive
+        var (code, _, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "repository", "init", "--repo", later);
+        Assert.True(code == 0, error);
+        await UntilAsync($"Started: OpenNebula {w.Sim.Endpoint}");
+        Assert.DoesNotContain(lines, l => l.Contains("Cannot start", StringComparison.Ordinal));
+        Assert.False(daemon.Process.HasExited);
+        Terminate(daemon.Process);
+        Assert.True(daemon.Process.WaitForExit(60_000));
+        Assert.Equal(0, daemon.Process.ExitCode);
+    }
+
+    /// <summary>
     /// Notifications and metrics end to end: the daemon mails a failed backup through a real SMTP
     /// server (STARTTLS, AUTH, its certificate trusted through Notifications:Mail:CaCertificateFile)
     /// and keeps a Prometheus file of each VM's last backup for node exporter's textfile collector.
