@@ -17,6 +17,7 @@ root.Subcommands.Add(DaemonCommand.Build());
 root.Subcommands.Add(CatalogCommands.Build());
 root.Subcommands.Add(StatusCommand.Build());
 root.Subcommands.Add(StorageCommand.Build());
+root.Subcommands.Add(ConsoleCommand.Build());
 root.Subcommands.Add(ConfigureCommand.Build());
 
 // On SIGTERM or Ctrl+C a job cancels and then cleans up on the cloud (snapshot, attached disk,

@@ -31,12 +31,7 @@ internal static class StatusCommand
         var c = new Command("status", "The appliance at a glance: daemon, cloud, proxy VM, repository, jobs, recent failures, next runs; exits 1 when something needs attention.") { json, DaemonCommand.ConfigFile };
         c.SetAction(async (p, ct) =>
         {
-            var path = p.GetValue(DaemonCommand.ConfigFile)!;
-            if (!File.Exists(path)) throw new CliException($"No appliance configuration at {path}: set it up with 'proxybackup configure' (or give --config).");
-            var config = AppConfig.Load(path);
-            AppSecrets secrets;
-            try { secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets(); }
-            catch (UnauthorizedAccessException) { throw new CliException($"{config.SecretsFile} can be read by root only: run 'sudo proxybackup status'."); }
+            var (config, secrets) = Load(p.GetValue(DaemonCommand.ConfigFile)!);
             var status = await GatherAsync(config, secrets, ct).ConfigureAwait(false);
             if (p.GetValue(json)) CliFormat.PrintJson(status);
             else Print(status);
@@ -45,9 +40,22 @@ internal static class StatusCommand
         return c;
     }
 
+    /// <summary>The appliance's configuration and secrets, as status and the console read them.</summary>
+    internal static (AppConfig Config, AppSecrets Secrets) Load(string path)
+    {
+        if (!File.Exists(path)) throw new CliException($"No appliance configuration at {path}: set it up with 'proxybackup configure' (or give --config).");
+        var config = AppConfig.Load(path);
+        try { return (config, File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets()); }
+        catch (UnauthorizedAccessException) { throw new CliException($"{config.SecretsFile} can be read by root only: run it with sudo."); }
+    }
+
     internal sealed record Status(
         string Version, DaemonStatus Daemon, CloudStatus Cloud, ProxyStatus? ProxyVm, RepositoryStatus Repository,
-        JsonArray Running, IReadOnlyList<int> Waiting, IReadOnlyList<JobRecord> RecentFailures, IReadOnlyList<NextRun> NextRuns, IReadOnlyList<string> Problems);
+        JsonArray Running, IReadOnlyList<int> Waiting, IReadOnlyList<JobRecord> RecentFailures, IReadOnlyList<NextRun> NextRuns,
+        IReadOnlyList<ProtectedVm> ProtectedVms, IReadOnlyList<string> Problems);
+
+    /// <summary>A VM an enabled policy selects, with its latest backup job (null: none yet).</summary>
+    internal sealed record ProtectedVm(int Id, string Name, IReadOnlyList<string> Policies, JobRecord? LastBackup);
 
     internal sealed record DaemonStatus(bool Running, DateTimeOffset? Since, int? Pid, string? Version);
 
@@ -59,7 +67,7 @@ internal static class StatusCommand
 
     internal sealed record NextRun(string Policy, DateTimeOffset At);
 
-    private static async Task<Status> GatherAsync(AppConfig config, AppSecrets secrets, CancellationToken ct)
+    internal static async Task<Status> GatherAsync(AppConfig config, AppSecrets secrets, CancellationToken ct)
     {
         var problems = new List<string>();
         var version = CliFormat.Version;
@@ -96,6 +104,7 @@ internal static class StatusCommand
 
         IReadOnlyList<JobRecord> failures = [];
         IReadOnlyList<NextRun> next = [];
+        IReadOnlyList<ProtectedVm> protectedVms = [];
         if (File.Exists(config.Catalog.Path))
         try
         {
@@ -113,6 +122,10 @@ internal static class StatusCommand
             foreach (var broken in enabled.Where(pol => pol.Problems().Count > 0))
                 problems.Add($"Policy '{broken.Name}' does not run: {string.Join("; ", broken.Problems())}");
             next = [.. ProtectionPolicyRules.NextRuns(enabled, now).Select(n => new NextRun(n.Policy, n.At))];
+            var last = catalog.LastJobs("backup");
+            protectedVms = vms is null ? [] : [.. vms.Select(v => (Vm: v, Policies: enabled.Where(pol => pol.Runs() && pol.Selection.Matches(v)).Select(pol => pol.Name).ToList()))
+                .Where(x => x.Policies.Count > 0)
+                .Select(x => new ProtectedVm(x.Vm.Id, x.Vm.Name, x.Policies, last.GetValueOrDefault(x.Vm.Id)))];
         }
         catch (Microsoft.Data.Sqlite.SqliteException e)
         {
@@ -120,7 +133,7 @@ internal static class StatusCommand
         }
         var running = answer?["running"]?.AsArray().DeepClone().AsArray() ?? [];
         IReadOnlyList<int> waiting = answer?["waiting"]?.AsArray().Select(w => w!.GetValue<int>()).ToList() ?? [];
-        return new Status(version, daemon, cloud, proxy, repository, running, waiting, failures, next, problems);
+        return new Status(version, daemon, cloud, proxy, repository, running, waiting, failures, next, protectedVms, problems);
     }
 
     /// <summary>The cloud as the appliance's account sees it, the proxy VM, and the VMs (null when the cloud cannot be reached).</summary>
@@ -171,20 +184,26 @@ internal static class StatusCommand
         }
     }
 
+    /// <summary>The appliance's state in four lines: version, daemon, cloud and proxy VM, repository (the CLI's and the console's header).</summary>
+    internal static IEnumerable<string> Header(Status s)
+    {
+        yield return $"ProxyBackup {s.Version}";
+        yield return s.Daemon.Running
+            ? $"Daemon      running since {s.Daemon.Since:yyyy-MM-dd HH:mm}Z, pid {s.Daemon.Pid}{(s.Daemon.Version is { } v && v != s.Version ? $", version {v} (restart it to run {s.Version})" : "")}"
+            : "Daemon      NOT RUNNING";
+        yield return s.Cloud.Reachable
+            ? $"OpenNebula  {s.Cloud.Endpoint} as {s.Cloud.User}: reachable, version {s.Cloud.Version}"
+            : $"OpenNebula  {s.Cloud.Endpoint} as {s.Cloud.User}: UNREACHABLE ({s.Cloud.Error})";
+        if (s.ProxyVm is { } proxy) yield return $"Proxy VM    {proxy.Id}{(proxy.Name is null ? "" : $" ({proxy.Name})")}: {proxy.State ?? "unknown"}";
+        var r = s.Repository;
+        yield return !r.Exists
+            ? $"Repository  {r.Path}: MISSING"
+            : $"Repository  {r.Path}: {CliFormat.Bytes(r.FreeBytes ?? 0)} free of {CliFormat.Bytes(r.TotalBytes ?? 0)}; last verify {(r.LastVerify is { } lv ? $"{lv:yyyy-MM-dd HH:mm}Z, {(r.PointsVerifiedDamaged > 0 ? $"{r.PointsVerifiedDamaged} damaged" : "no damage")}" : "never")}";
+    }
+
     private static void Print(Status s)
     {
-        Console.WriteLine($"ProxyBackup {s.Version}");
-        Console.WriteLine(s.Daemon.Running
-            ? $"Daemon      running since {s.Daemon.Since:yyyy-MM-dd HH:mm}Z, pid {s.Daemon.Pid}{(s.Daemon.Version is { } v && v != s.Version ? $", version {v} (restart it to run {s.Version})" : "")}"
-            : "Daemon      NOT RUNNING");
-        Console.WriteLine(s.Cloud.Reachable
-            ? $"OpenNebula  {s.Cloud.Endpoint} as {s.Cloud.User}: reachable, version {s.Cloud.Version}"
-            : $"OpenNebula  {s.Cloud.Endpoint} as {s.Cloud.User}: UNREACHABLE ({s.Cloud.Error})");
-        if (s.ProxyVm is { } proxy) Console.WriteLine($"Proxy VM    {proxy.Id}{(proxy.Name is null ? "" : $" ({proxy.Name})")}: {proxy.State ?? "unknown"}");
-        var r = s.Repository;
-        Console.WriteLine(!r.Exists
-            ? $"Repository  {r.Path}: MISSING"
-            : $"Repository  {r.Path}: {CliFormat.Bytes(r.FreeBytes ?? 0)} free of {CliFormat.Bytes(r.TotalBytes ?? 0)}; last verify {(r.LastVerify is { } lv ? $"{lv:yyyy-MM-dd HH:mm}Z, {(r.PointsVerifiedDamaged > 0 ? $"{r.PointsVerifiedDamaged} damaged" : "no damage")}" : "never")}");
+        foreach (var line in Header(s)) Console.WriteLine(line);
         Console.WriteLine($"Jobs        {s.Running.Count} running, {s.Waiting.Count} waiting");
         foreach (var job in s.Running) Console.WriteLine($"  {CliFormat.RunningJob(job!)}");
         if (s.Waiting.Count > 0) Console.WriteLine($"  waiting: VM {string.Join(", VM ", s.Waiting)}");

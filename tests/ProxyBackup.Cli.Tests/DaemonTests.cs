@@ -228,6 +228,52 @@ public class DaemonTests
     }
 
     /// <summary>
+    /// The full-screen console (Terminal.Gui) under tmux: the protected VMs with their last backup, a
+    /// backup started from it with b after a confirmation, watched live while the simulator holds it,
+    /// and its result in the table once it ends; Esc leaves.
+    /// </summary>
+    [Fact]
+    public async Task The_console_shows_the_protected_vms_and_a_backup_started_from_it_live()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var (config, _, daemon) = await StartIdleDaemonAsync(w);
+        using (daemon)
+        {
+            w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01", "db-01"] } });
+            var web = await w.VmAsync("web-01");
+            var db = await w.VmAsync("db-01");
+            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
+            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("All well.");
+            var screen = tui.Screen();
+            Assert.Contains("Daemon      running since", screen, StringComparison.Ordinal);
+            Assert.Matches($@"│{web.Id}\s*│web-01\s*│nightly\s*│never", screen);
+            Assert.Matches($@"│{db.Id}\s*│db-01\s*│nightly\s*│never", screen);
+
+            // The backup is held in its snapshot while the console shows it running.
+            var hold = w.Sim.Cloud.HoldTransientStates();
+            if (db.Id < web.Id) tui.Send("Down");
+            tui.Send("b");
+            await tui.WaitForAsync($"Back up VM {web.Id} (web-01) now?");
+            tui.Send("Tab", "Enter");   // Cancel is the default: Tab to "Back up"
+            await tui.WaitForAsync($"Backup of VM {web.Id} (web-01) handed to the daemon.");
+            await tui.WaitForAsync("Jobs: 1 running, 0 waiting", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync($"VM {web.Id} (web-01): ");
+            SaveScreen("console-backup-running", tui.Screen());
+            hold.Dispose();
+            await tui.WaitForAsync("Jobs: 0 running, 0 waiting", TimeSpan.FromSeconds(120));
+            // The table follows at its next full refresh (the cloud and the catalog, every 10 s).
+            await WaitFor(() => System.Text.RegularExpressions.Regex.IsMatch(tui.Screen(), $@"│{web.Id}\s*│web-01\s*│nightly\s*│\d{{4}}-\d\d-\d\d \d\d:\d\dZ│succeeded"), TimeSpan.FromSeconds(60), daemon);
+            Assert.Single(w.Repository.ListRestorePoints(ProxyBackup.Engine.BackupJob.SourceOf(web.Id)));
+            SaveScreen("console-backup-done", tui.Screen());
+            tui.Send("Escape");
+            await WaitFor(() => !tui.Screen().Contains("Protected VMs", StringComparison.Ordinal), TimeSpan.FromSeconds(30), daemon);
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000));
+        }
+    }
+
+    /// <summary>
     /// The repository's disk not yet mounted at boot, or not yet created: the daemon says so, keeps
     /// retrying (a first version disposed its own logger on the first failure and died on the
     /// second attempt), and starts its work once the repository is there.
@@ -454,6 +500,14 @@ public class DaemonTests
         var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config);
         await WaitFor(() => File.Exists(socket), TimeSpan.FromSeconds(60), daemon);
         return (config, socket, daemon);
+    }
+
+    /// <summary>Keeps a captured screen beside the test binaries (screens/NAME.txt), to be read or quoted after the run.</summary>
+    private static void SaveScreen(string name, string screen)
+    {
+        var dir = Path.Combine(AppContext.BaseDirectory, "screens");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, name + ".txt"), screen);
     }
 
     private static void Terminate(Process p)
