@@ -1,6 +1,9 @@
+using System.Collections.ObjectModel;
 using System.CommandLine;
-using Command = System.CommandLine.Command;
+using System.Diagnostics;
 using System.Text.Json.Nodes;
+using ProxyBackup.Engine;
+using Command = System.CommandLine.Command;
 using Terminal.Gui.App;
 using Terminal.Gui.Input;
 using Terminal.Gui.ViewBase;
@@ -12,7 +15,8 @@ namespace ProxyBackup.Cli;
 /// `proxybackup console`: the full-screen dashboard an operator keeps open on the appliance
 /// (Terminal.Gui): the appliance's state, every protected VM with its last backup and why it failed,
 /// the running jobs with live progress, and the problems `status` names (docs/operations.md,
-/// "The console"). It reads what `status` reads; the only thing it does is hand a backup to the daemon.
+/// "The console"). It reads what `status` reads; what it does (a backup handed to the daemon, a
+/// restore run as `proxybackup vm restore`) it does after a summary the operator confirms.
 /// </summary>
 internal static class ConsoleCommand
 {
@@ -22,17 +26,18 @@ internal static class ConsoleCommand
 
     public static Command Build()
     {
-        var c = new Command("console", "Full-screen dashboard: protected VMs with their last backup, running jobs live, repository, daemon; b backs the selected VM up now, Esc leaves.") { DaemonCommand.ConfigFile };
+        var c = new Command("console", "Full-screen dashboard: protected VMs with their last backup, running jobs live, repository, daemon; b backs the selected VM up now, r restores it, Esc leaves.") { DaemonCommand.ConfigFile };
         c.SetAction(async (p, ct) =>
         {
-            var (config, secrets) = StatusCommand.Load(p.GetValue(DaemonCommand.ConfigFile)!);
-            await new Dashboard(config, secrets).RunAsync(ct).ConfigureAwait(false);
+            var configPath = p.GetValue(DaemonCommand.ConfigFile)!;
+            var (config, secrets) = StatusCommand.Load(configPath);
+            await new Dashboard(config, secrets, configPath).RunAsync(ct).ConfigureAwait(false);
             return 0;
         });
         return c;
     }
 
-    private sealed class Dashboard(AppConfig config, AppSecrets secrets)
+    private sealed class Dashboard(AppConfig config, AppSecrets secrets, string configPath)
     {
         private readonly Label _header = new() { X = 0, Y = 0, Width = Dim.Fill(), Height = 5 };
         private readonly TableView _vms = new() { X = 0, Y = 6, Width = Dim.Fill(), Height = Dim.Percent(50), FullRowSelect = true };
@@ -40,6 +45,12 @@ internal static class ConsoleCommand
         private readonly Label _problems = new() { X = 0, Width = Dim.Fill(), Height = Dim.Fill(1) };
         private readonly Label _said = new() { X = 0, Y = Pos.AnchorEnd(1), Width = Dim.Fill(), Height = 1 };
         private IReadOnlyList<StatusCommand.ProtectedVm> _shown = [];
+        private JsonArray _daemonJobs = [];
+        private int _daemonWaiting;
+        private bool _daemonUp;
+
+        /// <summary>The restore this console runs (one at a time), and its latest progress line.</summary>
+        private string? _restore;
         private int _refreshes;
         private bool _busy;
 
@@ -49,7 +60,7 @@ internal static class ConsoleCommand
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
             window.KeyDown += (_, key) =>
@@ -60,6 +71,7 @@ internal static class ConsoleCommand
             _vms.KeyDown += (_, key) =>
             {
                 if (key == Key.B) { BackUpSelected(app); key.Handled = true; }
+                else if (key == Key.R) { RestoreSelected(app); key.Handled = true; }
             };
             app.AddTimeout(JobsEvery, () => { Refresh(app, ct); return true; });
             using (ct.Register(() => app.Invoke(() => app.RequestStop()))) app.Run(window);
@@ -83,7 +95,7 @@ internal static class ConsoleCommand
                     else
                     {
                         var answer = await DaemonApi.AskAsync(config.Daemon.Socket, new { op = "status" }, ct).ConfigureAwait(false);
-                        app.Invoke(() => ShowJobs(answer?["running"]?.AsArray() ?? [], answer?["waiting"]?.AsArray().Count ?? 0, answer is not null));
+                        app.Invoke(() => { (_daemonJobs, _daemonWaiting, _daemonUp) = (answer?["running"]?.AsArray() ?? [], answer?["waiting"]?.AsArray().Count ?? 0, answer is not null); ShowJobs(); });
                     }
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
@@ -112,14 +124,90 @@ internal static class ConsoleCommand
                 ["REASON"] = v => v.LastBackup?.Error ?? "",
             });
             if (_shown.Count > 0) _vms.Value = new TableSelection(new System.Drawing.Point(0, Math.Min(selected, _shown.Count - 1)), []);
-            ShowJobs(s.Running, s.Waiting.Count, s.Daemon.Running);
+            (_daemonJobs, _daemonWaiting, _daemonUp) = (s.Running, s.Waiting.Count, s.Daemon.Running);
+            ShowJobs();
             _problems.Text = s.Problems.Count == 0 ? "All well." : $"{s.Problems.Count} problem(s):\n" + string.Join('\n', s.Problems.Select(p => $"  - {p}"));
         }
 
-        private void ShowJobs(JsonArray running, int waiting, bool daemonUp) =>
-            _jobs.Text = !daemonUp
+        private void ShowJobs() =>
+            _jobs.Text = (!_daemonUp
                 ? "Jobs: the daemon is not running (systemctl start proxybackup)"
-                : $"Jobs: {running.Count} running, {waiting} waiting\n" + string.Join('\n', running.Select(j => $"  {CliFormat.RunningJob(j!)}"));
+                : $"Jobs: {_daemonJobs.Count} running, {_daemonWaiting} waiting\n" + string.Join('\n', _daemonJobs.Select(j => $"  {CliFormat.RunningJob(j!)}")))
+                + (_restore is null ? "" : $"\n  {_restore}");
+
+        /// <summary>
+        /// r: the restore of the selected VM as a new VM. A dialog takes the restore point, the new VM's
+        /// name and what becomes of its NICs; a summary says what will happen (Cancel is its default);
+        /// then `proxybackup vm restore` runs beside the console, its progress in the jobs panel.
+        /// </summary>
+        private void RestoreSelected(IApplication app)
+        {
+            if (_restore is not null) { _said.Text = "A restore is running; one at a time from the console."; return; }
+            if (_shown.Count == 0 || _vms.Value?.SelectedCell.Y is not { } row || row >= _shown.Count) return;
+            var vm = _shown[row];
+            IReadOnlyList<ProxyBackup.Repository.RestorePoint> points;
+            try { points = [.. config.Repository.Open(secrets.PassphraseKey()).ListRestorePoints(BackupJob.SourceOf(vm.Id)).OrderByDescending(pt => pt.Time)]; }
+            catch (Exception e) when (e is ProxyBackup.Contracts.UserFacingException or IOException or UnauthorizedAccessException) { _said.Text = $"The repository cannot be read: {e.Message}"; return; }
+            if (points.Count == 0) { _said.Text = $"VM {vm.Id} ({vm.Name}) has no restore point yet."; return; }
+
+            string Describe(ProxyBackup.Repository.RestorePoint pt) =>
+                $"{pt.Id}  {pt.Time:yyyy-MM-dd HH:mm}Z  {pt.Tags.GetValueOrDefault("kind", "")}  {pt.Disks.Count} disk(s), {CliFormat.Bytes(pt.Disks.Sum(d => d.Size))}";
+            (string Text, NicMode Mode)[] nicChoices = [("Same networks, new addresses", NicMode.NoIp), ("Same networks and addresses (the original VM must be gone)", NicMode.Keep), ("No NICs", NicMode.NoNic)];
+            var pointList = new ListView { X = 0, Y = 1, Width = Dim.Fill(), Height = Math.Min(points.Count, 6), Source = new ListWrapper<string>(new ObservableCollection<string>(points.Select(Describe))), SelectedItem = 0 };
+            var nicList = new ListView { X = 0, Y = Pos.Bottom(pointList) + 4, Width = Dim.Fill(), Height = 3, Source = new ListWrapper<string>(new ObservableCollection<string>(nicChoices.Select(n => n.Text))), SelectedItem = 0 };
+            var name = new TextField { X = 0, Y = Pos.Bottom(pointList) + 2, Width = 50, Text = $"{vm.Name}-restored" };
+            using var dialog = new Dialog { Title = $"Restore VM {vm.Id} ({vm.Name}) as a new VM", Width = Dim.Percent(80), Height = Math.Min(points.Count, 6) + 13 };
+            dialog.Add(new Label { X = 0, Y = 0, Text = "Restore point:" }, pointList,
+                new Label { X = 0, Y = Pos.Bottom(pointList) + 1, Text = "Name of the new VM:" }, name,
+                new Label { X = 0, Y = Pos.Bottom(pointList) + 3, Text = "NICs:" }, nicList);
+            dialog.AddButton(new Button { Text = "Cancel" });
+            dialog.AddButton(new Button { Text = "Next", IsDefault = true });
+            app.Run(dialog);
+            if (dialog.Canceled || dialog.Result != 1) return;
+            var point = points[Math.Clamp(pointList.SelectedItem ?? 0, 0, points.Count - 1)];
+            var nic = nicChoices[Math.Clamp(nicList.SelectedItem ?? 0, 0, nicChoices.Length - 1)];
+            var newName = name.Text.Trim();
+            if (newName.Length == 0) { _said.Text = "Not restored: the new VM needs a name."; return; }
+            var summary = $"Restore VM {vm.Id} ({vm.Name}) from {Describe(point)}\nas a new VM named '{newName}', NICs: {nic.Text.ToLowerInvariant()}.\nThe original VM is not touched.";
+            if (MessageBox.Query(app, "Restore", summary, "Restore", "Cancel") != 0) return;
+            StartRestore(app, vm, ["vm", "restore", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--point", point.Id, "--name", newName, "--nics", nic.Mode.ToString(), "--config", configPath]);
+        }
+
+        /// <summary>Runs `proxybackup vm restore` beside the console: its progress lines (stderr) go to the jobs panel, its result to the bottom line.</summary>
+        private void StartRestore(IApplication app, StatusCommand.ProtectedVm vm, string[] args)
+        {
+            var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            // Run as 'dotnet proxybackup.dll' (a developer's build), the program is the dll.
+            if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") psi.ArgumentList.Add(typeof(ConsoleCommand).Assembly.Location);
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            var label = $"restore of VM {vm.Id} ({vm.Name})";
+            _restore = $"{label}: starting";
+            ShowJobs();
+            _ = Task.Run(async () =>
+            {
+                string result;
+                try
+                {
+                    using var process = Process.Start(psi)!;
+                    var output = process.StandardOutput.ReadToEndAsync();
+                    string? line, last = null;
+                    while ((line = await process.StandardError.ReadLineAsync().ConfigureAwait(false)) is not null)
+                    {
+                        last = line;
+                        var progress = line;
+                        app.Invoke(() => { _restore = $"{label}: {progress}"; ShowJobs(); });
+                    }
+                    await process.WaitForExitAsync().ConfigureAwait(false);
+                    var lines = (await output.ConfigureAwait(false)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+                    result = process.ExitCode == 0 ? lines.LastOrDefault() ?? "Restored." : $"The {label} failed: {last ?? lines.LastOrDefault() ?? $"exit {process.ExitCode}"}";
+                }
+                catch (Exception e) when (e is IOException or System.ComponentModel.Win32Exception)
+                {
+                    result = $"The {label} could not start: {e.Message}";
+                }
+                app.Invoke(() => { _restore = null; _said.Text = result; ShowJobs(); });
+            });
+        }
 
         private void BackUpSelected(IApplication app)
         {

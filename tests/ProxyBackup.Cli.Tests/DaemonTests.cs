@@ -230,7 +230,8 @@ public class DaemonTests
     /// <summary>
     /// The full-screen console (Terminal.Gui) under tmux: the protected VMs with their last backup, a
     /// backup started from it with b after a confirmation, watched live while the simulator holds it,
-    /// and its result in the table once it ends; Esc leaves.
+    /// and its result in the table once it ends; a restore from its dialog after a summary, bit-exact;
+    /// Esc leaves.
     /// </summary>
     [Fact]
     public async Task The_console_shows_the_protected_vms_and_a_backup_started_from_it_live()
@@ -266,6 +267,20 @@ public class DaemonTests
             await WaitFor(() => System.Text.RegularExpressions.Regex.IsMatch(tui.Screen(), $@"│{web.Id}\s*│web-01\s*│nightly\s*│\d{{4}}-\d\d-\d\d \d\d:\d\dZ│succeeded"), TimeSpan.FromSeconds(60), daemon);
             Assert.Single(w.Repository.ListRestorePoints(ProxyBackup.Engine.BackupJob.SourceOf(web.Id)));
             SaveScreen("console-backup-done", tui.Screen());
+
+            // r: a restore from the dialog (the latest point, the default name and NICs), after a summary.
+            tui.Send("r");
+            await tui.WaitForAsync($"Restore VM {web.Id} (web-01) as a new VM");
+            await tui.WaitForAsync("web-01-restored");
+            tui.Send("Tab", "Enter");   // to the name, then the default button (Next)
+            await tui.WaitForAsync("The original VM is not touched.");
+            SaveScreen("console-restore-summary", tui.Screen());
+            tui.Send("Tab", "Enter");   // Restore (Cancel is the default)
+            await tui.WaitForAsync($"as VM ", TimeSpan.FromSeconds(180));
+            SaveScreen("console-restore-done", tui.Screen());
+            var restored = await w.VmAsync("web-01-restored");
+            Assert.NotEmpty(web.Disks);
+            Assert.All(web.Disks.Where(d => d.ImageId is not null), d => Assert.Equal(w.DiskSha256(web.Id, d.DiskId), w.DiskSha256(restored.Id, d.DiskId)));
             tui.Send("Escape");
             await WaitFor(() => !tui.Screen().Contains("Protected VMs", StringComparison.Ordinal), TimeSpan.FromSeconds(30), daemon);
             Terminate(daemon.Process);
