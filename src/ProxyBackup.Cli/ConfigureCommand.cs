@@ -242,7 +242,7 @@ internal static class ConfigureCommand
         /// </summary>
         private void StorageMenu()
         {
-            var target = _config.Repository.Path;
+            var target = Path.TrimEndingDirectorySeparator(Path.GetFullPath(_config.Repository.Path));
             AnsiConsole.MarkupLine(_config.Repository.MountPoint is { } configured
                 ? $"The repository's storage is set up at [bold]{Markup.Escape(configured)}[/] ({(MountTable.At(configured) is { } m ? $"{Markup.Escape(m.Source)} mounted" : "[red]NOT MOUNTED[/]")})."
                 : $"[yellow]The repository ({Markup.Escape(target)}) is on the root disk: it is lost with this VM.[/] Put it on a persistent datablock or an NFS share.");

@@ -60,7 +60,7 @@ internal static class ConsoleCommand
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
             window.KeyDown += (_, key) =>
@@ -72,6 +72,7 @@ internal static class ConsoleCommand
             {
                 if (key == Key.B) { BackUpSelected(app); key.Handled = true; }
                 else if (key == Key.R) { RestoreSelected(app); key.Handled = true; }
+                else if (key == Key.P) { EditPolicies(app, ct); key.Handled = true; }
             };
             app.AddTimeout(JobsEvery, () => { Refresh(app, ct); return true; });
             using (ct.Register(() => app.Invoke(() => app.RequestStop()))) app.Run(window);
@@ -134,6 +135,23 @@ internal static class ConsoleCommand
                 ? "Jobs: the daemon is not running (systemctl start proxybackup)"
                 : $"Jobs: {_daemonJobs.Count} running, {_daemonWaiting} waiting\n" + string.Join('\n', _daemonJobs.Select(j => $"  {CliFormat.RunningJob(j!)}")))
                 + (_restore is null ? "" : $"\n  {_restore}");
+
+        /// <summary>p: the policies screen, with the cloud's VMs for its preview (none when the cloud does not answer within 10 s).</summary>
+        private void EditPolicies(IApplication app, CancellationToken ct)
+        {
+            IReadOnlyList<ProxyBackup.OpenNebula.VirtualMachine>? vms = null;
+            try
+            {
+                using var client = new ProxyBackup.OpenNebula.OneClient(config.ClientOptions(secrets));
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                wait.CancelAfter(TimeSpan.FromSeconds(10));
+                vms = client.VmPoolAsync(ct: wait.Token).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is ProxyBackup.OpenNebula.OneException or HttpRequestException or IOException or OperationCanceledException or ProxyBackup.Contracts.UserFacingException) { }
+            var said = new ConsolePolicies(app, new ProxyBackup.Catalog.SqliteCatalog(config.Catalog.Path), vms, config.OpenNebula.ProxyVmId ?? ProxyIdentity.FromContext()).Run();
+            if (said.Length > 0) _said.Text = said;
+            _refreshes = FullEvery - 1;   // the next refresh reads the catalog again
+        }
 
         /// <summary>
         /// r: the restore of the selected VM as a new VM. A dialog takes the restore point, the new VM's

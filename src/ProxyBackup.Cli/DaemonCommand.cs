@@ -142,7 +142,6 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         }
     }
 
-    /// <summary>systemd's STATUS line: jobs running and waiting, and the next scheduled run; null when the catalog cannot say now (the last line stays).</summary>
     /// <summary>E-mail and the webhook, as configured; empty when neither is.</summary>
     private NotifierSet Notifiers(AppConfig config, AppSecrets secrets)
     {
@@ -175,6 +174,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         }
     }
 
+    /// <summary>systemd's STATUS line: jobs running and waiting, and the next scheduled run; null when the catalog cannot say now (the last line stays).</summary>
     private static string? StatusLine(PolicyRunner runner, EngineHost host)
     {
         var (waiting, running) = runner.Status();

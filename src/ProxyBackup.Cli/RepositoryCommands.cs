@@ -61,8 +61,12 @@ internal static class RepositoryCommands
             var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
             return config.Repository.Open(Key(p) ?? secrets.PassphraseKey());
         }
-        return BackupRepository.Open(RepoPath(p), Key(p));
+        return BackupRepository.Open(RepoPath(p), Key(p), mountPoint: ConfiguredMountFor(p, RepoPath(p)));
     }
+
+    /// <summary>A repository named by path on the appliance's repository mount waits for that disk like the configured one (docs/operations.md, "Repository storage").</summary>
+    private static string? ConfiguredMountFor(ParseResult p, string path) =>
+        File.Exists(p.GetValue(DaemonCommand.ConfigFile)!) ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Repository.MountFor(path) : null;
 
     /// <summary>The repository named (--repo, $PROXYBACKUP_REPOSITORY) or configured, or null when there is none.</summary>
     internal static BackupRepository? OpenIfNamed(ParseResult p) =>
@@ -86,9 +90,7 @@ internal static class RepositoryCommands
             var size = CliFormat.ParseSize(p.GetValue(chunk)!);
             if (size > int.MaxValue) throw new CliException("--chunk-size is too large (64M at most).");
             var path = RepoPath(p);
-            // A repository created on the appliance's repository mount waits for the disk to be mounted (docs/operations.md, "Repository storage").
-            var mount = File.Exists(p.GetValue(DaemonCommand.ConfigFile)!) ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Repository.MountFor(path) : null;
-            var repo = BackupRepository.Create(path, new RepositoryCreateOptions { ChunkSize = (int)size, CompressionLevel = p.GetValue(level), Key = p.GetValue(encrypt) ? key : null, MountPoint = mount });
+            var repo = BackupRepository.Create(path, new RepositoryCreateOptions { ChunkSize = (int)size, CompressionLevel = p.GetValue(level), Key = p.GetValue(encrypt) ? key : null, MountPoint = ConfiguredMountFor(p, path) });
             Console.WriteLine($"Created repository {repo.Root} (id {repo.Config.Id}, chunks {CliFormat.Bytes(repo.Config.ChunkSize)}, {(repo.Config.Encrypted ? "encrypted" : "not encrypted")}).");
             return 0;
         });

@@ -84,16 +84,31 @@ internal static class StorageCommand
             target = Path.TrimEndingDirectorySeparator(Path.GetFullPath(target));
             if (!MountTable.Contains(target, config.Repository.Path))
                 throw new CliException($"Repository:Path {config.Repository.Path} does not lie on {target}: choose a mount point that holds it.");
+            // The configuration that will record the mount is checked first: a setup that could not record it does nothing.
+            var configured = config.Repository.MountPoint;
+            config.Repository.MountPoint = target;
+            var problems = config.Problems();
+            if (problems.Count > 0) throw new CliException($"{configPath} cannot record the mount: {string.Join("; ", problems)}.");
             var setup = new StorageSetup(target, p.GetValue(Fstab)!);
             string? nfsExport = p.GetValue(nfs), device = p.GetValue(disk);
             var consent = p.GetValue(format);
             if (p.GetValue(fromContext))
             {
-                if (config.Repository.MountPoint is { } already)
+                if (configured is { } already)
                 {
                     Console.WriteLine($"The repository storage is already set up at {already} ({(MountTable.At(already) is { } m ? $"{m.Source} mounted" : "NOT MOUNTED")}); nothing changed.");
                     return 0;
                 }
+                // Only the appliance's first boot chooses by itself: on a later boot a writable blank disk
+                // may be one OpenNebula attached for a restore (hot-plugged disks survive a reboot).
+                var firstBootDone = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(config.Catalog.Path))!, "storage-from-context");
+                if (File.Exists(firstBootDone))
+                {
+                    Console.WriteLine("The repository storage was left to the operator at first boot; nothing changed ('proxybackup storage setup --disk ...').");
+                    return 0;
+                }
+                Directory.CreateDirectory(Path.GetDirectoryName(firstBootDone)!);
+                File.WriteAllText(firstBootDone, $"{DateTimeOffset.UtcNow:o}\n");
                 var vars = ProxyIdentity.ContextVariables(p.GetValue(contextFile) is { } f ? [f] : null);
                 nfsExport = vars.GetValueOrDefault("PROXYBACKUP_REPOSITORY_NFS") is { Length: > 0 } export ? export : null;
                 consent = string.Equals(vars.GetValueOrDefault("PROXYBACKUP_REPOSITORY_FORMAT"), "YES", StringComparison.OrdinalIgnoreCase);
@@ -167,6 +182,8 @@ internal static class StorageCommand
                 throw new CliException($"{path} is blank: give --format to format it with ext4 (with PROXYBACKUP_REPOSITORY_FORMAT=YES in the context at first boot). Nothing was changed.");
             else
             {
+                // Every refusal comes before the format: a refused setup has changed nothing.
+                EmptyMountPoint();
                 Tool.Run("mkfs.ext4", "-q", "-L", Label, "-m", "1", path);
                 action = $"{path} was blank: formatted with ext4 (label {Label}).";
                 disk = BlockDisks.Describe(path);
@@ -226,10 +243,11 @@ internal static class StorageCommand
             var ours = Read(path).Where(e => e.MountPoint == mountPoint).Select(e => e.Line).ToHashSet(StringComparer.Ordinal);
             lines.RemoveAll(ours.Contains);
             lines.Add(line);
-            var tmp = path + ".proxybackup-tmp";
-            File.WriteAllLines(tmp, lines);
-            if (File.Exists(path)) File.SetUnixFileMode(tmp, File.GetUnixFileMode(path));
-            File.Move(tmp, path, overwrite: true);
+            // Written whole and synced before the rename (a crash never leaves an empty fstab), onto the
+            // file a symlink names, with the mode the file had.
+            var real = new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
+            var mode = File.Exists(real) ? File.GetUnixFileMode(real) : UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+            AtomicFile.Write(Path.GetDirectoryName(real)!, real, System.Text.Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n"), Durability.Immediate, mode: mode);
             // systemd turns fstab into mount units: tell it the file changed (when it runs this system).
             if (path == "/etc/fstab" && Directory.Exists("/run/systemd/system")) Tool.TryRun("systemctl", "daemon-reload");
         }
@@ -270,7 +288,7 @@ internal static class StorageCommand
         public static Disk Describe(string path)
         {
             if (!File.Exists(path) && !Directory.Exists(path)) throw new CliException($"{path} does not exist ('proxybackup storage show' lists the disks).");
-            var name = System.IO.Path.GetFileName(new FileInfo(path).LinkTarget is { } target ? System.IO.Path.GetFullPath(target, System.IO.Path.GetDirectoryName(path)!) : path);
+            var name = System.IO.Path.GetFileName(new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? path);
             var sys = $"/sys/class/block/{name}";
             if (!Directory.Exists(sys)) throw new CliException($"{path} is not a block device.");
             var device = File.ReadAllText($"{sys}/dev").Trim();

@@ -1,7 +1,7 @@
 namespace ProxyBackup.Repository;
 
 /// <summary>When a file written through <see cref="AtomicFile"/> is safe from a crash.</summary>
-internal enum Durability
+public enum Durability
 {
     /// <summary>Writeback starts at once; the syncfs before the next index makes it durable (files of one restore point).</summary>
     AtCommit,
@@ -16,17 +16,20 @@ internal enum Durability
 }
 
 /// <summary>Writes through tmp/ and a rename, so a reader never sees half a file.</summary>
-internal static class AtomicFile
+public static class AtomicFile
 {
     /// <param name="writer">The writer's tag (<see cref="WriterTag"/>) for a chunk or restore point file, written under a lock; null for lock, key and config files, which GC removes by their age alone.</param>
-    public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, Durability durability, string? writer = null)
+    /// <param name="mode">The file's permissions; owner-only (the repository's files) unless given, e.g. for /etc/fstab.</param>
+    public static void Write(string tmpDirectory, string path, ReadOnlySpan<byte> content, Durability durability, string? writer = null, UnixFileMode? mode = null)
     {
         var tmp = TmpPath(tmpDirectory, path, writer);
         try
         {
-            using (var f = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1, UnixCreateMode = OwnerOnly.File }))
+            using (var f = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1, UnixCreateMode = mode ?? OwnerOnly.File }))
             {
                 f.Write(content);
+                // The process umask narrows what was asked for at creation.
+                if (mode is { } wanted) File.SetUnixFileMode(f.SafeFileHandle, wanted);
                 if (durability == Durability.AtCommit) Native.StartWriteback(f.SafeFileHandle);
                 else f.Flush(flushToDisk: true);
             }

@@ -224,11 +224,11 @@ public sealed partial class BackupRepository
     public byte[] LoadMetadata(RestorePoint point, string name) => StoredPoints.LoadMetadata(point, name);
 }
 
-/// <summary>The repository's file system is full. Nothing half-written became visible.</summary>
 /// <summary>The repository's disk or share is not mounted: retry once it is (the daemon does, at every scheduling step).</summary>
 public sealed class RepositoryUnmountedException(string mountPoint)
     : RepositoryException($"The repository disk is not mounted at {mountPoint}: nothing is read or written there until it is, so that backups never fill the disk below. " +
         $"Mount it ('mount {mountPoint}'; 'proxybackup storage show' tells what is configured).");
 
+/// <summary>The repository's file system is full. Nothing half-written became visible.</summary>
 public sealed class RepositoryFullException(string root, Exception inner)
     : RepositoryException($"The repository's disk is full ({root}): no restore point was written. Free space (apply retention and run gc) or grow the disk, then retry.", inner);

@@ -17,8 +17,9 @@ public static class MountTable
         {
             // id parent major:minor root mount-point options [optional fields...] - fstype source super-options
             var fields = line.Split(' ');
+            if (fields.Length < 10) continue;
             var separator = Array.IndexOf(fields, "-", 6);
-            if (fields.Length < 7 || separator < 0 || separator + 2 >= fields.Length) continue;
+            if (separator < 0 || separator + 2 >= fields.Length) continue;
             mounts.Add(new Mount(Unescape(fields[4]), fields[separator + 1], Unescape(fields[separator + 2]), fields[2]));
         }
         return mounts;

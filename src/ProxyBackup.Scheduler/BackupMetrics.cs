@@ -38,7 +38,7 @@ public static class BackupMetrics
         Family("proxybackup_last_success_stored_bytes", "gauge", "New bytes the VM's last successful backup stored in the repository.", ok.Select(j => (Labels(j.Key), (double)j.Value.BytesStored)));
         Family("proxybackup_last_backup_failed", "gauge", "1 when the VM's latest backup failed or was interrupted.",
             latest.OrderBy(j => j.Key).Select(j => (Labels(j.Key), j.Value.State is "failed" or "interrupted" ? 1.0 : 0.0)));
-        Family("proxybackup_backup_failures_total", "counter", "Backups of the VM that failed or were interrupted.", failures.OrderBy(f => f.Key).Select(f => (Labels(f.Key), (double)f.Value)));
+        Family("proxybackup_backup_attempts_failed_total", "counter", "Backup attempts of the VM that failed or were interrupted (a retry that then succeeded counts too).", failures.OrderBy(f => f.Key).Select(f => (Labels(f.Key), (double)f.Value)));
         Family("proxybackup_jobs_running", "gauge", "Backups running now.", [("", state.Running)]);
         Family("proxybackup_jobs_waiting", "gauge", "Backups waiting in the queue.", [("", state.Waiting)]);
         if (state.RepositoryTotalBytes is { } total && state.RepositoryFreeBytes is { } free)
@@ -51,13 +51,9 @@ public static class BackupMetrics
     }
 
     /// <summary>Writes the file whole (temporary file, then rename), readable by the collector.</summary>
-    public static void Write(string path, string text)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.SetUnixFileMode(tmp, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-        File.Move(tmp, path, overwrite: true);
-    }
+    public static void Write(string path, string text) =>
+        ProxyBackup.Repository.AtomicFile.Write(Path.GetDirectoryName(Path.GetFullPath(path))!, path, System.Text.Encoding.UTF8.GetBytes(text), ProxyBackup.Repository.Durability.ContentBeforeName,
+            mode: UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
 
     /// <summary>Label values escape backslash, double quote and newline.</summary>
     private static string Escape(string value) => value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);

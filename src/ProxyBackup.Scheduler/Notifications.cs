@@ -16,8 +16,11 @@ public enum NotificationEvent
     /// <summary>A run, or one VM of it, did not start before the policy's window closed.</summary>
     WindowSkipped,
 
-    /// <summary>A VM has waited in the queue longer than the threshold.</summary>
+    /// <summary>VMs have waited in the queue longer than the threshold.</summary>
     LongWait,
+
+    /// <summary>The repository's disk or share is not mounted: backups are held until it is.</summary>
+    RepositoryUnavailable,
     DailySummary,
 }
 
@@ -29,8 +32,8 @@ public sealed record Notification(NotificationEvent Event, string Summary, strin
     /// <summary>backup_failed, vm_missing, ...: the webhook's "event" and the name operators filter on.</summary>
     public string EventName => JsonNamingPolicy.SnakeCaseLower.ConvertName(Event.ToString());
 
-    /// <summary>A problem the operator must act on; the daily summary is not one.</summary>
-    public bool IsProblem => Event != NotificationEvent.DailySummary;
+    /// <summary>A job that failed (backup, retention, verify): what 0.1's webhook receivers got, with its error.</summary>
+    public bool IsFailure => Event is NotificationEvent.BackupFailed or NotificationEvent.RetentionFailed or NotificationEvent.VerifyFailed;
 }
 
 /// <summary>A channel that tells operators: the webhook, e-mail.</summary>

@@ -134,8 +134,8 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         {
             logger.LogWarning("Policy {Policy}: the run of {Slot:u} was missed and its window has closed; skipped", policy.Name, slot);
             store.SetLastSlot(policy.Name, slot);
-            await NotifyAsync(new Notification(NotificationEvent.WindowSkipped, $"Policy {policy.Name}: the run of {slot:yyyy-MM-dd HH:mm}Z was skipped, its window closed before it could start", policy.Name,
-                Detail: "The appliance was down or busy when the run was due. The VMs of this run were not backed up; the next run is on schedule.")).ConfigureAwait(false);
+            Notify(new Notification(NotificationEvent.WindowSkipped, $"Policy {policy.Name}: the run of {slot:yyyy-MM-dd HH:mm}Z was skipped, its window closed before it could start", policy.Name,
+                Detail: "The appliance was down or busy when the run was due. The VMs of this run were not backed up; the next run is on schedule."));
         }
         if (due.Count > 0)
         {
@@ -144,7 +144,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             {
                 var selected = vms.Where(v => v.Id != options.ProxyVmId && run.Policy.Selection.Matches(v)).ToList();
                 logger.LogInformation("Policy {Policy}: run of {Slot:u}, {Count} VM(s) selected", run.Policy.Name, run.Slot, selected.Count);
-                await NotifyMissingAsync(run.Policy, vms).ConfigureAwait(false);
+                NotifyMissing(run.Policy, vms);
                 foreach (var vm in selected)
                     if (!_queue.Enqueue(QueuedBackup.Of(vm, run)))
                         logger.LogInformation("VM {VmId} is already queued or running; not queued again for {Policy}", vm.Id, run.Policy.Name);
@@ -152,16 +152,28 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             }
         }
         var started = 0;
+        if (RepositoryUnavailable())
+        {
+            // The VMs stay queued, and start (or, past their window, are told skipped) once the disk is back.
+            NotifyLongWaits();
+            return 0;
+        }
         // The cleanup pass runs before jobs start, so that leftovers of earlier failures never pile up.
         if (options.BeforeJobs is not null && _queue.Waiting > 0 && _queue.Running.Count == 0) await options.BeforeJobs(ct).ConfigureAwait(false);
         while (true)
         {
             var (next, expired) = _queue.TryStart(options.Time.GetUtcNow());
-            foreach (var e in expired)
+            foreach (var e in expired) logger.LogWarning("Policy {Policy}: VM {VmId} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
+            // One message per policy and step, however many VMs its window left behind.
+            foreach (var policy in expired.GroupBy(e => e.Run.Policy.Name))
             {
-                logger.LogWarning("Policy {Policy}: VM {VmId} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
-                await NotifyAsync(new Notification(NotificationEvent.WindowSkipped, $"VM {e.VmId} ({e.VmName}) was not backed up: the window of policy {e.Run.Policy.Name} closed before it could start",
-                    e.Run.Policy.Name, e.VmId, e.VmName, "The queue was full for the whole window (Limits:MaxConcurrent, MaxPerHost, MaxPerDatastore). Widen the window, raise the limits, or spread the policies.")).ConfigureAwait(false);
+                var vmsLeft = policy.ToList();
+                Notify(new Notification(NotificationEvent.WindowSkipped,
+                    vmsLeft.Count == 1
+                        ? $"VM {vmsLeft[0].VmId} ({vmsLeft[0].VmName}) was not backed up: the window of policy {policy.Key} closed before it could start"
+                        : $"{vmsLeft.Count} VMs of policy {policy.Key} were not backed up: its window closed before they could start",
+                    policy.Key, vmsLeft.Count == 1 ? vmsLeft[0].VmId : null, vmsLeft.Count == 1 ? vmsLeft[0].VmName : null,
+                    $"Not started: {string.Join(", ", vmsLeft.Select(e => $"VM {e.VmId} ({e.VmName})"))}. The queue was full for the whole window (Limits:MaxConcurrent, MaxPerHost, MaxPerDatastore): widen the window, raise the limits, or spread the policies."));
             }
             if (next is null) break;
             started++;
@@ -170,43 +182,85 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         lock (_running) _running.RemoveAll(t => t.IsCompleted);
         CollectGarbageIfDrained();
         StartVerifyIfDue(ct);
-        await NotifyLongWaitsAsync().ConfigureAwait(false);
-        await SendSummaryIfDueAsync().ConfigureAwait(false);
+        NotifyLongWaits();
+        SendSummaryIfDue();
         return started;
     }
 
+    private bool _repositoryMissingTold;
+
+    /// <summary>
+    /// The repository's disk or share is not mounted (docs/operations.md, "Repository storage"): no job
+    /// starts, so that every VM does not fail on its own; said once until the disk is back.
+    /// </summary>
+    private bool RepositoryUnavailable()
+    {
+        var missing = repository.MountPoint is { } mount && ProxyBackup.Repository.MountTable.At(mount) is null;
+        if (missing && !_repositoryMissingTold)
+        {
+            logger.LogError("The repository disk is not mounted at {MountPoint}: no backup starts until it is", repository.MountPoint);
+            Notify(new Notification(NotificationEvent.RepositoryUnavailable, $"The repository disk is not mounted at {repository.MountPoint}: backups are held",
+                Detail: "Attach the repository's persistent datablock to the proxy VM and mount it (it is in /etc/fstab); the queued backups start then. 'proxybackup storage show' tells what is configured."));
+        }
+        else if (!missing && _repositoryMissingTold) logger.LogInformation("The repository disk is mounted again: backups start");
+        _repositoryMissingTold = missing;
+        return missing;
+    }
+
     /// <summary>VMs a policy names (by ID or name) that the cloud no longer has: not protected, and said so at each run.</summary>
-    private async Task NotifyMissingAsync(ProtectionPolicy policy, IReadOnlyList<VirtualMachine> vms)
+    /// <summary>What each policy was last told to be missing: a policy naming a deleted VM is told once, and again when that changes.</summary>
+    private readonly Dictionary<string, string> _missingTold = new(StringComparer.Ordinal);
+
+    /// <summary>VMs a policy names (by ID or name) that the cloud no longer has: not protected.</summary>
+    private void NotifyMissing(ProtectionPolicy policy, IReadOnlyList<VirtualMachine> vms)
     {
         var missing = policy.Selection.VmIds.Where(id => vms.All(v => v.Id != id)).Select(id => $"VM {id}")
             .Concat(policy.Selection.VmNames.Where(name => vms.All(v => v.Name != name)).Select(name => $"VM '{name}'")).ToList();
+        var key = string.Join(", ", missing);
+        if (missing.Count > 0) logger.LogWarning("Policy {Policy} names {Missing}, which OpenNebula does not have: not backed up", policy.Name, key);
+        if (_missingTold.GetValueOrDefault(policy.Name, "") == key) return;
+        _missingTold[policy.Name] = key;
         if (missing.Count == 0) return;
-        logger.LogWarning("Policy {Policy} names {Missing}, which OpenNebula does not have: not backed up", policy.Name, string.Join(", ", missing));
-        await NotifyAsync(new Notification(NotificationEvent.VmMissing, $"Policy {policy.Name} names {string.Join(", ", missing)}, which no longer exist{(missing.Count == 1 ? "s" : "")}", policy.Name,
-            Detail: "Deleted or renamed VMs are not protected any more; their restore points stay. Fix the policy ('proxybackup policy add' with the new selection) or remove it.")).ConfigureAwait(false);
+        Notify(new Notification(NotificationEvent.VmMissing, $"Policy {policy.Name} names {key}, which no longer exist{(missing.Count == 1 ? "s" : "")}", policy.Name,
+            Detail: "Deleted or renamed VMs are not protected any more; their restore points stay. Fix the policy ('proxybackup policy add' with the new selection) or remove it."));
     }
 
-    private readonly HashSet<(int VmId, DateTimeOffset Slot, int Attempt)> _waitTold = [];
+    /// <summary>When each waiting item was first seen waiting (a retry waits anew), and whether its wait was told.</summary>
+    private readonly Dictionary<(int VmId, DateTimeOffset Slot, int Attempt), (DateTimeOffset Since, bool Told)> _waits = [];
 
-    /// <summary>Each queued VM that has waited longer than <see cref="PolicyRunnerOptions.LongWait"/> is told once.</summary>
-    private async Task NotifyLongWaitsAsync()
+    /// <summary>The queued VMs that have waited longer than <see cref="PolicyRunnerOptions.LongWait"/>, each told once, together.</summary>
+    private void NotifyLongWaits()
     {
         if (options.LongWait is not { } limit) return;
         var now = options.Time.GetUtcNow();
         var (waiting, _) = _queue.Snapshot();
-        _waitTold.RemoveWhere(k => !waiting.Any(w => (w.VmId, w.Run.Slot, w.Attempt) == k));
-        foreach (var item in waiting.Where(w => now - w.Run.Slot > limit && _waitTold.Add((w.VmId, w.Run.Slot, w.Attempt))))
+        var keys = waiting.Select(w => (w.VmId, w.Run.Slot, w.Attempt)).ToHashSet();
+        foreach (var gone in _waits.Keys.Where(k => !keys.Contains(k)).ToList()) _waits.Remove(gone);
+        var late = new List<(QueuedBackup Item, TimeSpan Waited)>();
+        foreach (var item in waiting)
         {
-            logger.LogWarning("VM {VmId} has waited {Minutes:0} min in the queue", item.VmId, (now - item.Run.Slot).TotalMinutes);
-            await NotifyAsync(new Notification(NotificationEvent.LongWait, $"VM {item.VmId} ({item.VmName}) has waited {(now - item.Run.Slot).TotalMinutes:0} min for its backup to start", item.Run.Policy.Name, item.VmId, item.VmName,
-                "Other backups hold the queue's slots (Limits:MaxConcurrent, MaxPerHost, MaxPerDatastore), or a job is slow. 'proxybackup status' shows what runs.")).ConfigureAwait(false);
+            var key = (item.VmId, item.Run.Slot, item.Attempt);
+            var wait = _waits.TryGetValue(key, out var seen) ? seen : (Since: now, Told: false);
+            if (!wait.Told && now - wait.Since > limit)
+            {
+                late.Add((item, now - wait.Since));
+                wait.Told = true;
+            }
+            _waits[key] = wait;
         }
+        if (late.Count == 0) return;
+        logger.LogWarning("{Count} VM(s) have waited more than {Minutes:0} min in the queue", late.Count, limit.TotalMinutes);
+        var first = late[0];
+        Notify(new Notification(NotificationEvent.LongWait,
+            late.Count == 1 ? $"VM {first.Item.VmId} ({first.Item.VmName}) has waited {first.Waited.TotalMinutes:0} min for its backup to start" : $"{late.Count} VMs have waited more than {limit.TotalMinutes:0} min for their backups to start",
+            late.Count == 1 ? first.Item.Run.Policy.Name : null, late.Count == 1 ? first.Item.VmId : null, late.Count == 1 ? first.Item.VmName : null,
+            $"Waiting: {string.Join(", ", late.Select(l => $"VM {l.Item.VmId} ({l.Item.VmName}, {l.Waited.TotalMinutes:0} min)"))}. Other backups hold the queue's slots (Limits:MaxConcurrent, MaxPerHost, MaxPerDatastore), a job is slow, or the repository is unavailable. 'proxybackup status' shows what runs."));
     }
 
     private DateTimeOffset? _nextSummary;
 
     /// <summary>The daily summary: the last 24 hours' backups, their failures with reasons, and what they read and stored.</summary>
-    private async Task SendSummaryIfDueAsync()
+    private void SendSummaryIfDue()
     {
         if (options.SummarySchedule is not { } schedule || options.Jobs is not { } jobs) return;
         var now = options.Time.GetUtcNow();
@@ -214,11 +268,13 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         if (now < _nextSummary) return;
         _nextSummary = schedule.Next(now);
         var day = jobs.Since(now.AddDays(-1)).Where(j => j.Kind == "backup").ToList();
-        var failed = day.Where(j => j.State is "failed" or "interrupted").ToList();
-        var succeeded = day.Count(j => j.State == "succeeded");
+        // Each VM counts once, by how its latest backup ended: a failed attempt retried with success is a success.
+        var outcomes = day.GroupBy(j => j.VmId).Select(g => g.MaxBy(j => j.Started)!).ToList();
+        var failed = outcomes.Where(j => j.State is "failed" or "interrupted").ToList();
+        var succeeded = outcomes.Count(j => j.State == "succeeded");
         var lines = new List<string>
         {
-            $"Backups in the last 24 hours: {succeeded} succeeded, {failed.Count} failed, {day.Count(j => j.State == "running")} running.",
+            $"Backups in the last 24 hours: {succeeded} succeeded, {failed.Count} failed, {outcomes.Count(j => j.State == "running")} running (VMs, by their latest backup).",
             $"Read {day.Sum(j => j.BytesRead) / 1e9:0.0} GB, stored {day.Sum(j => j.BytesStored) / 1e9:0.0} GB new.",
         };
         var (waiting, running) = _queue.Snapshot();
@@ -229,8 +285,8 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             lines.Add("Failed:");
             lines.AddRange(failed.Select(j => $"  VM {j.VmId}  {j.Started:yyyy-MM-dd HH:mm}Z  {j.State}: {j.Error}  (proxybackup jobs log {j.Id})"));
         }
-        await NotifyAsync(new Notification(NotificationEvent.DailySummary,
-            $"Daily summary: {succeeded} backup(s) succeeded, {failed.Count} failed", Detail: string.Join("\n", lines))).ConfigureAwait(false);
+        Notify(new Notification(NotificationEvent.DailySummary,
+            $"Daily summary: {succeeded} backup(s) succeeded, {failed.Count} failed", Detail: string.Join("\n", lines)));
     }
 
     /// <summary>
@@ -282,7 +338,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
     private async Task VerifyFailedAsync(string error)
     {
         logger.LogError("Scheduled verify failed: {Error}", error);
-        await NotifyAsync(new Notification(NotificationEvent.VerifyFailed, "The scheduled verify found damage or could not run", Detail: error)).ConfigureAwait(false);
+        Notify(new Notification(NotificationEvent.VerifyFailed, "The scheduled verify found damage or could not run", Detail: error));
     }
 
     /// <summary>Waits for the jobs under way (on shutdown they are cancelled by the token and clean up).</summary>
@@ -291,6 +347,8 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         Task[] tasks;
         lock (_running) tasks = [.. _running];
         await Task.WhenAll(tasks).ConfigureAwait(false);
+        // What the jobs had to tell goes out before the daemon stops (a mail server gets its 30 s).
+        await FlushNotificationsAsync(TimeSpan.FromSeconds(45)).ConfigureAwait(false);
     }
 
     private async Task RunOneAsync(QueuedBackup item, CancellationToken daemonToken)
@@ -334,7 +392,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 return;
             }
             logger.LogError("Policy {Policy}: backup of VM {VmId} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
-            await NotifyAsync(new Notification(NotificationEvent.BackupFailed, $"Backup of VM {item.VmId} ({item.VmName}) failed", policy.Name, item.VmId, item.VmName, e.Message)).ConfigureAwait(false);
+            Notify(new Notification(NotificationEvent.BackupFailed, $"Backup of VM {item.VmId} ({item.VmName}) failed", policy.Name, item.VmId, item.VmName, e.Message));
         }
         finally
         {
@@ -368,16 +426,54 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         catch (Exception e) when (e is UserFacingException or IOException or UnauthorizedAccessException)
         {
             logger.LogError("Policy {Policy}: VM {VmId} ({Name}) was backed up, but its retention failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
-            await NotifyAsync(new Notification(NotificationEvent.RetentionFailed, $"VM {item.VmId} ({item.VmName}) was backed up, but its retention failed", policy.Name, item.VmId, item.VmName, e.Message)).ConfigureAwait(false);
+            Notify(new Notification(NotificationEvent.RetentionFailed, $"VM {item.VmId} ({item.VmName}) was backed up, but its retention failed", policy.Name, item.VmId, item.VmName, e.Message));
         }
     }
 
-    /// <summary>Tells the notifiers; one that fails is logged (<see cref="NotifierSet"/>) and never fails the job.</summary>
-    private async Task NotifyAsync(Notification notification)
+    /// <summary>Notifications waiting to be sent, in order, by one sender beside the scheduler: a slow or unreachable mail server never holds a tick or a job.</summary>
+    private readonly System.Threading.Channels.Channel<Notification> _outbox = System.Threading.Channels.Channel.CreateUnbounded<Notification>(new() { SingleReader = true });
+    private Task? _sender;
+    private int _unsent;
+
+    /// <summary>At most this many wait; beyond, new ones are dropped and said so in the log (a channel down for days must not grow memory).</summary>
+    private const int MaxUnsent = 1000;
+
+    /// <summary>Queues a notification for the sender; never waits.</summary>
+    private void Notify(Notification notification)
     {
-        if (options.Notifier is null) return;
-        try { await options.Notifier.NotifyAsync(notification, CancellationToken.None).ConfigureAwait(false); }
-        catch (Exception e) when (e is not OperationCanceledException) { logger.LogWarning("The {Event} notification could not be sent: {Error}", notification.EventName, e.Message); }
+        if (options.Notifier is not { } notifier) return;
+        if (Interlocked.Increment(ref _unsent) > MaxUnsent)
+        {
+            Interlocked.Decrement(ref _unsent);
+            logger.LogWarning("The {Event} notification was dropped: {Max} are waiting to be sent", notification.EventName, MaxUnsent);
+            return;
+        }
+        _outbox.Writer.TryWrite(notification);
+        lock (_outbox) _sender ??= Task.Run(() => SendAsync(notifier));
+    }
+
+    private async Task SendAsync(INotifier notifier)
+    {
+        await foreach (var notification in _outbox.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            // Each channel bounds its own wait (mail 30 s, webhook 15 s).
+            try { await notifier.NotifyAsync(notification, CancellationToken.None).ConfigureAwait(false); }
+            catch (Exception e)
+            {
+                logger.LogWarning("The {Event} notification could not be sent: {Error}", notification.EventName, e.Message);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _unsent);
+            }
+        }
+    }
+
+    /// <summary>Waits until every queued notification was sent or given up on, for at most <paramref name="limit"/>.</summary>
+    public async Task FlushNotificationsAsync(TimeSpan limit)
+    {
+        var deadline = DateTime.UtcNow + limit;
+        while (Volatile.Read(ref _unsent) > 0 && DateTime.UtcNow < deadline) await Task.Delay(20).ConfigureAwait(false);
     }
 
     private void CollectGarbageIfDrained()

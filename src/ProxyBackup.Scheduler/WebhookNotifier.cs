@@ -13,9 +13,9 @@ public sealed class WebhookNotifier(HttpClient http, Uri url) : INotifier
     {
         var json = JsonSerializer.Serialize(new
         {
-            @event = n.EventName, policy = n.Policy, vm_id = n.VmId, vm_name = n.VmName, message = n.Summary,
-            // "error": what failed, as 0.1 receivers read it; null for a summary.
-            error = n.IsProblem ? n.Detail ?? n.Summary : null, detail = n.Detail, time = n.Time,
+            // 0.1's receivers read verify_failed with policy "verify" and vm_id -1, and "error" for what failed.
+            @event = n.EventName, policy = n.Policy ?? (n.Event == NotificationEvent.VerifyFailed ? "verify" : null), vm_id = n.VmId ?? (n.Event == NotificationEvent.VerifyFailed ? -1 : null),
+            vm_name = n.VmName, message = n.Summary, error = n.IsFailure ? n.Detail ?? n.Summary : null, detail = n.Detail, time = n.Time,
         });
         using var content = new StringContent(json, Encoding.UTF8, "application/json");
         using var response = await http.PostAsync(url, content, ct).ConfigureAwait(false);

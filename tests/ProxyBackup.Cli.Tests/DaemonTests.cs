@@ -345,7 +345,6 @@ public class DaemonTests
         {
             var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
             Assert.True(code == 0, error + output);
-            Assert.DoesNotContain(SmtpTestServer.Password, await File.ReadAllTextAsync(config), StringComparison.Ordinal);
 
             w.Sim.Faults.Set([ProxyBackup.Simulator.FaultRule.Parse("one.vm.disksnapshotcreate,action=error,code=2048,message=the datastore is full")]);
             (code, _, _) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "db-01", "--config", config);
@@ -365,14 +364,18 @@ public class DaemonTests
             Assert.Matches($@"(?m)^proxybackup_last_success_timestamp_seconds\{{vm_id=""{web.Id}"",vm_name=""web-01""\}} \d{{10}}$", text);
             Assert.Matches($@"(?m)^proxybackup_last_success_read_bytes\{{vm_id=""{web.Id}"",vm_name=""web-01""\}} [1-9]\d*$", text);
             Assert.Contains($"proxybackup_last_backup_failed{{vm_id=\"{web.Id}\",vm_name=\"web-01\"}} 0", text, StringComparison.Ordinal);
-            Assert.Contains($"proxybackup_backup_failures_total{{vm_id=\"{db.Id}\"}} 1", text, StringComparison.Ordinal);
+            Assert.Contains($"proxybackup_backup_attempts_failed_total{{vm_id=\"{db.Id}\"}} 1", text, StringComparison.Ordinal);
             Assert.Matches(@"(?m)^proxybackup_repository_free_bytes [1-9]\d*$", text);
-            Assert.Contains("# TYPE proxybackup_backup_failures_total counter", text, StringComparison.Ordinal);
+            Assert.Contains("# TYPE proxybackup_backup_attempts_failed_total counter", text, StringComparison.Ordinal);
             // Every sample line is name{labels} value, as the text format wants.
             Assert.All(text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#')),
                 l => Assert.Matches(@"^[a-z_]+(\{[a-z_]+=""[^""]*""(,[a-z_]+=""[^""]*"")*\})? -?[0-9.e+]+$", l));
             Terminate(daemon.Process);
             Assert.True(daemon.Process.WaitForExit(60_000));
+            // The mail password reached the mail server, and nothing the daemon wrote.
+            var logged = await daemon.Process.StandardOutput.ReadToEndAsync() + await daemon.Process.StandardError.ReadToEndAsync();
+            Assert.Contains("Backup of VM", logged, StringComparison.Ordinal);
+            Assert.DoesNotContain(SmtpTestServer.Password, logged, StringComparison.Ordinal);
         }
     }
 

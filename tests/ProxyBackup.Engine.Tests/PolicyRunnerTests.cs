@@ -120,43 +120,90 @@ public class PolicyRunnerTests
             Name = "named", Schedule = "0 * * * *", Window = TimeSpan.FromMinutes(10),
             Selection = new VmSelection { VmIds = [web.Id, db.Id, 999], VmNames = ["gone-vm"] },
         });
-        var clock = new ManualClock(T0);
+        // The runner's time follows the catalog's (the real clock) so that the summary finds the jobs of its day.
+        var now = DateTimeOffset.UtcNow;
+        var t0 = new DateTimeOffset(now.Year, now.Month, now.Day, now.Hour, 2, 0, TimeSpan.Zero);
+        var clock = new ManualClock(t0);
         var notifier = new RecordingNotifier();
         var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance, new PolicyRunnerOptions
         {
-            ProxyVmId = w.ProxyId, Limits = new QueueLimits(1, 1, 2), Time = clock, Since = T0, Notifier = notifier,
-            LongWait = TimeSpan.FromMinutes(3), SummarySchedule = CronSchedule.Parse("0 7 * * *", TimeZoneInfo.Utc), Jobs = w.Catalog,
+            ProxyVmId = w.ProxyId, Limits = new QueueLimits(1, 1, 2), Time = clock, Since = t0, Notifier = notifier,
+            LongWait = TimeSpan.FromMinutes(3), SummarySchedule = CronSchedule.Parse($"30 {(t0.Hour + 3) % 24} * * *", TimeZoneInfo.Utc), Jobs = w.Catalog,
         });
-        // The first VM's snapshot is held for 15 s: the other waits in the queue meanwhile (one job at a time).
-        w.Sim.Faults.Set([FaultRule.Parse("one.vm.disksnapshotcreate,nth=1,action=delay,latency=15000")]);
+        List<Notification> Told(NotificationEvent e) { lock (notifier.Sent) return [.. notifier.Received.Where(n => n.Event == e)]; }
+        // The first VM's snapshot is held until the test lets it go: the other waits in the queue meanwhile (one job at a time).
+        var hold = w.Sim.Cloud.HoldTransientStates(SimOperation.SnapshotCreate);
 
-        clock.Now = T0.AddMinutes(63);   // 02:05: the 02:00 run, five minutes late
+        clock.Now = t0.AddMinutes(58 + 5);   // hh+1:05, the run of hh+1:00, five minutes late
         Assert.Equal(1, await runner.TickAsync(CancellationToken.None));
-        var missing = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.VmMissing);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(30));
+        var missing = Assert.Single(Told(NotificationEvent.VmMissing));
         Assert.Equal(("named", "Policy named names VM 999, VM 'gone-vm', which no longer exist"), (missing.Policy, missing.Summary));
         var (waiting, running) = runner.Status();
         var held = Assert.Single(running).Item;
         var queued = Assert.Single(waiting);
-        var wait = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.LongWait);
-        Assert.Equal((queued.VmId, "named"), (wait.VmId, wait.Policy));
-        Assert.StartsWith($"VM {queued.VmId} ({queued.VmName}) has waited 5 min", wait.Summary, StringComparison.Ordinal);
-        await runner.TickAsync(CancellationToken.None);
-        Assert.Single(notifier.Received, n => n.Event == NotificationEvent.LongWait);   // told once
+        Assert.Empty(Told(NotificationEvent.LongWait));   // seen waiting just now
 
-        clock.Now = T0.AddMinutes(69);   // 02:11: the window closed while the other VM waited
+        clock.Now = t0.AddMinutes(58 + 9);   // four minutes on, the window still open
         await runner.TickAsync(CancellationToken.None);
-        var skipped = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.WindowSkipped);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(30));
+        var wait = Assert.Single(Told(NotificationEvent.LongWait));
+        Assert.Equal((queued.VmId, "named", $"VM {queued.VmId} ({queued.VmName}) has waited 4 min for its backup to start"), (wait.VmId, wait.Policy, wait.Summary));
+        await runner.TickAsync(CancellationToken.None);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(30));
+        Assert.Single(Told(NotificationEvent.LongWait));   // told once
+
+        clock.Now = t0.AddMinutes(58 + 11);   // the window closed while the other VM waited
+        await runner.TickAsync(CancellationToken.None);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(30));
+        var skipped = Assert.Single(Told(NotificationEvent.WindowSkipped));
         Assert.Equal(queued.VmId, skipped.VmId);
         Assert.Contains("window of policy named closed", skipped.Summary, StringComparison.Ordinal);
+        hold.Dispose();
         await DrainAll(runner);
 
-        clock.Now = new DateTimeOffset(T0.Date.AddHours(7).AddMinutes(1), TimeSpan.Zero);
+        // The next run backs both up; the same missing VMs are not told again.
+        clock.Now = t0.AddMinutes(58 + 60 + 1);
         await runner.TickAsync(CancellationToken.None);
-        var summary = Assert.Single(notifier.Received, n => n.Event == NotificationEvent.DailySummary);
-        Assert.Equal("Daily summary: 1 backup(s) succeeded, 0 failed", summary.Summary);
-        Assert.Contains("Backups in the last 24 hours: 1 succeeded, 0 failed, 0 running.", summary.Detail, StringComparison.Ordinal);
-        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(held.VmId)));
-        Assert.Empty(w.Repository.ListRestorePoints(BackupJob.SourceOf(queued.VmId)));
+        await DrainAll(runner);
+        Assert.Single(Told(NotificationEvent.VmMissing));
+
+        // Three and a half hours on, when the summary is due (the policy's missed runs are past their window and start nothing).
+        clock.Now = t0.AddMinutes(-2 + 3 * 60 + 31);
+        await runner.TickAsync(CancellationToken.None);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(30));
+        var summary = Assert.Single(Told(NotificationEvent.DailySummary));
+        Assert.Equal("Daily summary: 2 backup(s) succeeded, 0 failed", summary.Summary);
+        Assert.Contains("Backups in the last 24 hours: 2 succeeded, 0 failed, 0 running", summary.Detail, StringComparison.Ordinal);
+        Assert.Equal(2, w.Repository.ListRestorePoints(BackupJob.SourceOf(held.VmId)).Count);
+        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(queued.VmId)));
+    }
+
+    [RootFact]
+    public async Task Backups_are_held_while_the_repository_disk_is_not_mounted_and_that_is_told_once()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var mount = Path.Combine(w.Root, "repository-disk");
+        Directory.CreateDirectory(mount);
+        LoopDevice.Run("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mount);
+        var onDisk = BackupRepository.Create(Path.Combine(mount, "repo"), new RepositoryCreateOptions { MountPoint = mount });
+        LoopDevice.Run("umount", "-l", mount);   // the disk went away after the daemon opened it
+        w.Catalog.SavePolicy(new ProtectionPolicy { Name = "all", Schedule = "*/5 * * * *", Selection = new VmSelection { NamePattern = "*" } });
+        var clock = new ManualClock(T0);
+        var notifier = new RecordingNotifier();
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, onDisk, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Time = clock, Since = T0, Notifier = notifier });
+
+        clock.Now = T0.AddMinutes(4);
+        Assert.Equal(0, await runner.TickAsync(CancellationToken.None));
+        Assert.True(runner.Queue.Waiting > 0);
+        clock.Now = T0.AddMinutes(5);
+        Assert.Equal(0, await runner.TickAsync(CancellationToken.None));
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(30));
+        var told = Assert.Single(notifier.Received);
+        Assert.Equal(NotificationEvent.RepositoryUnavailable, told.Event);
+        Assert.Equal($"The repository disk is not mounted at {mount}: backups are held", told.Summary);
+        Assert.Empty(w.Catalog.Recent(10));
     }
 
     [Fact]

@@ -28,10 +28,10 @@ public class MailTests
         Assert.Contains("The repository's disk is full", mail.Content, StringComparison.Ordinal);
 
         // The server's certificate is not one the system trusts: without the CA file, nothing is sent.
-        await Assert.ThrowsAnyAsync<Exception>(() => new MailNotifier(settings with { CaCertificateFile = null })
+        await Assert.ThrowsAsync<MailKit.Security.SslHandshakeException>(() => new MailNotifier(settings with { CaCertificateFile = null })
             .NotifyAsync(new Notification(NotificationEvent.VmMissing, "x"), CancellationToken.None));
         // A wrong password is refused by the server.
-        await Assert.ThrowsAnyAsync<Exception>(() => new MailNotifier(settings with { Password = "wrong" })
+        await Assert.ThrowsAsync<MailKit.Security.AuthenticationException>(() => new MailNotifier(settings with { Password = "wrong" })
             .NotifyAsync(new Notification(NotificationEvent.VmMissing, "x"), CancellationToken.None));
         Assert.Single(server.Messages());
     }

@@ -11,11 +11,8 @@ public sealed class LoopDevice : IDisposable
     public LoopDevice(string file, long size)
     {
         using (var f = System.IO.File.Create(file)) f.SetLength(size);
-        BackingFile = file;
         Path = Run("losetup", "-f", "--show", file).Trim();
     }
-
-    public string BackingFile { get; }
 
     /// <summary>/dev/loopN.</summary>
     public string Path { get; }
