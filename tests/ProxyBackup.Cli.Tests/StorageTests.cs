@@ -90,6 +90,25 @@ public class StorageTests
     }
 
     [RootFact]
+    public async Task A_mount_point_holding_files_is_refused_before_anything_is_formatted()
+    {
+        using var dir = new TempDirectory();
+        using var disk = new LoopDevice(dir.Combine("repository.img"), 32 << 20);
+        var mount = dir.Combine("srv", "proxybackup");
+        Directory.CreateDirectory(mount);
+        await File.WriteAllTextAsync(Path.Combine(mount, "written-to-the-root-disk"), "a repository made before the disk was there");
+        var fstab = dir.Combine("fstab");
+        var config = await ApplianceConfigAsync(dir, "etc", mount);
+        var (code, _, error) = await ProxybackupAsync("storage", "setup", "--disk", disk.Path, "--format", "--config", config, "--fstab", fstab);
+        Assert.Equal(1, code);
+        Assert.Contains($"{mount} holds files", error, StringComparison.Ordinal);
+        Assert.Throws<InvalidOperationException>(() => LoopDevice.Run("blkid", "-p", disk.Path));   // still blank
+        Assert.False(File.Exists(fstab));
+        Assert.Null(MountPointOf(config));
+        Assert.True(File.Exists(Path.Combine(mount, "written-to-the-root-disk")));
+    }
+
+    [RootFact]
     public async Task The_console_puts_the_repository_on_its_disk_after_a_summary_the_operator_confirms()
     {
         using var dir = new TempDirectory();
