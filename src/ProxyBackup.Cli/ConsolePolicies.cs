@@ -32,14 +32,18 @@ internal sealed class ConsolePolicies(IApplication app, SqliteCatalog catalog, I
             using var dialog = new Dialog { Title = "Policies   n: new   Enter: edit   d: delete   s: save all   Esc: close", Width = Dim.Percent(90), Height = Dim.Percent(70) };
             dialog.Add(new Label { X = 0, Y = 0, Text = _policies.Count == 0 ? "No policies yet: n makes one." : $"{"NAME",-16} {"SCHEDULE",-16} {"NEXT RUN",-17} SELECTS" }, list);
             var action = ' ';
-            list.KeyDown += (_, key) =>
+            // Taken before the list sees them: its type-to-search would swallow the letters.
+            void OnKey(object? sender, Key key)
             {
+                if (!ReferenceEquals(app.TopRunnableView, dialog)) return;
                 action = key == Key.N ? 'n' : key == Key.D ? 'd' : key == Key.S ? 's' : key == Key.Enter ? 'e' : ' ';
                 if (action == ' ') return;
                 key.Handled = true;
                 app.RequestStop(dialog);
-            };
-            app.Run(dialog);
+            }
+            app.Keyboard.KeyDown += OnKey;
+            try { app.Run(dialog); }
+            finally { app.Keyboard.KeyDown -= OnKey; }
             selected = list.SelectedItem ?? 0;
             var current = _policies.Count > 0 ? _policies[Math.Clamp(selected, 0, _policies.Count - 1)] : null;
             switch (action)
@@ -96,15 +100,17 @@ internal sealed class ConsolePolicies(IApplication app, SqliteCatalog catalog, I
             ("Keep weekly", Count(policy?.Retention.KeepWeekly)),
             ("Keep monthly", Count(policy?.Retention.KeepMonthly)),
         };
-        using var dialog = new Dialog { Title = policy is null ? "New policy" : $"Policy {policy.Name}", Width = Dim.Percent(90), Height = fields.Length + 8 };
+        using var dialog = new Dialog { Title = policy is null ? "New policy" : $"Policy {policy.Name}", Width = Dim.Percent(90), Height = fields.Length + 9 };
         var inputs = fields.Select((f, i) => new TextField { X = 30, Y = i, Width = Dim.Fill(), Text = f.Value }).ToList();
         for (var i = 0; i < fields.Length; i++) dialog.Add(new Label { X = 0, Y = i, Text = fields[i].Label + ":" }, inputs[i]);
-        var preview = new Label { X = 0, Y = fields.Length + 1, Width = Dim.Fill(), Height = 2 };
-        dialog.Add(preview);
+        var selects = new Label { X = 0, Y = fields.Length + 1, Width = Dim.Fill() };
+        var runs = new Label { X = 0, Y = fields.Length + 2, Width = Dim.Fill() };
+        dialog.Add(selects, runs);
         void Update()
         {
             var (built, problems) = Build(inputs.Select(t => t.Text).ToList(), policy);
-            preview.Text = problems.Count > 0 ? $"Not valid: {string.Join("; ", problems)}" : $"Selects {Preview(built)}\nNext runs: {string.Join(", ", NextRuns(built))}";
+            selects.Text = problems.Count > 0 ? $"Not valid: {string.Join("; ", problems)}" : $"Selects {Preview(built)}";
+            runs.Text = problems.Count > 0 ? "" : $"Next runs: {string.Join(", ", NextRuns(built))}";
         }
         foreach (var input in inputs) input.TextChanged += (_, _) => Update();
         Update();

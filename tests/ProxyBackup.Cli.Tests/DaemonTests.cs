@@ -289,6 +289,61 @@ public class DaemonTests
     }
 
     /// <summary>
+    /// The console's policies screen under tmux: a policy made in the editor, its selection and next
+    /// runs previewed while typing, an invalid schedule said so there; nothing reaches the catalog until
+    /// s saves; a deletion left unsaved is discarded after asking.
+    /// </summary>
+    [Fact]
+    public async Task The_console_edits_policies_and_writes_them_only_when_saved()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var (config, _, daemon) = await StartIdleDaemonAsync(w);
+        using (daemon)
+        {
+            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
+            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            tui.Send("p");
+            await tui.WaitForAsync("No policies yet: n makes one.");
+            tui.Send("n");
+            await tui.WaitForAsync("New policy");
+            tui.Send("-l", "gold");
+            tui.Send("Tab");
+            tui.Send("-l", "99 * * * *");                 // typing replaces the field's text
+            await tui.WaitForAsync("Not valid:");
+            tui.Send("C-a");
+            tui.Send("-l", "0 2 * * *");
+            tui.Send("Tab", "Tab");                          // the time zone stays UTC
+            tui.Send("-l", "web-01");
+            await tui.WaitForAsync("Selects 1 VM(s): web-01");
+            await tui.WaitForAsync("Next runs: ");
+            SaveScreen("console-policy-editor", tui.Screen());
+            tui.Send("Enter");                               // OK
+            await tui.WaitForAsync("(not saved)");
+            Assert.Empty(w.Catalog.Policies());               // nothing written before s
+            tui.Send("s");
+            await tui.WaitForAsync("Saved: 1 policy(ies) written, 0 removed.");
+            var gold = Assert.Single(w.Catalog.Policies());
+            Assert.Equal(("gold", "0 2 * * *", "UTC"), (gold.Name, gold.Schedule, gold.TimeZone));
+            Assert.Equal(["web-01"], gold.Selection.VmNames);
+            await WaitFor(() => tui.Screen().Contains("│web-01│gold", StringComparison.Ordinal), TimeSpan.FromSeconds(30), daemon);
+
+            // A deletion, then Esc: asked, discarded, the policy still there.
+            tui.Send("p");
+            await tui.WaitForAsync("gold             0 2 * * *");
+            tui.Send("d");
+            await tui.WaitForAsync("No policies yet");
+            tui.Send("Escape");
+            await tui.WaitForAsync("Discard the changes made here?");
+            tui.Send("Tab", "Enter");                        // Discard (Keep editing is the default)
+            await tui.WaitForAsync("Policy changes discarded.");
+            Assert.Single(w.Catalog.Policies());
+            tui.Send("Escape");
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000));
+        }
+    }
+
+    /// <summary>
     /// The repository's disk not yet mounted at boot, or not yet created: the daemon says so, keeps
     /// retrying (a first version disposed its own logger on the first failure and died on the
     /// second attempt), and starts its work once the repository is there.
