@@ -243,9 +243,7 @@ internal static class ConfigureCommand
         private void StorageMenu()
         {
             var target = Path.TrimEndingDirectorySeparator(Path.GetFullPath(_config.Repository.Path));
-            AnsiConsole.MarkupLine(_config.Repository.MountPoint is { } configured
-                ? $"The repository's storage is set up at [bold]{Markup.Escape(configured)}[/] ({(MountTable.At(configured) is { } m ? $"{Markup.Escape(m.Source)} mounted" : "[red]NOT MOUNTED[/]")})."
-                : $"[yellow]The repository ({Markup.Escape(target)}) is on the root disk: it is lost with this VM.[/] Put it on a persistent datablock or an NFS share.");
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(StorageCommand.State(_config))}[/]");
             const string back = "Back", nfs = "An NFS export...", other = "Another device...";
             var disks = StorageCommand.BlockDisks.Candidates();
             var choices = disks.Select(d => $"{d.Path}  {CliFormat.Bytes(d.Size)}  {d.Content}").Concat([other, nfs, back]).ToList();
@@ -262,21 +260,12 @@ internal static class ConfigureCommand
             else
             {
                 var path = choice == other ? AnsiConsole.Prompt(new TextPrompt<string>("Device (e.g. /dev/vdb):")) : disks[choices.IndexOf(choice)].Path;
-                var disk = StorageCommand.BlockDisks.Describe(path);
-                var format = disk.Blank && disk.FileSystem is null && !disk.Partitioned;
-                var summary = format
-                    ? $"[bold]Format[/] {Markup.Escape(path)} ({CliFormat.Bytes(disk.Size)}, blank) with ext4, mount it at {Markup.Escape(target)} and record it in {Markup.Escape(fstabPath)}?"
-                    : $"Mount {Markup.Escape(path)} ({CliFormat.Bytes(disk.Size)}, {Markup.Escape(disk.Content)}) at {Markup.Escape(target)} as it is, and record it in {Markup.Escape(fstabPath)}? Nothing on it is changed.";
-                if (!AnsiConsole.Confirm(summary, false)) return;
+                var (format, summary) = StorageCommand.Plan(path, target, fstabPath);
+                if (!AnsiConsole.Confirm(Markup.Escape(summary), false)) return;
                 result = setup.Disk(path, formatIfBlank: format);
             }
             _config.Repository.MountPoint = target;
-            if (File.Exists(configPath))
-            {
-                var saved = AppConfig.Load(configPath);
-                (saved.Repository.Path, saved.Repository.MountPoint) = (target, target);
-                saved.Save(configPath);
-            }
+            StorageCommand.RecordMountPoint(configPath, target);
             AnsiConsole.MarkupLine($"[green]{Markup.Escape(result)}[/]");
             AnsiConsole.MarkupLine(Markup.Escape(StorageCommand.RepositoryHint(_config, configPath)));
             Pause();

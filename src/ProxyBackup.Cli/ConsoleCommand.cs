@@ -26,18 +26,19 @@ internal static class ConsoleCommand
 
     public static Command Build()
     {
-        var c = new Command("console", "Full-screen dashboard: protected VMs with their last backup, running jobs live, repository, daemon; b backs the selected VM up now, r restores it, Esc leaves.") { DaemonCommand.ConfigFile };
+        var fstab = new Option<string>("--fstab") { Description = "The fstab the storage screen records the repository's mount in.", DefaultValueFactory = _ => "/etc/fstab" };
+        var c = new Command("console", "Full-screen dashboard: protected VMs with their last backup, running jobs live, repository, daemon; b backs the selected VM up now, r restores it, p policies, s storage, Esc leaves.") { DaemonCommand.ConfigFile, fstab };
         c.SetAction(async (p, ct) =>
         {
             var configPath = p.GetValue(DaemonCommand.ConfigFile)!;
             var (config, secrets) = StatusCommand.Load(configPath);
-            await new Dashboard(config, secrets, configPath).RunAsync(ct).ConfigureAwait(false);
+            await new Dashboard(config, secrets, configPath, p.GetValue(fstab)!).RunAsync(ct).ConfigureAwait(false);
             return 0;
         });
         return c;
     }
 
-    private sealed class Dashboard(AppConfig config, AppSecrets secrets, string configPath)
+    private sealed class Dashboard(AppConfig config, AppSecrets secrets, string configPath, string fstabPath)
     {
         private readonly Label _header = new() { X = 0, Y = 0, Width = Dim.Fill(), Height = 5 };
         private readonly TableView _vms = new() { X = 0, Y = 6, Width = Dim.Fill(), Height = Dim.Percent(50), FullRowSelect = true };
@@ -60,19 +61,18 @@ internal static class ConsoleCommand
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
-            window.KeyDown += (_, key) =>
+            // Taken at the application level while the dashboard is on top: the table's type-to-search would swallow letters.
+            app.Keyboard.KeyDown += (_, key) =>
             {
-                if (key == Key.Esc) { app.RequestStop(); key.Handled = true; }
-            };
-            // On the table itself: letters would otherwise move its selection to a row starting with them.
-            _vms.KeyDown += (_, key) =>
-            {
-                if (key == Key.B) { BackUpSelected(app); key.Handled = true; }
-                else if (key == Key.R) { RestoreSelected(app); key.Handled = true; }
-                else if (key == Key.P) { EditPolicies(app, ct); key.Handled = true; }
+                if (!ReferenceEquals(app.TopRunnableView, window)) return;
+                Action? act = key == Key.Esc ? () => app.RequestStop() : key == Key.B ? () => BackUpSelected(app) : key == Key.R ? () => RestoreSelected(app)
+                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : null;
+                if (act is null) return;
+                key.Handled = true;
+                act();
             };
             app.AddTimeout(JobsEvery, () => { Refresh(app, ct); return true; });
             using (ct.Register(() => app.Invoke(() => app.RequestStop()))) app.Run(window);
@@ -135,6 +135,63 @@ internal static class ConsoleCommand
                 ? "Jobs: the daemon is not running (systemctl start proxybackup)"
                 : $"Jobs: {_daemonJobs.Count} running, {_daemonWaiting} waiting\n" + string.Join('\n', _daemonJobs.Select(j => $"  {CliFormat.RunningJob(j!)}")))
                 + (_restore is null ? "" : $"\n  {_restore}");
+
+        /// <summary>
+        /// s: the repository's own disk or NFS share (docs/operations.md, "Repository storage"): a dialog
+        /// takes the disk (or a device path, or an export), a summary says what will happen (Cancel is its
+        /// default), then it is done and its mount point recorded in the saved configuration at once.
+        /// </summary>
+        private void SetUpStorage(IApplication app)
+        {
+            const string other = "Another device (type its path below)", nfs = "An NFS export (type host:/path below)";
+            var disks = StorageCommand.BlockDisks.Candidates();
+            var choices = disks.Select(d => $"{d.Path}  {CliFormat.Bytes(d.Size)}  {d.Content}").Concat([other, nfs]).ToList();
+            var list = new ListView { X = 0, Y = 2, Width = Dim.Fill(), Height = Math.Min(choices.Count, 6), Source = new ListWrapper<string>(new ObservableCollection<string>(choices)), SelectedItem = 0 };
+            var typed = new TextField { X = 0, Y = Pos.Bottom(list) + 1, Width = Dim.Fill() };
+            using var dialog = new Dialog { Title = "Repository storage", Width = Dim.Percent(80), Height = Math.Min(choices.Count, 6) + 9 };
+            dialog.Add(new Label { X = 0, Y = 0, Width = Dim.Fill(), Text = StorageCommand.State(config) }, list, typed);
+            dialog.AddButton(new Button { Text = "Cancel" });
+            dialog.AddButton(new Button { Text = "Next", IsDefault = true });
+            app.Run(dialog);
+            if (dialog.Canceled || dialog.Result != 1) return;
+            var target = Path.TrimEndingDirectorySeparator(Path.GetFullPath(config.Repository.Path));
+            var choice = choices[Math.Clamp(list.SelectedItem ?? 0, 0, choices.Count - 1)];
+            var text = typed.Text.Trim();
+            var setup = new StorageCommand.StorageSetup(target, fstabPath);
+            Func<string> work;
+            string summary;
+            try
+            {
+                if (choice == nfs)
+                {
+                    summary = $"Mount {text} at {target} and record it in {fstabPath}?";
+                    work = () => setup.Nfs(text);
+                }
+                else
+                {
+                    var device = choice == other ? text : disks[choices.IndexOf(choice)].Path;
+                    var plan = StorageCommand.Plan(device, target, fstabPath);
+                    summary = plan.Summary;
+                    work = () => setup.Disk(device, formatIfBlank: plan.Format);
+                }
+            }
+            catch (CliException e) { _said.Text = e.Message; return; }
+            if (MessageBox.Query(app, "Repository storage", summary, "Go ahead", "Cancel") != 0) return;
+            _said.Text = "Setting up the repository's storage...";
+            _ = Task.Run(() =>
+            {
+                string said;
+                try
+                {
+                    said = work();
+                    StorageCommand.RecordMountPoint(configPath, target);
+                    config.Repository.MountPoint = target;
+                    said += " " + StorageCommand.RepositoryHint(config, configPath);
+                }
+                catch (Exception e) when (e is ProxyBackup.Contracts.UserFacingException or IOException or UnauthorizedAccessException) { said = e.Message; }
+                app.Invoke(() => _said.Text = said);
+            });
+        }
 
         /// <summary>p: the policies screen, with the cloud's VMs for its preview (none when the cloud does not answer within 10 s).</summary>
         private void EditPolicies(IApplication app, CancellationToken ct)

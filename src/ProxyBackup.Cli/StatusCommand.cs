@@ -155,7 +155,8 @@ internal static class StatusCommand
         {
             return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, $"no answer within {CloudWait.TotalSeconds:0} s"), unknownProxy, null);
         }
-        catch (Exception e) when (e is OneException or HttpRequestException or IOException)
+        // A password not yet configured (CliException) is a problem to show, not a reason to fail.
+        catch (Exception e) when (e is OneException or HttpRequestException or IOException or CliException)
         {
             return (new CloudStatus(config.OpenNebula.Endpoint, config.OpenNebula.User, false, null, e.Message), unknownProxy, null);
         }

@@ -136,6 +136,33 @@ internal static class StorageCommand
         return c;
     }
 
+    /// <summary>Where the repository lives now, in one line for the consoles.</summary>
+    internal static string State(AppConfig config) => config.Repository.MountPoint is { } configured
+        ? $"The repository's storage is set up at {configured} ({(MountTable.At(configured) is { } m ? $"{m.Source} mounted" : "NOT MOUNTED")})."
+        : $"The repository ({config.Repository.Path}) is on the root disk: it is lost with this VM. Put it on a persistent datablock or an NFS share.";
+
+    /// <summary>What setting up <paramref name="device"/> would do, for the summary an operator confirms: format it (only when blank) or use it as it is.</summary>
+    internal static (bool Format, string Summary) Plan(string device, string target, string fstab)
+    {
+        var disk = BlockDisks.Describe(device.StartsWith('/') ? device : "/dev/" + device);
+        var format = disk.Blank && disk.FileSystem is null && !disk.Partitioned;
+        return (format, format
+            ? $"Format {disk.Path} ({CliFormat.Bytes(disk.Size)}, blank) with ext4, mount it at {target} and record it in {fstab}?"
+            : $"Mount {disk.Path} ({CliFormat.Bytes(disk.Size)}, {disk.Content}) at {target} as it is, and record it in {fstab}? Nothing on it is changed.");
+    }
+
+    /// <summary>
+    /// A console's setup records its mount point in the saved configuration at once (with the path it
+    /// guards), so that it protects the disk even if the session's other changes are discarded.
+    /// </summary>
+    internal static void RecordMountPoint(string configPath, string target)
+    {
+        if (!File.Exists(configPath)) return;
+        var saved = AppConfig.Load(configPath);
+        (saved.Repository.Path, saved.Repository.MountPoint) = (target, target);
+        saved.Save(configPath);
+    }
+
     /// <summary>What the mounted storage holds: a repository to use (its restore points listed in the catalog again), or none yet.</summary>
     internal static string RepositoryHint(AppConfig config, string configPath)
     {

@@ -144,6 +144,45 @@ public class StorageTests
         Assert.Contains($"UUID={uuid} {mount} ext4 defaults,nofail", await File.ReadAllTextAsync(fstab), StringComparison.Ordinal);
     }
 
+    [RootFact]
+    public async Task The_full_screen_console_puts_the_repository_on_its_disk_after_a_summary()
+    {
+        using var dir = new TempDirectory();
+        using var disk = new LoopDevice(dir.Combine("repository.img"), 64 << 20);
+        var mount = dir.Combine("srv", "proxybackup");
+        var fstab = dir.Combine("fstab");
+        await File.WriteAllTextAsync(fstab, "");
+        var config = await ApplianceConfigAsync(dir, "etc", mount);
+
+        using (var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config} --fstab {fstab}", width: 160, height: 40))
+        {
+            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            tui.Send("s");
+            await tui.WaitForAsync("is on the root disk: it is lost with this VM");
+            // No other disk in this machine: the first choice is a device typed below it.
+            tui.Send("Tab");
+            tui.Send("-l", disk.Path);
+            tui.Send("Enter");
+            await tui.WaitForAsync($"Format {disk.Path} (64.0 MiB, blank) with ext4, mount it at {mount}");
+            tui.Send("Enter");                                    // Cancel is the default: nothing happens
+            await tui.WaitForAsync("Protected VMs");
+            Assert.Throws<InvalidOperationException>(() => LoopDevice.Run("blkid", "-p", disk.Path));
+            tui.Send("s");
+            await tui.WaitForAsync("is on the root disk: it is lost with this VM");
+            tui.Send("Tab");
+            tui.Send("-l", disk.Path);
+            tui.Send("Enter");
+            await tui.WaitForAsync($"Format {disk.Path} (64.0 MiB, blank)");
+            tui.Send("Tab", "Enter");                             // Go ahead
+            await tui.WaitForAsync("was blank: formatted with ext4 (label proxybackup-repo). Mounted at", TimeSpan.FromSeconds(60));
+            tui.Send("Escape");
+        }
+        Assert.Equal(mount, MountPointOf(config));
+        Assert.True(IsMounted(mount));
+        var uuid = LoopDevice.Run("blkid", "-p", "-s", "UUID", "-o", "value", disk.Path).Trim();
+        Assert.Contains($"UUID={uuid} {mount} ext4 defaults,nofail", await File.ReadAllTextAsync(fstab), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Setup_names_what_to_give_when_the_choice_is_missing_or_malformed()
     {
