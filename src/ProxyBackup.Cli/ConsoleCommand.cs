@@ -50,7 +50,7 @@ internal static class ConsoleCommand
         private int _daemonWaiting;
         private bool _daemonUp;
 
-        /// <summary>The restore this console runs (one at a time), and its latest progress line.</summary>
+        /// <summary>The job this console runs itself (a restore, a verify; one at a time), and its latest progress line.</summary>
         private string? _restore;
         private int _refreshes;
         private bool _busy;
@@ -61,7 +61,7 @@ internal static class ConsoleCommand
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   v: repository   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
             // Taken at the application level while the dashboard is on top: the table's type-to-search would swallow letters.
@@ -69,7 +69,7 @@ internal static class ConsoleCommand
             {
                 if (!ReferenceEquals(app.TopRunnableView, window)) return;
                 Action? act = key == Key.Esc ? () => app.RequestStop() : key == Key.B ? () => BackUpSelected(app) : key == Key.R ? () => RestoreSelected(app)
-                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : null;
+                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : null;
                 if (act is null) return;
                 key.Handled = true;
                 act();
@@ -135,6 +135,46 @@ internal static class ConsoleCommand
                 ? "Jobs: the daemon is not running (systemctl start proxybackup)"
                 : $"Jobs: {_daemonJobs.Count} running, {_daemonWaiting} waiting\n" + string.Join('\n', _daemonJobs.Select(j => $"  {CliFormat.RunningJob(j!)}")))
                 + (_restore is null ? "" : $"\n  {_restore}");
+
+        /// <summary>
+        /// v: the repository: what it holds (restore points, stored bytes, dedup and compression), what each
+        /// protected VM's retention would forget at its next backup, and a verify run beside the console.
+        /// </summary>
+        private void ShowRepository(IApplication app)
+        {
+            var lines = new List<string>();
+            try
+            {
+                var repository = config.Repository.Open(secrets.PassphraseKey());
+                var stats = repository.Stats();
+                lines.Add($"{repository.Root}: {stats.RestorePoints} restore point(s) of {stats.Sources.Count} VM(s), logical {CliFormat.Bytes(stats.LogicalBytes)}, stored {CliFormat.Bytes(stats.StoredBytes)} in {stats.UniqueChunks} chunks");
+                lines.Add($"dedup {stats.DedupRatio:0.00}x, compression {stats.CompressionRatio:0.00}x; {(repository.Config.Encrypted ? "encrypted" : "not encrypted")}");
+                lines.Add("");
+                lines.Add("Retention at each VM's next backup:");
+                var policies = new ProxyBackup.Catalog.SqliteCatalog(config.Catalog.Path).Policies().ToDictionary(p => p.Name, StringComparer.Ordinal);
+                foreach (var vm in _shown)
+                {
+                    var policy = vm.Policies.Select(name => policies.GetValueOrDefault(name)).FirstOrDefault(p => p is { Retention.IsEmpty: false });
+                    if (policy is null) { lines.Add($"  VM {vm.Id} ({vm.Name}): no retention, every restore point is kept"); continue; }
+                    var plan = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(vm.Id), dryRun: true);
+                    lines.Add($"  VM {vm.Id} ({vm.Name}), policy {policy.Name}: keeps {plan.Count(d => d.Keep)}, would forget {plan.Count(d => !d.Keep)}");
+                }
+            }
+            catch (Exception e) when (e is ProxyBackup.Contracts.UserFacingException or IOException or UnauthorizedAccessException)
+            {
+                lines.Add($"The repository cannot be read: {e.Message}");
+            }
+            using var dialog = new Dialog { Title = "Repository", Width = Dim.Percent(90), Height = Math.Min(lines.Count, 20) + 6 };
+            dialog.Add(new Label { X = 0, Y = 0, Width = Dim.Fill(), Height = Math.Min(lines.Count, 20), Text = string.Join('\n', lines) });
+            dialog.AddButton(new Button { Text = "Verify: every chunk exists" });
+            dialog.AddButton(new Button { Text = "Verify: read all data" });
+            dialog.AddButton(new Button { Text = "Close", IsDefault = true });
+            app.Run(dialog);
+            // Not Dialog.Canceled: it counts every button but the last (Close) as a cancel.
+            if (dialog.Result is not (0 or 1)) return;
+            if (_restore is not null) { _said.Text = $"The console runs one job at a time: {_restore}"; return; }
+            StartChild(app, "verify", dialog.Result == 1 ? ["repository", "verify", "--read-data", "--config", configPath] : ["repository", "verify", "--config", configPath]);
+        }
 
         /// <summary>
         /// s: the repository's own disk or NFS share (docs/operations.md, "Repository storage"): a dialog
@@ -217,7 +257,7 @@ internal static class ConsoleCommand
         /// </summary>
         private void RestoreSelected(IApplication app)
         {
-            if (_restore is not null) { _said.Text = "A restore is running; one at a time from the console."; return; }
+            if (_restore is not null) { _said.Text = $"The console runs one job at a time: {_restore}"; return; }
             if (_shown.Count == 0 || _vms.Value?.SelectedCell.Y is not { } row || row >= _shown.Count) return;
             var vm = _shown[row];
             IReadOnlyList<ProxyBackup.Repository.RestorePoint> points;
@@ -245,17 +285,16 @@ internal static class ConsoleCommand
             if (newName.Length == 0) { _said.Text = "Not restored: the new VM needs a name."; return; }
             var summary = $"Restore VM {vm.Id} ({vm.Name}) from {Describe(point)}\nas a new VM named '{newName}', NICs: {nic.Text.ToLowerInvariant()}.\nThe original VM is not touched.";
             if (MessageBox.Query(app, "Restore", summary, "Restore", "Cancel") != 0) return;
-            StartRestore(app, vm, ["vm", "restore", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--point", point.Id, "--name", newName, "--nics", nic.Mode.ToString(), "--config", configPath]);
+            StartChild(app, $"restore of VM {vm.Id} ({vm.Name})", ["vm", "restore", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--point", point.Id, "--name", newName, "--nics", nic.Mode.ToString(), "--config", configPath]);
         }
 
-        /// <summary>Runs `proxybackup vm restore` beside the console: its progress lines (stderr) go to the jobs panel, its result to the bottom line.</summary>
-        private void StartRestore(IApplication app, StatusCommand.ProtectedVm vm, string[] args)
+        /// <summary>Runs a `proxybackup` verb beside the console: its progress lines (stderr) go to the jobs panel, its result to the bottom line.</summary>
+        private void StartChild(IApplication app, string label, string[] args)
         {
             var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             // Run as 'dotnet proxybackup.dll' (a developer's build), the program is the dll.
             if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet") psi.ArgumentList.Add(typeof(ConsoleCommand).Assembly.Location);
             foreach (var a in args) psi.ArgumentList.Add(a);
-            var label = $"restore of VM {vm.Id} ({vm.Name})";
             _restore = $"{label}: starting";
             ShowJobs();
             _ = Task.Run(async () =>
@@ -274,7 +313,7 @@ internal static class ConsoleCommand
                     }
                     await process.WaitForExitAsync().ConfigureAwait(false);
                     var lines = (await output.ConfigureAwait(false)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-                    result = process.ExitCode == 0 ? lines.LastOrDefault() ?? "Restored." : $"The {label} failed: {last ?? lines.LastOrDefault() ?? $"exit {process.ExitCode}"}";
+                    result = process.ExitCode == 0 ? lines.LastOrDefault() ?? $"The {label} ended." : $"The {label} failed (exit {process.ExitCode}): {lines.LastOrDefault() ?? last}";
                 }
                 catch (Exception e) when (e is IOException or System.ComponentModel.Win32Exception)
                 {

@@ -281,6 +281,15 @@ public class DaemonTests
             var restored = await w.VmAsync("web-01-restored");
             Assert.NotEmpty(web.Disks);
             Assert.All(web.Disks.Where(d => d.ImageId is not null), d => Assert.Equal(w.DiskSha256(web.Id, d.DiskId), w.DiskSha256(restored.Id, d.DiskId)));
+
+            // v: what the repository holds and what retention would forget; a verify run from there.
+            tui.Send("v");
+            await tui.WaitForAsync("Retention at each VM's next backup:");
+            await tui.WaitForAsync($"VM {web.Id} (web-01): no retention, every restore point is kept");
+            Assert.Contains("1 restore point(s) of 1 VM(s)", tui.Screen(), StringComparison.Ordinal);
+            SaveScreen("console-repository", tui.Screen());
+            tui.Send("Tab", "Enter");   // Close is the default: Tab to the first button, verify that every chunk exists
+            await tui.WaitForAsync("No damage found.", TimeSpan.FromSeconds(120));
             tui.Send("Escape");
             await WaitFor(() => !tui.Screen().Contains("Protected VMs", StringComparison.Ordinal), TimeSpan.FromSeconds(30), daemon);
             Terminate(daemon.Process);
