@@ -61,7 +61,7 @@ internal static class ConsoleCommand
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   v: repository   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   v: repository   n: snapshots   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
             // Taken at the application level while the dashboard is on top: the table's type-to-search would swallow letters.
@@ -69,7 +69,7 @@ internal static class ConsoleCommand
             {
                 if (!ReferenceEquals(app.TopRunnableView, window)) return;
                 Action? act = key == Key.Esc ? () => app.RequestStop() : key == Key.B ? () => BackUpSelected(app) : key == Key.R ? () => RestoreSelected(app)
-                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : null;
+                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : key == Key.N ? () => ShowSnapshots(app, ct) : null;
                 if (act is null) return;
                 key.Handled = true;
                 act();
@@ -233,18 +233,53 @@ internal static class ConsoleCommand
             });
         }
 
-        /// <summary>p: the policies screen, with the cloud's VMs for its preview (none when the cloud does not answer within 10 s).</summary>
-        private void EditPolicies(IApplication app, CancellationToken ct)
+        /// <summary>Asks the cloud, for at most 10 s; null when it does not answer (the screens then say so).</summary>
+        private T? FromCloud<T>(Func<ProxyBackup.OpenNebula.OneClient, CancellationToken, Task<T>> ask, CancellationToken ct) where T : class
         {
-            IReadOnlyList<ProxyBackup.OpenNebula.VirtualMachine>? vms = null;
             try
             {
                 using var client = new ProxyBackup.OpenNebula.OneClient(config.ClientOptions(secrets));
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 wait.CancelAfter(TimeSpan.FromSeconds(10));
-                vms = client.VmPoolAsync(ct: wait.Token).GetAwaiter().GetResult();
+                return ask(client, wait.Token).GetAwaiter().GetResult();
             }
-            catch (Exception e) when (e is ProxyBackup.OpenNebula.OneException or HttpRequestException or IOException or OperationCanceledException or ProxyBackup.Contracts.UserFacingException) { }
+            catch (Exception e) when (e is ProxyBackup.OpenNebula.OneException or HttpRequestException or IOException or OperationCanceledException or ProxyBackup.Contracts.UserFacingException)
+            {
+                _said.Text = $"OpenNebula did not answer: {e.Message}";
+                return null;
+            }
+        }
+
+        /// <summary>
+        /// n: the disk snapshots of the selected VM (ProxyBackup's own are removed after each backup; what
+        /// is listed was left by someone, or kept by OpenNebula); one is deleted after a summary.
+        /// </summary>
+        private void ShowSnapshots(IApplication app, CancellationToken ct)
+        {
+            if (_shown.Count == 0 || _vms.Value?.SelectedCell.Y is not { } row || row >= _shown.Count) return;
+            var vm = _shown[row];
+            if (FromCloud((c, t) => c.VmInfoAsync(vm.Id, t), ct) is not { } info) return;
+            var snapshots = info.Snapshots.SelectMany(set => set.Snapshots.Select(snap => (set.DiskId, Snapshot: snap))).ToList();
+            var lines = snapshots.Select(x => $"disk {x.DiskId}  snapshot {x.Snapshot.Id,3}  {DateTimeOffset.FromUnixTimeSeconds(x.Snapshot.Date):yyyy-MM-dd HH:mm}Z  {(x.Snapshot.Active ? "active" : "      ")}  {x.Snapshot.SizeMb} MB  {x.Snapshot.Name}").ToList();
+            var list = new ListView { X = 0, Y = 1, Width = Dim.Fill(), Height = Math.Clamp(lines.Count, 1, 10), Source = new ListWrapper<string>(new ObservableCollection<string>(lines)), SelectedItem = lines.Count > 0 ? 0 : null };
+            using var dialog = new Dialog { Title = $"Disk snapshots of VM {vm.Id} ({vm.Name})", Width = Dim.Percent(80), Height = Math.Clamp(lines.Count, 1, 10) + 7 };
+            dialog.Add(new Label { X = 0, Y = 0, Text = lines.Count == 0 ? "No disk snapshot." : "Delete one with the first button:" }, list);
+            dialog.AddButton(new Button { Text = "Delete the selected snapshot" });
+            dialog.AddButton(new Button { Text = "Close", IsDefault = true });
+            app.Run(dialog);
+            // Not Dialog.Canceled: it counts every button but the last (Close) as a cancel.
+            if (dialog.Result != 0 || snapshots.Count == 0) return;
+            var (disk, snapshot) = snapshots[Math.Clamp(list.SelectedItem ?? 0, 0, snapshots.Count - 1)];
+            if (MessageBox.Query(app, "Delete snapshot", $"Delete snapshot {snapshot.Id} ({snapshot.Name}) of disk {disk} of VM {vm.Id} ({vm.Name})?\nIts data is gone afterwards.", "Delete", "Cancel") != 0) return;
+            if (_restore is not null) { _said.Text = $"The console runs one job at a time: {_restore}"; return; }
+            StartChild(app, $"snapshot delete of VM {vm.Id}", ["snapshot", "delete", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--disk", disk.ToString(System.Globalization.CultureInfo.InvariantCulture), "--snapshot", snapshot.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config", configPath]);
+        }
+
+        /// <summary>p: the policies screen, with the cloud's VMs for its preview (none when the cloud does not answer within 10 s).</summary>
+        private void EditPolicies(IApplication app, CancellationToken ct)
+        {
+            var vms = FromCloud<IReadOnlyList<ProxyBackup.OpenNebula.VirtualMachine>>((c, t) => c.VmPoolAsync(ct: t), ct);
             var said = new ConsolePolicies(app, new ProxyBackup.Catalog.SqliteCatalog(config.Catalog.Path), vms, config.OpenNebula.ProxyVmId ?? ProxyIdentity.FromContext()).Run();
             if (said.Length > 0) _said.Text = said;
             _refreshes = FullEvery - 1;   // the next refresh reads the catalog again

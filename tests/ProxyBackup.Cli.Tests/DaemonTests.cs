@@ -352,6 +352,38 @@ public class DaemonTests
         }
     }
 
+    /// <summary>The console's snapshots screen: a VM's disk snapshot listed, deleted after a summary.</summary>
+    [Fact]
+    public async Task The_console_lists_a_vms_disk_snapshots_and_deletes_one_after_a_summary()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var (config, _, daemon) = await StartIdleDaemonAsync(w);
+        using (daemon)
+        {
+            w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01"] } });
+            var web = await w.VmAsync("web-01");
+            var disk = web.Disks.First(d => d.ImageId is not null).DiskId;
+            var (code, output, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "snapshot", "create", "web-01", "--disk", disk.ToString(System.Globalization.CultureInfo.InvariantCulture), "--name", "left-by-hand", "--config", config);
+            Assert.True(code == 0, error + output);
+            Assert.Single((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(disk));
+
+            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 160, height: 40);
+            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("│web-01");
+            tui.Send("n");
+            await tui.WaitForAsync($"Disk snapshots of VM {web.Id} (web-01)");
+            await tui.WaitForAsync("left-by-hand");
+            tui.Send("Tab", "Enter");   // to the first button, "Delete the selected snapshot"
+            await tui.WaitForAsync($"of disk {disk} of VM {web.Id} (web-01)?");
+            tui.Send("Tab", "Enter");   // Delete (Cancel is the default)
+            await tui.WaitForAsync($"of disk {disk} deleted.", TimeSpan.FromSeconds(120));
+            Assert.Empty((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(disk));
+            tui.Send("Escape");
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000));
+        }
+    }
+
     /// <summary>
     /// The repository's disk not yet mounted at boot, or not yet created: the daemon says so, keeps
     /// retrying (a first version disposed its own logger on the first failure and died on the
