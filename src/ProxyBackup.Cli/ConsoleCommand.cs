@@ -61,7 +61,7 @@ internal static class ConsoleCommand
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   v: repository   n: snapshots   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   v: repository   n: snapshots   c: connection   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
             // Taken at the application level while the dashboard is on top: the table's type-to-search would swallow letters.
@@ -69,7 +69,7 @@ internal static class ConsoleCommand
             {
                 if (!ReferenceEquals(app.TopRunnableView, window)) return;
                 Action? act = key == Key.Esc ? () => app.RequestStop() : key == Key.B ? () => BackUpSelected(app) : key == Key.R ? () => RestoreSelected(app)
-                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : key == Key.N ? () => ShowSnapshots(app, ct) : null;
+                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : key == Key.N ? () => ShowSnapshots(app, ct) : key == Key.C ? () => EditConnection(app, ct) : null;
                 if (act is null) return;
                 key.Handled = true;
                 act();
@@ -274,6 +274,14 @@ internal static class ConsoleCommand
             if (_restore is not null) { _said.Text = $"The console runs one job at a time: {_restore}"; return; }
             StartChild(app, $"snapshot delete of VM {vm.Id}", ["snapshot", "delete", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--disk", disk.ToString(System.Globalization.CultureInfo.InvariantCulture), "--snapshot", snapshot.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config", configPath]);
+        }
+
+        /// <summary>c: the connection screen; what it saves is what the next refresh uses.</summary>
+        private void EditConnection(IApplication app, CancellationToken ct)
+        {
+            var said = new ConsoleConnection(app, config, secrets, configPath).Run(ct);
+            if (said.Length > 0) _said.Text = said;
+            _refreshes = FullEvery - 1;
         }
 
         /// <summary>p: the policies screen, with the cloud's VMs for its preview (none when the cloud does not answer within 10 s).</summary>

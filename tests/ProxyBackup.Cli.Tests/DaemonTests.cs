@@ -352,6 +352,58 @@ public class DaemonTests
         }
     }
 
+    /// <summary>
+    /// The console's connection screen: a wrong password tested and said so, Esc writes nothing; saved
+    /// all the same (it says it does not connect), the dashboard shows the cloud unreachable; put right,
+    /// saved and connected.
+    /// </summary>
+    [Fact]
+    public async Task The_console_tests_the_connection_and_saves_it_only_when_asked()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var (config, _, daemon) = await StartIdleDaemonAsync(w);
+        using (daemon)
+        {
+            var secrets = Path.Combine(Path.GetDirectoryName(config)!, "secrets.json");
+            string Password() => JsonDocument.Parse(File.ReadAllText(secrets)).RootElement.GetProperty("OpenNebulaPassword").GetString()!;
+            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 160, height: 40);
+            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            tui.Send("c");
+            await tui.WaitForAsync("Connection to OpenNebula");
+            tui.Send("Tab", "Tab");
+            tui.Send("-l", "wrong");
+            tui.Send("M-t");                                           // Alt+T: Test
+            await tui.WaitForAsync("Not connected: ", TimeSpan.FromSeconds(60));
+            Assert.DoesNotContain("wrong", tui.Screen(), StringComparison.Ordinal);   // typed hidden
+            tui.Send("Escape");
+            await tui.WaitForAsync("Protected VMs");
+            Assert.Equal("pw", Password());
+
+            tui.Send("c");
+            await tui.WaitForAsync("Connection to OpenNebula");
+            tui.Send("Tab", "Tab");
+            tui.Send("-l", "wrong");
+            tui.Send("M-s");                                           // Alt+S: Save
+            await tui.WaitForAsync("Connection saved to", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("Not connected: ");
+            Assert.Equal("wrong", Password());
+            await tui.WaitForAsync("UNREACHABLE", TimeSpan.FromSeconds(60));
+
+            tui.Send("c");
+            await tui.WaitForAsync("Connection to OpenNebula");
+            tui.Send("Tab", "Tab");
+            tui.Send("-l", "pw");
+            tui.Send("M-s");
+            await tui.WaitForAsync("Connected: OpenNebula 6.10.5, user oneadmin", TimeSpan.FromSeconds(60));
+            Assert.Equal("pw", Password());
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(secrets));
+            await tui.WaitForAsync("reachable, version 6.10.5", TimeSpan.FromSeconds(60));
+            tui.Send("Escape");
+            Terminate(daemon.Process);
+            Assert.True(daemon.Process.WaitForExit(60_000));
+        }
+    }
+
     /// <summary>The console's snapshots screen: a VM's disk snapshot listed, deleted after a summary.</summary>
     [Fact]
     public async Task The_console_lists_a_vms_disk_snapshots_and_deletes_one_after_a_summary()
