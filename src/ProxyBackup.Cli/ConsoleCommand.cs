@@ -75,6 +75,9 @@ internal static class ConsoleCommand
                 act();
             };
             app.AddTimeout(JobsEvery, () => { Refresh(app, ct); return true; });
+            // Said from the main loop's first turn: from then on keys are read (a key typed while the
+            // screen is drawn but the loop not yet running may be lost).
+            app.AddTimeout(TimeSpan.Zero, () => { _said.Text = "Ready: b back up, r restore, p policies, s storage, v repository, n snapshots, c connection, Esc leave."; return false; });
             using (ct.Register(() => app.Invoke(() => app.RequestStop()))) app.Run(window);
         }
 
@@ -314,10 +317,15 @@ internal static class ConsoleCommand
             var pointList = new ListView { X = 0, Y = 1, Width = Dim.Fill(), Height = Math.Min(points.Count, 6), Source = new ListWrapper<string>(new ObservableCollection<string>(points.Select(Describe))), SelectedItem = 0 };
             var nicList = new ListView { X = 0, Y = Pos.Bottom(pointList) + 4, Width = Dim.Fill(), Height = 3, Source = new ListWrapper<string>(new ObservableCollection<string>(nicChoices.Select(n => n.Text))), SelectedItem = 0 };
             var name = new TextField { X = 0, Y = Pos.Bottom(pointList) + 2, Width = 50, Text = $"{vm.Name}-restored" };
-            using var dialog = new Dialog { Title = $"Restore VM {vm.Id} ({vm.Name}) as a new VM", Width = Dim.Percent(80), Height = Math.Min(points.Count, 6) + 13 };
+            // The same defaults as 'vm restore': images in datastore 1, the system datastore the scheduler's choice.
+            var imageDs = new TextField { X = 42, Y = Pos.Bottom(nicList) + 1, Width = 10, Text = "1" };
+            var systemDs = new TextField { X = 42, Y = Pos.Bottom(nicList) + 2, Width = 10, Text = "" };
+            using var dialog = new Dialog { Title = $"Restore VM {vm.Id} ({vm.Name}) as a new VM", Width = Dim.Percent(80), Height = Math.Min(points.Count, 6) + 16 };
             dialog.Add(new Label { X = 0, Y = 0, Text = "Restore point:" }, pointList,
                 new Label { X = 0, Y = Pos.Bottom(pointList) + 1, Text = "Name of the new VM:" }, name,
-                new Label { X = 0, Y = Pos.Bottom(pointList) + 3, Text = "NICs:" }, nicList);
+                new Label { X = 0, Y = Pos.Bottom(pointList) + 3, Text = "NICs:" }, nicList,
+                new Label { X = 0, Y = Pos.Bottom(nicList) + 1, Text = "Image datastore ID for the disks:" }, imageDs,
+                new Label { X = 0, Y = Pos.Bottom(nicList) + 2, Text = "System datastore ID (empty: any):" }, systemDs);
             dialog.AddButton(new Button { Text = "Cancel" });
             dialog.AddButton(new Button { Text = "Next", IsDefault = true });
             app.Run(dialog);
@@ -326,9 +334,14 @@ internal static class ConsoleCommand
             var nic = nicChoices[Math.Clamp(nicList.SelectedItem ?? 0, 0, nicChoices.Length - 1)];
             var newName = name.Text.Trim();
             if (newName.Length == 0) { _said.Text = "Not restored: the new VM needs a name."; return; }
-            var summary = $"Restore VM {vm.Id} ({vm.Name}) from {Describe(point)}\nas a new VM named '{newName}', NICs: {nic.Text.ToLowerInvariant()}.\nThe original VM is not touched.";
+            static bool Id(string text) => int.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _);
+            if (!Id(imageDs.Text) || (systemDs.Text.Trim().Length > 0 && !Id(systemDs.Text))) { _said.Text = "Not restored: datastores are given by their numeric ID."; return; }
+            var system = systemDs.Text.Trim();
+            var summary = $"Restore VM {vm.Id} ({vm.Name}) from {Describe(point)}\nas a new VM named '{newName}', NICs: {nic.Text.ToLowerInvariant()};\n" +
+                $"its disks as new images in datastore {imageDs.Text.Trim()}, the VM on {(system.Length == 0 ? "the system datastore the scheduler chooses" : $"system datastore {system}")}.\nThe original VM is not touched.";
             if (MessageBox.Query(app, "Restore", summary, "Restore", "Cancel") != 0) return;
-            StartChild(app, $"restore of VM {vm.Id} ({vm.Name})", ["vm", "restore", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--point", point.Id, "--name", newName, "--nics", nic.Mode.ToString(), "--config", configPath]);
+            string[] args = ["vm", "restore", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--point", point.Id, "--name", newName, "--nics", nic.Mode.ToString(), "--image-ds", imageDs.Text.Trim(), "--config", configPath];
+            StartChild(app, $"restore of VM {vm.Id} ({vm.Name})", system.Length == 0 ? args : [.. args, "--system-ds", system]);
         }
 
         /// <summary>Runs a `proxybackup` verb beside the console: its progress lines (stderr) go to the jobs panel, its result to the bottom line.</summary>

@@ -244,7 +244,7 @@ public class DaemonTests
             var web = await w.VmAsync("web-01");
             var db = await w.VmAsync("db-01");
             using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
-            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
             await tui.WaitForAsync("All well.");
             var screen = tui.Screen();
             Assert.Contains("Daemon      running since", screen, StringComparison.Ordinal);
@@ -310,7 +310,7 @@ public class DaemonTests
         using (daemon)
         {
             using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
-            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
             tui.Send("p");
             await tui.WaitForAsync("No policies yet: n makes one.");
             tui.Send("n");
@@ -367,7 +367,7 @@ public class DaemonTests
             var secrets = Path.Combine(Path.GetDirectoryName(config)!, "secrets.json");
             string Password() => JsonDocument.Parse(File.ReadAllText(secrets)).RootElement.GetProperty("OpenNebulaPassword").GetString()!;
             using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 160, height: 40);
-            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
             tui.Send("c");
             await tui.WaitForAsync("Connection to OpenNebula");
             tui.Send("Tab", "Tab");
@@ -376,7 +376,7 @@ public class DaemonTests
             await tui.WaitForAsync("Not connected: ", TimeSpan.FromSeconds(60));
             Assert.DoesNotContain("wrong", tui.Screen(), StringComparison.Ordinal);   // typed hidden
             tui.Send("Escape");
-            await tui.WaitForAsync("Protected VMs");
+            await tui.WaitForGoneAsync("Connection to OpenNebula");
             Assert.Equal("pw", Password());
 
             tui.Send("c");
@@ -420,7 +420,7 @@ public class DaemonTests
             Assert.Single((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(disk));
 
             using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 160, height: 40);
-            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
             await tui.WaitForAsync("│web-01");
             tui.Send("n");
             await tui.WaitForAsync($"Disk snapshots of VM {web.Id} (web-01)");

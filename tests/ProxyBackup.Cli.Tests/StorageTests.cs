@@ -156,7 +156,7 @@ public class StorageTests
 
         using (var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config} --fstab {fstab}", width: 160, height: 40))
         {
-            await tui.WaitForAsync("Protected VMs", TimeSpan.FromSeconds(60));
+            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
             tui.Send("s");
             await tui.WaitForAsync("is on the root disk: it is lost with this VM");
             // No other disk in this machine: the first choice is a device typed below it.
@@ -165,7 +165,7 @@ public class StorageTests
             tui.Send("Enter");
             await tui.WaitForAsync($"Format {disk.Path} (64.0 MiB, blank) with ext4, mount it at {mount}");
             tui.Send("Enter");                                    // Cancel is the default: nothing happens
-            await tui.WaitForAsync("Protected VMs");
+            await tui.WaitForGoneAsync("with ext4, mount it at");
             Assert.Throws<InvalidOperationException>(() => LoopDevice.Run("blkid", "-p", disk.Path));
             tui.Send("s");
             await tui.WaitForAsync("is on the root disk: it is lost with this VM");

@@ -43,6 +43,17 @@ public sealed class TmuxSession : IDisposable
         }
     }
 
+    /// <summary>Waits until the screen no longer shows the text (a dialog closed): what is behind it shows all along.</summary>
+    public async Task WaitForGoneAsync(string text, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (Screen().Contains(text, StringComparison.Ordinal))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"'{text}' never went away. The screen:\n{Screen()}");
+            await Task.Delay(100);
+        }
+    }
+
     /// <summary>Answers a prompt: waits for it, types the answer, presses Enter.</summary>
     public async Task AnswerAsync(string prompt, string answer)
     {
