@@ -61,7 +61,8 @@ internal static class RepositoryCommands
             var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
             return config.Repository.Open(Key(p) ?? secrets.PassphraseKey());
         }
-        return BackupRepository.Open(RepoPath(p), Key(p), mountPoint: ConfiguredMountFor(p, RepoPath(p)));
+        var path = RepoPath(p);
+        return BackupRepository.Open(path, Key(p), mountPoint: ConfiguredMountFor(p, path));
     }
 
     /// <summary>A repository named by path on the appliance's repository mount waits for that disk like the configured one (docs/operations.md, "Repository storage").</summary>

@@ -200,6 +200,8 @@ internal static class StorageCommand
             if (disk.MountedAt is { } elsewhere) throw new CliException($"{path} is mounted at {elsewhere}: it is in use, choose another disk.");
             if (disk.ReadOnly) throw new CliException($"{path} is read-only (a disk OpenNebula attached for a backup job?): the repository needs a writable persistent datablock.");
             if (disk.Partitioned) throw new CliException($"{path} has partitions ({disk.Content}): ProxyBackup uses a whole, blank disk and formats nothing else. Choose another disk, or wipe this one yourself if it is really unused.");
+            // Every refusal comes before the format: a refused setup has changed nothing.
+            EmptyMountPoint();
             string action;
             if (disk.FileSystem is "ext4" or "xfs")
                 action = $"{path} holds an {disk.FileSystem} file system{(disk.FsLabel is { Length: > 0 } l ? $" labelled {l}" : "")}: kept as it is, not formatted.";
@@ -209,13 +211,10 @@ internal static class StorageCommand
                 throw new CliException($"{path} is blank: give --format to format it with ext4 (with PROXYBACKUP_REPOSITORY_FORMAT=YES in the context at first boot). Nothing was changed.");
             else
             {
-                // Every refusal comes before the format: a refused setup has changed nothing.
-                EmptyMountPoint();
                 Tool.Run("mkfs.ext4", "-q", "-L", Label, "-m", "1", path);
                 action = $"{path} was blank: formatted with ext4 (label {Label}).";
                 disk = BlockDisks.Describe(path);
             }
-            EmptyMountPoint();
             Tool.Run("mount", "-t", disk.FileSystem!, path, mountPoint);
             RecordDisk(disk);
             return action + $" Mounted at {mountPoint}.";
@@ -321,12 +320,11 @@ internal static class StorageCommand
             var device = File.ReadAllText($"{sys}/dev").Trim();
             var size = long.Parse(File.ReadAllText($"{sys}/size").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 512;
             var readOnly = File.ReadAllText($"{sys}/ro").Trim() == "1";
-            var partitions = Directory.GetDirectories(sys, name + "*").Length > 0;
+            var partitions = Directory.GetDirectories(sys, name + "*");
             var probe = Probe(path);
-            var mounts = MountTable.Read();
-            var devices = Directory.GetDirectories(sys, name + "*").Select(d => File.ReadAllText($"{d}/dev").Trim()).Append(device).ToHashSet(StringComparer.Ordinal);
-            var mountedAt = mounts.FirstOrDefault(m => devices.Contains(m.Device))?.MountPoint;
-            return new Disk(path, size, device, readOnly, partitions || probe.ContainsKey("PTTYPE"), probe.GetValueOrDefault("TYPE"), probe.GetValueOrDefault("UUID"),
+            var devices = partitions.Select(d => File.ReadAllText($"{d}/dev").Trim()).Append(device).ToHashSet(StringComparer.Ordinal);
+            var mountedAt = MountTable.Read().FirstOrDefault(m => devices.Contains(m.Device))?.MountPoint;
+            return new Disk(path, size, device, readOnly, partitions.Length > 0 || probe.ContainsKey("PTTYPE"), probe.GetValueOrDefault("TYPE"), probe.GetValueOrDefault("UUID"),
                 probe.GetValueOrDefault("LABEL"), probe.Count == 0 && StartsWithZeros(path), mountedAt);
         }
 

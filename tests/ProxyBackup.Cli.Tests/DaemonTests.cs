@@ -48,8 +48,7 @@ public class DaemonTests
         using (var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config))
         {
             await WaitFor(() => w.Catalog.Recent(100).Count(j => j.State == "succeeded") >= before + gold && w.Catalog.Recent(100).All(j => j.State != "running"), TimeSpan.FromSeconds(130), daemon);
-            Terminate(daemon.Process);
-            Assert.True(daemon.Process.WaitForExit(60_000));
+            StopDaemon(daemon);
             Assert.Equal(0, daemon.Process.ExitCode);
         }
         Assert.All(w.Repository.ListRestorePoints().GroupBy(p => p.Source), g => Assert.Single(g));
@@ -117,8 +116,7 @@ public class DaemonTests
         Assert.Empty(w.Catalog.Pending());
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
         Assert.Equal(1, w.Inventory()["proxy_disks"]);
-        Terminate(daemon.Process);
-        Assert.True(daemon.Process.WaitForExit(60_000));
+        StopDaemon(daemon);
         Assert.False(File.Exists(socket));
     }
 
@@ -164,8 +162,7 @@ public class DaemonTests
         // The journal stamps each entry: the message carries no date of its own.
         Assert.All(journal.JournalEntries, e => Assert.DoesNotMatch(@"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}", e["MESSAGE"]));
 
-        Terminate(daemon.Process);
-        Assert.True(daemon.Process.WaitForExit(60_000));
+        StopDaemon(daemon);
         Assert.Equal(0, daemon.Process.ExitCode);
         await notify.WaitForAsync(n => n.Texts.Any(t => t.StartsWith("STOPPING=1\n", StringComparison.Ordinal)), TimeSpan.FromSeconds(30));
         // Everything went to the journal, nothing to the console as well.
@@ -218,8 +215,7 @@ public class DaemonTests
             Assert.Contains($"  - The last backup of VM {db.Id} failed (", output, StringComparison.Ordinal);
             Assert.Contains("the datastore is full", output, StringComparison.Ordinal);
             Assert.DoesNotContain($"  - The last backup of VM {unprotected.Id} ", output, StringComparison.Ordinal);
-            Terminate(daemon.Process);
-            Assert.True(daemon.Process.WaitForExit(60_000));
+            StopDaemon(daemon);
         }
         var (stoppedCode, stoppedOutput, _) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "status", "--config", config);
         Assert.Equal(1, stoppedCode);
@@ -243,8 +239,7 @@ public class DaemonTests
             w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01", "db-01"] } });
             var web = await w.VmAsync("web-01");
             var db = await w.VmAsync("db-01");
-            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
-            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
+            using var tui = await OpenConsoleAsync(config);
             await tui.WaitForAsync("All well.");
             var screen = tui.Screen();
             Assert.Contains("Daemon      running since", screen, StringComparison.Ordinal);
@@ -292,8 +287,7 @@ public class DaemonTests
             await tui.WaitForAsync("No damage found.", TimeSpan.FromSeconds(120));
             tui.Send("Escape");
             await WaitFor(() => !tui.Screen().Contains("Protected VMs", StringComparison.Ordinal), TimeSpan.FromSeconds(30), daemon);
-            Terminate(daemon.Process);
-            Assert.True(daemon.Process.WaitForExit(60_000));
+            StopDaemon(daemon);
         }
     }
 
@@ -309,8 +303,7 @@ public class DaemonTests
         var (config, _, daemon) = await StartIdleDaemonAsync(w);
         using (daemon)
         {
-            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
-            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
+            using var tui = await OpenConsoleAsync(config);
             tui.Send("p");
             await tui.WaitForAsync("No policies yet: n makes one.");
             tui.Send("n");
@@ -347,8 +340,7 @@ public class DaemonTests
             await tui.WaitForAsync("Policy changes discarded.");
             Assert.Single(w.Catalog.Policies());
             tui.Send("Escape");
-            Terminate(daemon.Process);
-            Assert.True(daemon.Process.WaitForExit(60_000));
+            StopDaemon(daemon);
         }
     }
 
@@ -366,12 +358,15 @@ public class DaemonTests
         {
             var secrets = Path.Combine(Path.GetDirectoryName(config)!, "secrets.json");
             string Password() => JsonDocument.Parse(File.ReadAllText(secrets)).RootElement.GetProperty("OpenNebulaPassword").GetString()!;
-            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 160, height: 40);
-            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
-            tui.Send("c");
-            await tui.WaitForAsync("Connection to OpenNebula");
-            tui.Send("Tab", "Tab");
-            tui.Send("-l", "wrong");
+            using var tui = await OpenConsoleAsync(config);
+            async Task TypePasswordAsync(string password)
+            {
+                tui.Send("c");
+                await tui.WaitForAsync("Connection to OpenNebula");
+                tui.Send("Tab", "Tab");
+                tui.Send("-l", password);
+            }
+            await TypePasswordAsync("wrong");
             tui.Send("M-t");                                           // Alt+T: Test
             await tui.WaitForAsync("Not connected: ", TimeSpan.FromSeconds(60));
             Assert.DoesNotContain("wrong", tui.Screen(), StringComparison.Ordinal);   // typed hidden
@@ -379,28 +374,21 @@ public class DaemonTests
             await tui.WaitForGoneAsync("Connection to OpenNebula");
             Assert.Equal("pw", Password());
 
-            tui.Send("c");
-            await tui.WaitForAsync("Connection to OpenNebula");
-            tui.Send("Tab", "Tab");
-            tui.Send("-l", "wrong");
+            await TypePasswordAsync("wrong");
             tui.Send("M-s");                                           // Alt+S: Save
             await tui.WaitForAsync("Connection saved to", TimeSpan.FromSeconds(60));
             await tui.WaitForAsync("Not connected: ");
             Assert.Equal("wrong", Password());
             await tui.WaitForAsync("UNREACHABLE", TimeSpan.FromSeconds(60));
 
-            tui.Send("c");
-            await tui.WaitForAsync("Connection to OpenNebula");
-            tui.Send("Tab", "Tab");
-            tui.Send("-l", "pw");
+            await TypePasswordAsync("pw");
             tui.Send("M-s");
             await tui.WaitForAsync("Connected: OpenNebula 6.10.5, user oneadmin", TimeSpan.FromSeconds(60));
             Assert.Equal("pw", Password());
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(secrets));
             await tui.WaitForAsync("reachable, version 6.10.5", TimeSpan.FromSeconds(60));
             tui.Send("Escape");
-            Terminate(daemon.Process);
-            Assert.True(daemon.Process.WaitForExit(60_000));
+            StopDaemon(daemon);
         }
     }
 
@@ -419,8 +407,7 @@ public class DaemonTests
             Assert.True(code == 0, error + output);
             Assert.Single((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(disk));
 
-            using var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 160, height: 40);
-            await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
+            using var tui = await OpenConsoleAsync(config);
             await tui.WaitForAsync("│web-01");
             tui.Send("n");
             await tui.WaitForAsync($"Disk snapshots of VM {web.Id} (web-01)");
@@ -431,8 +418,7 @@ public class DaemonTests
             await tui.WaitForAsync($"of disk {disk} deleted.", TimeSpan.FromSeconds(120));
             Assert.Empty((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(disk));
             tui.Send("Escape");
-            Terminate(daemon.Process);
-            Assert.True(daemon.Process.WaitForExit(60_000));
+            StopDaemon(daemon);
         }
     }
 
@@ -467,8 +453,7 @@ public class DaemonTests
         await UntilAsync($"Started: OpenNebula {w.Sim.Endpoint}");
         Assert.DoesNotContain(lines, l => l.Contains("Cannot start", StringComparison.Ordinal));
         Assert.False(daemon.Process.HasExited);
-        Terminate(daemon.Process);
-        Assert.True(daemon.Process.WaitForExit(60_000));
+        StopDaemon(daemon);
         Assert.Equal(0, daemon.Process.ExitCode);
     }
 
@@ -518,8 +503,7 @@ public class DaemonTests
             // Every sample line is name{labels} value, as the text format wants.
             Assert.All(text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#')),
                 l => Assert.Matches(@"^[a-z_]+(\{[a-z_]+=""[^""]*""(,[a-z_]+=""[^""]*"")*\})? -?[0-9.e+]+$", l));
-            Terminate(daemon.Process);
-            Assert.True(daemon.Process.WaitForExit(60_000));
+            StopDaemon(daemon);
             // The mail password reached the mail server, and nothing the daemon wrote.
             var logged = await daemon.Process.StandardOutput.ReadToEndAsync() + await daemon.Process.StandardError.ReadToEndAsync();
             Assert.Contains("Backup of VM", logged, StringComparison.Ordinal);
@@ -592,8 +576,7 @@ public class DaemonTests
         Assert.Equal(0, after["disk_snapshots"]);
         Assert.Equal(baseline["proxy_disks"], after["proxy_disks"]);
         Assert.Contains((await w.Client.VmPoolAsync()), v => v.Name == "web-01-back");
-        Terminate(daemon.Process);
-        Assert.True(daemon.Process.WaitForExit(60_000));
+        StopDaemon(daemon);
     }
 
     [Fact]
@@ -609,8 +592,7 @@ public class DaemonTests
         while (!line.Contains("Limits:MemoryMiB 64", StringComparison.Ordinal));
         Assert.Contains($"Limits:MaxConcurrent is {jobs}", line, StringComparison.Ordinal);
         Assert.Contains($"Set Limits:MemoryMiB to {jobs * perJobMiB} or more", line, StringComparison.Ordinal);
-        Terminate(daemon.Process);
-        Assert.True(daemon.Process.WaitForExit(60_000));
+        StopDaemon(daemon);
     }
 
     [Fact]
@@ -668,12 +650,27 @@ public class DaemonTests
         return (config, socket, daemon);
     }
 
+    /// <summary>The full-screen console under tmux, once its main loop reads keys.</summary>
+    private static async Task<TmuxSession> OpenConsoleAsync(string config)
+    {
+        var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
+        await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
+        return tui;
+    }
+
     /// <summary>Keeps a captured screen beside the test binaries (screens/NAME.txt), to be read or quoted after the run.</summary>
     private static void SaveScreen(string name, string screen)
     {
         var dir = Path.Combine(AppContext.BaseDirectory, "screens");
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, name + ".txt"), screen);
+    }
+
+    /// <summary>SIGTERM, as systemd stops the service, and the daemon gone within a minute.</summary>
+    private static void StopDaemon(ChildProcess daemon)
+    {
+        Terminate(daemon.Process);
+        Assert.True(daemon.Process.WaitForExit(60_000));
     }
 
     private static void Terminate(Process p)

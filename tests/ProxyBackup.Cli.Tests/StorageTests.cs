@@ -113,10 +113,7 @@ public class StorageTests
     {
         using var dir = new TempDirectory();
         using var disk = new LoopDevice(dir.Combine("repository.img"), 64 << 20);
-        var mount = dir.Combine("srv", "proxybackup");
-        var fstab = dir.Combine("fstab");
-        await File.WriteAllTextAsync(fstab, "");
-        var config = await ApplianceConfigAsync(dir, "etc", mount);
+        var (mount, fstab, config) = await BlankApplianceAsync(dir);
 
         using (var tui = new TmuxSession($"dotnet {ProxybackupDll} configure --config {config} --fstab {fstab}"))
         {
@@ -138,10 +135,7 @@ public class StorageTests
             // The mount point guards the disk at once, also when the session's other changes are discarded.
             await tui.ChooseAsync("What do you want to set up?", "Exit without saving");
         }
-        Assert.Equal(mount, MountPointOf(config));
-        Assert.True(IsMounted(mount));
-        var uuid = LoopDevice.Run("blkid", "-p", "-s", "UUID", "-o", "value", disk.Path).Trim();
-        Assert.Contains($"UUID={uuid} {mount} ext4 defaults,nofail", await File.ReadAllTextAsync(fstab), StringComparison.Ordinal);
+        await AssertMountedAndRecordedAsync(disk, mount, fstab, config);
     }
 
     [RootFact]
@@ -149,38 +143,31 @@ public class StorageTests
     {
         using var dir = new TempDirectory();
         using var disk = new LoopDevice(dir.Combine("repository.img"), 64 << 20);
-        var mount = dir.Combine("srv", "proxybackup");
-        var fstab = dir.Combine("fstab");
-        await File.WriteAllTextAsync(fstab, "");
-        var config = await ApplianceConfigAsync(dir, "etc", mount);
+        var (mount, fstab, config) = await BlankApplianceAsync(dir);
 
         using (var tui = new TmuxSession($"dotnet {ProxybackupDll} console --config {config} --fstab {fstab}", width: 160, height: 40))
         {
             await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
-            tui.Send("s");
-            await tui.WaitForAsync("is on the root disk: it is lost with this VM");
-            // No other disk in this machine: the first choice is a device typed below it.
-            tui.Send("Tab");
-            tui.Send("-l", disk.Path);
-            tui.Send("Enter");
-            await tui.WaitForAsync($"Format {disk.Path} (64.0 MiB, blank) with ext4, mount it at {mount}");
+            async Task ChooseTheDiskAsync()
+            {
+                tui.Send("s");
+                await tui.WaitForAsync("is on the root disk: it is lost with this VM");
+                // No other disk in this machine: the first choice is a device typed below it.
+                tui.Send("Tab");
+                tui.Send("-l", disk.Path);
+                tui.Send("Enter");
+                await tui.WaitForAsync($"Format {disk.Path} (64.0 MiB, blank) with ext4, mount it at {mount}");
+            }
+            await ChooseTheDiskAsync();
             tui.Send("Enter");                                    // Cancel is the default: nothing happens
             await tui.WaitForGoneAsync("with ext4, mount it at");
             Assert.Throws<InvalidOperationException>(() => LoopDevice.Run("blkid", "-p", disk.Path));
-            tui.Send("s");
-            await tui.WaitForAsync("is on the root disk: it is lost with this VM");
-            tui.Send("Tab");
-            tui.Send("-l", disk.Path);
-            tui.Send("Enter");
-            await tui.WaitForAsync($"Format {disk.Path} (64.0 MiB, blank)");
+            await ChooseTheDiskAsync();
             tui.Send("Tab", "Enter");                             // Go ahead
             await tui.WaitForAsync("was blank: formatted with ext4 (label proxybackup-repo). Mounted at", TimeSpan.FromSeconds(60));
             tui.Send("Escape");
         }
-        Assert.Equal(mount, MountPointOf(config));
-        Assert.True(IsMounted(mount));
-        var uuid = LoopDevice.Run("blkid", "-p", "-s", "UUID", "-o", "value", disk.Path).Trim();
-        Assert.Contains($"UUID={uuid} {mount} ext4 defaults,nofail", await File.ReadAllTextAsync(fstab), StringComparison.Ordinal);
+        await AssertMountedAndRecordedAsync(disk, mount, fstab, config);
     }
 
     [Fact]
@@ -195,6 +182,24 @@ public class StorageTests
         Assert.Equal(1, code);
         Assert.Contains("--nfs nas-only-a-host: an export as host:/path", error, StringComparison.Ordinal);
         Assert.False(File.Exists(dir.Combine("fstab")));
+    }
+
+    /// <summary>An appliance whose repository is on the root disk yet: its mount point, an empty fstab, its configuration.</summary>
+    private static async Task<(string Mount, string Fstab, string Config)> BlankApplianceAsync(TempDirectory dir)
+    {
+        var mount = dir.Combine("srv", "proxybackup");
+        var fstab = dir.Combine("fstab");
+        await File.WriteAllTextAsync(fstab, "");
+        return (mount, fstab, await ApplianceConfigAsync(dir, "etc", mount));
+    }
+
+    /// <summary>The disk is mounted at the mount point, recorded in the fstab by its UUID and in the configuration.</summary>
+    private static async Task AssertMountedAndRecordedAsync(LoopDevice disk, string mount, string fstab, string config)
+    {
+        Assert.Equal(mount, MountPointOf(config));
+        Assert.True(IsMounted(mount));
+        var uuid = LoopDevice.Run("blkid", "-p", "-s", "UUID", "-o", "value", disk.Path).Trim();
+        Assert.Contains($"UUID={uuid} {mount} ext4 defaults,nofail", await File.ReadAllTextAsync(fstab), StringComparison.Ordinal);
     }
 
     /// <summary>An appliance configuration in its own folder (config, 0600 secrets, catalog) with the repository at <paramref name="repository"/>.</summary>

@@ -36,6 +36,16 @@ public sealed class ChildProcess : IDisposable
         return (p.Process.ExitCode, await output, await error);
     }
 
+    /// <summary>Runs a short command to its end, blocking (for a fact attribute's constructor and test set-up): exit code, output, error.</summary>
+    public static (int Code, string Output, string Error) Run(string file, params string[] args)
+    {
+        using var p = Start(file, args);
+        var error = p.Process.StandardError.ReadToEndAsync();
+        var output = p.Process.StandardOutput.ReadToEnd();
+        p.Process.WaitForExit();
+        return (p.Process.ExitCode, output, error.Result);
+    }
+
     public async Task<string> ReadLineAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace ProxyBackup.TestSupport;
 
 /// <summary>
@@ -17,15 +15,11 @@ public sealed class LoopDevice : IDisposable
     /// <summary>/dev/loopN.</summary>
     public string Path { get; }
 
+    /// <summary>A system tool's output; its failure (non-zero exit) as an exception naming the command.</summary>
     public static string Run(string file, params string[] args)
     {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var error = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return p.ExitCode == 0 ? output : throw new InvalidOperationException($"{file} {string.Join(' ', args)}: exit {p.ExitCode}: {error.Result}");
+        var (code, output, error) = ChildProcess.Run(file, args);
+        return code == 0 ? output : throw new InvalidOperationException($"{file} {string.Join(' ', args)}: exit {code}: {error}");
     }
 
     public void Dispose()

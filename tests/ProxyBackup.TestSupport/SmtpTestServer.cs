@@ -66,9 +66,7 @@ public sealed class SmtpTestServer : IDisposable
     public static string? Unavailable()
     {
         if (!File.Exists(Python)) return $"needs {Python} (Debian's python3)";
-        using var p = Process.Start(new ProcessStartInfo(Python, ["-c", "import aiosmtpd"]) { RedirectStandardError = true })!;
-        p.WaitForExit();
-        return p.ExitCode == 0 ? null : "needs python3-aiosmtpd (scripts/test installs it)";
+        return ChildProcess.Run(Python, "-c", "import aiosmtpd").Code == 0 ? null : "needs python3-aiosmtpd (scripts/test installs it)";
     }
 
     public static async Task<SmtpTestServer> StartAsync(string directory)
