@@ -175,7 +175,7 @@ internal static class ConsoleCommand
             app.Run(dialog);
             // Not Dialog.Canceled: it counts every button but the last (Close) as a cancel.
             if (dialog.Result is not (0 or 1)) return;
-            if (_restore is not null) { _said.Text = $"The console runs one job at a time: {_restore}"; return; }
+            if (Busy()) return;
             StartChild(app, "verify", dialog.Result == 1 ? ["repository", "verify", "--read-data", "--config", configPath] : ["repository", "verify", "--config", configPath]);
         }
 
@@ -236,6 +236,17 @@ internal static class ConsoleCommand
             });
         }
 
+        /// <summary>The VM the table's cursor is on, or null when the table is empty.</summary>
+        private StatusCommand.ProtectedVm? SelectedVm() =>
+            _vms.Value?.SelectedCell.Y is { } row && row >= 0 && row < _shown.Count ? _shown[row] : null;
+
+        /// <summary>The console runs one job of its own at a time; says so when one runs.</summary>
+        private bool Busy()
+        {
+            if (_restore is not null) _said.Text = $"The console runs one job at a time: {_restore}";
+            return _restore is not null;
+        }
+
         /// <summary>Asks the cloud, for at most 10 s; null when it does not answer (the screens then say so).</summary>
         private T? FromCloud<T>(Func<ProxyBackup.OpenNebula.OneClient, CancellationToken, Task<T>> ask, CancellationToken ct) where T : class
         {
@@ -259,8 +270,7 @@ internal static class ConsoleCommand
         /// </summary>
         private void ShowSnapshots(IApplication app, CancellationToken ct)
         {
-            if (_shown.Count == 0 || _vms.Value?.SelectedCell.Y is not { } row || row >= _shown.Count) return;
-            var vm = _shown[row];
+            if (SelectedVm() is not { } vm) return;
             if (FromCloud((c, t) => c.VmInfoAsync(vm.Id, t), ct) is not { } info) return;
             var snapshots = info.Snapshots.SelectMany(set => set.Snapshots.Select(snap => (set.DiskId, Snapshot: snap))).ToList();
             var lines = snapshots.Select(x => $"disk {x.DiskId}  snapshot {x.Snapshot.Id,3}  {DateTimeOffset.FromUnixTimeSeconds(x.Snapshot.Date):yyyy-MM-dd HH:mm}Z  {(x.Snapshot.Active ? "active" : "      ")}  {x.Snapshot.SizeMb} MB  {x.Snapshot.Name}").ToList();
@@ -274,7 +284,7 @@ internal static class ConsoleCommand
             if (dialog.Result != 0 || snapshots.Count == 0) return;
             var (disk, snapshot) = snapshots[Math.Clamp(list.SelectedItem ?? 0, 0, snapshots.Count - 1)];
             if (MessageBox.Query(app, "Delete snapshot", $"Delete snapshot {snapshot.Id} ({snapshot.Name}) of disk {disk} of VM {vm.Id} ({vm.Name})?\nIts data is gone afterwards.", "Delete", "Cancel") != 0) return;
-            if (_restore is not null) { _said.Text = $"The console runs one job at a time: {_restore}"; return; }
+            if (Busy()) return;
             StartChild(app, $"snapshot delete of VM {vm.Id}", ["snapshot", "delete", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--disk", disk.ToString(System.Globalization.CultureInfo.InvariantCulture), "--snapshot", snapshot.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config", configPath]);
         }
@@ -303,9 +313,8 @@ internal static class ConsoleCommand
         /// </summary>
         private void RestoreSelected(IApplication app)
         {
-            if (_restore is not null) { _said.Text = $"The console runs one job at a time: {_restore}"; return; }
-            if (_shown.Count == 0 || _vms.Value?.SelectedCell.Y is not { } row || row >= _shown.Count) return;
-            var vm = _shown[row];
+            if (Busy()) return;
+            if (SelectedVm() is not { } vm) return;
             IReadOnlyList<ProxyBackup.Repository.RestorePoint> points;
             try { points = [.. config.Repository.Open(secrets.PassphraseKey()).ListRestorePoints(BackupJob.SourceOf(vm.Id)).OrderByDescending(pt => pt.Time)]; }
             catch (Exception e) when (e is ProxyBackup.Contracts.UserFacingException or IOException or UnauthorizedAccessException) { _said.Text = $"The repository cannot be read: {e.Message}"; return; }
@@ -381,8 +390,7 @@ internal static class ConsoleCommand
 
         private void BackUpSelected(IApplication app)
         {
-            if (_shown.Count == 0 || _vms.Value?.SelectedCell.Y is not { } row || row >= _shown.Count) return;
-            var vm = _shown[row];
+            if (SelectedVm() is not { } vm) return;
             if (MessageBox.Query(app, "Back up now", $"Back up VM {vm.Id} ({vm.Name}) now?", "Back up", "Cancel") != 0) return;
             _ = Task.Run(async () =>
             {

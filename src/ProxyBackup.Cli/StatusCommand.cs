@@ -116,14 +116,15 @@ internal static class StatusCommand
             // A failed backup matters while its VM is protected: one deleted, or no longer selected
             // by an enabled policy, would keep the check red with nothing left to fix. Without the
             // cloud that cannot be told, and every one counts.
-            bool Protected(int vmId) => vms is null || vms.Any(v => v.Id == vmId && enabled.Any(pol => pol.Runs() && pol.Selection.Matches(v)));
+            var runnable = enabled.Where(pol => pol.Runs()).ToList();
+            bool Protected(int vmId) => vms is null || vms.Any(v => v.Id == vmId && runnable.Any(pol => pol.Selection.Matches(v)));
             foreach (var (vm, job) in catalog.LastJobs("backup").Where(j => j.Value.State is "failed" or "interrupted" && Protected(j.Key)).OrderBy(j => j.Key))
                 problems.Add($"The last backup of VM {vm} {job.State} ({job.Started:yyyy-MM-dd HH:mm}Z){(job.Error is null ? "" : ": " + job.Error)}");
             foreach (var broken in enabled.Where(pol => pol.Problems().Count > 0))
                 problems.Add($"Policy '{broken.Name}' does not run: {string.Join("; ", broken.Problems())}");
             next = [.. ProtectionPolicyRules.NextRuns(enabled, now).Select(n => new NextRun(n.Policy, n.At))];
             var last = catalog.LastJobs("backup");
-            protectedVms = vms is null ? [] : [.. vms.Select(v => (Vm: v, Policies: enabled.Where(pol => pol.Runs() && pol.Selection.Matches(v)).Select(pol => pol.Name).ToList()))
+            protectedVms = vms is null ? [] : [.. vms.Select(v => (Vm: v, Policies: runnable.Where(pol => pol.Selection.Matches(v)).Select(pol => pol.Name).ToList()))
                 .Where(x => x.Policies.Count > 0)
                 .Select(x => new ProtectedVm(x.Vm.Id, x.Vm.Name, x.Policies, last.GetValueOrDefault(x.Vm.Id)))];
         }

@@ -40,8 +40,8 @@ internal static class StorageCommand
             var mount = mountPoint is null ? null : MountTable.At(mountPoint);
             var entry = mountPoint is null ? null : FstabFile.Read(p.GetValue(Fstab)!).FirstOrDefault(e => e.MountPoint == mountPoint);
             var disks = BlockDisks.Candidates();
-            var state = new StorageState(config.Repository.Path, mountPoint, mount is not null, mount?.Source, mount?.FileSystem, entry?.Line,
-                mount is null ? null : new DriveInfo(mountPoint!).TotalSize, mount is null ? null : new DriveInfo(mountPoint!).AvailableFreeSpace, disks);
+            var drive = mount is null ? null : new DriveInfo(mountPoint!);
+            var state = new StorageState(config.Repository.Path, mountPoint, mount is not null, mount?.Source, mount?.FileSystem, entry?.Line, drive?.TotalSize, drive?.AvailableFreeSpace, disks);
             if (p.GetValue(json)) { CliFormat.PrintJson(state); return 0; }
             Console.WriteLine($"Repository   {state.RepositoryPath}");
             Console.WriteLine(mountPoint is null
@@ -224,10 +224,11 @@ internal static class StorageCommand
         {
             if (!System.Text.RegularExpressions.Regex.IsMatch(export, @"^[A-Za-z0-9.:\[\]-]+:/\S*$"))
                 throw new CliException($"--nfs {export}: an export as host:/path.");
-            if (MountTable.At(mountPoint) is { } mounted && mounted.Source != export)
+            var mounted = MountTable.At(mountPoint);
+            if (mounted is not null && mounted.Source != export)
                 throw new CliException($"{mountPoint} already has {mounted.Source} mounted; unmount it first, or choose another --mount-point.");
             const string options = "hard,_netdev,nofail";
-            if (MountTable.At(mountPoint) is null)
+            if (mounted is null)
             {
                 EmptyMountPoint();
                 Tool.Run("mount", "-t", "nfs", "-o", "hard", export, mountPoint);

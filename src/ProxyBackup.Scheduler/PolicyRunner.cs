@@ -207,7 +207,6 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         return missing;
     }
 
-    /// <summary>VMs a policy names (by ID or name) that the cloud no longer has: not protected, and said so at each run.</summary>
     /// <summary>What each policy was last told to be missing: a policy naming a deleted VM is told once, and again when that changes.</summary>
     private readonly Dictionary<string, string> _missingTold = new(StringComparer.Ordinal);
 
