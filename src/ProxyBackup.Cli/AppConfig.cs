@@ -230,6 +230,18 @@ public sealed class AppConfig
         return config;
     }
 
+    /// <summary>
+    /// A new appliance's configuration, before anything is saved: the secrets file beside configPath,
+    /// the endpoint from $ONE_XMLRPC, the proxy VM from OpenNebula's context.
+    /// </summary>
+    public static AppConfig Defaults(string configPath)
+    {
+        var config = new AppConfig { SecretsFile = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(configPath))!, "secrets.json") };
+        if (Environment.GetEnvironmentVariable("ONE_XMLRPC") is { Length: > 0 } endpoint) config.OpenNebula.Endpoint = endpoint;
+        config.OpenNebula.ProxyVmId = ProxyBackup.Engine.ProxyIdentity.FromContext();
+        return config;
+    }
+
     /// <summary>Writes the configuration (no secrets in it), readable by all, written atomically.</summary>
     public void Save(string path)
     {

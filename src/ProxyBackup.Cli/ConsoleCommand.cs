@@ -26,16 +26,28 @@ internal static class ConsoleCommand
 
     public static Command Build()
     {
-        var fstab = new Option<string>("--fstab") { Description = "The fstab the storage screen records the repository's mount in.", DefaultValueFactory = _ => "/etc/fstab" };
-        var c = new Command("console", "Full-screen dashboard: protected VMs with their last backup, running jobs live, repository, daemon; b backs the selected VM up now, r restores it, p policies, s storage, Esc leaves.") { DaemonCommand.ConfigFile, fstab };
-        c.SetAction(async (p, ct) =>
-        {
-            var configPath = p.GetValue(DaemonCommand.ConfigFile)!;
-            var (config, secrets) = StatusCommand.Load(configPath);
-            await new Dashboard(config, secrets, configPath, p.GetValue(fstab)!).RunAsync(ct).ConfigureAwait(false);
-            return 0;
-        });
+        var c = new Command("console", "Full-screen dashboard: protected VMs with their last backup, running jobs live, repository, daemon; b backs the selected VM up now, r restores it, p policies, s storage, v repository, c connection, Esc leaves.") { DaemonCommand.ConfigFile, StorageCommand.Fstab };
+        c.SetAction(async (p, ct) => await RunAsync(p.GetValue(DaemonCommand.ConfigFile)!, p.GetValue(StorageCommand.Fstab)!, ct).ConfigureAwait(false));
         return c;
+    }
+
+    /// <summary>
+    /// The console on the configuration at configPath; without one (a new appliance) it starts on the
+    /// defaults and OpenNebula's context, and the first screen saved writes the file.
+    /// </summary>
+    internal static async Task<int> RunAsync(string configPath, string fstabPath, CancellationToken ct)
+    {
+        string? welcome = null;
+        AppConfig config;
+        AppSecrets secrets;
+        if (File.Exists(configPath)) (config, secrets) = StatusCommand.Load(configPath);
+        else
+        {
+            (config, secrets) = (AppConfig.Defaults(configPath), new AppSecrets());
+            welcome = $"No configuration at {configPath} yet: c sets the connection and the proxy VM, s the storage, v the repository; each screen's Save writes it.";
+        }
+        await new Dashboard(config, secrets, configPath, fstabPath).RunAsync(welcome, ct).ConfigureAwait(false);
+        return 0;
     }
 
     private sealed class Dashboard(AppConfig config, AppSecrets secrets, string configPath, string fstabPath)
@@ -55,20 +67,20 @@ internal static class ConsoleCommand
         private int _refreshes;
         private bool _busy;
 
-        public async Task RunAsync(CancellationToken ct)
+        public async Task RunAsync(string? welcome, CancellationToken ct)
         {
             var first = await StatusCommand.GatherAsync(config, secrets, ct).ConfigureAwait(false);
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   r: restore it   p: policies   s: storage   v: repository   n: snapshots   c: connection   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   x: cancel its backup   r: restore it   p: policies   s: storage   v: repository   n: snapshots   c: connection   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
             // Taken at the application level while the dashboard is on top: the table's type-to-search would swallow letters.
             app.Keyboard.KeyDown += (_, key) =>
             {
                 if (!ReferenceEquals(app.TopRunnableView, window)) return;
-                Action? act = key == Key.Esc ? () => app.RequestStop() : key == Key.B ? () => BackUpSelected(app) : key == Key.R ? () => RestoreSelected(app)
+                Action? act = key == Key.Esc ? () => app.RequestStop() : key == Key.B ? () => BackUpSelected(app) : key == Key.X ? () => CancelSelected(app) : key == Key.R ? () => RestoreSelected(app)
                     : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : key == Key.N ? () => ShowSnapshots(app, ct) : key == Key.C ? () => EditConnection(app, ct) : null;
                 if (act is null) return;
                 key.Handled = true;
@@ -77,7 +89,7 @@ internal static class ConsoleCommand
             app.AddTimeout(JobsEvery, () => { Refresh(app, ct); return true; });
             // Said from the main loop's first turn: from then on keys are read (a key typed while the
             // screen is drawn but the loop not yet running may be lost).
-            app.AddTimeout(TimeSpan.Zero, () => { _said.Text = "Ready: b back up, r restore, p policies, s storage, v repository, n snapshots, c connection, Esc leave."; return false; });
+            app.AddTimeout(TimeSpan.Zero, () => { _said.Text = welcome ?? "Ready: b back up, x cancel, r restore, p policies, s storage, v repository, n snapshots, c connection, Esc leave."; return false; });
             using (ct.Register(() => app.Invoke(() => app.RequestStop()))) app.Run(window);
         }
 
@@ -139,44 +151,14 @@ internal static class ConsoleCommand
                 : $"Jobs: {_daemonJobs.Count} running, {_daemonWaiting} waiting\n" + string.Join('\n', _daemonJobs.Select(j => $"  {CliFormat.RunningJob(j!)}")))
                 + (_restore is null ? "" : $"\n  {_restore}");
 
-        /// <summary>
-        /// v: the repository: what it holds (restore points, stored bytes, dedup and compression), what each
-        /// protected VM's retention would forget at its next backup, and a verify run beside the console.
-        /// </summary>
+        /// <summary>v: the repository screen; a verify asked for there runs beside the console, its progress in the jobs panel.</summary>
         private void ShowRepository(IApplication app)
         {
-            var lines = new List<string>();
-            try
-            {
-                var repository = config.Repository.Open(secrets.PassphraseKey());
-                var stats = repository.Stats();
-                lines.Add($"{repository.Root}: {stats.RestorePoints} restore point(s) of {stats.Sources.Count} VM(s), logical {CliFormat.Bytes(stats.LogicalBytes)}, stored {CliFormat.Bytes(stats.StoredBytes)} in {stats.UniqueChunks} chunks");
-                lines.Add($"dedup {stats.DedupRatio:0.00}x, compression {stats.CompressionRatio:0.00}x; {(repository.Config.Encrypted ? "encrypted" : "not encrypted")}");
-                lines.Add("");
-                lines.Add("Retention at each VM's next backup:");
-                var policies = new ProxyBackup.Catalog.SqliteCatalog(config.Catalog.Path).Policies().ToDictionary(p => p.Name, StringComparer.Ordinal);
-                foreach (var vm in _shown)
-                {
-                    var policy = vm.Policies.Select(name => policies.GetValueOrDefault(name)).FirstOrDefault(p => p is { Retention.IsEmpty: false });
-                    if (policy is null) { lines.Add($"  VM {vm.Id} ({vm.Name}): no retention, every restore point is kept"); continue; }
-                    var plan = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(vm.Id), dryRun: true);
-                    lines.Add($"  VM {vm.Id} ({vm.Name}), policy {policy.Name}: keeps {plan.Count(d => d.Keep)}, would forget {plan.Count(d => !d.Keep)}");
-                }
-            }
-            catch (Exception e) when (e is ProxyBackup.Contracts.UserFacingException or IOException or UnauthorizedAccessException)
-            {
-                lines.Add($"The repository cannot be read: {e.Message}");
-            }
-            using var dialog = new Dialog { Title = "Repository", Width = Dim.Percent(90), Height = Math.Min(lines.Count, 20) + 6 };
-            dialog.Add(new Label { X = 0, Y = 0, Width = Dim.Fill(), Height = Math.Min(lines.Count, 20), Text = string.Join('\n', lines) });
-            dialog.AddButton(new Button { Text = "Verify: every chunk exists" });
-            dialog.AddButton(new Button { Text = "Verify: read all data" });
-            dialog.AddButton(new Button { Text = "Close", IsDefault = true });
-            app.Run(dialog);
-            // Not Dialog.Canceled: it counts every button but the last (Close) as a cancel.
-            if (dialog.Result is not (0 or 1)) return;
-            if (Busy()) return;
-            StartChild(app, "verify", dialog.Result == 1 ? ["repository", "verify", "--read-data", "--config", configPath] : ["repository", "verify", "--config", configPath]);
+            var (choice, said) = new ConsoleRepository(app, config, secrets, configPath).Run(_shown);
+            if (said.Length > 0) _said.Text = said;
+            _refreshes = FullEvery - 1;
+            if (choice == ConsoleRepository.Choice.Nothing || Busy()) return;
+            StartChild(app, "verify", choice == ConsoleRepository.Choice.VerifyData ? ["repository", "verify", "--read-data", "--config", configPath] : ["repository", "verify", "--config", configPath]);
         }
 
         /// <summary>
@@ -266,7 +248,8 @@ internal static class ConsoleCommand
 
         /// <summary>
         /// n: the disk snapshots of the selected VM (ProxyBackup's own are removed after each backup; what
-        /// is listed was left by someone, or kept by OpenNebula); one is deleted after a summary.
+        /// is listed was left by someone, or kept by OpenNebula): one is deleted, or a disk reverted to
+        /// it, or a new one taken, each after a summary, run as `proxybackup snapshot` beside the console.
         /// </summary>
         private void ShowSnapshots(IApplication app, CancellationToken ct)
         {
@@ -274,19 +257,46 @@ internal static class ConsoleCommand
             if (FromCloud((c, t) => c.VmInfoAsync(vm.Id, t), ct) is not { } info) return;
             var snapshots = info.Snapshots.SelectMany(set => set.Snapshots.Select(snap => (set.DiskId, Snapshot: snap))).ToList();
             var lines = snapshots.Select(x => $"disk {x.DiskId}  snapshot {x.Snapshot.Id,3}  {DateTimeOffset.FromUnixTimeSeconds(x.Snapshot.Date):yyyy-MM-dd HH:mm}Z  {(x.Snapshot.Active ? "active" : "      ")}  {x.Snapshot.SizeMb} MB  {x.Snapshot.Name}").ToList();
-            var list = new ListView { X = 0, Y = 1, Width = Dim.Fill(), Height = Math.Clamp(lines.Count, 1, 10), Source = new ListWrapper<string>(new ObservableCollection<string>(lines)), SelectedItem = lines.Count > 0 ? 0 : null };
-            using var dialog = new Dialog { Title = $"Disk snapshots of VM {vm.Id} ({vm.Name})", Width = Dim.Percent(80), Height = Math.Clamp(lines.Count, 1, 10) + 7 };
-            dialog.Add(new Label { X = 0, Y = 0, Text = lines.Count == 0 ? "No disk snapshot." : "Delete one with the first button:" }, list);
-            dialog.AddButton(new Button { Text = "Delete the selected snapshot" });
+            var listed = Math.Clamp(lines.Count, 1, 10);
+            var list = new ListView { X = 0, Y = 1, Width = Dim.Fill(), Height = listed, Source = new ListWrapper<string>(new ObservableCollection<string>(lines)), SelectedItem = lines.Count > 0 ? 0 : null };
+            var disk = new TextField { X = 30, Y = listed + 2, Width = 8, Text = info.Disks.FirstOrDefault(d => d.ImageId is not null)?.DiskId.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "0" };
+            var name = new TextField { X = 30, Y = listed + 3, Width = 40, Text = "manual" };
+            using var dialog = new Dialog { Title = $"Disk snapshots of VM {vm.Id} ({vm.Name})", Width = Dim.Percent(80), Height = listed + 10 };
+            dialog.Add(new Label { X = 0, Y = 0, Text = lines.Count == 0 ? "No disk snapshot." : "Delete one, or revert its disk to it:" }, list,
+                new Label { X = 0, Y = listed + 2, Text = "A new snapshot of disk:" }, disk, new Label { X = 0, Y = listed + 3, Text = "named:" }, name);
+            foreach (var text in new[] { "_Delete the selected", "_Revert to the selected", "_Take a new one" }) dialog.AddButton(new Button { Text = text });
             dialog.AddButton(new Button { Text = "Close", IsDefault = true });
             app.Run(dialog);
-            // Not Dialog.Canceled: it counts every button but the last (Close) as a cancel.
-            if (dialog.Result != 0 || snapshots.Count == 0) return;
-            var (disk, snapshot) = snapshots[Math.Clamp(list.SelectedItem ?? 0, 0, snapshots.Count - 1)];
-            if (MessageBox.Query(app, "Delete snapshot", $"Delete snapshot {snapshot.Id} ({snapshot.Name}) of disk {disk} of VM {vm.Id} ({vm.Name})?\nIts data is gone afterwards.", "Delete", "Cancel") != 0) return;
+            var id = vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            string[] args;
+            string summary, label;
+            switch (dialog.Result)
+            {
+                case 0 or 1 when snapshots.Count > 0:
+                    var (diskId, snapshot) = snapshots[Math.Clamp(list.SelectedItem ?? 0, 0, snapshots.Count - 1)];
+                    var which = $"snapshot {snapshot.Id} ({snapshot.Name}) of disk {diskId} of VM {vm.Id} ({vm.Name})";
+                    string[] target = [id, "--disk", diskId.ToString(System.Globalization.CultureInfo.InvariantCulture), "--snapshot", snapshot.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config", configPath];
+                    // OpenNebula reverts a powered-off VM only (docs/opennebula.md, the states table): a running one is powered off and resumed.
+                    (summary, label, args) = dialog.Result == 0
+                        ? ($"Delete {which}?\nIts data is gone afterwards.", $"snapshot delete of VM {vm.Id}", (string[])["snapshot", "delete", .. target])
+                        : ($"Revert disk {diskId} of VM {vm.Id} ({vm.Name}) to snapshot {snapshot.Id} ({snapshot.Name})?\nEverything written to the disk since is lost. A running VM is powered off (ACPI) for it and resumed.",
+                            $"snapshot revert of VM {vm.Id}", ["snapshot", "revert", .. target, "--poweroff"]);
+                    break;
+                case 2:
+                    if (!int.TryParse(disk.Text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var newDisk) || info.Disks.All(d => d.DiskId != newDisk))
+                    {
+                        _said.Text = $"No snapshot taken: VM {vm.Id} has no disk {disk.Text.Trim()} (its disks: {string.Join(", ", info.Disks.Select(d => d.DiskId))}).";
+                        return;
+                    }
+                    (summary, label, args) = ($"Take a snapshot of disk {newDisk} of VM {vm.Id} ({vm.Name}) named '{name.Text.Trim()}'?\nIt stays until it is deleted and takes space in the datastore.",
+                        $"snapshot of VM {vm.Id}", ["snapshot", "create", id, "--disk", newDisk.ToString(System.Globalization.CultureInfo.InvariantCulture), "--name", name.Text.Trim(), "--config", configPath]);
+                    break;
+                default:
+                    return;
+            }
+            if (MessageBox.Query(app, "Disk snapshots", summary, "Go ahead", "Cancel") != 0) return;
             if (Busy()) return;
-            StartChild(app, $"snapshot delete of VM {vm.Id}", ["snapshot", "delete", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "--disk", disk.ToString(System.Globalization.CultureInfo.InvariantCulture), "--snapshot", snapshot.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config", configPath]);
+            StartChild(app, label, args);
         }
 
         /// <summary>c: the connection screen; what it saves is what the next refresh uses.</summary>
@@ -307,9 +317,10 @@ internal static class ConsoleCommand
         }
 
         /// <summary>
-        /// r: the restore of the selected VM as a new VM. A dialog takes the restore point, the new VM's
-        /// name and what becomes of its NICs; a summary says what will happen (Cancel is its default);
-        /// then `proxybackup vm restore` runs beside the console, its progress in the jobs panel.
+        /// r: the restore of the selected VM: as a new VM, or one disk as a new image, or one disk to a
+        /// file on the appliance. A dialog takes the restore point, what to restore, the new VM's name,
+        /// its NICs and the datastores (or the file); a summary says what will happen (Cancel is its
+        /// default); then `proxybackup vm restore` runs beside the console, its progress in the jobs panel.
         /// </summary>
         private void RestoreSelected(IApplication app)
         {
@@ -322,35 +333,61 @@ internal static class ConsoleCommand
 
             string Describe(ProxyBackup.Repository.RestorePoint pt) =>
                 $"{pt.Id}  {pt.Time:yyyy-MM-dd HH:mm}Z  {pt.Tags.GetValueOrDefault("kind", "")}  {pt.Disks.Count} disk(s), {CliFormat.Bytes(pt.Disks.Sum(d => d.Size))}";
+            // The newest point's disks; a chosen older point is checked for the disk at Next.
+            (string Text, string? Disk, bool ToFile)[] whatChoices = [("Every disk, as a new VM from the saved template", null, false),
+                .. points[0].Disks.SelectMany(d => new[] { ($"Disk {d.Disk} ({CliFormat.Bytes(d.Size)}) as a new image", d.Disk, false), ($"Disk {d.Disk} ({CliFormat.Bytes(d.Size)}) to a raw file on this appliance", (string?)d.Disk, true) })];
             (string Text, NicMode Mode)[] nicChoices = [("Same networks, new addresses", NicMode.NoIp), ("Same networks and addresses (the original VM must be gone)", NicMode.Keep), ("No NICs", NicMode.NoNic)];
-            var pointList = new ListView { X = 0, Y = 1, Width = Dim.Fill(), Height = Math.Min(points.Count, 6), Source = new ListWrapper<string>(new ObservableCollection<string>(points.Select(Describe))), SelectedItem = 0 };
-            var nicList = new ListView { X = 0, Y = Pos.Bottom(pointList) + 4, Width = Dim.Fill(), Height = 3, Source = new ListWrapper<string>(new ObservableCollection<string>(nicChoices.Select(n => n.Text))), SelectedItem = 0 };
-            var name = new TextField { X = 0, Y = Pos.Bottom(pointList) + 2, Width = 50, Text = $"{vm.Name}-restored" };
+            var pointList = new ListView { X = 0, Y = 1, Width = Dim.Fill(), Height = Math.Min(points.Count, 5), Source = new ListWrapper<string>(new ObservableCollection<string>(points.Select(Describe))), SelectedItem = 0 };
+            var whatList = new ListView { X = 0, Y = Pos.Bottom(pointList) + 2, Width = Dim.Fill(), Height = Math.Min(whatChoices.Length, 5), Source = new ListWrapper<string>(new ObservableCollection<string>(whatChoices.Select(w => w.Text))), SelectedItem = 0 };
+            var name = new TextField { X = 0, Y = Pos.Bottom(whatList) + 2, Width = 50, Text = $"{vm.Name}-restored" };
+            var nicList = new ListView { X = 0, Y = Pos.Bottom(whatList) + 4, Width = Dim.Fill(), Height = 3, Source = new ListWrapper<string>(new ObservableCollection<string>(nicChoices.Select(n => n.Text))), SelectedItem = 0 };
             // The same defaults as 'vm restore': images in datastore 1, the system datastore the scheduler's choice.
             var imageDs = new TextField { X = 42, Y = Pos.Bottom(nicList) + 1, Width = 10, Text = "1" };
             var systemDs = new TextField { X = 42, Y = Pos.Bottom(nicList) + 2, Width = 10, Text = "" };
-            using var dialog = new Dialog { Title = $"Restore VM {vm.Id} ({vm.Name}) as a new VM", Width = Dim.Percent(80), Height = Math.Min(points.Count, 6) + 16 };
+            var file = new TextField { X = 42, Y = Pos.Bottom(nicList) + 3, Width = Dim.Fill(), Text = "" };
+            using var dialog = new Dialog { Title = $"Restore VM {vm.Id} ({vm.Name})", Width = Dim.Percent(80), Height = Math.Min(points.Count, 5) + Math.Min(whatChoices.Length, 5) + 20 };
             dialog.Add(new Label { X = 0, Y = 0, Text = "Restore point:" }, pointList,
-                new Label { X = 0, Y = Pos.Bottom(pointList) + 1, Text = "Name of the new VM:" }, name,
-                new Label { X = 0, Y = Pos.Bottom(pointList) + 3, Text = "NICs:" }, nicList,
+                new Label { X = 0, Y = Pos.Bottom(pointList) + 1, Text = "What:" }, whatList,
+                new Label { X = 0, Y = Pos.Bottom(whatList) + 1, Text = "Name of the new VM:" }, name,
+                new Label { X = 0, Y = Pos.Bottom(whatList) + 3, Text = "NICs:" }, nicList,
                 new Label { X = 0, Y = Pos.Bottom(nicList) + 1, Text = "Image datastore ID for the disks:" }, imageDs,
-                new Label { X = 0, Y = Pos.Bottom(nicList) + 2, Text = "System datastore ID (empty: any):" }, systemDs);
+                new Label { X = 0, Y = Pos.Bottom(nicList) + 2, Text = "System datastore ID (empty: any):" }, systemDs,
+                new Label { X = 0, Y = Pos.Bottom(nicList) + 3, Text = "File (a disk to a file):" }, file);
             dialog.AddButton(new Button { Text = "Cancel" });
             dialog.AddButton(new Button { Text = "Next", IsDefault = true });
             app.Run(dialog);
             if (dialog.Canceled || dialog.Result != 1) return;
             var point = points[Math.Clamp(pointList.SelectedItem ?? 0, 0, points.Count - 1)];
+            var what = whatChoices[Math.Clamp(whatList.SelectedItem ?? 0, 0, whatChoices.Length - 1)];
             var nic = nicChoices[Math.Clamp(nicList.SelectedItem ?? 0, 0, nicChoices.Length - 1)];
-            var newName = name.Text.Trim();
-            if (newName.Length == 0) { _said.Text = "Not restored: the new VM needs a name."; return; }
-            static bool Id(string text) => int.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _);
-            if (!Id(imageDs.Text) || (systemDs.Text.Trim().Length > 0 && !Id(systemDs.Text))) { _said.Text = "Not restored: datastores are given by their numeric ID."; return; }
-            var system = systemDs.Text.Trim();
-            var summary = $"Restore VM {vm.Id} ({vm.Name}) from {Describe(point)}\nas a new VM named '{newName}', NICs: {nic.Text.ToLowerInvariant()};\n" +
-                $"its disks as new images in datastore {imageDs.Text.Trim()}, the VM on {(system.Length == 0 ? "the system datastore the scheduler chooses" : $"system datastore {system}")}.\nThe original VM is not touched.";
+            var (newName, image, system, path) = (name.Text.Trim(), imageDs.Text.Trim(), systemDs.Text.Trim(), file.Text.Trim());
+            static bool Id(string text) => int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _);
+            var problem = what.Disk is { } d && point.Disks.All(x => x.Disk != d) ? $"restore point {point.Id} has no disk {d}."
+                : what.ToFile && !Path.IsPathRooted(path) ? "a disk to a file needs the file's absolute path."
+                : what.ToFile && File.Exists(path) ? $"{path} exists: name a new file."
+                : !what.ToFile && (!Id(image) || (system.Length > 0 && !Id(system))) ? "datastores are given by their numeric ID."
+                : what.Disk is null && newName.Length == 0 ? "the new VM needs a name." : null;
+            if (problem is not null) { _said.Text = $"Not restored: {problem}"; return; }
+            string[] args = ["vm", "restore", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--point", point.Id, "--config", configPath];
+            string summary;
+            if (what.ToFile)
+            {
+                summary = $"Write disk {what.Disk} of VM {vm.Id} ({vm.Name}) from {Describe(point)}\nto {path} (raw) on this appliance.\nThe cloud is not touched.";
+                args = [.. args, "--disk", what.Disk!, "--to", path];
+            }
+            else if (what.Disk is { } only)
+            {
+                summary = $"Restore disk {only} of VM {vm.Id} ({vm.Name}) from {Describe(point)}\nas a new image in datastore {image}.\nThe original VM is not touched.";
+                args = [.. args, "--disk", only, "--image-ds", image];
+            }
+            else
+            {
+                summary = $"Restore VM {vm.Id} ({vm.Name}) from {Describe(point)}\nas a new VM named '{newName}', NICs: {nic.Text.ToLowerInvariant()};\n" +
+                    $"its disks as new images in datastore {image}, the VM on {(system.Length == 0 ? "the system datastore the scheduler chooses" : $"system datastore {system}")}.\nThe original VM is not touched.";
+                args = [.. args, "--name", newName, "--nics", nic.Mode.ToString(), "--image-ds", image, .. system.Length == 0 ? Array.Empty<string>() : ["--system-ds", system]];
+            }
             if (MessageBox.Query(app, "Restore", summary, "Restore", "Cancel") != 0) return;
-            string[] args = ["vm", "restore", vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), "--point", point.Id, "--name", newName, "--nics", nic.Mode.ToString(), "--image-ds", imageDs.Text.Trim(), "--config", configPath];
-            StartChild(app, $"restore of VM {vm.Id} ({vm.Name})", system.Length == 0 ? args : [.. args, "--system-ds", system]);
+            StartChild(app, $"restore of VM {vm.Id} ({vm.Name})", args);
         }
 
         /// <summary>Runs a `proxybackup` verb beside the console: its progress lines (stderr) go to the jobs panel, its result to the bottom line.</summary>
@@ -388,25 +425,39 @@ internal static class ConsoleCommand
             });
         }
 
-        private void BackUpSelected(IApplication app)
+        /// <summary>x: the selected VM's running or queued backup is cancelled by the daemon; the job cleans up after itself.</summary>
+        private void CancelSelected(IApplication app)
         {
             if (SelectedVm() is not { } vm) return;
-            if (MessageBox.Query(app, "Back up now", $"Back up VM {vm.Id} ({vm.Name}) now?", "Back up", "Cancel") != 0) return;
+            if (MessageBox.Query(app, "Cancel the backup", $"Cancel the backup of VM {vm.Id} ({vm.Name})?\nIt stops and removes its snapshot; no restore point is made.", "Cancel the backup", "Keep it running") != 0) return;
+            AskDaemon(app, new { op = "cancel", vm = vm.Id }, answer => (bool?)answer["cancelled"] == true
+                ? $"The backup of VM {vm.Id} ({vm.Name}) is being stopped; it cleans up after itself."
+                : $"VM {vm.Id} ({vm.Name}) has no running backup.");
+        }
+
+        /// <summary>Asks the daemon off the UI thread; what it answers (or that it is not running) goes to the bottom line.</summary>
+        private void AskDaemon(IApplication app, object request, Func<JsonObject, string> said) =>
             _ = Task.Run(async () =>
             {
                 try
                 {
-                    var answer = await DaemonApi.AskAsync(config.Daemon.Socket, new { op = "backup", vm = vm.Id, full = false }, CancellationToken.None).ConfigureAwait(false);
+                    var answer = await DaemonApi.AskAsync(config.Daemon.Socket, request, CancellationToken.None).ConfigureAwait(false);
                     app.Invoke(() => _said.Text = answer is null
-                        ? "The daemon is not running: start it (systemctl start proxybackup) or run 'proxybackup vm backup' in a shell."
-                        : (bool?)answer["ok"] != true ? $"Not started: {(string?)answer["error"]}"
-                        : (bool?)answer["queued"] == true ? $"Backup of VM {vm.Id} ({vm.Name}) handed to the daemon." : $"VM {vm.Id} ({vm.Name}) is already queued or running.");
+                        ? "The daemon is not running: start it (systemctl start proxybackup), or use 'proxybackup vm' in a shell."
+                        : said(answer));
                 }
                 catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or System.Text.Json.JsonException)
                 {
-                    app.Invoke(() => _said.Text = $"Not started: {e.Message}");
+                    app.Invoke(() => _said.Text = $"The daemon did not answer: {e.Message}");
                 }
             });
+
+        private void BackUpSelected(IApplication app)
+        {
+            if (SelectedVm() is not { } vm) return;
+            if (MessageBox.Query(app, "Back up now", $"Back up VM {vm.Id} ({vm.Name}) now?", "Back up", "Cancel") != 0) return;
+            AskDaemon(app, new { op = "backup", vm = vm.Id, full = false }, answer => (bool?)answer["ok"] != true ? $"Not started: {(string?)answer["error"]}"
+                : (bool?)answer["queued"] == true ? $"Backup of VM {vm.Id} ({vm.Name}) handed to the daemon." : $"VM {vm.Id} ({vm.Name}) is already queued or running.");
         }
     }
 }

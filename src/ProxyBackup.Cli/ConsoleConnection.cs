@@ -1,3 +1,4 @@
+using ProxyBackup.Engine;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.XmlRpc;
 using Terminal.Gui.App;
@@ -8,7 +9,7 @@ namespace ProxyBackup.Cli;
 
 /// <summary>
 /// The console's connection screen (c): endpoint, user, password (hidden; empty keeps the current
-/// one), and who vouches for an https front-end's certificate (the system's CAs, a private CA file, or
+/// one), the proxy VM (empty: OpenNebula's context says which VM this is), and who vouches for an https front-end's certificate (the system's CAs, a private CA file, or
 /// a pinned fingerprint fetched from the front-end). Test tries the fields as typed; Save writes the
 /// configuration and the 0600 secrets file whole and says whether they connect (a front-end down for
 /// maintenance must not keep settings from being saved). Cancel or Esc writes nothing
@@ -22,14 +23,15 @@ internal sealed class ConsoleConnection(IApplication app, AppConfig config, AppS
     public string Run(CancellationToken ct)
     {
         var o = config.OpenNebula;
-        var labels = new[] { "Endpoint", "User", "Password or token", "CA certificate file", "Pinned SHA-256" };
+        var labels = new[] { "Endpoint", "User", "Password or token", "Proxy VM ID", "CA certificate file", "Pinned SHA-256" };
         var inputs = new[]
         {
             new TextField { Text = o.Endpoint }, new TextField { Text = o.User }, new TextField { Text = "", Secret = true },
+            new TextField { Text = o.ProxyVmId?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "" },
             new TextField { Text = o.CaCertificateFile ?? "" }, new TextField { Text = o.PinnedCertificateSha256 ?? "" },
         };
         // One line: a label keeps the height of its first text (Terminal.Gui 2.5), so a second line would not show.
-        var said = new Label { X = 0, Y = labels.Length + 1, Width = Dim.Fill(), Text = "Password: empty keeps the current one. CA file or pin only for an https endpoint; both empty: the system's CAs." };
+        var said = new Label { X = 0, Y = labels.Length + 1, Width = Dim.Fill(), Text = "Password: empty keeps the current one. Proxy VM: empty, the context's VMID. CA file or pin: https only; both empty: the system's CAs." };
         using var dialog = new Dialog { Title = "Connection to OpenNebula", Width = Dim.Percent(90), Height = labels.Length + 9 };
         for (var i = 0; i < labels.Length; i++)
         {
@@ -45,12 +47,13 @@ internal sealed class ConsoleConnection(IApplication app, AppConfig config, AppS
             app.Run(dialog);
             if (dialog.Result is null or Cancel) return "";
             var (edited, password) = (Edited(inputs), inputs[2].Text.Length > 0 ? inputs[2].Text : secrets.OpenNebulaPassword);
-            var problems = edited.Problems();
+            List<string> problems = [.. edited.Problems()];
+            if (edited.OpenNebula.ProxyVmId is null && inputs[3].Text.Trim().Length > 0) problems.Add("the proxy VM ID is a number (0 or more)");
             if (problems.Count > 0) { said.Text = $"Not valid: {string.Join("; ", problems)}"; continue; }
             switch (dialog.Result)
             {
                 case Fetch:
-                    said.Text = FetchCertificate(edited, inputs[4], ct);
+                    said.Text = FetchCertificate(edited, inputs[5], ct);
                     continue;
                 case Test:
                     said.Text = TestConnection(edited, password, ct);
@@ -73,11 +76,12 @@ internal sealed class ConsoleConnection(IApplication app, AppConfig config, AppS
         var copy = System.Text.Json.JsonSerializer.Deserialize<AppConfig>(System.Text.Json.JsonSerializer.Serialize(config))!;
         copy.SecretsFile = config.SecretsFile;
         (copy.OpenNebula.Endpoint, copy.OpenNebula.User, copy.OpenNebula.CaCertificateFile, copy.OpenNebula.PinnedCertificateSha256) =
-            (inputs[0].Text.Trim(), inputs[1].Text.Trim(), Text(inputs[3]), Text(inputs[4]));
+            (inputs[0].Text.Trim(), inputs[1].Text.Trim(), Text(inputs[4]), Text(inputs[5]));
+        copy.OpenNebula.ProxyVmId = int.TryParse(Text(inputs[3]), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var proxy) ? proxy : null;
         return copy;
     }
 
-    /// <summary>One short attempt (a person waits): the version, the user, the proxy VM.</summary>
+    /// <summary>One short attempt (a person waits): the version, the user, the proxy VM and whether it runs.</summary>
     private static string TestConnection(AppConfig edited, string? password, CancellationToken ct)
     {
         if (string.IsNullOrEmpty(password)) return "No password yet: type it above.";
@@ -86,7 +90,17 @@ internal sealed class ConsoleConnection(IApplication app, AppConfig config, AppS
             using var client = new OneClient(edited.ClientOptions(new AppSecrets { OpenNebulaPassword = password }) with { Retries = 0, CallTimeout = TimeSpan.FromSeconds(15) });
             var version = client.SystemVersionAsync(ct).GetAwaiter().GetResult();
             var user = client.UserInfoAsync(ct: ct).GetAwaiter().GetResult();
-            return $"Connected: OpenNebula {version}, user {user.Name} (ID {user.Id}, group {user.GroupName}).";
+            var connected = $"Connected: OpenNebula {version}, user {user.Name} (ID {user.Id}, group {user.GroupName}).";
+            if ((edited.OpenNebula.ProxyVmId ?? ProxyIdentity.FromContext()) is not { } proxyId) return connected + " No proxy VM: type its ID.";
+            try
+            {
+                var proxy = client.VmInfoAsync(proxyId, ct).GetAwaiter().GetResult();
+                return connected + $" Proxy VM {proxy.Id} ({proxy.Name}): {proxy.StateName}{(proxy.StateName == "RUNNING" ? "." : ", it must be RUNNING to attach disks.")}";
+            }
+            catch (OneException e)
+            {
+                return connected + $" Proxy VM {proxyId}: {e.Message}";
+            }
         }
         catch (Exception e) when (e is OneException or HttpRequestException or IOException or ProxyBackup.Contracts.UserFacingException)
         {

@@ -17,7 +17,7 @@ internal static class StorageCommand
     /// <summary>The label of a file system this command made: a re-created proxy recognises its repository disk by it.</summary>
     internal const string Label = "proxybackup-repo";
 
-    private static readonly Option<string> Fstab = new("--fstab") { Description = "The fstab to record the mount in.", DefaultValueFactory = _ => "/etc/fstab", Recursive = true };
+    internal static readonly Option<string> Fstab = new("--fstab") { Description = "The fstab the repository's mount is recorded in.", DefaultValueFactory = _ => "/etc/fstab", Recursive = true };
 
     public static Command Build()
     {

@@ -84,26 +84,22 @@ public class DaemonTests
         }
         Assert.Single(w.Repository.ListRestorePoints());
 
-        // The TUI is up before the held backup starts. The simulator holds the backup's snapshot in
+        // The console is up before the held backup starts. The simulator holds the backup's snapshot in
         // DISK_SNAPSHOT until the cancel has been asked for, so the job is surely still running then.
-        using var tui = new TmuxSession($"dotnet {ProxybackupDll} configure --config {config}");
-        await tui.WaitForAsync("What do you want to set up?");
+        w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01"] } });
+        using var tui = await OpenConsoleAsync(config);
+        await tui.WaitForAsync("│web-01");
         var hold = w.Sim.Cloud.HoldTransientStates();
         using (var cli = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config))
         {
             await WaitFor(() => w.Catalog.Recent(10).Any(j => j.State == "running"), TimeSpan.FromSeconds(60), daemon);
-            // The TUI watches the running backup live, as the daemon reports it, until Enter.
-            await tui.ChooseAsync("What do you want to set up?", "Jobs");
-            await tui.ChooseAsync("Jobs", "Watch the running backups");
-            await tui.WaitForAsync("Enter to go back");
+            // The console shows the running backup live, as the daemon reports it; x cancels it after asking.
+            await tui.WaitForAsync("Jobs: 1 running, 0 waiting", TimeSpan.FromSeconds(60));
             Assert.Matches(@"VM \d+ \(web-01\): ", tui.Screen());
-            tui.Send("Enter");
-            await tui.WaitForAsync("What do you want to set up?");
-            using (var cancel = ChildProcess.Start("dotnet", ProxybackupDll, "vm", "cancel", "web-01", "--config", config))
-            {
-                Assert.Contains("is being stopped", await cancel.Process.StandardOutput.ReadToEndAsync(), StringComparison.Ordinal);
-                await cancel.Process.WaitForExitAsync();
-            }
+            tui.Send("x");
+            await tui.WaitForAsync("Cancel the backup of VM");
+            tui.Send("Tab", "Enter");   // "Keep it running" is the default
+            await tui.WaitForAsync("is being stopped; it cleans up after itself.");
             hold.Dispose(); // the cancelled job's cleanup needs the snapshot settled
             var output = await cli.Process.StandardOutput.ReadToEndAsync();
             var progress = await cli.Process.StandardError.ReadToEndAsync();
@@ -112,6 +108,10 @@ public class DaemonTests
             Assert.Contains("failed: cancelled", output, StringComparison.Ordinal);
             Assert.Matches(@"VM \d+ \(web-01\): ", progress);  // the running job, named, as the daemon reports it
         }
+        // The shell's way to the same daemon: the cancelled job has ended, nothing runs to cancel.
+        var (cancelCode, cancelOutput, _) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "cancel", "web-01", "--config", config);
+        Assert.Equal(0, cancelCode);
+        Assert.Matches(@"VM \d+ has no running backup\.", cancelOutput);
         Assert.Single(w.Repository.ListRestorePoints());
         Assert.Empty(w.Catalog.Pending());
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
@@ -265,9 +265,9 @@ public class DaemonTests
 
             // r: a restore from the dialog (the latest point, the default name and NICs), after a summary.
             tui.Send("r");
-            await tui.WaitForAsync($"Restore VM {web.Id} (web-01) as a new VM");
+            await tui.WaitForAsync($"Restore VM {web.Id} (web-01)");
             await tui.WaitForAsync("web-01-restored");
-            tui.Send("Tab", "Enter");   // to the name, then the default button (Next)
+            tui.Send("Tab", "Tab", "Enter");   // past what to restore (every disk, as a new VM) to the name, then the default button (Next)
             await tui.WaitForAsync("The original VM is not touched.");
             SaveScreen("console-restore-summary", tui.Screen());
             tui.Send("Tab", "Enter");   // Restore (Cancel is the default)
@@ -277,13 +277,28 @@ public class DaemonTests
             Assert.NotEmpty(web.Disks);
             Assert.All(web.Disks.Where(d => d.ImageId is not null), d => Assert.Equal(w.DiskSha256(web.Id, d.DiskId), w.DiskSha256(restored.Id, d.DiskId)));
 
+            // r again: the first disk to a file on the appliance (the third choice of what to restore).
+            var firstDisk = web.Disks.First(d => d.ImageId is not null).DiskId;
+            var file = Path.Combine(w.Root, "disk-from-the-console.raw");
+            tui.Send("r");
+            await tui.WaitForAsync("to a raw file on this appliance");
+            tui.Send("Tab", "Down", "Down");                      // what: disk as a new image, then disk to a file
+            tui.Send("Tab", "Tab", "Tab", "Tab", "Tab");          // past name, NICs and datastores to the file
+            tui.Send("-l", file);
+            tui.Send("Enter");
+            await tui.WaitForAsync("The cloud is not touched.");
+            Assert.Contains($"Write disk {firstDisk} of VM {web.Id} (web-01)", tui.Screen(), StringComparison.Ordinal);
+            tui.Send("Tab", "Enter");
+            await tui.WaitForAsync($"written to {file}", TimeSpan.FromSeconds(120));
+            Assert.Equal(w.DiskSha256(web.Id, firstDisk), Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file))));
+
             // v: what the repository holds and what retention would forget; a verify run from there.
             tui.Send("v");
             await tui.WaitForAsync("Retention at each VM's next backup:");
             await tui.WaitForAsync($"VM {web.Id} (web-01): no retention, every restore point is kept");
             Assert.Contains("1 restore point(s) of 1 VM(s)", tui.Screen(), StringComparison.Ordinal);
             SaveScreen("console-repository", tui.Screen());
-            tui.Send("Tab", "Enter");   // Close is the default: Tab to the first button, verify that every chunk exists
+            tui.Send("M-v");            // Alt+V: verify that every chunk exists
             await tui.WaitForAsync("No damage found.", TimeSpan.FromSeconds(120));
             tui.Send("Escape");
             await WaitFor(() => !tui.Screen().Contains("Protected VMs", StringComparison.Ordinal), TimeSpan.FromSeconds(30), daemon);
@@ -412,7 +427,7 @@ public class DaemonTests
             tui.Send("n");
             await tui.WaitForAsync($"Disk snapshots of VM {web.Id} (web-01)");
             await tui.WaitForAsync("left-by-hand");
-            tui.Send("Tab", "Enter");   // to the first button, "Delete the selected snapshot"
+            tui.Send("M-d");            // Alt+D: delete the selected snapshot
             await tui.WaitForAsync($"of disk {disk} of VM {web.Id} (web-01)?");
             tui.Send("Tab", "Enter");   // Delete (Cancel is the default)
             await tui.WaitForAsync($"of disk {disk} deleted.", TimeSpan.FromSeconds(120));

@@ -109,36 +109,6 @@ public class StorageTests
     }
 
     [RootFact]
-    public async Task The_console_puts_the_repository_on_its_disk_after_a_summary_the_operator_confirms()
-    {
-        using var dir = new TempDirectory();
-        using var disk = new LoopDevice(dir.Combine("repository.img"), 64 << 20);
-        var (mount, fstab, config) = await BlankApplianceAsync(dir);
-
-        using (var tui = new TmuxSession($"dotnet {ProxybackupDll} configure --config {config} --fstab {fstab}"))
-        {
-            await tui.ChooseAsync("What do you want to set up?", "Storage");
-            await tui.WaitForAsync("is on the root disk: it is lost with this VM");
-            await tui.ChooseAsync("Which disk holds the repository?", "Another device...");
-            await tui.AnswerAsync("Device (e.g. /dev/vdb):", disk.Path);
-            // The summary says what will happen; declining changes nothing.
-            await tui.AnswerAsync($"Format {disk.Path} (64.0 MiB, blank) with ext4, mount it at {mount}", "n");
-            await tui.WaitForAsync("What do you want to set up?");
-            Assert.Throws<InvalidOperationException>(() => LoopDevice.Run("blkid", "-p", disk.Path));
-            await tui.ChooseAsync("What do you want to set up?", "Storage");
-            await tui.ChooseAsync("Which disk holds the repository?", "Another device...");
-            await tui.AnswerAsync("Device (e.g. /dev/vdb):", disk.Path);
-            await tui.AnswerAsync($"Format {disk.Path} (64.0 MiB, blank) with ext4", "y");
-            await tui.WaitForAsync("was blank: formatted with ext4 (label proxybackup-repo). Mounted at");
-            await tui.WaitForAsync($"No repository in {mount} yet");
-            tui.Send("Enter");
-            // The mount point guards the disk at once, also when the session's other changes are discarded.
-            await tui.ChooseAsync("What do you want to set up?", "Exit without saving");
-        }
-        await AssertMountedAndRecordedAsync(disk, mount, fstab, config);
-    }
-
-    [RootFact]
     public async Task The_full_screen_console_puts_the_repository_on_its_disk_after_a_summary()
     {
         using var dir = new TempDirectory();
