@@ -407,9 +407,9 @@ public class DaemonTests
         }
     }
 
-    /// <summary>The console's snapshots screen: a VM's disk snapshot listed, deleted after a summary.</summary>
+    /// <summary>The console's snapshots screen: a VM's disk snapshot listed and deleted, a new one taken and the disk reverted to it, each after a summary.</summary>
     [Fact]
-    public async Task The_console_lists_a_vms_disk_snapshots_and_deletes_one_after_a_summary()
+    public async Task The_console_deletes_takes_and_reverts_a_vms_disk_snapshots_after_a_summary()
     {
         await using var w = await EngineWorld.StartAsync(diskMb: 8);
         var (config, _, daemon) = await StartIdleDaemonAsync(w);
@@ -432,6 +432,25 @@ public class DaemonTests
             tui.Send("Tab", "Enter");   // Delete (Cancel is the default)
             await tui.WaitForAsync($"of disk {disk} deleted.", TimeSpan.FromSeconds(120));
             Assert.Empty((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(disk));
+
+            // A new one taken (the disk and the name in the dialog's fields), then the disk reverted to
+            // it: the running VM is powered off for the revert and resumed.
+            tui.Send("n");
+            await tui.WaitForAsync("No disk snapshot.");
+            tui.Send("M-t");            // Alt+T: take a new one
+            await tui.WaitForAsync($"Take a snapshot of disk {disk} of VM {web.Id} (web-01) named 'manual'?");
+            tui.Send("Tab", "Enter");
+            await tui.WaitForAsync($"of disk {disk} taken.", TimeSpan.FromSeconds(120));
+            var taken = Assert.Single((await w.Client.VmInfoAsync(web.Id)).SnapshotsOf(disk));
+            tui.Send("n");
+            await tui.WaitForAsync("manual");
+            tui.Send("M-r");            // Alt+R: revert the disk to the selected snapshot
+            await tui.WaitForAsync($"Revert disk {disk} of VM {web.Id} (web-01) to snapshot {taken.Id} (manual)?");
+            tui.Send("Tab", "Enter");
+            await tui.WaitForAsync($"reverted to snapshot {taken.Id}.", TimeSpan.FromSeconds(180));
+            var reverted = await w.Client.VmInfoAsync(web.Id);
+            Assert.Equal("RUNNING", reverted.StateName);
+            Assert.True(Assert.Single(reverted.SnapshotsOf(disk)).Active);
             tui.Send("Escape");
             StopDaemon(daemon);
         }
