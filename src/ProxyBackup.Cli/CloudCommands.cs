@@ -131,10 +131,11 @@ internal static class CloudCommands
         var exclude = new Option<int[]>("--exclude-disk") { Description = "DISK_ID not to back up (with one VM); repeatable." };
         var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 1, Description = "How many VMs are snapshotted and read at once; one whose disks are read and snapshots deleted makes room for the next while it tidies up (disks are hot-plugged into the proxy one at a time)." };
         var local = new Option<bool>("--local") { Description = "Run in this process even when the daemon is running." };
-        var c = new Command("backup", "Back up VMs now (incremental against each VM's latest restore point unless --full); handed to the daemon when it runs.") { vms, full, exclude, parallel, local, Json };
+        var c = new Command("backup", "Back up VMs now (incremental against each VM's latest restore point unless --full); handed to the daemon when it runs, which takes the snapshot set as the VM's policy says.") { vms, full, exclude, parallel, local, Json };
+        foreach (var o in ConsistencyOptions.All) c.Options.Add(o);
         c.SetAction(async (p, ct) =>
         {
-            if (!p.GetValue(local) && p.GetValue(exclude) is not { Length: > 0 } && DaemonSocket(p) is { } socket
+            if (!p.GetValue(local) && p.GetValue(exclude) is not { Length: > 0 } && !ConsistencyOptions.Given(p) && DaemonSocket(p) is { } socket
                 && await DaemonApi.AskAsync(socket.Path, new { op = "status" }, ct).ConfigureAwait(false) is not null)
                 return await ThroughDaemonAsync(p, socket.Path, socket.Catalog, p.GetValue(vms)!, p.GetValue(full), ct).ConfigureAwait(false);
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
@@ -142,7 +143,7 @@ internal static class CloudCommands
             var ids = await EngineHost.ResolveVmsAsync(host.Client, p.GetValue(vms)!, ct).ConfigureAwait(false);
             if (ids.Count > 1 && p.GetValue(exclude) is { Length: > 0 }) throw new CliException("--exclude-disk applies to one VM at a time.");
             if (p.GetValue(parallel) < 1) throw new CliException("--parallel must be at least 1.");
-            var options = new BackupOptions { Full = p.GetValue(full), ExcludeDisks = (p.GetValue(exclude) ?? []).ToHashSet() };
+            var options = new BackupOptions { Full = p.GetValue(full), ExcludeDisks = (p.GetValue(exclude) ?? []).ToHashSet(), Consistency = ConsistencyOptions.From(p) };
             var results = new System.Collections.Concurrent.ConcurrentBag<BackupResult>();
             var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
             async Task One(int id, IProgress<TransferProgress>? progress, Action? disksRead = null)
@@ -173,6 +174,7 @@ internal static class CloudCommands
                 foreach (var result in results.OrderBy(r => r.VmId))
                 {
                     Console.WriteLine($"VM {result.VmId} ({result.VmName}): restore point {result.RestorePoint.Id} ({result.RestorePoint.Tags["kind"]})");
+                    if (result.Paused is { } paused) Console.WriteLine($"  the VM was paused {paused.TotalSeconds:0.0} s for a consistent snapshot set (suspend)");
                     foreach (var d in result.Disks)
                         Console.WriteLine($"  disk {d.DiskId}: read {CliFormat.Bytes(d.Stats.Read)}, changed {CliFormat.Bytes(d.Stats.Changed)}, stored {CliFormat.Bytes(d.Stats.NewStored)} new, {d.Stats.Seconds:0.0} s");
                     foreach (var w in result.Warnings) Console.WriteLine($"  note: {w}");

@@ -34,6 +34,7 @@ internal static class PolicyCommands
         var disabled = new Option<bool>("--disabled");
         var add = new Command("add", "Add or replace a policy (validated whole; nothing is saved half-valid).")
         { name, schedule, zone, window, vms, pattern, label, attribute, exclude, fullRuns, fullDays, keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly, priority, retries, disabled };
+        foreach (var o in ConsistencyOptions.All) add.Options.Add(o);
         add.SetAction(p =>
         {
             var attr = p.GetValue(attribute)?.Split('=', 2);
@@ -44,7 +45,7 @@ internal static class PolicyCommands
                 Selection = VmSelection.ByIdOrName(p.GetValue(vms) ?? []) with { NamePattern = p.GetValue(pattern), Label = p.GetValue(label), AttributeName = attr?[0], AttributeValue = attr?.Length > 1 ? attr[1] : null },
                 ExcludeDisks = p.GetValue(exclude) ?? [], FullEveryRuns = p.GetValue(fullRuns), FullEveryDays = p.GetValue(fullDays),
                 Retention = new RetentionPolicy { KeepLast = p.GetValue(keepLast), KeepDaily = p.GetValue(keepDaily), KeepWeekly = p.GetValue(keepWeekly), KeepMonthly = p.GetValue(keepMonthly), KeepYearly = p.GetValue(keepYearly) },
-                Priority = p.GetValue(priority), Retries = p.GetValue(retries),
+                Priority = p.GetValue(priority), Retries = p.GetValue(retries), Consistency = ConsistencyOptions.From(p),
             };
             var problems = policy.Problems();
             if (problems.Count > 0) throw new CliException($"Policy '{policy.Name}' not saved: {string.Join("; ", problems)}.");

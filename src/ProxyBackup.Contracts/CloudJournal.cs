@@ -14,6 +14,9 @@ public enum CloudObjectKind
 
     /// <summary>A VM template allocated for a restore (ObjectId = template id, Name).</summary>
     Template,
+
+    /// <summary>A protected VM the job suspended for its snapshot set (VmId, Name): removing it means resuming the VM.</summary>
+    SuspendedVm,
 }
 
 /// <summary>

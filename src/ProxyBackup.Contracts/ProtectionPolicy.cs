@@ -35,6 +35,31 @@ public sealed record ProtectionPolicy
 
     /// <summary>How many times a failed VM is tried again within the same run.</summary>
     public int Retries { get; init; } = 2;
+
+    /// <summary>How the snapshots of a VM's disks are taken, and the commands run around them.</summary>
+    public SnapshotConsistency Consistency { get; init; } = new();
+}
+
+/// <summary>
+/// What a VM's snapshot set guarantees (docs/operations.md, "Consistency of the snapshot set").
+/// Sequential: the disks are snapshotted one after another while the VM runs; each disk is
+/// crash-consistent on its own, the set is not one moment. Suspend: the VM is suspended, every disk
+/// snapshotted, the VM resumed; the set is one crash-consistent moment, at the price of a pause.
+/// </summary>
+public enum ConsistencyMode { Sequential, Suspend }
+
+public sealed record SnapshotConsistency
+{
+    public ConsistencyMode Mode { get; init; } = ConsistencyMode.Sequential;
+
+    /// <summary>Run by /bin/sh before the first snapshot (e.g. flush a database over SSH); a non-zero exit fails the backup before any snapshot.</summary>
+    public string? PreCommand { get; init; }
+
+    /// <summary>Run by /bin/sh after the snapshot set, also when taking it failed, once a pre-command succeeded (e.g. thaw the database); a failure is a warning.</summary>
+    public string? PostCommand { get; init; }
+
+    /// <summary>Each command is stopped after this many seconds (a pre-command then fails the backup).</summary>
+    public int CommandTimeoutSeconds { get; init; } = 300;
 }
 
 /// <summary>A VM is selected when it matches any criterion given: ID, name, name pattern, label, or USER_TEMPLATE attribute.</summary>

@@ -27,15 +27,20 @@ public sealed record BackupOptions
 
     /// <summary>The job's id, when the caller named its own log lines with it first (the daemon's runner); else a new one.</summary>
     public string? JobId { get; init; }
+
+    /// <summary>How the disks' snapshots are taken and the commands around them (the policy's).</summary>
+    public SnapshotConsistency Consistency { get; init; } = new();
 }
 
 public sealed record DiskBackupResult(int DiskId, string? Image, DiskBackupStats Stats);
 
-public sealed record BackupResult(string JobId, int VmId, string VmName, RestorePoint RestorePoint, IReadOnlyList<DiskBackupResult> Disks, IReadOnlyList<string> Warnings);
+/// <summary>A committed backup; <paramref name="Paused"/>: how long the VM was suspended for its snapshot set (null: it was not).</summary>
+public sealed record BackupResult(string JobId, int VmId, string VmName, RestorePoint RestorePoint, IReadOnlyList<DiskBackupResult> Disks, IReadOnlyList<string> Warnings,
+    TimeSpan? Paused = null);
 
 /// <summary>
-/// Backs up one VM through the proxy (docs/opennebula.md, "Backup flow"): metadata, a snapshot of every disk
-/// taken back to back, then per disk save-as, attach to the proxy, read into the repository, detach
+/// Backs up one VM through the proxy (docs/opennebula.md, "Backup flow"): metadata, the snapshot set
+/// (every disk, taken as the policy's consistency mode says: <see cref="SnapshotSet"/>), then per disk save-as, attach to the proxy, read into the repository, detach
 /// and delete the image; the snapshots are deleted once the last disk is saved, beside the reads;
 /// the restore point is committed when every disk is read. On a failure before the commit, what
 /// the job created is removed again before the error is reported; after it, what cannot be
@@ -107,6 +112,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             ["kind"] = parent is null ? "full" : "incremental",
             ["job"] = jobId,
             ["disks_excluded"] = string.Join(',', options.ExcludeDisks.Order()),
+            ["consistency"] = options.Consistency.Mode.ToString().ToLowerInvariant(),
         });
         writer.AddMetadata("vm.xml", Encoding.UTF8.GetBytes(vm.Xml.ToString()));
         foreach (var imageId in vm.Disks.Select(d => d.ImageId).OfType<int>().Distinct())
@@ -115,14 +121,8 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             writer.AddMetadata($"image-{imageId}.xml", Encoding.UTF8.GetBytes(image.Xml.ToString()));
         }
 
-        // Snapshots back to back, seconds apart while the VM runs: each disk is crash-consistent on its
-        // own, the set is not one moment across disks (docs/opennebula.md, "Disk snapshots").
-        var snapshots = new Dictionary<int, JobSnapshot>();
-        foreach (var d in disks)
-        {
-            ct.ThrowIfCancellationRequested();
-            snapshots[d.DiskId] = await cloud.TakeSnapshotAsync(vmId, d.DiskId, ct).ConfigureAwait(false);
-        }
+        var taken = await new SnapshotSet(cloud, jobs, logger).TakeAsync(vm, disks, options.Consistency, warnings, ct).ConfigureAwait(false);
+        var snapshots = taken.Snapshots;
 
         // Overlap (docs/architecture.md, "What is serialised"): OpenNebula saves disk N+1 while the
         // proxy attaches and reads disk N, so at most two of the job's images exist at a time; once
@@ -186,7 +186,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         // The data is in the repository: a snapshot that could not be deleted is a warning and
         // stays in the journal for the cleanup pass.
         warnings.AddRange(await snapshotRemoval!.ConfigureAwait(false));
-        return new BackupResult(jobId, vmId, vm.Name, index, results, warnings);
+        return new BackupResult(jobId, vmId, vm.Name, index, results, warnings, taken.Paused);
     }
 
     /// <summary>Waits for work the job started in the background; how it ended matters only for the debug log (the job is failing already).</summary>

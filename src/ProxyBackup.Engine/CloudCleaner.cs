@@ -51,7 +51,8 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         var failures = new List<string>();
         var pending = new List<string>();
         var removed = 0;
-        var order = new[] { CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
+        // A VM a job suspended runs again first: its users wait, the leftovers do not.
+        var order = new[] { CloudObjectKind.SuspendedVm, CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
         foreach (var entry in journal.Pending(jobId).OrderBy(e => Array.IndexOf(order, e.Kind)).ThenByDescending(e => e.Id))
         {
             if (jobId is null && entry.Owner is { IsCurrent: false } owner && owner.MayBeAlive(entry.OwnerLeaseRenewed, steps.Options.Time.GetUtcNow()))
@@ -159,6 +160,13 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 var snap = vm.SnapshotsOf(entry.DiskId).FirstOrDefault(s => s.Id == entry.ObjectId || s.Name == entry.Name);
                 if (snap is not null) await steps.RemoveJobSnapshotAsync(entry.VmId, entry.DiskId, snap.Id, ct).ConfigureAwait(false);
                 else if (entry.ObjectId is null) KeepWhileInFlight(entry);
+                break;
+            case CloudObjectKind.SuspendedVm:
+                VirtualMachine suspended;
+                try { suspended = await client.VmInfoAsync(entry.VmId, ct).ConfigureAwait(false); }
+                catch (OneNotFoundException) { return; }
+                // Resumed only from the state the job left it in: anything else is someone's decision since.
+                if (suspended.State == VmState.Suspended) await steps.ResumeAsync(entry.VmId, ct).ConfigureAwait(false);
                 break;
             case CloudObjectKind.Template:
                 var tid = entry.ObjectId ?? (await client.TemplatePoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(t => t.Name == entry.Name)?.Id;

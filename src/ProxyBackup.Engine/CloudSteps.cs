@@ -48,6 +48,13 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         return null;
     }
 
+    /// <summary>Resumes a suspended or powered-off VM and waits until it runs.</summary>
+    public async Task ResumeAsync(int vmId, CancellationToken ct)
+    {
+        await client.VmActionAsync("resume", vmId, ct).ConfigureAwait(false);
+        await _waiter.VmRunningAsync(vmId, options.OperationTimeout, ct).ConfigureAwait(false);
+    }
+
     /// <summary>The name of the one snapshot per disk that OpenNebula does not let the appliance delete.</summary>
     public string KeptSnapshotName(int diskId) => $"{options.NamePrefix}-kept-d{diskId}";
 

@@ -14,6 +14,9 @@ public sealed record JobImage(long Entry, int Id, string Name, long SizeBytes);
 /// <summary>A job's image attached to the proxy: the proxy's DISK_ID and the block device it appeared as.</summary>
 public sealed record JobAttachment(long Entry, JobImage Image, int ProxyDiskId, string Device);
 
+/// <summary>A VM the job suspended, with its journal entry and when the suspend was asked for.</summary>
+public sealed record JobSuspension(long Entry, int VmId, long Started);
+
 /// <summary>A template a restore allocated.</summary>
 public sealed record JobTemplate(long Entry, int Id, string Name);
 
@@ -90,6 +93,44 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
         }
         logger.LogInformation("VM {VmId} disk {Disk}: snapshot {Snap} taken", vmId, diskId, snapId);
         return new JobSnapshot(entry, vmId, diskId, snapId);
+    }
+
+    /// <summary>
+    /// Suspends a running VM for its snapshot set (docs/operations.md, "Consistency of the snapshot
+    /// set"), journaled first: a job that dies before it resumes the VM leaves an entry the cleanup
+    /// pass resumes it by.
+    /// </summary>
+    public async Task<JobSuspension> SuspendAsync(int vmId, CancellationToken ct)
+    {
+        var entry = _journal.Record(jobId, CloudObjectKind.SuspendedVm, vmId, -1, $"{Options.NamePrefix}-{jobId}-suspend");
+        var started = Options.Time.GetTimestamp();
+        try
+        {
+            await _client.VmActionAsync("suspend", vmId, ct).ConfigureAwait(false);
+        }
+        catch (OneException)
+        {
+            _journal.Remove(entry);
+            throw;
+        }
+        var vm = await steps.Waiter.VmSettledAsync(vmId, Options.OperationTimeout, ct, new("suspend")).ConfigureAwait(false);
+        if (vm.State != VmState.Suspended)
+        {
+            _journal.Remove(entry);
+            throw new JobFailedException($"VM {vmId} did not suspend for its snapshot set (it is {vm.StateName}){CloudSteps.Why(vm)}.");
+        }
+        logger.LogInformation("VM {VmId} suspended for its snapshot set", vmId);
+        return new JobSuspension(entry, vmId, started);
+    }
+
+    /// <summary>Resumes the VM the job suspended and returns how long it was paused; on failure the entry stays for the cleanup pass.</summary>
+    public async Task<TimeSpan> ResumeAsync(JobSuspension suspension, CancellationToken ct)
+    {
+        await steps.ResumeAsync(suspension.VmId, ct).ConfigureAwait(false);
+        _journal.Remove(suspension.Entry);
+        var paused = Options.Time.GetElapsedTime(suspension.Started);
+        logger.LogInformation("VM {VmId} resumed after {Seconds:0.0} s", suspension.VmId, paused.TotalSeconds);
+        return paused;
     }
 
     /// <summary>

@@ -63,10 +63,6 @@ public sealed class SnapshotManager(CloudSteps steps, IVmGuard guard, ILogger lo
             if (vm.SnapshotsOf(disk).FirstOrDefault(s => s.Id == snap) is not { Active: true })
                 throw new JobFailedException($"Reverting disk {disk} of VM {vmId} to snapshot {snap} failed{(vm.LastError is { } e ? $" (last OpenNebula error: {e})" : "")}.");
         }
-        if (wasRunning)
-        {
-            await steps.Client.VmActionAsync("resume", vmId, ct).ConfigureAwait(false);
-            await steps.Waiter.VmRunningAsync(vmId, steps.Options.OperationTimeout, ct).ConfigureAwait(false);
-        }
+        if (wasRunning) await steps.ResumeAsync(vmId, ct).ConfigureAwait(false);
     }
 }

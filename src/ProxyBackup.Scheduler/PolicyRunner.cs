@@ -82,14 +82,18 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         return (waiting, [.. running.Select(r => (r, _jobs.TryGetValue(r.VmId, out var job) ? job.Latest : null))]);
     }
 
-    /// <summary>Queues a backup asked for by an operator (CLI, TUI): it goes before scheduled ones.</summary>
+    /// <summary>
+    /// Queues a backup asked for by an operator (CLI, console): it goes before scheduled ones, and takes
+    /// its snapshot set as the VM's own policy does (the first enabled one by priority that selects it).
+    /// </summary>
     public async Task<bool> SubmitAsync(int vmId, bool full, CancellationToken ct)
     {
         var vm = await client.VmInfoAsync(vmId, ct).ConfigureAwait(false);
+        var own = store.Policies().Where(p => p.Enabled && p.Selection.Matches(vm)).OrderByDescending(p => p.Priority).FirstOrDefault();
         var manual = new ProtectionPolicy
         {
             Name = "manual", Schedule = "@yearly", Selection = new VmSelection { VmIds = [vmId] }, Priority = int.MaxValue, Retries = 0,
-            FullEveryRuns = full ? 1 : 0,
+            FullEveryRuns = full ? 1 : 0, Consistency = own?.Consistency ?? new(),
         };
         var queued = _queue.Enqueue(QueuedBackup.Of(vm, new DueRun(manual, options.Time.GetUtcNow(), null)));
         Wake();
@@ -371,7 +375,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 () => job.Report(TransferProgress.WaitingForMemory("backup")), ct).ConfigureAwait(false);
             var result = await backup.RunAsync(item.VmId, new BackupOptions
             {
-                Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission, JobId = jobId,
+                Full = full, ExcludeDisks = policy.ExcludeDisks.ToHashSet(), Memory = admission, JobId = jobId, Consistency = policy.Consistency,
                 // Read: the workers' memory and the job's place go to the next VM (docs/architecture.md, "What is serialised").
                 DisksRead = () => { admission.Dispose(); _queue.DisksRead(item); Wake(); },
             }, job, ct).ConfigureAwait(false);

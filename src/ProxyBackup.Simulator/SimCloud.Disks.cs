@@ -40,6 +40,8 @@ public sealed partial class SimCloud
             var parent = mode switch { "YES" => -1, "MIXED" => set.CurrentBase, _ => set.Snapshots.FirstOrDefault(s => s.Active)?.Id ?? -1 };
             var snap = new SimSnapshot { Id = set.NextSnapshot++, Name = name, Date = Now, Parent = parent, SizeMb = LongAttr(disk, "SIZE") };
             set.Snapshots.Add(snap);
+            // A running guest goes on writing: the data is of this instant; a stopped one's is of when it stopped.
+            vm.SnapshotMoments.Add(new SimSnapshotMoment(diskId, snap.Id, name, live ? DateTimeOffset.UtcNow : vm.GuestStoppedAt ?? DateTimeOffset.UtcNow));
             Enter(vm, transient);
             disk.SetElementValue("DISK_SNAPSHOT_ACTIVE", "YES");
             disk.SetElementValue("DISK_SNAPSHOT_ID", snap.Id);

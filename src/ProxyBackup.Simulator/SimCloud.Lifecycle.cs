@@ -260,16 +260,20 @@ public sealed partial class SimCloud
                     throw new SimFailure(OneErrorCode.Action, $"Action \"{action}\" is not supported", vmId);
             }
             Enter(vm, transient);
+            // The guest is paused as soon as the save or shutdown starts.
+            if (target != VmState.Active) vm.GuestStoppedAt ??= DateTimeOffset.UtcNow;
             Save();
             Later(SimOperation.VmAction, outcome,
                 onSuccess: () =>
                 {
                     (vm.PrevState, vm.PrevLcm) = (vm.State, vm.Lcm);
                     (vm.State, vm.Lcm) = target == VmState.Active ? (VmState.Active, LcmState.Running) : (target, LcmState.LcmInit);
+                    if (target == VmState.Active) vm.GuestStoppedAt = null;
                 },
                 onFailure: () =>
                 {
                     Return(vm);
+                    if (vm.State == VmState.Active) vm.GuestStoppedAt = null;
                     if (action == "resume") SetError(vm, "Error resuming VM");
                 });
             return vmId;

@@ -108,6 +108,12 @@ public sealed partial class SimCloud
     }
 
     /// <summary>The path of the file that holds a VM disk's current content (for tests and checksums).</summary>
+    /// <summary>The moments of the data of every disk snapshot taken of a VM, in the order they were taken.</summary>
+    public IReadOnlyList<SimSnapshotMoment> SnapshotMoments(int vmId)
+    {
+        lock (_gate) return [.. VmOrThrow(vmId).SnapshotMoments];
+    }
+
     public string DiskContentPath(int vmId, int diskId)
     {
         lock (_gate)

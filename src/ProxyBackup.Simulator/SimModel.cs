@@ -75,6 +75,9 @@ public sealed class SimImage
     public Dictionary<string, string> Template { get; set; } = [];
 }
 
+/// <summary>A disk snapshot's data moment: when it was taken of a running guest, or when the guest stopped writing.</summary>
+public sealed record SimSnapshotMoment(int DiskId, int SnapshotId, string? Name, DateTimeOffset DataAt);
+
 public sealed class SimSnapshot
 {
     public int Id { get; set; }
@@ -121,6 +124,12 @@ public sealed class SimVm
     public int LockLevel { get; set; }
     public List<SimDiskSnapshots> Snapshots { get; set; } = [];
     public List<SimHistory> History { get; set; } = [];
+
+    /// <summary>When the guest stopped writing (a suspend or power-off was asked for); null while it runs.</summary>
+    public DateTimeOffset? GuestStoppedAt { get; set; }
+
+    /// <summary>Every disk snapshot taken of this VM, with the moment its data is from (kept after the snapshot is deleted).</summary>
+    public List<SimSnapshotMoment> SnapshotMoments { get; set; } = [];
 
     /// <summary>The TEMPLATE as oned keeps it (DISK, NIC, CONTEXT, CPU, ...), and the USER_TEMPLATE.</summary>
     [JsonIgnore] public XElement Template { get; set; } = new("TEMPLATE");

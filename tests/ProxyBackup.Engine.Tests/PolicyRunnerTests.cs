@@ -81,6 +81,35 @@ public class PolicyRunnerTests
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
     }
 
+    /// <summary>The policy's consistency mode reaches its scheduled backups and a backup an operator hands to the daemon for one of its VMs.</summary>
+    [Fact]
+    public async Task A_policys_suspend_mode_takes_one_moment_for_its_scheduled_and_its_operators_backups()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "db", Schedule = "*/5 * * * *", Selection = new VmSelection { VmIds = [web.Id] }, Consistency = new SnapshotConsistency { Mode = ConsistencyMode.Suspend },
+        });
+        var clock = new ManualClock(T0.AddMinutes(3));
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Limits = new QueueLimits(2, 1, 2), Time = clock, Since = T0, GcGrace = TimeSpan.Zero });
+        Assert.Equal(1, await runner.TickAsync(CancellationToken.None));
+        await DrainAll(runner);
+        Assert.True(await runner.SubmitAsync(web.Id, full: false, CancellationToken.None));
+        await runner.TickAsync(CancellationToken.None);
+        await DrainAll(runner);
+
+        var points = w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id));
+        Assert.Equal(2, points.Count);
+        Assert.All(points, p => Assert.Equal("suspend", p.Tags["consistency"]));
+        var moments = w.Sim.Cloud.SnapshotMoments(web.Id);
+        Assert.Equal(4, moments.Count);
+        Assert.Single(moments.Take(2).Select(m => m.DataAt).Distinct());
+        Assert.Single(moments.Skip(2).Select(m => m.DataAt).Distinct());
+        Assert.Equal("RUNNING", (await w.Client.VmInfoAsync(web.Id)).StateName);
+    }
+
     [Fact]
     public async Task A_retention_that_fails_after_a_good_backup_is_reported_as_such_and_the_backup_is_not_repeated()
     {
