@@ -260,14 +260,16 @@ internal static class CloudCommands
         var point = new Option<string>("--point") { DefaultValueFactory = _ => "latest", Description = "Restore point id, or 'latest'." };
         var imageDs = new Option<int>("--image-ds") { DefaultValueFactory = _ => 1, Description = "Image datastore for the restored disks." };
         var systemDs = new Option<int?>("--system-ds") { Description = "System datastore for the new VM." };
-        var name = new Option<string?>("--name") { Description = "Name of the new VM." };
+        var name = new Option<string?>("--name") { Description = "Name of the new VM (or template), and its images' base name: NAME-disk-N." };
+        var templateOnly = new Option<bool>("--template-only") { Description = "Create the VM template with the restored disks and stop there (no VM)." };
+        var owner = new Option<RestoreOwner>("--owner") { DefaultValueFactory = _ => RestoreOwner.Original, Description = "Original: give the VM, its images and template to the original VM's owner and group (when the appliance's account may; else one warning). Appliance: keep them the appliance's." };
         var nics = new Option<NicMode>("--nics") { DefaultValueFactory = _ => NicMode.NoIp, Description = "Keep, NoIp (default: same networks, new addresses) or NoNic." };
         var disk = new Option<int?>("--disk") { Description = "Restore only this DISK_ID: as a new image, or to a file with --to." };
         var to = new Option<string?>("--to") { Description = "With --disk: write to this file instead of the cloud." };
         var format = new Option<DiskFormat>("--format") { DefaultValueFactory = _ => DiskFormat.Raw, Description = "With --to: raw or qcow2." };
         var deployTimeout = new Option<int>("--deploy-timeout") { DefaultValueFactory = _ => 30, Description = "Minutes the new VM may wait for the scheduler and its boot; after that it is left PENDING and the restore says so." };
         deployTimeout.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1440) r.AddError("--deploy-timeout is in minutes, from 1 to 1440."); });
-        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, deployTimeout, Json };
+        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, deployTimeout, templateOnly, owner, Json };
         c.SetAction(async (p, ct) =>
         {
             var repo = RepositoryCommands.Open(p);
@@ -285,16 +287,23 @@ internal static class CloudCommands
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
             await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false);
             RestoreResult result;
+            var originalOwner = p.GetValue(owner) == RestoreOwner.Original;
             if (p.GetValue(disk) is { } only)
-                result = await ProgressDisplay.RunAsync("restore disk", progress => host.Restore.RestoreDiskAsImageAsync(pt, only, p.GetValue(imageDs), progress, ct)).ConfigureAwait(false);
+            {
+                if (p.GetValue(templateOnly)) throw new CliException("--template-only restores a whole VM's disks; leave out --disk.");
+                result = await ProgressDisplay.RunAsync("restore disk", progress => host.Restore.RestoreDiskAsImageAsync(pt, only, p.GetValue(imageDs), progress, ct, p.GetValue(name), originalOwner)).ConfigureAwait(false);
+            }
             else
                 result = await ProgressDisplay.RunAsync("restore VM", progress => host.Restore.RestoreVmAsync(pt, new RestoreVmOptions
                 {
                     ImageDatastoreId = p.GetValue(imageDs), SystemDatastoreId = p.GetValue(systemDs), Name = p.GetValue(name), Nics = p.GetValue(nics),
-                    DeployTimeout = TimeSpan.FromMinutes(p.GetValue(deployTimeout)),
+                    DeployTimeout = TimeSpan.FromMinutes(p.GetValue(deployTimeout)), TemplateOnly = p.GetValue(templateOnly), OriginalOwner = originalOwner,
                 }, progress, ct)).ConfigureAwait(false);
             if (p.GetValue(Json)) { CliFormat.PrintJson(result); return 0; }
-            Console.WriteLine(result.VmId is { } vmId ? $"Restored {pt.Id} as VM {vmId}; disks in images {string.Join(", ", result.Images.Values)}." : $"Restored disk as image {string.Join(", ", result.Images.Values)}.");
+            Console.WriteLine(result.VmId is { } vmId ? $"Restored {pt.Id} as VM {vmId}; disks in images {string.Join(", ", result.Images.Values)}."
+                : result.TemplateId is { } templateId ? $"Restored {pt.Id} as template {templateId}; disks in images {string.Join(", ", result.Images.Values)}. Instantiate it when you are ready (onetemplate instantiate {templateId})."
+                : $"Restored disk as image {string.Join(", ", result.Images.Values)}.");
+            foreach (var warning in result.Warnings ?? []) Console.WriteLine($"  warning: {warning}");
             return 0;
         });
         return c;
@@ -369,3 +378,6 @@ internal static class CloudCommands
         return c;
     }
 }
+
+/// <summary>Who owns what a restore makes (docs/operations.md, "Names and owners of what a restore makes").</summary>
+internal enum RestoreOwner { Original, Appliance }

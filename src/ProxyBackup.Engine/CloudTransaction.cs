@@ -271,6 +271,13 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
         }
     }
 
+    /// <summary>The template stays for the operator (a template-only restore): its entry leaves the journal.</summary>
+    public void HandOver(JobTemplate template, string owner)
+    {
+        _journal.Remove(template.Entry);
+        logger.LogInformation("Template {Template} ({Name}) handed over to {Owner}", template.Id, template.Name, owner);
+    }
+
     /// <summary>Waits for the VM with <see cref="OneWaiter.VmUntilAsync"/>'s contract.</summary>
     public Task<VirtualMachine> WaitForVmAsync(int vmId, string what, Func<VirtualMachine, bool> done, TimeSpan timeout, CancellationToken ct) =>
         steps.Waiter.VmUntilAsync(vmId, what, done, timeout, ct);

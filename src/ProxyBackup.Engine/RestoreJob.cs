@@ -11,8 +11,17 @@ public sealed record RestoreVmOptions
     public required int ImageDatastoreId { get; init; }
     public int? SystemDatastoreId { get; init; }
 
-    /// <summary>The new VM's name (default: the original's with "-restored" and the restore point time).</summary>
+    /// <summary>
+    /// The new VM's name and its images' base name (disk N becomes image "NAME-disk-N"); default: the
+    /// original's name with "-restored-" and the restore point's time.
+    /// </summary>
     public string? Name { get; init; }
+
+    /// <summary>Stop at the VM template with the restored disks: no VM is made.</summary>
+    public bool TemplateOnly { get; init; }
+
+    /// <summary>Give what is made to the original VM's owner and group, when the appliance's account may (else one warning).</summary>
+    public bool OriginalOwner { get; init; } = true;
     public NicMode Nics { get; init; } = NicMode.NoIp;
 
     /// <summary>Restore only these DISK_IDs (the others become empty images); null: all.</summary>
@@ -22,7 +31,8 @@ public sealed record RestoreVmOptions
     public TimeSpan? DeployTimeout { get; init; }
 }
 
-public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<int, int> Images);
+/// <summary>What a restore made: the VM (none for a template or a disk), its images by DISK_ID, the template it left (template-only), and what did not go as asked.</summary>
+public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<int, int> Images, int? TemplateId = null, IReadOnlyList<string>? Warnings = null);
 
 /// <summary>
 /// Restore runs the backup road backwards (docs/opennebula.md, "Restore flow"): per disk an empty persistent
@@ -38,11 +48,21 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             var saved = SavedVm(point);
             await CheckTargetsAsync(cloud, point, options.Disks, options.ImageDatastoreId, options.SystemDatastoreId, ct).ConfigureAwait(false);
             var images = await RestoreDisksAsync(cloud, point, saved, options.ImageDatastoreId, options.Disks, progress, ct).ConfigureAwait(false);
-            var name = options.Name ?? $"{saved.Name}-restored-{point.Time.UtcDateTime:yyyyMMdd'T'HHmmss}";
-            var template = await cloud.AllocateTemplateAsync(RestoreTemplate.Build(saved, images.ToDictionary(i => i.Key, i => i.Value.Id), name, options.Nics, options.SystemDatastoreId), saved.Id, ct).ConfigureAwait(false);
+            var name = options.Name ?? DefaultName(saved, point);
+            var imageIds = images.ToDictionary(i => i.Key, i => i.Value.Id);
+            var template = await cloud.AllocateTemplateAsync(RestoreTemplate.Build(saved, imageIds, name, options.Nics, options.SystemDatastoreId), saved.Id, ct).ConfigureAwait(false);
+            var warnings = new List<string>();
+            if (options.TemplateOnly)
+            {
+                cloud.HandOver(images.Values, $"the restored template {template.Id}");
+                cloud.HandOver(template, "the operator");
+                await NameAndOwnAsync(cloud, saved, name, images, null, template, options.OriginalOwner, warnings, ct).ConfigureAwait(false);
+                logger.LogInformation("Restore {JobId}: template {Template} ({Name}) holds the disks of restore point {Point}", cloud.JobId, template.Id, name, point.Id);
+                return new RestoreResult(cloud.JobId, null, imageIds, template.Id, warnings);
+            }
             var vmId = await cloud.InstantiateAsync(template, name, ct).ConfigureAwait(false);
             cloud.HandOver(images.Values, $"the restored VM {vmId}");
-            var imageIds = images.ToDictionary(i => i.Key, i => i.Value.Id);
+            await NameAndOwnAsync(cloud, saved, name, images, vmId, null, options.OriginalOwner, warnings, ct).ConfigureAwait(false);
             // The VM exists: a template that cannot be deleted now is a leftover for the cleanup
             // (it stays journaled), not a failed restore that an operator would run again.
             try
@@ -56,12 +76,13 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             }
             await WaitDeployedAsync(cloud, vmId, name, imageIds, options.DeployTimeout ?? steps.Options.DeployTimeout, progress, ct).ConfigureAwait(false);
             logger.LogInformation("Restore {JobId}: VM {VmId} ({Name}) is RUNNING from restore point {Point}", cloud.JobId, vmId, name, point.Id);
-            return new RestoreResult(cloud.JobId, vmId, imageIds);
+            return new RestoreResult(cloud.JobId, vmId, imageIds, null, warnings);
         }, ct).ConfigureAwait(false);
     }
 
-    /// <summary>One disk of a restore point as a new image (no VM).</summary>
-    public async Task<RestoreResult> RestoreDiskAsImageAsync(RestorePoint point, int diskId, int datastoreId, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    /// <summary>One disk of a restore point as a new image (no VM), named "NAME-disk-N" and given to the original owner like a VM's.</summary>
+    public async Task<RestoreResult> RestoreDiskAsImageAsync(RestorePoint point, int diskId, int datastoreId, IProgress<TransferProgress>? progress = null, CancellationToken ct = default,
+        string? name = null, bool originalOwner = true)
     {
         return await Guarded(point, async cloud =>
         {
@@ -70,7 +91,9 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             await CheckTargetsAsync(cloud, point, only, datastoreId, systemDatastoreId: null, ct).ConfigureAwait(false);
             var images = await RestoreDisksAsync(cloud, point, saved, datastoreId, only, progress, ct, onlyListed: true).ConfigureAwait(false);
             cloud.HandOver(images.Values, "the operator");
-            return new RestoreResult(cloud.JobId, null, images.ToDictionary(i => i.Key, i => i.Value.Id));
+            var warnings = new List<string>();
+            await NameAndOwnAsync(cloud, saved, name ?? DefaultName(saved, point), images, null, null, originalOwner, warnings, ct).ConfigureAwait(false);
+            return new RestoreResult(cloud.JobId, null, images.ToDictionary(i => i.Key, i => i.Value.Id), null, warnings);
         }, ct).ConfigureAwait(false);
     }
 
@@ -156,6 +179,47 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             jobs.Log(jobId, "warning", Left());
             logger.LogWarning("Restore {JobId} cancelled while waiting: {Left}", jobId, Left());
             throw;
+        }
+    }
+
+    private static string DefaultName(VirtualMachine saved, RestorePoint point) => $"{saved.Name}-restored-{point.Time.UtcDateTime:yyyyMMdd'T'HHmmss}";
+
+    /// <summary>
+    /// Names what the restore made after the VM (images "NAME-disk-N", the template NAME) and gives it
+    /// to the original VM's owner and group (docs/operations.md, "Names and owners of what a restore
+    /// makes"). The objects are made under the job's unique names, which the cleanup journal finds
+    /// them by, and renamed once handed over. Neither step fails the restore: the data is there, and
+    /// each problem is one warning (an account that may not change owners is told once).
+    /// </summary>
+    private async Task NameAndOwnAsync(CloudTransaction cloud, VirtualMachine saved, string name, IReadOnlyDictionary<int, JobImage> images, int? vmId, JobTemplate? template,
+        bool originalOwner, List<string> warnings, CancellationToken ct)
+    {
+        var client = steps.Client;
+        var renames = images.Select(i => (OneObject.Image, i.Value.Id, i.Value.Name, $"{name}-disk-{i.Key}")).ToList();
+        if (template is not null) renames.Add((OneObject.Template, template.Id, template.Name, name));
+        foreach (var (kind, id, current, wanted) in renames)
+        {
+            try { await client.RenameAsync(kind, id, wanted, ct).ConfigureAwait(false); }
+            catch (OneException e) { warnings.Add($"{kind.ToString().ToLowerInvariant()} {id} keeps the name {current}: {e.Message}"); }
+        }
+        if (originalOwner)
+        {
+            List<(OneObject Kind, int Id)> owned = [.. images.Values.Select(i => (OneObject.Image, i.Id))];
+            if (vmId is { } vm) owned.Insert(0, (OneObject.Vm, vm));
+            if (template is not null) owned.Insert(0, (OneObject.Template, template.Id));
+            try
+            {
+                foreach (var (kind, id) in owned) await client.ChownAsync(kind, id, saved.Uid, saved.Gid, ct).ConfigureAwait(false);
+            }
+            catch (OneException e) when (e is OneAuthorizationException or OneNotFoundException)
+            {
+                warnings.Add($"what the restore made stays owned by the appliance's user: it could not be given to the original owner {saved.UserName} (user {saved.Uid}, group {saved.GroupName}): {e.Message}");
+            }
+        }
+        foreach (var w in warnings)
+        {
+            jobs.Log(cloud.JobId, "warning", w);
+            logger.LogWarning("Restore {JobId}: {Warning}", cloud.JobId, w);
         }
     }
 

@@ -259,6 +259,14 @@ public sealed class OneClient : IDisposable
         IntAsync(false, "one.template.instantiate", [templateId, vmName, hold, extra?.ToString() ?? "", persistent], ct);
 
     /// <summary>Never recursive after a restore: that would delete the restored images.</summary>
+    /// <summary>one.vm.rename, one.image.rename, one.template.rename.</summary>
+    public Task<int> RenameAsync(OneObject kind, int id, string name, CancellationToken ct = default) =>
+        IntAsync(true, kind switch { OneObject.Vm => "one.vm.rename", OneObject.Image => "one.image.rename", _ => "one.template.rename" }, [id, name], ct);
+
+    /// <summary>one.vm.chown, one.image.chown, one.template.chown: a new owner and group (-1 keeps one); docs/opennebula.md, "Ownership".</summary>
+    public Task<int> ChownAsync(OneObject kind, int id, int uid, int gid, CancellationToken ct = default) =>
+        IntAsync(true, kind switch { OneObject.Vm => "one.vm.chown", OneObject.Image => "one.image.chown", _ => "one.template.chown" }, [id, uid, gid], ct);
+
     public Task<int> TemplateDeleteAsync(int templateId, bool recursive = false, CancellationToken ct = default) =>
         IntAsync(false, "one.template.delete", [templateId, recursive], ct);
 
@@ -285,3 +293,6 @@ public sealed class OneClient : IDisposable
         _rpc.Dispose();
     }
 }
+
+/// <summary>The kinds of object whose owner the appliance may change.</summary>
+public enum OneObject { Vm, Image, Template }

@@ -26,7 +26,7 @@ public sealed partial class SimCloud
         if (spec.Element("MEMORY") is null) throw new SimFailure(OneErrorCode.Internal, "No MEMORY in template.");
         if (spec.Element("CPU") is null) throw new SimFailure(OneErrorCode.Internal, "No CPU in template.");
         var id = _s.NextVmId;
-        var vm = new SimVm { Id = id, Name = spec.Element("NAME")?.Value ?? $"one-{id}", Uid = uid, STime = Now, State = hold ? VmState.Hold : VmState.Pending };
+        var vm = new SimVm { Id = id, Name = spec.Element("NAME")?.Value ?? $"one-{id}", Uid = uid, Gid = GidOf(uid), STime = Now, State = hold ? VmState.Hold : VmState.Pending };
         if (!OneTemplate.IsValidObjectName(vm.Name)) throw new SimFailure(OneErrorCode.Internal, $"Invalid NAME: {vm.Name}.");
         var user = new XElement("USER_TEMPLATE");
         var template = new XElement("TEMPLATE");
@@ -397,10 +397,24 @@ public sealed partial class SimCloud
             var name = t.Element("NAME")?.Value ?? $"template-{_s.NextTemplateId}";
             if (_s.Templates.FirstOrDefault(x => x.Name == name && x.Uid == uid) is { } taken)
                 throw new SimFailure(OneErrorCode.Internal, $"NAME is already taken by TEMPLATE {taken.Id}.");
-            var tpl = new SimVmTemplate { Id = _s.NextTemplateId++, Name = name, Uid = uid, RegTime = Now, Template = t };
+            var tpl = new SimVmTemplate { Id = _s.NextTemplateId++, Name = name, Uid = uid, Gid = GidOf(uid), RegTime = Now, Template = t };
             _s.Templates.Add(tpl);
             Save();
             return tpl.Id;
+        }
+    }
+
+    public int TemplateRename(int id, string name)
+    {
+        lock (_gate)
+        {
+            var tpl = TemplateOrThrow(id);
+            if (!OneTemplate.IsValidObjectName(name)) throw new SimFailure(OneErrorCode.Action, $"Invalid name: {name}.", id);
+            if (_s.Templates.Any(t => t.Name == name && t.Id != id && t.Uid == tpl.Uid)) throw new SimFailure(OneErrorCode.Action, "NAME is already taken by TEMPLATE.", id);
+            tpl.Name = name;
+            tpl.Template.SetElementValue("NAME", name);
+            Save();
+            return id;
         }
     }
 

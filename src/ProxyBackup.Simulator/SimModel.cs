@@ -61,6 +61,7 @@ public sealed class SimImage
     public int Id { get; set; }
     public required string Name { get; set; }
     public int Uid { get; set; }
+    public int Gid { get; set; }
     public ImageType Type { get; set; }
     public bool Persistent { get; set; }
     public long SizeMb { get; set; }
@@ -115,6 +116,7 @@ public sealed class SimVm
     public int Id { get; set; }
     public required string Name { get; set; }
     public int Uid { get; set; }
+    public int Gid { get; set; }
     public VmState State { get; set; }
     public LcmState Lcm { get; set; }
     public VmState PrevState { get; set; }
@@ -171,6 +173,7 @@ public sealed class SimVmTemplate
     public int Id { get; set; }
     public required string Name { get; set; }
     public int Uid { get; set; }
+    public int Gid { get; set; }
     public long RegTime { get; set; }
     [JsonIgnore] public XElement Template { get; set; } = new("TEMPLATE");
     public string TemplateXml { get => Template.ToString(SaveOptions.DisableFormatting); set => Template = XElement.Parse(value); }

@@ -9,6 +9,9 @@ internal static class SimXml
 {
     private static string S(long v) => v.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>The simulator's two groups, as a fresh front-end has them.</summary>
+    public static string GroupName(int gid) => gid switch { 0 => "oneadmin", 1 => "users", _ => $"group-{gid}" };
+
     private static XElement P(string name, object value) => new(name, value is long l ? S(l) : value is int i ? S(i) : value.ToString());
 
     private static XElement C(string name, string value) => new(name, new XCData(value));
@@ -28,7 +31,7 @@ internal static class SimXml
     public static XElement Vm(SimVm vm, SimCloud cloud, bool full)
     {
         var user = cloud.UserName(vm.Uid);
-        var x = new XElement("VM", P("ID", vm.Id), P("UID", vm.Uid), P("GID", 0), P("UNAME", user), P("GNAME", "oneadmin"), P("NAME", vm.Name));
+        var x = new XElement("VM", P("ID", vm.Id), P("UID", vm.Uid), P("GID", vm.Gid), P("UNAME", user), P("GNAME", GroupName(vm.Gid)), P("NAME", vm.Name));
         if (full) x.Add(Permissions());
         x.Add(P("LAST_POLL", 0), P("STATE", (int)vm.State), P("LCM_STATE", (int)vm.Lcm));
         if (full) x.Add(P("PREV_STATE", (int)vm.PrevState), P("PREV_LCM_STATE", (int)vm.PrevLcm));
@@ -103,7 +106,7 @@ internal static class SimXml
     public static XElement Image(SimImage i, SimCloud cloud)
     {
         var ds = cloud.Datastore(i.DatastoreId);
-        return new XElement("IMAGE", P("ID", i.Id), P("UID", i.Uid), P("GID", 0), P("UNAME", cloud.UserName(i.Uid)), P("GNAME", "oneadmin"),
+        return new XElement("IMAGE", P("ID", i.Id), P("UID", i.Uid), P("GID", i.Gid), P("UNAME", cloud.UserName(i.Uid)), P("GNAME", GroupName(i.Gid)),
             P("NAME", i.Name), Permissions(), P("TYPE", (int)i.Type), P("DISK_TYPE", 0), P("PERSISTENT", i.Persistent ? 1 : 0),
             P("REGTIME", i.RegTime), C("SOURCE", cloud.ImageSource(i)), C("PATH", ""), C("FORMAT", i.Format), C("FS", ""),
             P("SIZE", i.SizeMb), P("STATE", (int)i.State), P("PREV_STATE", (int)i.PrevState), P("RUNNING_VMS", i.Vms.Count),
@@ -138,11 +141,11 @@ internal static class SimXml
     }
 
     public static XElement VmTemplate(SimVmTemplate t, SimCloud cloud) =>
-        new("VMTEMPLATE", P("ID", t.Id), P("UID", t.Uid), P("GID", 0), P("UNAME", cloud.UserName(t.Uid)), P("GNAME", "oneadmin"), P("NAME", t.Name),
+        new("VMTEMPLATE", P("ID", t.Id), P("UID", t.Uid), P("GID", t.Gid), P("UNAME", cloud.UserName(t.Uid)), P("GNAME", GroupName(t.Gid)), P("NAME", t.Name),
             new XElement("LOCK"), Permissions(), P("REGTIME", t.RegTime), Template(t.Template));
 
     public static XElement User(SimUser u) =>
-        new("USER", P("ID", u.Id), P("GID", u.Gid), new XElement("GROUPS", P("ID", u.Gid)), P("GNAME", "oneadmin"), P("NAME", u.Name),
+        new("USER", P("ID", u.Id), P("GID", u.Gid), new XElement("GROUPS", P("ID", u.Gid)), P("GNAME", GroupName(u.Gid)), P("NAME", u.Name),
             P("PASSWORD", "*"), P("AUTH_DRIVER", "core"), P("ENABLED", 1), new XElement("LOGIN_TOKEN"), new XElement("TEMPLATE"));
 
     public static XElement Config() => new("OPENNEBULA_CONFIGURATION",

@@ -34,12 +34,23 @@ public sealed class EngineWorld : IAsyncDisposable
         w.Sim = SimServer.Start(new SimOptions { DataDirectory = w._dir.Combine("cloud"), OperationTime = TimeSpan.FromMilliseconds(20) }, IPAddress.Loopback, 0, "pw");
         w.Sim.Cloud.SeedDemo(diskMb);
         await w.Sim.Cloud.WaitIdleAsync(TimeSpan.FromSeconds(30));
-        w.Client = new OneClient(new OneClientOptions { Endpoint = w.Sim.Endpoint, Credentials = new OneCredentials("oneadmin", "pw"), Retries = 2, RetryDelay = TimeSpan.FromMilliseconds(20), MaxPollsPerSecond = 1000 });
+        w.Client = w.ClientOf("oneadmin", "pw");
         w.ProxyId = (await w.Client.VmPoolAsync()).Single(v => v.Name == "proxybackup").Id;
         w.Repository = BackupRepository.Create(w._dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 256 << 10 });
         w.Catalog = new SqliteCatalog(w._dir.Combine("catalog.db"));
         w.Rewire(configure);
         return w;
+    }
+
+    public OneClient ClientOf(string user, string password) =>
+        new(new OneClientOptions { Endpoint = Sim.Endpoint, Credentials = new OneCredentials(user, password), Retries = 2, RetryDelay = TimeSpan.FromMilliseconds(20), MaxPollsPerSecond = 1000 });
+
+    /// <summary>From now on the engine acts as another OpenNebula account (made in the users group when new), as an appliance configured with it.</summary>
+    public void ActAs(string user, string password)
+    {
+        Sim.Cloud.SetPassword(user, password);
+        Client = ClientOf(user, password);
+        Rewire(null);
     }
 
     /// <summary>
