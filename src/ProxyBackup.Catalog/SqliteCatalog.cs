@@ -58,6 +58,10 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         ALTER TABLE vm_guards ADD COLUMN start INTEGER;
         ALTER TABLE vm_guards ADD COLUMN boot TEXT;
         """,
+        // What a job measured beside its length: a drill's recovery time.
+        """
+        ALTER TABLE jobs ADD COLUMN measured_seconds REAL;
+        """,
     ];
 
     private readonly string _connectionString;
@@ -302,7 +306,13 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
             ("$p", restorePoint), ("$e", error), ("$id", jobId));
     }
 
-    private const string JobColumns = "id, kind, vm_id, state, started, ended, bytes_read, bytes_stored, restore_point, error";
+    public void Measured(string jobId, TimeSpan measured)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET measured_seconds = $m WHERE id = $id;", null, ("$m", measured.TotalSeconds), ("$id", jobId));
+    }
+
+    private const string JobColumns = "id, kind, vm_id, state, started, ended, bytes_read, bytes_stored, restore_point, error, measured_seconds";
 
     public IReadOnlyList<JobRecord> Recent(int count) =>
         Jobs($"SELECT {JobColumns} FROM jobs ORDER BY started DESC LIMIT $n;", ("$n", count));
@@ -333,7 +343,7 @@ public sealed class SqliteCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPoli
         while (r.Read())
             list.Add(new JobRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), r.GetString(3), DateTimeOffset.Parse(r.GetString(4), CultureInfo.InvariantCulture),
                 r.IsDBNull(5) ? null : DateTimeOffset.Parse(r.GetString(5), CultureInfo.InvariantCulture), r.GetInt64(6), r.GetInt64(7),
-                r.IsDBNull(8) ? null : r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9)));
+                r.IsDBNull(8) ? null : r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9), r.IsDBNull(10) ? null : TimeSpan.FromSeconds(r.GetDouble(10))));
         return list;
     }
 

@@ -12,7 +12,44 @@ internal static class CloudCommands
     private static readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON." };
     private static readonly Argument<string> Vm = new("vm") { Description = "VM ID or name." };
 
-    public static IEnumerable<Command> Build() => [VmCommand(), SnapshotCommand(), Cleanup(), Jobs()];
+    public static IEnumerable<Command> Build() => [VmCommand(), SnapshotCommand(), Cleanup(), Jobs(), Drill()];
+
+    /// <summary>`proxybackup drill VM`: a restore rehearsed in a sandbox and removed (docs/operations.md, "Restore drills").</summary>
+    private static Command Drill()
+    {
+        var point = new Option<string>("--point") { DefaultValueFactory = _ => "latest", Description = "Restore point id, or 'latest'." };
+        var imageDs = new Option<int>("--image-ds") { DefaultValueFactory = _ => 1, Description = "Image datastore for the sandbox's disks." };
+        var systemDs = new Option<int?>("--system-ds") { Description = "System datastore for the sandbox VM." };
+        var check = new Option<string?>("--check") { Description = "Run by /bin/sh once the sandbox VM runs (PROXYBACKUP_VM_ID, _VM_NAME, _DRILLED_VM_ID); a non-zero exit fails the drill." };
+        var checkTimeout = new Option<int>("--check-timeout") { DefaultValueFactory = _ => 600, Description = "Seconds the check may run." };
+        var c = new Command("drill", "Rehearse a VM's restore: its restore point restored into a sandbox VM (no NICs), the disks read back and compared, the VM run and checked, its recovery time recorded, everything removed.")
+            { Vm, point, imageDs, systemDs, check, checkTimeout, Json };
+        foreach (var o in EngineHost.Options) c.Options.Add(o);
+        c.SetAction(async (p, ct) =>
+        {
+            var repo = RepositoryCommands.Open(p);
+            using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
+            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
+            var source = BackupJob.SourceOf(id);
+            var pt = p.GetValue(point) == "latest" ? repo.Latest(source) ?? throw new CliException($"VM {id} has no restore point to drill.") : repo.LoadIndex(source, p.GetValue(point)!);
+            await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false);
+            var result = await ProgressDisplay.RunAsync("drill", progress => host.Restore.DrillAsync(pt, new DrillOptions
+            {
+                ImageDatastoreId = p.GetValue(imageDs), SystemDatastoreId = p.GetValue(systemDs), CheckCommand = p.GetValue(check), CheckTimeoutSeconds = p.GetValue(checkTimeout),
+            }, progress, ct)).ConfigureAwait(false);
+            if (p.GetValue(Json)) CliFormat.PrintJson(result);
+            else
+            {
+                Console.WriteLine(result.Succeeded
+                    ? $"Drill of VM {id} from restore point {pt.Id} succeeded: recovery time {result.RecoveryTime!.Value.TotalSeconds:0.0} s (restored, read back and matched, running{(p.GetValue(check) is null ? "" : ", checked")})."
+                    : $"Drill of VM {id} from restore point {pt.Id} FAILED: {result.Failure}");
+                Console.WriteLine(result.LeftNothing ? "The sandbox is removed." : $"Left for the next cleanup pass: {string.Join("; ", result.Left)}");
+                Console.WriteLine($"Its log: proxybackup jobs log {result.JobId}");
+            }
+            return result.Succeeded && result.LeftNothing ? 0 : 1;
+        });
+        return c;
+    }
 
     private static Command Cancel()
     {
@@ -262,6 +299,7 @@ internal static class CloudCommands
         var systemDs = new Option<int?>("--system-ds") { Description = "System datastore for the new VM." };
         var name = new Option<string?>("--name") { Description = "Name of the new VM (or template), and its images' base name: NAME-disk-N." };
         var templateOnly = new Option<bool>("--template-only") { Description = "Create the VM template with the restored disks and stop there (no VM)." };
+        var verify = new Option<bool>("--verify") { Description = "Read each restored disk back from the datastore and compare it with the restore point before the VM is made." };
         var owner = new Option<RestoreOwner>("--owner") { DefaultValueFactory = _ => RestoreOwner.Original, Description = "Original: give the VM, its images and template to the original VM's owner and group (when the appliance's account may; else one warning). Appliance: keep them the appliance's." };
         var nics = new Option<NicMode>("--nics") { DefaultValueFactory = _ => NicMode.NoIp, Description = "Keep, NoIp (default: same networks, new addresses) or NoNic." };
         var disk = new Option<int?>("--disk") { Description = "Restore only this DISK_ID: as a new image, or to a file with --to." };
@@ -269,7 +307,7 @@ internal static class CloudCommands
         var format = new Option<DiskFormat>("--format") { DefaultValueFactory = _ => DiskFormat.Raw, Description = "With --to: raw or qcow2." };
         var deployTimeout = new Option<int>("--deploy-timeout") { DefaultValueFactory = _ => 30, Description = "Minutes the new VM may wait for the scheduler and its boot; after that it is left PENDING and the restore says so." };
         deployTimeout.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1440) r.AddError("--deploy-timeout is in minutes, from 1 to 1440."); });
-        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, deployTimeout, templateOnly, owner, Json };
+        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, deployTimeout, templateOnly, owner, verify, Json };
         c.SetAction(async (p, ct) =>
         {
             var repo = RepositoryCommands.Open(p);
@@ -297,7 +335,7 @@ internal static class CloudCommands
                 result = await ProgressDisplay.RunAsync("restore VM", progress => host.Restore.RestoreVmAsync(pt, new RestoreVmOptions
                 {
                     ImageDatastoreId = p.GetValue(imageDs), SystemDatastoreId = p.GetValue(systemDs), Name = p.GetValue(name), Nics = p.GetValue(nics),
-                    DeployTimeout = TimeSpan.FromMinutes(p.GetValue(deployTimeout)), TemplateOnly = p.GetValue(templateOnly), OriginalOwner = originalOwner,
+                    DeployTimeout = TimeSpan.FromMinutes(p.GetValue(deployTimeout)), TemplateOnly = p.GetValue(templateOnly), OriginalOwner = originalOwner, VerifyDisks = p.GetValue(verify),
                 }, progress, ct)).ConfigureAwait(false);
             if (p.GetValue(Json)) { CliFormat.PrintJson(result); return 0; }
             Console.WriteLine(result.VmId is { } vmId ? $"Restored {pt.Id} as VM {vmId}; disks in images {string.Join(", ", result.Images.Values)}."

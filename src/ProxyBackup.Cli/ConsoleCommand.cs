@@ -137,6 +137,7 @@ internal static class ConsoleCommand
                 ["POLICIES"] = v => string.Join(",", v.Policies),
                 ["LAST BACKUP"] = v => v.LastBackup is { } j ? $"{j.Started:yyyy-MM-dd HH:mm}Z" : "never",
                 ["RESULT"] = v => v.LastBackup?.State ?? "",
+                ["LAST DRILL"] = v => v.LastDrill is { } d ? StatusCommand.DrillSummary(d) : "never",
                 ["REASON"] = v => v.LastBackup?.Error ?? "",
             });
             if (_shown.Count > 0) _vms.Value = new TableSelection(new System.Drawing.Point(0, Math.Min(selected, _shown.Count - 1)), []);

@@ -35,6 +35,11 @@ internal static class PolicyCommands
         var add = new Command("add", "Add or replace a policy (validated whole; nothing is saved half-valid).")
         { name, schedule, zone, window, vms, pattern, label, attribute, exclude, fullRuns, fullDays, keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly, priority, retries, disabled };
         foreach (var o in ConsistencyOptions.All) add.Options.Add(o);
+        var drillSchedule = new Option<string?>("--drill-schedule") { Description = "Cron expression: when each VM of the policy is restored on trial into a sandbox (docs/operations.md, \"Restore drills\")." };
+        var drillImageDs = new Option<int>("--drill-image-ds") { DefaultValueFactory = _ => 1, Description = "Image datastore for the drills' disks." };
+        var drillSystemDs = new Option<int?>("--drill-system-ds") { Description = "System datastore for the drills' VMs." };
+        var drillCheck = new Option<string?>("--drill-check") { Description = "Run once a drill's VM runs; a non-zero exit fails the drill." };
+        foreach (var o in new Option[] { drillSchedule, drillImageDs, drillSystemDs, drillCheck }) add.Options.Add(o);
         add.SetAction(p =>
         {
             var attr = p.GetValue(attribute)?.Split('=', 2);
@@ -46,6 +51,7 @@ internal static class PolicyCommands
                 ExcludeDisks = p.GetValue(exclude) ?? [], FullEveryRuns = p.GetValue(fullRuns), FullEveryDays = p.GetValue(fullDays),
                 Retention = new RetentionPolicy { KeepLast = p.GetValue(keepLast), KeepDaily = p.GetValue(keepDaily), KeepWeekly = p.GetValue(keepWeekly), KeepMonthly = p.GetValue(keepMonthly), KeepYearly = p.GetValue(keepYearly) },
                 Priority = p.GetValue(priority), Retries = p.GetValue(retries), Consistency = ConsistencyOptions.From(p),
+                Drill = new DrillSchedule { Schedule = p.GetValue(drillSchedule), ImageDatastoreId = p.GetValue(drillImageDs), SystemDatastoreId = p.GetValue(drillSystemDs), CheckCommand = p.GetValue(drillCheck) },
             };
             var problems = policy.Problems();
             if (problems.Count > 0) throw new CliException($"Policy '{policy.Name}' not saved: {string.Join("; ", problems)}.");

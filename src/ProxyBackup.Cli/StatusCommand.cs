@@ -54,8 +54,8 @@ internal static class StatusCommand
         JsonArray Running, IReadOnlyList<int> Waiting, IReadOnlyList<JobRecord> RecentFailures, IReadOnlyList<NextRun> NextRuns,
         IReadOnlyList<ProtectedVm> ProtectedVms, IReadOnlyList<string> Problems);
 
-    /// <summary>A VM an enabled policy selects, with its latest backup job (null: none yet).</summary>
-    internal sealed record ProtectedVm(int Id, string Name, IReadOnlyList<string> Policies, JobRecord? LastBackup);
+    /// <summary>A VM an enabled policy selects, with its latest backup job and its latest restore drill (null: none yet).</summary>
+    internal sealed record ProtectedVm(int Id, string Name, IReadOnlyList<string> Policies, JobRecord? LastBackup, JobRecord? LastDrill);
 
     internal sealed record DaemonStatus(bool Running, DateTimeOffset? Since, int? Pid, string? Version);
 
@@ -124,9 +124,12 @@ internal static class StatusCommand
                 problems.Add($"Policy '{broken.Name}' does not run: {string.Join("; ", broken.Problems())}");
             next = [.. ProtectionPolicyRules.NextRuns(enabled, now).Select(n => new NextRun(n.Policy, n.At))];
             var last = catalog.LastJobs("backup");
+            var drills = catalog.LastJobs("drill");
+            foreach (var (vm, drill) in drills.Where(d => d.Value.State is "failed" or "interrupted" && Protected(d.Key)).OrderBy(d => d.Key))
+                problems.Add($"The last restore drill of VM {vm} {drill.State} ({drill.Started:yyyy-MM-dd HH:mm}Z){(drill.Error is null ? "" : ": " + drill.Error)}");
             protectedVms = vms is null ? [] : [.. vms.Select(v => (Vm: v, Policies: runnable.Where(pol => pol.Selection.Matches(v)).Select(pol => pol.Name).ToList()))
                 .Where(x => x.Policies.Count > 0)
-                .Select(x => new ProtectedVm(x.Vm.Id, x.Vm.Name, x.Policies, last.GetValueOrDefault(x.Vm.Id)))];
+                .Select(x => new ProtectedVm(x.Vm.Id, x.Vm.Name, x.Policies, last.GetValueOrDefault(x.Vm.Id), drills.GetValueOrDefault(x.Vm.Id)))];
         }
         catch (Microsoft.Data.Sqlite.SqliteException e)
         {
@@ -203,6 +206,10 @@ internal static class StatusCommand
             : $"Repository  {r.Path}: {CliFormat.Bytes(r.FreeBytes ?? 0)} free of {CliFormat.Bytes(r.TotalBytes ?? 0)}; last verify {(r.LastVerify is { } lv ? $"{lv:yyyy-MM-dd HH:mm}Z, {(r.PointsVerifiedDamaged > 0 ? $"{r.PointsVerifiedDamaged} damaged" : "no damage")}" : "never")}";
     }
 
+    /// <summary>A drill in a few words: its outcome, the recovery time it measured, and when.</summary>
+    internal static string DrillSummary(JobRecord drill) =>
+        $"{drill.State}{(drill.Measured is { } m ? $", recovery {m.TotalSeconds:0.0} s" : "")}, {drill.Started:yyyy-MM-dd HH:mm}Z";
+
     private static void Print(Status s)
     {
         foreach (var line in Header(s)) Console.WriteLine(line);
@@ -213,6 +220,9 @@ internal static class StatusCommand
         foreach (var n in s.NextRuns) Console.WriteLine($"  {n.At:yyyy-MM-dd HH:mm}Z  {n.Policy}");
         Console.WriteLine(s.RecentFailures.Count == 0 ? "Failures    none in the last 7 days" : "Failures in the last 7 days");
         foreach (var j in s.RecentFailures) Console.WriteLine($"  {j.Started:yyyy-MM-dd HH:mm}Z  {j.Kind} of VM {j.VmId} {j.State}: {j.Error}  (proxybackup jobs log {j.Id})");
+        var drilled = s.ProtectedVms.Where(v => v.LastDrill is not null).ToList();
+        Console.WriteLine(drilled.Count == 0 ? "Drills      none yet (proxybackup drill VM, or a policy's --drill-schedule)" : "Last drills");
+        foreach (var v in drilled) Console.WriteLine($"  VM {v.Id} ({v.Name}): {DrillSummary(v.LastDrill!)}");
         Console.WriteLine(s.Problems.Count == 0 ? "All well." : $"{s.Problems.Count} problem(s):");
         foreach (var problem in s.Problems) Console.WriteLine($"  - {problem}");
     }

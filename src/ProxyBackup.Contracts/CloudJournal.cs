@@ -17,6 +17,9 @@ public enum CloudObjectKind
 
     /// <summary>A protected VM the job suspended for its snapshot set (VmId, Name): removing it means resuming the VM.</summary>
     SuspendedVm,
+
+    /// <summary>A VM a drill made in its sandbox (VmId = the drilled VM, ObjectId = the sandbox VM, Name): removing it means terminating it.</summary>
+    SandboxVm,
 }
 
 /// <summary>

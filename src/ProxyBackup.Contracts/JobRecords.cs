@@ -1,15 +1,19 @@
 namespace ProxyBackup.Contracts;
 
 /// <summary>A job as the catalog records it.</summary>
+/// <param name="Measured">What the job measured beside its own length: a drill's recovery time (until the VM ran).</param>
 public sealed record JobRecord(
     string Id, string Kind, int VmId, string State, DateTimeOffset Started, DateTimeOffset? Ended,
-    long BytesRead, long BytesStored, string? RestorePoint, string? Error);
+    long BytesRead, long BytesStored, string? RestorePoint, string? Error, TimeSpan? Measured = null);
 
 /// <summary>Where jobs are recorded: every start, and every end with its outcome.</summary>
 public interface IJobRecorder
 {
     void Started(string jobId, string kind, int vmId);
     void Finished(string jobId, bool succeeded, long bytesRead, long bytesStored, string? restorePoint, string? error);
+
+    /// <summary>Records what the job measured (a drill's recovery time), shown beside it.</summary>
+    void Measured(string jobId, TimeSpan measured);
     IReadOnlyList<JobRecord> Recent(int count);
 
     /// <summary>The jobs started at or after <paramref name="since"/>, newest first.</summary>

@@ -38,6 +38,21 @@ public sealed record ProtectionPolicy
 
     /// <summary>How the snapshots of a VM's disks are taken, and the commands run around them.</summary>
     public SnapshotConsistency Consistency { get; init; } = new();
+
+    /// <summary>When and where the policy's VMs are restored on trial (docs/operations.md, "Restore drills").</summary>
+    public DrillSchedule Drill { get; init; } = new();
+}
+
+/// <summary>A policy's restore drills: on this schedule, each VM it selects is restored from its latest point into a sandbox, run, checked and removed.</summary>
+public sealed record DrillSchedule
+{
+    /// <summary>Cron expression in the policy's time zone; null: no drills.</summary>
+    public string? Schedule { get; init; }
+    public int ImageDatastoreId { get; init; } = 1;
+    public int? SystemDatastoreId { get; init; }
+
+    /// <summary>Run once the sandbox VM runs (PROXYBACKUP_VM_ID, _VM_NAME, _DRILLED_VM_ID in its environment); a non-zero exit fails the drill.</summary>
+    public string? CheckCommand { get; init; }
 }
 
 /// <summary>

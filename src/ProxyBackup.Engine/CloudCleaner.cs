@@ -52,7 +52,7 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         var pending = new List<string>();
         var removed = 0;
         // A VM a job suspended runs again first: its users wait, the leftovers do not.
-        var order = new[] { CloudObjectKind.SuspendedVm, CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
+        var order = new[] { CloudObjectKind.SuspendedVm, CloudObjectKind.SandboxVm, CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
         foreach (var entry in journal.Pending(jobId).OrderBy(e => Array.IndexOf(order, e.Kind)).ThenByDescending(e => e.Id))
         {
             if (jobId is null && entry.Owner is { IsCurrent: false } owner && owner.MayBeAlive(entry.OwnerLeaseRenewed, steps.Options.Time.GetUtcNow()))
@@ -167,6 +167,15 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 catch (OneNotFoundException) { return; }
                 // Resumed only from the state the job left it in: anything else is someone's decision since.
                 if (suspended.State == VmState.Suspended) await steps.ResumeAsync(entry.VmId, ct).ConfigureAwait(false);
+                break;
+            case CloudObjectKind.SandboxVm:
+                var sandboxId = entry.ObjectId ?? (await client.VmPoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(v => v.Name == entry.Name)?.Id;
+                if (sandboxId is null)
+                {
+                    KeepWhileInFlight(entry);
+                    return;
+                }
+                await steps.TerminateAsync(sandboxId.Value, ct).ConfigureAwait(false);
                 break;
             case CloudObjectKind.Template:
                 var tid = entry.ObjectId ?? (await client.TemplatePoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(t => t.Name == entry.Name)?.Id;

@@ -48,6 +48,18 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         return null;
     }
 
+    /// <summary>Terminates a VM (hard: a drill's sandbox has nothing to shut down cleanly) and waits until it is DONE, its images free again.</summary>
+    public async Task TerminateAsync(int vmId, CancellationToken ct)
+    {
+        try
+        {
+            if ((await client.VmInfoAsync(vmId, ct).ConfigureAwait(false)).State == VmState.Done) return;
+            await client.VmActionAsync("terminate-hard", vmId, ct).ConfigureAwait(false);
+            await _waiter.VmUntilAsync(vmId, "DONE", vm => vm.State == VmState.Done, options.OperationTimeout, ct).ConfigureAwait(false);
+        }
+        catch (OneNotFoundException) { }
+    }
+
     /// <summary>Resumes a suspended or powered-off VM and waits until it runs.</summary>
     public async Task ResumeAsync(int vmId, CancellationToken ct)
     {

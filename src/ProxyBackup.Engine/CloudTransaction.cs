@@ -253,6 +253,17 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
         }
     }
 
+    /// <summary>
+    /// Creates a drill's sandbox VM, journaled first under its unique name (a lost answer is found by
+    /// it): the VM stays the job's, removed with its images by the job's compensation or a cleanup pass.
+    /// </summary>
+    public async Task<int> InstantiateSandboxAsync(JobTemplate template, int drilledVmId, string name, CancellationToken ct)
+    {
+        var entry = _journal.Record(jobId, CloudObjectKind.SandboxVm, drilledVmId, -1, name);
+        var id = await CreateAsync(entry, c => InstantiateAsync(template, name, c), ct).ConfigureAwait(false);
+        return id;
+    }
+
     /// <summary>Deletes the job's template and forgets its entry; a failure leaves the entry for the cleanup pass.</summary>
     public async Task DeleteTemplateAsync(JobTemplate template, CancellationToken ct)
     {

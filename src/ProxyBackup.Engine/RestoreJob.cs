@@ -22,6 +22,9 @@ public sealed record RestoreVmOptions
 
     /// <summary>Give what is made to the original VM's owner and group, when the appliance's account may (else one warning).</summary>
     public bool OriginalOwner { get; init; } = true;
+
+    /// <summary>Read each written disk back from the cloud's storage and compare it with the restore point before it is used.</summary>
+    public bool VerifyDisks { get; init; }
     public NicMode Nics { get; init; } = NicMode.NoIp;
 
     /// <summary>Restore only these DISK_IDs (the others become empty images); null: all.</summary>
@@ -39,7 +42,7 @@ public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<
 /// image attached to the proxy and written, then a VM created from the saved document. Until the
 /// job succeeds, every image and template it made is in the journal, and is removed if it fails.
 /// </summary>
-public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecorder jobs, BackupRepository repository, ILogger logger)
+public sealed partial class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecorder jobs, BackupRepository repository, ILogger logger)
 {
     public async Task<RestoreResult> RestoreVmAsync(RestorePoint point, RestoreVmOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
@@ -47,7 +50,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
         {
             var saved = SavedVm(point);
             await CheckTargetsAsync(cloud, point, options.Disks, options.ImageDatastoreId, options.SystemDatastoreId, ct).ConfigureAwait(false);
-            var images = await RestoreDisksAsync(cloud, point, saved, options.ImageDatastoreId, options.Disks, progress, ct).ConfigureAwait(false);
+            var images = await RestoreDisksAsync(cloud, point, saved, options.ImageDatastoreId, options.Disks, progress, ct, verify: options.VerifyDisks).ConfigureAwait(false);
             var name = options.Name ?? DefaultName(saved, point);
             var imageIds = images.ToDictionary(i => i.Key, i => i.Value.Id);
             var template = await cloud.AllocateTemplateAsync(RestoreTemplate.Build(saved, imageIds, name, options.Nics, options.SystemDatastoreId), saved.Id, ct).ConfigureAwait(false);
@@ -238,7 +241,7 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
     }
 
     private async Task<Dictionary<int, JobImage>> RestoreDisksAsync(CloudTransaction cloud, RestorePoint point, VirtualMachine saved, int datastoreId,
-        IReadOnlySet<int>? only, IProgress<TransferProgress>? progress, CancellationToken ct, bool onlyListed = false)
+        IReadOnlySet<int>? only, IProgress<TransferProgress>? progress, CancellationToken ct, bool onlyListed = false, bool verify = false)
     {
         // A disk restored as an image alone needs no list of the excluded ones (they come back empty in a VM).
         var excluded = onlyListed ? [] : ExcludedDisks(point);
@@ -282,7 +285,16 @@ public sealed class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecor
             var attachment = await cloud.AttachAsync(image, readOnly: false, ct).ConfigureAwait(false);
             try
             {
-                await repository.RestoreDiskAsync(point, disk.DiskId.ToString(CultureInfo.InvariantCulture), attachment.Device, new RestoreOptions { TargetIsZeroed = true }, progress, ct).ConfigureAwait(false);
+                var diskName = disk.DiskId.ToString(CultureInfo.InvariantCulture);
+                await repository.RestoreDiskAsync(point, diskName, attachment.Device, new RestoreOptions { TargetIsZeroed = true }, progress, ct).ConfigureAwait(false);
+                if (verify)
+                {
+                    // Read back from the device (O_DIRECT: the storage, not the proxy's cache) while it is still attached.
+                    var comparison = await repository.CompareDiskAsync(point, diskName, attachment.Device, progress, ct).ConfigureAwait(false);
+                    if (!comparison.Same)
+                        throw new JobFailedException($"Disk {disk.DiskId} read back from image {image.Id} differs from restore point {point.Id} in {comparison.DifferingChunks} of {comparison.Chunks} chunks (the first at byte {comparison.FirstDifferenceOffset}): the datastore did not keep what was written.");
+                    jobs.Log(cloud.JobId, "info", $"disk {disk.DiskId} read back from image {image.Id}: all {comparison.Chunks} chunks match restore point {point.Id}");
+                }
             }
             finally
             {

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text;
 using Microsoft.Extensions.Logging;
 using ProxyBackup.Contracts;
 using ProxyBackup.OpenNebula;
@@ -17,9 +15,6 @@ public sealed record TakenSnapshotSet(IReadOnlyDictionary<int, JobSnapshot> Snap
 /// </summary>
 internal sealed class SnapshotSet(CloudTransaction cloud, IJobRecorder jobs, ILogger logger)
 {
-    /// <summary>What of a command's output reaches the job log: its last characters.</summary>
-    private const int OutputTail = 2000;
-
     public async Task<TakenSnapshotSet> TakeAsync(VirtualMachine vm, IReadOnlyList<VmDisk> disks, SnapshotConsistency consistency, List<string> warnings, CancellationToken ct)
     {
         var timeout = TimeSpan.FromSeconds(consistency.CommandTimeoutSeconds);
@@ -72,71 +67,7 @@ internal sealed class SnapshotSet(CloudTransaction cloud, IJobRecorder jobs, ILo
         return new TakenSnapshotSet(snapshots, paused);
     }
 
-    private sealed record CommandOutcome(int? ExitCode, string Output)
-    {
-        public bool Succeeded => ExitCode == 0;
-
-        public string Describe(TimeSpan timeout) =>
-            (ExitCode is { } code ? $"exited {code}" : $"did not end within {timeout.TotalSeconds:0} s and was stopped")
-            + (Output.Length > 0 ? $": {Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault()}" : "");
-    }
-
-    /// <summary>
-    /// Runs an operator's command with /bin/sh, the VM's id, name and addresses in its environment;
-    /// stopped (with its children) after the timeout. Its output's tail goes to the job log.
-    /// </summary>
-    private async Task<CommandOutcome> RunCommandAsync(string command, string phase, VirtualMachine vm, TimeSpan timeout, CancellationToken ct)
-    {
-        var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
-        psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add(command);
-        psi.Environment["PROXYBACKUP_PHASE"] = phase;
-        psi.Environment["PROXYBACKUP_JOB_ID"] = cloud.JobId;
-        psi.Environment["PROXYBACKUP_VM_ID"] = vm.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        psi.Environment["PROXYBACKUP_VM_NAME"] = vm.Name;
-        var addresses = vm.Nics.Select(n => n.Ip).OfType<string>().ToList();
-        psi.Environment["PROXYBACKUP_VM_IP"] = addresses.FirstOrDefault() ?? "";
-        psi.Environment["PROXYBACKUP_VM_IPS"] = string.Join(' ', addresses);
-        jobs.Log(cloud.JobId, "info", $"{phase}-snapshot command started");
-        using var process = Process.Start(psi) ?? throw new JobFailedException($"The {phase}-snapshot command could not be started.");
-        process.StandardInput.Close();
-        var output = new StringBuilder();
-        var reading = Task.WhenAll(TailAsync(process.StandardOutput, output), TailAsync(process.StandardError, output));
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        limit.CancelAfter(timeout);
-        int? exit;
-        try
-        {
-            await process.WaitForExitAsync(limit.Token).ConfigureAwait(false);
-            exit = process.ExitCode;
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-            ct.ThrowIfCancellationRequested();
-            exit = null;
-        }
-        // A command that left a child holding its output open is not waited for beyond a moment.
-        await reading.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        string text;
-        lock (output) text = output.ToString().Trim();
-        var outcome = new CommandOutcome(exit, text);
-        jobs.Log(cloud.JobId, outcome.Succeeded ? "info" : "warning", $"{phase}-snapshot command {outcome.Describe(timeout)}");
-        logger.LogInformation("VM {VmId}: {Phase}-snapshot command ended with {Exit}", vm.Id, phase, exit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "a timeout");
-        return outcome;
-    }
-
-    /// <summary>Reads a stream to its end, keeping only the last <see cref="OutputTail"/> characters of both streams together.</summary>
-    private static async Task TailAsync(StreamReader reader, StringBuilder into)
-    {
-        var buffer = new char[4096];
-        int n;
-        while ((n = await reader.ReadAsync(buffer).ConfigureAwait(false)) > 0)
-            lock (into)
-            {
-                into.Append(buffer, 0, n);
-                if (into.Length > OutputTail) into.Remove(0, into.Length - OutputTail);
-            }
-    }
+    /// <summary>The operator's command with the VM's id, name and addresses in its environment (docs/operations.md, "Consistency of the snapshot set").</summary>
+    private Task<OperatorCommand.Outcome> RunCommandAsync(string command, string phase, VirtualMachine vm, TimeSpan timeout, CancellationToken ct) =>
+        OperatorCommand.RunAsync(command, $"{phase}-snapshot command", OperatorCommand.VmEnvironment(vm, phase, cloud.JobId), timeout, jobs, cloud.JobId, logger, ct);
 }

@@ -20,6 +20,43 @@ public sealed partial class BackupRepository
         return await held.RunAsync(ct, token => new DiskRestore(StoredChunks, Tuning, Memory).RunAsync(manifest, targetPath, options ?? new RestoreOptions(), progress, token)).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Reads a disk (a block device, with O_DIRECT: what the device holds, not the proxy's cache; or a
+    /// file) and compares each chunk with the restore point's: all zeros where the manifest has a zero
+    /// chunk, else the same chunk name (docs/repository-format.md, "Manifests"). A drill checks a
+    /// restored disk this way; no chunk is read from the repository.
+    /// </summary>
+    public async Task<DiskComparison> CompareDiskAsync(RestorePoint point, string disk, string path, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
+    {
+        var manifest = LoadManifest(point, disk);
+        var hasher = new ChunkHasher(StoredChunks.NameKey, concurrentCallers: 1);
+        using var source = BlockSource.OpenRead(path);
+        using var buffer = new AlignedBuffer((manifest.ChunkSize + 4095) / 4096 * 4096);
+        var started = Stopwatch.GetTimestamp();
+        var (differing, read) = (0, 0L);
+        long? first = null;
+        for (var i = 0; i < manifest.Chunks.Count; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var offset = (long)i * manifest.ChunkSize;
+            var length = manifest.ChunkLength(i);
+            // A whole aligned buffer is asked for (O_DIRECT); the disk's end returns less.
+            var got = await Task.Run(() => source.ReadFull(buffer.GetSpan()[..((length + 4095) / 4096 * 4096)], offset), ct).ConfigureAwait(false);
+            var data = buffer.GetSpan()[..Math.Min(got, length)];
+            var expected = manifest.Chunks[i];
+            var allZero = !data.ContainsAnyExcept((byte)0);
+            var same = data.Length == length && (expected.IsZero ? allZero : !allZero && hasher.Name(data) == expected);
+            if (!same)
+            {
+                differing++;
+                first ??= offset;
+            }
+            read += length;
+            progress?.Report(new TransferProgress("compare", manifest.DiskSize, read, null, Stopwatch.GetElapsedTime(started)));
+        }
+        return new DiskComparison(manifest.DiskSize, manifest.Chunks.Count, differing, first);
+    }
+
     /// <summary>A seekable read-only stream over one disk of a restore point.</summary>
     public Stream OpenDisk(RestorePoint point, string disk) => new RestorePointStream(StoredChunks, LoadManifest(point, disk));
 
@@ -59,3 +96,9 @@ public sealed partial class BackupRepository
 }
 
 public enum DiskFormat { Raw, Qcow2 }
+
+/// <summary>A disk compared with a restore point's: how many of its chunks differ, and where the first one is.</summary>
+public sealed record DiskComparison(long Bytes, int Chunks, int DifferingChunks, long? FirstDifferenceOffset)
+{
+    public bool Same => DifferingChunks == 0;
+}

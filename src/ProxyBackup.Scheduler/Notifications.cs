@@ -21,6 +21,9 @@ public enum NotificationEvent
 
     /// <summary>The repository's disk or share is not mounted: backups are held until it is.</summary>
     RepositoryUnavailable,
+
+    /// <summary>A scheduled restore drill failed (the point did not restore, its disks read back differently, the VM did not run, the check failed).</summary>
+    DrillFailed,
     DailySummary,
 }
 

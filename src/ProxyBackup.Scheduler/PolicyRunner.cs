@@ -43,6 +43,9 @@ public sealed record PolicyRunnerOptions
 
     /// <summary>Into how many parts the chunks are cut for the scheduled verify: 7 with a daily schedule reads everything once a week; 1 reads all every time.</summary>
     public int VerifyParts { get; init; } = 7;
+
+    /// <summary>Runs the policies' restore drills (null: drills are not run).</summary>
+    public RestoreJob? Restore { get; init; }
 }
 
 /// <summary>
@@ -186,6 +189,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         lock (_running) _running.RemoveAll(t => t.IsCompleted);
         CollectGarbageIfDrained();
         StartVerifyIfDue(ct);
+        StartDrillsIfDue(ct);
         NotifyLongWaits();
         SendSummaryIfDue();
         return started;
@@ -308,6 +312,64 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         var subset = options.VerifyParts > 1 ? new VerifySubset(part, options.VerifyParts) : null;
         _verify = VerifyAsync(subset, ct);
         lock (_running) _running.Add(_verify);
+    }
+
+    private Task? _drills;
+
+    /// <summary>The slot key of a policy's drills, beside its backups' (docs/operations.md, "Restore drills").</summary>
+    private static string DrillSlot(ProtectionPolicy policy) => $"{policy.Name}#drill";
+
+    /// <summary>
+    /// Starts the drills of the policies whose drill schedule is due, one VM after another in the
+    /// background (a drill restores a whole VM: two at once would halve each other's speed); a missed
+    /// slot runs once, as a policy's backups do.
+    /// </summary>
+    private void StartDrillsIfDue(CancellationToken ct)
+    {
+        if (options.Restore is null || _drills is { IsCompleted: false }) return;
+        var policies = store.Policies().Where(p => p.Enabled && p.Drill.Schedule is not null && Runnable(p)).ToDictionary(DrillSlot, StringComparer.Ordinal);
+        if (policies.Count == 0) return;
+        var (due, _) = RunPlanner.Plan(policies.Select(p => p.Value with { Name = p.Key, Schedule = p.Value.Drill.Schedule!, Window = null }), store.LastSlots(), options.Since, options.Time.GetUtcNow());
+        if (due.Count == 0) return;
+        foreach (var run in due) store.SetLastSlot(run.Policy.Name, run.Slot);
+        _drills = DrillAsync([.. due.Select(run => policies[run.Policy.Name])], ct);
+        lock (_running) _running.Add(_drills);
+    }
+
+    /// <summary>Drills every VM the policies select from its latest restore point; a failure is told.</summary>
+    internal async Task DrillAsync(IReadOnlyList<ProtectionPolicy> policies, CancellationToken ct)
+    {
+        await Task.Yield();
+        try
+        {
+            var vms = await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
+            foreach (var policy in policies)
+                foreach (var vm in vms.Where(v => v.Id != options.ProxyVmId && policy.Selection.Matches(v)))
+                {
+                    if (repository.Latest(BackupJob.SourceOf(vm.Id)) is not { } point)
+                    {
+                        logger.LogWarning("Policy {Policy}: VM {VmId} has no restore point to drill yet", policy.Name, vm.Id);
+                        continue;
+                    }
+                    var drill = policy.Drill;
+                    var result = await options.Restore!.DrillAsync(point, new DrillOptions
+                    {
+                        ImageDatastoreId = drill.ImageDatastoreId, SystemDatastoreId = drill.SystemDatastoreId, CheckCommand = drill.CheckCommand,
+                    }, null, ct).ConfigureAwait(false);
+                    if (result.Succeeded && result.LeftNothing) continue;
+                    Notify(new Notification(NotificationEvent.DrillFailed,
+                        result.Succeeded ? $"The restore drill of VM {vm.Id} ({vm.Name}) left part of its sandbox" : $"The restore drill of VM {vm.Id} ({vm.Name}) failed",
+                        policy.Name, vm.Id, vm.Name,
+                        string.Join(" ", new[] { result.Failure is null ? null : $"{result.Failure}.", result.LeftNothing ? null : $"Left for the next cleanup pass: {string.Join("; ", result.Left)}." }.OfType<string>())
+                        + $" Job {result.JobId}, restore point {result.PointId}: 'proxybackup jobs log {result.JobId}'."));
+                }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        catch (Exception e) when (e is UserFacingException)
+        {
+            logger.LogError("The scheduled drills stopped: {Error}", e.Message);
+            Notify(new Notification(NotificationEvent.DrillFailed, "The scheduled restore drills could not run", Detail: e.Message));
+        }
     }
 
     /// <summary>Runs one scheduled verify and reports what it found; returns the report (null when it could not run).</summary>

@@ -33,6 +33,12 @@ public static class ProtectionPolicyRules
         if (policy.FullEveryRuns < 0 || policy.FullEveryDays < 0) p.Add("full every: 0 or more");
         if (policy.Retries is < 0 or > 10) p.Add("retries: 0 to 10");
         if (policy.Consistency.CommandTimeoutSeconds is < 1 or > 3600) p.Add("hook timeout: 1 to 3600 seconds");
+        if (policy.Drill.Schedule is { } drill)
+        {
+            try { CronSchedule.Parse(drill, Zone(policy)); }
+            catch (FormatException e) { p.Add($"drill schedule: {e.Message}"); }
+            catch (PolicyException) { } // the time zone's problem is told above
+        }
         try { policy.Retention.Validate(); }
         catch (ArgumentException e) { p.Add($"retention: {e.Message}"); }
         return p;

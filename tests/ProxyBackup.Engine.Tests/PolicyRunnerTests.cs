@@ -81,6 +81,51 @@ public class PolicyRunnerTests
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
     }
 
+    /// <summary>A policy's drill schedule: each VM it selects is drilled from its latest point when due, the outcome recorded; a failed drill is told.</summary>
+    [Fact]
+    public async Task A_policys_drills_run_when_due_record_their_recovery_time_and_a_failed_one_is_told()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        var web = await w.VmAsync("web-01");
+        var db = await w.VmAsync("db-01");
+        await w.Backup.RunAsync(web.Id, new BackupOptions());
+        await w.Backup.RunAsync(db.Id, new BackupOptions());
+        // Backups at 02:00 (not due in this test), drills every 5 minutes; db-01's check fails.
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "gold", Schedule = "0 2 * * *", Selection = new VmSelection { VmIds = [web.Id, db.Id] },
+            Drill = new DrillSchedule { Schedule = "*/5 * * * *", CheckCommand = $"test \"$PROXYBACKUP_DRILLED_VM_ID\" != {db.Id}" },
+        });
+        var before = w.Inventory();
+        var clock = new ManualClock(T0);
+        var notifier = new RecordingNotifier();
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Time = clock, Since = T0, Notifier = notifier, GcGrace = TimeSpan.Zero, Restore = w.Restore });
+
+        await runner.TickAsync(CancellationToken.None);                   // 01:02: no drill due before 01:05
+        await runner.DrainAsync();
+        Assert.Empty(w.Catalog.LastJobs("drill"));
+        clock.Now = T0.AddMinutes(3);
+        await runner.TickAsync(CancellationToken.None);
+        await runner.DrainAsync();
+
+        var drills = w.Catalog.LastJobs("drill");
+        Assert.Equal("succeeded", drills[web.Id].State);
+        Assert.True(drills[web.Id].Measured > TimeSpan.Zero);
+        Assert.Equal("failed", drills[db.Id].State);
+        var told = Assert.Single(notifier.Received);
+        Assert.Equal((NotificationEvent.DrillFailed, db.Id, "gold"), (told.Event, told.VmId, told.Policy));
+        Assert.StartsWith("the check command exited 1.", told.Detail, StringComparison.Ordinal);
+        Assert.Equal(before["vms"], w.Inventory()["vms"]);
+        Assert.Equal(before["templates"], w.Inventory()["templates"]);
+        Assert.Empty(w.Catalog.Pending());
+
+        // The slot is taken: the next tick in the same five minutes drills nothing again.
+        await runner.TickAsync(CancellationToken.None);
+        await runner.DrainAsync();
+        Assert.Equal(4, w.Catalog.Recent(20).Count(j => j.Kind is "drill" or "backup"));
+    }
+
     /// <summary>The policy's consistency mode reaches its scheduled backups and a backup an operator hands to the daemon for one of its VMs.</summary>
     [Fact]
     public async Task A_policys_suspend_mode_takes_one_moment_for_its_scheduled_and_its_operators_backups()
