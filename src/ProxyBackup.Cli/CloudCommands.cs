@@ -292,6 +292,14 @@ internal static class CloudCommands
         return c;
     }
 
+    /// <summary>The one --disk of a restore as an image or to a file; several are for --in-place only.</summary>
+    private static int? OneDisk(int[]? disks) => disks switch
+    {
+        null or [] => null,
+        [var one] => one,
+        _ => throw new CliException("--disk is given once, except with --in-place."),
+    };
+
     private static Command Restore()
     {
         var point = new Option<string>("--point") { DefaultValueFactory = _ => "latest", Description = "Restore point id, or 'latest'." };
@@ -299,15 +307,17 @@ internal static class CloudCommands
         var systemDs = new Option<int?>("--system-ds") { Description = "System datastore for the new VM." };
         var name = new Option<string?>("--name") { Description = "Name of the new VM (or template), and its images' base name: NAME-disk-N." };
         var templateOnly = new Option<bool>("--template-only") { Description = "Create the VM template with the restored disks and stop there (no VM)." };
+        var inPlace = new Option<bool>("--in-place") { Description = "Put the point's content back into the VM itself: powered off, each disk (all, or --disk) replaced, the VM back to the state it had (docs/operations.md, \"In-place restore\")." };
+        var hard = new Option<bool>("--hard") { Description = "With --in-place: power a running VM off hard (the guest is not asked)." };
         var verify = new Option<bool>("--verify") { Description = "Read each restored disk back from the datastore and compare it with the restore point before the VM is made." };
         var owner = new Option<RestoreOwner>("--owner") { DefaultValueFactory = _ => RestoreOwner.Original, Description = "Original: give the VM, its images and template to the original VM's owner and group (when the appliance's account may; else one warning). Appliance: keep them the appliance's." };
         var nics = new Option<NicMode>("--nics") { DefaultValueFactory = _ => NicMode.NoIp, Description = "Keep, NoIp (default: same networks, new addresses) or NoNic." };
-        var disk = new Option<int?>("--disk") { Description = "Restore only this DISK_ID: as a new image, or to a file with --to." };
+        var disk = new Option<int[]>("--disk") { Description = "Restore only this DISK_ID: as a new image, or to a file with --to; with --in-place, repeatable (default: every disk)." };
         var to = new Option<string?>("--to") { Description = "With --disk: write to this file instead of the cloud." };
         var format = new Option<DiskFormat>("--format") { DefaultValueFactory = _ => DiskFormat.Raw, Description = "With --to: raw or qcow2." };
         var deployTimeout = new Option<int>("--deploy-timeout") { DefaultValueFactory = _ => 30, Description = "Minutes the new VM may wait for the scheduler and its boot; after that it is left PENDING and the restore says so." };
         deployTimeout.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > 1440) r.AddError("--deploy-timeout is in minutes, from 1 to 1440."); });
-        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, deployTimeout, templateOnly, owner, verify, Json };
+        var c = new Command("restore", "Restore a VM (new VM from its disks and saved template), a disk as an image, or a disk to a file.") { Vm, point, imageDs, systemDs, name, nics, disk, to, format, deployTimeout, templateOnly, owner, verify, inPlace, hard, Json };
         c.SetAction(async (p, ct) =>
         {
             var repo = RepositoryCommands.Open(p);
@@ -317,7 +327,7 @@ internal static class CloudCommands
             var pt = p.GetValue(point) == "latest" ? repo.Latest(source) ?? throw new CliException($"VM {id} has no restore point.") : repo.LoadIndex(source, p.GetValue(point)!);
             if (p.GetValue(to) is { } file)
             {
-                var d = p.GetValue(disk) ?? throw new CliException("--to needs --disk DISK_ID.");
+                var d = OneDisk(p.GetValue(disk)) ?? throw new CliException("--to needs --disk DISK_ID.");
                 await ProgressDisplay.RunAsync("export", async progress => { await repo.ExportAsync(pt, d.ToString(System.Globalization.CultureInfo.InvariantCulture), file, p.GetValue(format), progress, ct).ConfigureAwait(false); return 0; }).ConfigureAwait(false);
                 Console.WriteLine($"Disk {d} of {pt.Id} written to {file}.");
                 return 0;
@@ -326,7 +336,15 @@ internal static class CloudCommands
             await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false);
             RestoreResult result;
             var originalOwner = p.GetValue(owner) == RestoreOwner.Original;
-            if (p.GetValue(disk) is { } only)
+            if (p.GetValue(inPlace))
+            {
+                if (p.GetValue(templateOnly) || p.GetValue(name) is not null) throw new CliException("--in-place restores into the VM itself: leave out --template-only and --name.");
+                result = await ProgressDisplay.RunAsync("restore in place", progress => host.Restore.RestoreInPlaceAsync(pt, new InPlaceOptions
+                {
+                    Disks = p.GetValue(disk) is { Length: > 0 } chosen ? chosen.ToHashSet() : null, HardPowerOff = p.GetValue(hard), ImageDatastoreId = p.GetValue(imageDs), VerifyDisks = p.GetValue(verify),
+                }, progress, ct)).ConfigureAwait(false);
+            }
+            else if (OneDisk(p.GetValue(disk)) is { } only)
             {
                 if (p.GetValue(templateOnly)) throw new CliException("--template-only restores a whole VM's disks; leave out --disk.");
                 result = await ProgressDisplay.RunAsync("restore disk", progress => host.Restore.RestoreDiskAsImageAsync(pt, only, p.GetValue(imageDs), progress, ct, p.GetValue(name), originalOwner)).ConfigureAwait(false);
@@ -338,7 +356,8 @@ internal static class CloudCommands
                     DeployTimeout = TimeSpan.FromMinutes(p.GetValue(deployTimeout)), TemplateOnly = p.GetValue(templateOnly), OriginalOwner = originalOwner, VerifyDisks = p.GetValue(verify),
                 }, progress, ct)).ConfigureAwait(false);
             if (p.GetValue(Json)) { CliFormat.PrintJson(result); return 0; }
-            Console.WriteLine(result.VmId is { } vmId ? $"Restored {pt.Id} as VM {vmId}; disks in images {string.Join(", ", result.Images.Values)}."
+            Console.WriteLine(p.GetValue(inPlace) ? $"Restored {pt.Id} into VM {result.VmId} in place: disk(s) {string.Join(", ", result.Images.Keys)} hold the point's content; the VM is back in the state it had."
+                : result.VmId is { } vmId ? $"Restored {pt.Id} as VM {vmId}; disks in images {string.Join(", ", result.Images.Values)}."
                 : result.TemplateId is { } templateId ? $"Restored {pt.Id} as template {templateId}; disks in images {string.Join(", ", result.Images.Values)}. Instantiate it when you are ready (onetemplate instantiate {templateId})."
                 : $"Restored disk as image {string.Join(", ", result.Images.Values)}.");
             foreach (var warning in result.Warnings ?? []) Console.WriteLine($"  warning: {warning}");

@@ -41,8 +41,8 @@ internal sealed class EngineHost : IDisposable
         var logger = logs.CreateLogger("proxybackup");
         Cleaner = new CloudCleaner(steps, catalog, logger);
         Backup = new BackupJob(steps, Cleaner, catalog, catalog, repository, logger, catalog);
-        Restore = new RestoreJob(steps, Cleaner, catalog, repository, logger);
-        Snapshots = new SnapshotManager(steps, catalog, logger);
+        Restore = new RestoreJob(steps, Cleaner, catalog, repository, logger, catalog);
+        Snapshots = new SnapshotManager(steps, catalog);
         // While this process lives, what it journals is its own, also to a proxy sharing the catalog.
         _lease = catalog.KeepLease();
     }

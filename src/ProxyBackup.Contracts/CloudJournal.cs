@@ -18,6 +18,13 @@ public enum CloudObjectKind
     /// <summary>A protected VM the job suspended for its snapshot set (VmId, Name): removing it means resuming the VM.</summary>
     SuspendedVm,
 
+    /// <summary>
+    /// A disk an in-place restore detached from a VM (VmId, DiskId, Name = the original DISK as a
+    /// template, ObjectId = the image that holds its content now): removing it means attaching that
+    /// image back (docs/operations.md, "In-place restore").
+    /// </summary>
+    DetachedDisk,
+
     /// <summary>A VM a drill made in its sandbox (VmId = the drilled VM, ObjectId = the sandbox VM, Name): removing it means terminating it.</summary>
     SandboxVm,
 }

@@ -59,7 +59,7 @@ internal static class DemoCommand
                 new EngineOptions { ProxyVmId = proxy.Id, MaxPoll = TimeSpan.FromMilliseconds(500), DetachRetryDelay = TimeSpan.FromMilliseconds(200) }, log);
             var cleaner = new CloudCleaner(steps, catalog, log);
             var backup = new BackupJob(steps, cleaner, catalog, catalog, repo, log, catalog);
-            var restore = new RestoreJob(steps, cleaner, catalog, repo, log);
+            var restore = new RestoreJob(steps, cleaner, catalog, repo, log, catalog);
 
             Say($"Protecting VM {vm.Id} ({vm.Name}): full backup of {vm.Disks.Count(d => !d.IsVolatile)} disk(s) ...");
             var full = await Progress(json, "full backup", pr => backup.RunAsync(vm.Id, new BackupOptions(), pr, ct)).ConfigureAwait(false);

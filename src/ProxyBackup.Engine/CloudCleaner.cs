@@ -52,7 +52,8 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         var pending = new List<string>();
         var removed = 0;
         // A VM a job suspended runs again first: its users wait, the leftovers do not.
-        var order = new[] { CloudObjectKind.SuspendedVm, CloudObjectKind.SandboxVm, CloudObjectKind.Attachment, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
+        // A disk an in-place restore detached goes back once its image is off the proxy, before images are deleted.
+        var order = new[] { CloudObjectKind.SuspendedVm, CloudObjectKind.SandboxVm, CloudObjectKind.Attachment, CloudObjectKind.DetachedDisk, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
         foreach (var entry in journal.Pending(jobId).OrderBy(e => Array.IndexOf(order, e.Kind)).ThenByDescending(e => e.Id))
         {
             if (jobId is null && entry.Owner is { IsCurrent: false } owner && owner.MayBeAlive(entry.OwnerLeaseRenewed, steps.Options.Time.GetUtcNow()))
@@ -167,6 +168,18 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
                 catch (OneNotFoundException) { return; }
                 // Resumed only from the state the job left it in: anything else is someone's decision since.
                 if (suspended.State == VmState.Suspended) await steps.ResumeAsync(entry.VmId, ct).ConfigureAwait(false);
+                break;
+            case CloudObjectKind.DetachedDisk:
+                VirtualMachine owner;
+                try { owner = await client.VmInfoAsync(entry.VmId, ct).ConfigureAwait(false); }
+                catch (OneNotFoundException) { return; }
+                var original = System.Xml.Linq.XElement.Parse(entry.Name);
+                var target = original.Element("TARGET")?.Value;
+                if (owner.State == VmState.Done || owner.Disks.Any(d => d.Target == target) || entry.ObjectId is not { } holding) return;
+                if (owner.State is not (VmState.Poweroff or VmState.Active))
+                    throw new JobFailedException($"VM {entry.VmId} is {owner.StateName}: its disk {target} (image {holding}) is attached back once it is POWEROFF or RUNNING");
+                await steps.AttachToVmAsync(entry.VmId, RestoreTemplate.AttachDisk(original, holding), holding, ct).ConfigureAwait(false);
+                logger.LogWarning("Disk {Target} of VM {VmId} attached back (image {Image}) after an interrupted in-place restore: its content may be part restored; run the restore again", target, entry.VmId, holding);
                 break;
             case CloudObjectKind.SandboxVm:
                 var sandboxId = entry.ObjectId ?? (await client.VmPoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(v => v.Name == entry.Name)?.Id;

@@ -48,6 +48,36 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
         return null;
     }
 
+    /// <summary>
+    /// Powers a running VM off (ACPI, or hard) and waits for POWEROFF; a guest that ignores the ACPI
+    /// request leaves it RUNNING, which is said so (docs/opennebula.md, "State sequences").
+    /// </summary>
+    public async Task PowerOffAsync(int vmId, bool hard, CancellationToken ct)
+    {
+        logger.LogInformation("Powering off VM {VmId} ({Mode})", vmId, hard ? "hard" : "graceful");
+        await client.VmActionAsync(hard ? "poweroff-hard" : "poweroff", vmId, ct).ConfigureAwait(false);
+        var vm = await _waiter.VmUntilAsync(vmId, "POWEROFF", v => v.State == VmState.Poweroff || (v.Settlement == VmSettlement.Settled && v.LcmState == LcmState.Running && v.State == VmState.Active && v.PrevLcmIs(LcmState.ShutdownPoweroff)), options.OperationTimeout, ct).ConfigureAwait(false);
+        if (vm.State != VmState.Poweroff)
+            throw new JobFailedException($"VM {vmId} did not power off (the guest ignored the ACPI request); retry with a hard power-off.");
+    }
+
+    /// <summary>Detaches a disk of a VM (powered off for an in-place restore) and checks that it is gone.</summary>
+    public async Task DetachFromVmAsync(int vmId, int diskId, CancellationToken ct)
+    {
+        await client.VmDetachAsync(vmId, diskId, ct).ConfigureAwait(false);
+        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct, new("detach")).ConfigureAwait(false);
+        if (vm.Disk(diskId) is not null) throw new JobFailedException($"Detaching disk {diskId} of VM {vmId} failed{Why(vm)}.");
+    }
+
+    /// <summary>Attaches an image to a VM as the DISK given and returns the disk it became (found by its image: DISK_IDs are not reused, docs/opennebula.md "Hotplug").</summary>
+    public async Task<VmDisk> AttachToVmAsync(int vmId, OneTemplate disk, int imageId, CancellationToken ct)
+    {
+        await client.VmAttachAsync(vmId, disk, ct).ConfigureAwait(false);
+        var vm = await _waiter.VmSettledAsync(vmId, options.OperationTimeout, ct, new("attach")).ConfigureAwait(false);
+        return vm.Disks.FirstOrDefault(d => d.ImageId == imageId)
+            ?? throw new JobFailedException($"Attaching image {imageId} to VM {vmId} failed{Why(vm)}.");
+    }
+
     /// <summary>Terminates a VM (hard: a drill's sandbox has nothing to shut down cleanly) and waits until it is DONE, its images free again.</summary>
     public async Task TerminateAsync(int vmId, CancellationToken ct)
     {

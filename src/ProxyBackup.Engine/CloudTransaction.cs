@@ -14,6 +14,9 @@ public sealed record JobImage(long Entry, int Id, string Name, long SizeBytes);
 /// <summary>A job's image attached to the proxy: the proxy's DISK_ID and the block device it appeared as.</summary>
 public sealed record JobAttachment(long Entry, JobImage Image, int ProxyDiskId, string Device);
 
+/// <summary>A disk an in-place restore detached from its VM, with the journal entry that attaches it back if the job dies.</summary>
+public sealed record JobDetachedDisk(long Entry, int VmId, VmDisk Disk);
+
 /// <summary>A VM the job suspended, with its journal entry and when the suspend was asked for.</summary>
 public sealed record JobSuspension(long Entry, int VmId, long Started);
 
@@ -251,6 +254,30 @@ public sealed class CloudTransaction(string jobId, CloudSteps steps, CloudCleane
             }
             throw;
         }
+    }
+
+    /// <summary>
+    /// Detaches a disk of a powered-off VM for an in-place restore (docs/operations.md, "In-place
+    /// restore"), journaled first with the DISK and its image: a job that dies before it attaches a
+    /// disk back leaves an entry by which the cleanup pass attaches it back.
+    /// </summary>
+    public async Task<JobDetachedDisk> DetachFromVmAsync(VirtualMachine vm, VmDisk disk, CancellationToken ct)
+    {
+        var entry = _journal.Record(jobId, CloudObjectKind.DetachedDisk, vm.Id, disk.DiskId, disk.Xml.ToString(System.Xml.Linq.SaveOptions.DisableFormatting));
+        _journal.SetObjectId(entry, disk.ImageId!.Value);
+        await steps.DetachFromVmAsync(vm.Id, disk.DiskId, ct).ConfigureAwait(false);
+        return new JobDetachedDisk(entry, vm.Id, disk);
+    }
+
+    /// <summary>From now on the detached disk's content is in this image (a non-persistent disk's new image, once written).</summary>
+    public void Holds(JobDetachedDisk detached, JobImage image) => _journal.SetObjectId(detached.Entry, image.Id);
+
+    /// <summary>Attaches the image back in the detached disk's place (its attributes and TARGET) and forgets the entry.</summary>
+    public async Task<VmDisk> AttachBackAsync(JobDetachedDisk detached, int imageId, CancellationToken ct)
+    {
+        var attached = await steps.AttachToVmAsync(detached.VmId, RestoreTemplate.AttachDisk(detached.Disk.Xml, imageId), imageId, ct).ConfigureAwait(false);
+        _journal.Remove(detached.Entry);
+        return attached;
     }
 
     /// <summary>

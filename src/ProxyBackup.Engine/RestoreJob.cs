@@ -42,7 +42,7 @@ public sealed record RestoreResult(string JobId, int? VmId, IReadOnlyDictionary<
 /// image attached to the proxy and written, then a VM created from the saved document. Until the
 /// job succeeds, every image and template it made is in the journal, and is removed if it fails.
 /// </summary>
-public sealed partial class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecorder jobs, BackupRepository repository, ILogger logger)
+public sealed partial class RestoreJob(CloudSteps steps, CloudCleaner cleaner, IJobRecorder jobs, BackupRepository repository, ILogger logger, IVmGuard guard)
 {
     public async Task<RestoreResult> RestoreVmAsync(RestorePoint point, RestoreVmOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
@@ -185,6 +185,15 @@ public sealed partial class RestoreJob(CloudSteps steps, CloudCleaner cleaner, I
         }
     }
 
+    /// <summary>Reads a written disk back from its device (O_DIRECT: the storage, not the proxy's cache) while it is still attached, and compares it with the point.</summary>
+    private async Task VerifyWrittenAsync(CloudTransaction cloud, RestorePoint point, int diskId, int imageId, string device, IProgress<TransferProgress>? progress, CancellationToken ct)
+    {
+        var comparison = await repository.CompareDiskAsync(point, diskId.ToString(CultureInfo.InvariantCulture), device, progress, ct).ConfigureAwait(false);
+        if (!comparison.Same)
+            throw new JobFailedException($"Disk {diskId} read back from image {imageId} differs from restore point {point.Id} in {comparison.DifferingChunks} of {comparison.Chunks} chunks (the first at byte {comparison.FirstDifferenceOffset}): the datastore did not keep what was written.");
+        jobs.Log(cloud.JobId, "info", $"disk {diskId} read back from image {imageId}: all {comparison.Chunks} chunks match restore point {point.Id}");
+    }
+
     private static string DefaultName(VirtualMachine saved, RestorePoint point) => $"{saved.Name}-restored-{point.Time.UtcDateTime:yyyyMMdd'T'HHmmss}";
 
     /// <summary>
@@ -287,14 +296,7 @@ public sealed partial class RestoreJob(CloudSteps steps, CloudCleaner cleaner, I
             {
                 var diskName = disk.DiskId.ToString(CultureInfo.InvariantCulture);
                 await repository.RestoreDiskAsync(point, diskName, attachment.Device, new RestoreOptions { TargetIsZeroed = true }, progress, ct).ConfigureAwait(false);
-                if (verify)
-                {
-                    // Read back from the device (O_DIRECT: the storage, not the proxy's cache) while it is still attached.
-                    var comparison = await repository.CompareDiskAsync(point, diskName, attachment.Device, progress, ct).ConfigureAwait(false);
-                    if (!comparison.Same)
-                        throw new JobFailedException($"Disk {disk.DiskId} read back from image {image.Id} differs from restore point {point.Id} in {comparison.DifferingChunks} of {comparison.Chunks} chunks (the first at byte {comparison.FirstDifferenceOffset}): the datastore did not keep what was written.");
-                    jobs.Log(cloud.JobId, "info", $"disk {disk.DiskId} read back from image {image.Id}: all {comparison.Chunks} chunks match restore point {point.Id}");
-                }
+                if (verify) await VerifyWrittenAsync(cloud, point, disk.DiskId, image.Id, attachment.Device, progress, ct).ConfigureAwait(false);
             }
             finally
             {

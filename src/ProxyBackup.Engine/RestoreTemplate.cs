@@ -62,7 +62,7 @@ public static class RestoreTemplate
         foreach (var d in saved.Template.Elements("DISK"))
         {
             var disk = VmDisk.Parse(d);
-            var x = new XElement("DISK", d.Elements().Where(c => !DiskDrop.Contains(c.Name.LocalName) && c.Value.Length > 0).Select(c => new XElement(c.Name, c.Value)));
+            var x = UserDisk(d);
             if (restoredImages.TryGetValue(disk.DiskId, out var imageId))
             {
                 x.Elements("TYPE").Remove();
@@ -91,6 +91,25 @@ public static class RestoreTemplate
         if (systemDatastoreId is { } ds) t.SetElementValue("SCHED_DS_REQUIREMENTS", $"ID=\"{ds}\"");
         t.SetElementValue("NAME", name);
         return OneTemplate.From(t);
+    }
+
+    /// <summary>A disk's attributes an operator sets (bus, cache, discard, ...), without what OpenNebula fills in.</summary>
+    private static XElement UserDisk(XElement disk) =>
+        new("DISK", disk.Elements().Where(c => !DiskDrop.Contains(c.Name.LocalName) && c.Value.Length > 0).Select(c => new XElement(c.Name, c.Value)));
+
+    /// <summary>
+    /// The DISK to attach in place of <paramref name="original"/> (an in-place restore): its operator's
+    /// attributes, the image holding the restored content, and the same TARGET, so the guest finds
+    /// the same device (docs/opennebula.md, "In-place restore").
+    /// </summary>
+    public static OneTemplate AttachDisk(XElement original, int imageId)
+    {
+        var x = UserDisk(original);
+        x.Elements("TYPE").Remove();
+        x.Elements("SIZE").Remove();
+        x.SetElementValue("IMAGE_ID", imageId);
+        if (original.Element("TARGET")?.Value is { Length: > 0 } target) x.SetElementValue("TARGET", target);
+        return OneTemplate.From(new XElement("TEMPLATE", x));
     }
 
     private static XElement Clean(XElement e, string name) => name switch

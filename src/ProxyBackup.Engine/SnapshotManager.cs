@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Contracts;
 
@@ -9,7 +8,7 @@ namespace ProxyBackup.Engine;
 /// 6.8 and later: a running VM is powered off only when the caller allows it (gracefully, or hard
 /// when asked), reverted disk by disk, and resumed to the state it had.
 /// </summary>
-public sealed class SnapshotManager(CloudSteps steps, IVmGuard guard, ILogger logger)
+public sealed class SnapshotManager(CloudSteps steps, IVmGuard guard)
 {
     public async Task<IReadOnlyList<(int DiskId, DiskSnapshot Snapshot)>> ListAsync(int vmId, CancellationToken ct = default)
     {
@@ -50,11 +49,7 @@ public sealed class SnapshotManager(CloudSteps steps, IVmGuard guard, ILogger lo
         {
             if (!wasRunning) throw new JobFailedException($"VM {vmId} is {vm.StateName}; a revert needs it POWEROFF (OpenNebula 6.8+).");
             if (!allowPowerOff) throw new JobFailedException($"VM {vmId} is RUNNING; a revert needs it powered off. Allow it (--poweroff), or power it off first.");
-            logger.LogInformation("Powering off VM {VmId} ({Mode}) to revert", vmId, hard ? "hard" : "graceful");
-            await steps.Client.VmActionAsync(hard ? "poweroff-hard" : "poweroff", vmId, ct).ConfigureAwait(false);
-            vm = await steps.Waiter.VmUntilAsync(vmId, "POWEROFF", v => v.State == VmState.Poweroff || (v.Settlement == VmSettlement.Settled && v.LcmState == LcmState.Running && v.State == VmState.Active && v.PrevLcmIs(LcmState.ShutdownPoweroff)), steps.Options.OperationTimeout, ct).ConfigureAwait(false);
-            if (vm.State != VmState.Poweroff)
-                throw new JobFailedException($"VM {vmId} did not power off (the guest ignored the ACPI request); retry with a hard power-off.");
+            await steps.PowerOffAsync(vmId, hard, ct).ConfigureAwait(false);
         }
         foreach (var (disk, snap) in snapshots)
         {

@@ -171,7 +171,7 @@ public class SnapshotManagerTests
     public async Task Revert_powers_off_only_when_allowed_and_resumes()
     {
         await using var w = await EngineWorld.StartAsync();
-        var manager = new SnapshotManager(w.Steps, w.Catalog, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var manager = new SnapshotManager(w.Steps, w.Catalog);
         var web = await w.VmAsync("web-01");
         var original = w.DiskSha256(web.Id, 0);
         var snap = await manager.CreateAsync(web.Id, 0, "before-upgrade");

@@ -69,7 +69,7 @@ public sealed class EngineWorld : IAsyncDisposable
         Steps = new CloudSteps(Client, Catalog, locator, options, NullLogger.Instance);
         Cleaner = new CloudCleaner(Steps, Catalog, NullLogger.Instance);
         Backup = new BackupJob(Steps, Cleaner, Catalog, Catalog, Repository, NullLogger.Instance, Catalog);
-        Restore = new RestoreJob(Steps, Cleaner, Catalog, Repository, NullLogger.Instance);
+        Restore = new RestoreJob(Steps, Cleaner, Catalog, Repository, NullLogger.Instance, Catalog);
     }
 
     public async Task<VirtualMachine> VmAsync(string name) =>
