@@ -135,7 +135,7 @@ internal sealed class BlockSource : IDisposable
     }
 }
 
-/// <summary>Chunk buffers aligned to 4 KiB (O_DIRECT needs it), allocated once, outside the GC heap.</summary>
+/// <summary>Chunk buffers aligned to 4 KiB (O_DIRECT needs it), allocated once, outside the GC heap, zeroed.</summary>
 internal sealed unsafe class AlignedBuffer : MemoryManager<byte>
 {
     private readonly byte* _pointer;
@@ -145,6 +145,9 @@ internal sealed unsafe class AlignedBuffer : MemoryManager<byte>
     {
         _length = length;
         _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)length, 4096);
+        // The allocator hands back what an earlier buffer held: a restore writes its zero chunks
+        // from a buffer that must read as zeros (found by a drill's read-back, docs/operations.md "Restore drills").
+        NativeMemory.Clear(_pointer, (nuint)length);
     }
 
     public override Span<byte> GetSpan() => new(_pointer, _length);

@@ -28,10 +28,11 @@ public sealed class EngineWorld : IAsyncDisposable
     public int ProxyId { get; private set; }
     public string Root => _dir.Path;
 
-    public static async Task<EngineWorld> StartAsync(long diskMb = 4, Func<EngineOptions, EngineOptions>? configure = null)
+    /// <param name="devices">How the simulated proxy shows attached disks: loop devices where this machine allows (Auto), or plain files, as on a machine without them.</param>
+    public static async Task<EngineWorld> StartAsync(long diskMb = 4, Func<EngineOptions, EngineOptions>? configure = null, SimDeviceMode devices = SimDeviceMode.Auto)
     {
         var w = new EngineWorld();
-        w.Sim = SimServer.Start(new SimOptions { DataDirectory = w._dir.Combine("cloud"), OperationTime = TimeSpan.FromMilliseconds(20) }, IPAddress.Loopback, 0, "pw");
+        w.Sim = SimServer.Start(new SimOptions { DataDirectory = w._dir.Combine("cloud"), OperationTime = TimeSpan.FromMilliseconds(20), DeviceMode = devices }, IPAddress.Loopback, 0, "pw");
         w.Sim.Cloud.SeedDemo(diskMb);
         await w.Sim.Cloud.WaitIdleAsync(TimeSpan.FromSeconds(30));
         w.Client = w.ClientOf("oneadmin", "pw");

@@ -1,6 +1,7 @@
 using System.Xml.Linq;
 using ProxyBackup.Contracts;
 using ProxyBackup.OpenNebula;
+using ProxyBackup.Simulator;
 
 namespace ProxyBackup.Engine.Tests;
 
@@ -14,10 +15,13 @@ public class InPlaceRestoreTests
     private static Dictionary<string, string> ShaByTarget(EngineWorld w, VirtualMachine vm) =>
         vm.Disks.Where(d => d.ImageId is not null).ToDictionary(d => d.Target!, d => w.DiskSha256(vm.Id, d.DiskId));
 
-    [Fact]
-    public async Task A_running_vm_gets_the_points_bytes_on_a_persistent_and_a_non_persistent_disk_and_runs_again()
+    /// <summary>Attached disks as loop devices (block devices, as on the appliance) and as plain files (a machine without loop devices).</summary>
+    [Theory]
+    [InlineData(SimDeviceMode.Auto)]
+    [InlineData(SimDeviceMode.File)]
+    public async Task A_running_vm_gets_the_points_bytes_on_a_persistent_and_a_non_persistent_disk_and_runs_again(SimDeviceMode devices)
     {
-        await using var w = await EngineWorld.StartAsync();
+        await using var w = await EngineWorld.StartAsync(devices: devices);
         var db = await w.VmAsync("db-01");
         Assert.Contains(db.Disks, d => d.ImageId is not null && d.Persistent);
         Assert.Contains(db.Disks, d => d.ImageId is not null && !d.Persistent);

@@ -44,3 +44,34 @@ public class CompareDiskTests
         Assert.Equal((2, (Size - 1000) / ChunkSize * ChunkSize), (cut.DifferingChunks, cut.FirstDifferenceOffset));   // the chunk cut short and the short last one, gone
     }
 }
+
+/// <summary>A restore onto a block device that holds other data: every zero chunk is written as zeros.</summary>
+public class RestoreOntoUsedDeviceTests
+{
+    [RootFact]
+    public async Task Zero_chunks_are_written_as_zeros_over_old_data_even_when_the_allocator_hands_back_dirty_memory()
+    {
+        using var dir = new TempDirectory();
+        const int ChunkSize = 64 << 10;
+        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = ChunkSize });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 3L << 20);   // its first third is zeros
+        RestorePoint point;
+        using (var w = repo.StartRestorePoint("vm-1"))
+        {
+            await w.AddDiskAsync("0", disk);
+            point = w.Commit();
+        }
+        using var device = new LoopDevice(dir.Combine("device.img"), 3L << 20);
+        await File.WriteAllBytesAsync(device.Path, Enumerable.Repeat((byte)0x5A, 3 << 20).ToArray());
+        // Freed buffers of the chunk size, full of 0xAB, more than the restore takes: the allocator carves its buffers from them.
+        var dirty = Enumerable.Range(0, 256).Select(_ => new AlignedBuffer(ChunkSize)).ToList();
+        foreach (var b in dirty) b.GetSpan().Fill(0xAB);
+        foreach (var b in dirty) ((IDisposable)b).Dispose();
+
+        await repo.RestoreDiskAsync(point, "0", device.Path);
+
+        Assert.True((await repo.CompareDiskAsync(point, "0", device.Path)).Same);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(device.Path));
+    }
+}
