@@ -32,6 +32,10 @@ public static class MountTable
         return Read(mountInfo).LastOrDefault(m => m.MountPoint == full);
     }
 
+    /// <summary>The mount points at or below <paramref name="directory"/>.</summary>
+    public static IReadOnlyList<string> Under(string directory, string mountInfo = "/proc/self/mountinfo") =>
+        [.. Read(mountInfo).Select(m => m.MountPoint).Where(m => Contains(directory, m)).Distinct()];
+
     /// <summary>Whether <paramref name="path"/> is <paramref name="mountPoint"/> or lies below it.</summary>
     public static bool Contains(string mountPoint, string path)
     {
