@@ -9,8 +9,8 @@ namespace ProxyBackup.Cli;
 /// <summary>`proxybackup vm ...`, `snapshot ...`, `cleanup`: the engine on a real (or simulated) cloud, onevm-style.</summary>
 internal static class CloudCommands
 {
-    private static readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON." };
-    private static readonly Argument<string> Vm = new("vm") { Description = "VM ID or name." };
+    internal static readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON." };
+    internal static readonly Argument<string> Vm = new("vm") { Description = "VM ID or name." };
 
     public static IEnumerable<Command> Build() => [VmCommand(), SnapshotCommand(), Cleanup(), Jobs(), Drill()];
 

@@ -19,6 +19,7 @@ root.Subcommands.Add(StatusCommand.Build());
 root.Subcommands.Add(StorageCommand.Build());
 root.Subcommands.Add(ConsoleCommand.Build());
 root.Subcommands.Add(ConfigureCommand.Build());
+root.Subcommands.Add(FilesCommand.Build());
 
 // On SIGTERM or Ctrl+C a job cancels and then cleans up on the cloud (snapshot, attached disk,
 // temporary image) before it returns. System.CommandLine's default gives an action 2 s before it

@@ -173,7 +173,7 @@ public sealed class RestorePointFiles : IDisposable
         if (parts.Count == 0)
             return [.. _volumes.Where(v => v.MountPath is not null).Select(v => new FileEntry(v.Name, 'd', v.Size, DateTimeOffset.MinValue, (UnixFileMode)0x16D, null))];
         var (root, inner) = (MountOf(parts[0]), parts.Skip(1).ToList());
-        var full = Resolve(root, inner, followLast: true);
+        var full = Resolve(root, inner, followLast: true, string.Join('/', parts));
         if (File.GetAttributes(full).HasFlag(FileAttributes.Directory))
             return [.. new DirectoryInfo(full).EnumerateFileSystemInfos().OrderBy(i => i.Name, StringComparer.Ordinal).Select(Entry)];
         return [Entry(new FileInfo(full))];
@@ -185,7 +185,7 @@ public sealed class RestorePointFiles : IDisposable
         var parts = Split(path);
         if (parts.Count < 2) throw new FileRestoreException($"'{path}' is not a path in a volume: give VOLUME/path (volumes: {string.Join(", ", _volumes.Where(v => v.MountPath is not null).Select(v => v.Name))}).");
         var root = MountOf(parts[0]);
-        var source = Resolve(root, parts.Skip(1).ToList(), followLast: false);
+        var source = Resolve(root, parts.Skip(1).ToList(), followLast: false, string.Join('/', parts));
         Directory.CreateDirectory(targetDirectory);
         var counter = new CopyCounter();
         Copy(source, Path.Combine(targetDirectory, Path.GetFileName(source)), counter);
@@ -259,7 +259,7 @@ public sealed class RestorePointFiles : IDisposable
     /// The path under a volume's mount, following symbolic links as the guest would but inside the
     /// volume only: an absolute link starts at the volume's root, and nothing resolves above it.
     /// </summary>
-    private static string Resolve(string root, List<string> parts, bool followLast)
+    private static string Resolve(string root, List<string> parts, bool followLast, string shown)
     {
         var current = root;
         var pending = new Queue<string>(parts);
@@ -270,7 +270,7 @@ public sealed class RestorePointFiles : IDisposable
             var info = new FileInfo(next);
             if (info.LinkTarget is { } target && (pending.Count > 0 || followLast))
             {
-                if (++links > 40) throw new FileRestoreException($"Too many symbolic links under {string.Join('/', parts)}.");
+                if (++links > 40) throw new FileRestoreException($"Too many symbolic links under {shown}.");
                 var rest = pending.ToList();
                 pending.Clear();
                 var start = target.StartsWith('/') ? root : current;
@@ -280,7 +280,7 @@ public sealed class RestorePointFiles : IDisposable
             }
             if (part == "..") { if (current != root) current = Path.GetDirectoryName(current)!; continue; }
             if (part == ".") continue;
-            if (!info.Exists && !Directory.Exists(next) && info.LinkTarget is null) throw new FileRestoreException($"{string.Join('/', parts)} does not exist in this restore point.");
+            if (!info.Exists && !Directory.Exists(next) && info.LinkTarget is null) throw new FileRestoreException($"{shown} does not exist in this restore point.");
             current = next;
         }
         return current;

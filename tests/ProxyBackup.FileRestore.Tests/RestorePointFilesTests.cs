@@ -3,15 +3,6 @@ using ProxyBackup.TestSupport;
 
 namespace ProxyBackup.FileRestore.Tests;
 
-/// <summary>A test that builds a guest disk with the real tools and reads it through FUSE, loop devices and mounts; skipped, with the reason, where this machine cannot.</summary>
-public sealed class FileRestoreFactAttribute : FactAttribute
-{
-    public FileRestoreFactAttribute()
-    {
-        if (VmDiskImage.Missing() is { } why) Skip = why;
-    }
-}
-
 /// <summary>
 /// A restore point's files read without restoring its disk (docs/operations.md, "File-level
 /// restore"): partitions, ext4, xfs and an LVM volume in two segments found and mounted read-only;
@@ -35,7 +26,7 @@ public class RestorePointFilesTests
         Directory.GetDirectories("/sys/block", "loop*")
             .Where(d => File.Exists(Path.Combine(d, "loop", "backing_file")) && File.ReadAllText(Path.Combine(d, "loop", "backing_file")).StartsWith(directory, StringComparison.Ordinal));
 
-    [FileRestoreFact]
+    [GuestDiskFact]
     public async Task Files_of_ext4_xfs_and_an_lvm_volume_are_listed_and_copied_and_everything_is_taken_down()
     {
         using var dir = new TempDirectory();
@@ -83,7 +74,7 @@ public class RestorePointFilesTests
     }
 
     /// <summary>A session whose process is gone (its owner line names a process that does not run) is taken down by the next one.</summary>
-    [FileRestoreFact]
+    [GuestDiskFact]
     public async Task A_session_left_by_a_dead_process_is_taken_down_before_the_next()
     {
         using var dir = new TempDirectory();

@@ -91,3 +91,12 @@ public static class VmDiskImage
         if (code != 0) throw new InvalidOperationException($"Building the test disk failed ({code}): {error}{output}");
     }
 }
+
+/// <summary>A test that builds a guest disk with the real tools and reads it through FUSE, loop devices and mounts; skipped, with the reason, where this machine cannot.</summary>
+public sealed class GuestDiskFactAttribute : Xunit.FactAttribute
+{
+    public GuestDiskFactAttribute()
+    {
+        if (VmDiskImage.Missing() is { } why) Skip = why;
+    }
+}
