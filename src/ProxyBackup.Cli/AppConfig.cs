@@ -100,6 +100,9 @@ public sealed class AppConfig
         public string? WebhookUrl { get; set; }
         public string Socket { get; set; } = "/run/proxybackup/daemon.sock";
 
+        /// <summary>Where file-level restore sessions mount a restore point's file systems (the console's and `files`'s default).</summary>
+        public string FilesDirectory { get; set; } = "/run/proxybackup/files";
+
         /// <summary>
         /// Where the daemon logs: "journal" (systemd's native protocol, with JOB_ID, VM_ID and POLICY
         /// fields), "console" (one line each, one UTC timestamp), or "auto": the journal when systemd

@@ -73,7 +73,7 @@ internal static class ConsoleCommand
             using var app = Application.Create().Init();
             _jobs.Y = Pos.Bottom(_vms) + 1;
             _problems.Y = Pos.Bottom(_jobs);
-            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   x: cancel its backup   r: restore it   p: policies   s: storage   v: repository   n: snapshots   c: connection   Esc: leave" };
+            using var window = new Window { Title = $"ProxyBackup {CliFormat.Version} — {Environment.MachineName}   b: back up the selected VM now   x: cancel its backup   r: restore it   f: its files   p: policies   s: storage   v: repository   n: snapshots   c: connection   Esc: leave" };
             window.Add(_header, new Label { X = 0, Y = 5, Text = "Protected VMs" }, _vms, _jobs, _problems, _said);
             Show(first);
             // Taken at the application level while the dashboard is on top: the table's type-to-search would swallow letters.
@@ -81,7 +81,7 @@ internal static class ConsoleCommand
             {
                 if (!ReferenceEquals(app.TopRunnableView, window)) return;
                 Action? act = key == Key.Esc ? () => app.RequestStop() : key == Key.B ? () => BackUpSelected(app) : key == Key.X ? () => CancelSelected(app) : key == Key.R ? () => RestoreSelected(app)
-                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : key == Key.N ? () => ShowSnapshots(app, ct) : key == Key.C ? () => EditConnection(app, ct) : null;
+                    : key == Key.P ? () => EditPolicies(app, ct) : key == Key.S ? () => SetUpStorage(app) : key == Key.V ? () => ShowRepository(app) : key == Key.N ? () => ShowSnapshots(app, ct) : key == Key.F ? () => BrowseFiles(app, ct) : key == Key.C ? () => EditConnection(app, ct) : null;
                 if (act is null) return;
                 key.Handled = true;
                 act();
@@ -89,7 +89,7 @@ internal static class ConsoleCommand
             app.AddTimeout(JobsEvery, () => { Refresh(app, ct); return true; });
             // Said from the main loop's first turn: from then on keys are read (a key typed while the
             // screen is drawn but the loop not yet running may be lost).
-            app.AddTimeout(TimeSpan.Zero, () => { _said.Text = welcome ?? "Ready: b back up, x cancel, r restore, p policies, s storage, v repository, n snapshots, c connection, Esc leave."; return false; });
+            app.AddTimeout(TimeSpan.Zero, () => { _said.Text = welcome ?? "Ready: b back up, x cancel, r restore, f files, p policies, s storage, v repository, n snapshots, c connection, Esc leave."; return false; });
             using (ct.Register(() => app.Invoke(() => app.RequestStop()))) app.Run(window);
         }
 
@@ -298,6 +298,15 @@ internal static class ConsoleCommand
             if (MessageBox.Query(app, "Disk snapshots", summary, "Go ahead", "Cancel") != 0) return;
             if (Busy()) return;
             StartChild(app, label, args);
+        }
+
+        /// <summary>f: the selected VM's files in its latest restore point; the session goes when the browser closes.</summary>
+        private void BrowseFiles(IApplication app, CancellationToken ct)
+        {
+            if (Busy() || SelectedVm() is not { } vm) return;
+            _said.Text = $"Opening the files of VM {vm.Id} ({vm.Name})...";
+            var said = new ConsoleFiles(app, config, secrets, config.Daemon.FilesDirectory).Run(vm, ct);
+            if (said.Length > 0) _said.Text = said;
         }
 
         /// <summary>c: the connection screen; what it saves is what the next refresh uses.</summary>

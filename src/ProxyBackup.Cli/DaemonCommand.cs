@@ -85,6 +85,13 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             var cleanup = await host.Cleaner.CleanBeforeJobsAsync(stoppingToken).ConfigureAwait(false);
             if (cleanup.Removed > 0 || cleanup.Failures.Count > 0)
                 _log.LogWarning("Start-up cleanup removed {Removed} leftover object(s); {Failed} could not be removed yet", cleanup.Removed, cleanup.Failures.Count);
+            // File-level restore sessions of processes that died (a reboot empties /run anyway).
+            try
+            {
+                foreach (var session in ProxyBackup.FileRestore.RestorePointFiles.CleanStale(config.Daemon.FilesDirectory))
+                    _log.LogWarning("Took down the file-level restore session {Session} left by a process that is gone", session);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { _log.LogWarning("File-level restore sessions could not be looked at: {Error}", e.Message); }
             host.Repository.Memory.Budget = (long)config.Limits.MemoryMiB << 20;
             host.Repository.Memory.ExpectedOperations = config.Limits.MaxConcurrent;
             var perJobMiB = (host.Repository.BackupMemoryAtFewest + (1 << 20) - 1) >> 20;

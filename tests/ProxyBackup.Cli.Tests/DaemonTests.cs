@@ -457,6 +457,53 @@ public class DaemonTests
     }
 
     /// <summary>
+    /// The console's file browser (f): the selected VM's latest point opened, a volume and a directory
+    /// walked, a file copied out; the session gone once the browser closes.
+    /// </summary>
+    [GuestDiskFact]
+    public async Task The_console_browses_a_vms_files_in_its_latest_restore_point_and_copies_one_out()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: VmDiskImage.Size >> 20);
+        var web = await w.VmAsync("web-01");
+        VmDiskImage.Build(Path.Combine(w.Root, "guest.img"), Path.Combine(w.Root, "guest"), "pbk" + Guid.NewGuid().ToString("N")[..8]);
+        File.Copy(Path.Combine(w.Root, "guest.img"), w.Sim.Cloud.DiskContentPath(web.Id, 0), overwrite: true);
+        w.Catalog.SavePolicy(new ProtectionPolicy { Name = "nightly", Schedule = "0 2 * * *", Selection = new VmSelection { VmNames = ["web-01"] } });
+        var config = await WriteConfigAsync(w, tickSeconds: 3600);
+        var run = Path.Combine(w.Root, "files-run");
+        var node = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(config))!;
+        node["Daemon"]!["FilesDirectory"] = run;
+        await File.WriteAllTextAsync(config, node.ToJsonString());
+        var (code, _, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "vm", "backup", "web-01", "--config", config);
+        Assert.True(code == 0, error);
+        var home = Path.Combine(w.Root, "home");
+
+        using var tui = new TmuxSession($"HOME={home} dotnet {ProxybackupDll} console --config {config}", width: 180, height: 45);
+        await tui.WaitForAsync("Ready: b back up", TimeSpan.FromSeconds(60));
+        await tui.WaitForAsync("│web-01");
+        tui.Send("f");
+        await tui.WaitForAsync("Volumes (disk partitions, whole disks, LVM volumes):", TimeSpan.FromSeconds(60));
+        await tui.WaitForAsync("disk0p1");
+        tui.Send("M-o");                                   // open disk0p1, the first volume
+        await tui.WaitForAsync("/disk0p1");
+        await tui.WaitForAsync("hello.txt");
+        SaveScreen("console-files", tui.Screen());
+        tui.Send("M-o");                                   // dir, the first entry
+        await tui.WaitForAsync("/disk0p1/dir");
+        tui.Send("M-u");
+        await tui.WaitForGoneAsync("/disk0p1/dir");
+        tui.Send("Down", "Down");                          // dir, escape, hello.txt
+        tui.Send("M-g");
+        await tui.WaitForAsync("Copied disk0p1/hello.txt: 1 file(s)", TimeSpan.FromSeconds(30));
+        Assert.Equal("hello from ext4\n", await File.ReadAllTextAsync(Path.Combine(home, "restored", "hello.txt")));
+        Assert.NotEmpty(Directory.GetDirectories(run));    // the session is open while the browser is
+        tui.Send("Escape");
+        await tui.WaitForGoneAsync("Copy into:");
+        Assert.Empty(Directory.GetFileSystemEntries(run));
+        Assert.Empty(ProxyBackup.Repository.MountTable.Under(run));
+        tui.Send("Escape");
+    }
+
+    /// <summary>
     /// The repository's disk not yet mounted at boot, or not yet created: the daemon says so, keeps
     /// retrying (a first version disposed its own logger on the first failure and died on the
     /// second attempt), and starts its work once the repository is there.
