@@ -107,7 +107,9 @@ internal sealed class FuseServer : IDisposable
             {
                 length = Handle(opcode, node, body, reply.AsSpan(OutHeaderSize), out error);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or ProxyBackup.Contracts.UserFacingException)
+            // Whatever a read meets (a damaged chunk, a bug), the kernel gets an answer: a request left
+            // unanswered would hang every reader of the mount.
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
                 LastError = e.Message;
                 (length, error) = (0, FuseNative.Eio);

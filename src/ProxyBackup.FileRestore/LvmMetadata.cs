@@ -60,7 +60,8 @@ internal static class LvmMetadata
         var header = read(mdaOffset, Sector);
         if (!header.AsSpan(4, 16).SequenceEqual(MdaMagic)) throw new InvalidDataException("The LVM metadata area's header is not LVM2's.");
         var (locnOffset, locnSize) = ((long)BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(40)), (long)BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(48)));
-        if (locnSize is <= 0 or > MaxText) throw new InvalidDataException("The LVM metadata area holds no metadata.");
+        if (locnSize is <= 0 or > MaxText || mdaSize is <= Sector or > MaxText || locnOffset < Sector || locnOffset >= mdaSize)
+            throw new InvalidDataException("The LVM metadata area's header points outside the area.");
         var first = Math.Min(locnSize, mdaSize - locnOffset);
         var bytes = read(mdaOffset + locnOffset, (int)first);
         if (first < locnSize) bytes = [.. bytes, .. read(mdaOffset + Sector, (int)(locnSize - first))]; // wrapped after the header

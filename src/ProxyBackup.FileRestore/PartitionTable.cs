@@ -60,7 +60,7 @@ internal static class PartitionTable
         var entriesAt = (long)BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(72)) * Sector;
         var count = (int)Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(80)), 1024u);
         var size = (int)BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(84));
-        if (size < 128) throw new InvalidDataException("The disk's GPT has entries shorter than 128 bytes.");
+        if (size is < 128 or > 4096) throw new InvalidDataException($"The disk's GPT has entries of {size} bytes (128 to 4096 are read).");
         var table = read(entriesAt, count * size);
         var found = new List<DiskPartition>();
         for (var i = 0; i < count && (i + 1) * size <= table.Length; i++)

@@ -89,7 +89,13 @@ public sealed class RestorePointFiles : IDisposable
             var file = new StreamFile(repository.OpenDisk(point, disk));
             var diskPath = _fuse.Add($"disk{disk}.raw", file);
             // Partitions are read here, not by the kernel (PartitionTable): each one is a file of its own.
-            var partitions = PartitionTable.Read(file.ReadAt, file.Size);
+            // The table is the guest's data: a damaged one leaves the whole disk to be read as it is.
+            IReadOnlyList<DiskPartition> partitions;
+            try { partitions = PartitionTable.Read(file.ReadAt, file.Size); }
+            catch (InvalidDataException)
+            {
+                partitions = [];
+            }
             var devices = partitions.Count == 0
                 ? [(Name: $"disk{disk}", Path: diskPath, Start: 0L, Size: file.Size)]
                 : partitions.Select(p => (Name: $"disk{disk}p{p.Number}", Path: _fuse.Add($"disk{disk}p{p.Number}.raw", new MappedFile([(file, p.Start, p.Length)])), p.Start, Size: p.Length)).ToList();
@@ -99,9 +105,19 @@ public sealed class RestorePointFiles : IDisposable
                 var type = Probe(device);
                 if (type == "LVM2_member")
                 {
-                    var pv = LvmMetadata.Read((offset, count) => file.ReadAt(start + offset, count));
+                    LvmPhysicalVolume? pv;
+                    string note;
+                    try
+                    {
+                        pv = LvmMetadata.Read((offset, count) => file.ReadAt(start + offset, count));
+                        note = pv is null ? "no LVM label" : $"LVM physical volume of volume group {pv.VolumeGroup}";
+                    }
+                    catch (Exception e) when (e is InvalidDataException or FormatException or OverflowException or ArgumentException or IndexOutOfRangeException)
+                    {
+                        (pv, note) = (null, $"LVM metadata not read: {e.Message}");
+                    }
                     if (pv is not null) pvs.Add((pv, file, start));
-                    _volumes.Add(new FileVolume(name, device, type, size, null, pv is null ? "no LVM label" : $"LVM physical volume of volume group {pv.VolumeGroup}"));
+                    _volumes.Add(new FileVolume(name, device, type, size, null, note));
                     continue;
                 }
                 MountVolume(name, device, type, size);
