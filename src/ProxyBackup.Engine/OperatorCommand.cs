@@ -16,13 +16,17 @@ internal static class OperatorCommand
     /// <summary>What of a command's output is kept: its last characters.</summary>
     private const int OutputTail = 2000;
 
-    public sealed record Outcome(int? ExitCode, string Output)
+    /// <summary>How a command ended, with the last of what it wrote to stdout and to stderr (kept apart: their interleaving is not ordered).</summary>
+    public sealed record Outcome(int? ExitCode, string Output, string Error)
     {
         public bool Succeeded => ExitCode == 0;
 
+        /// <summary>How it ended and why: the last line it wrote to stderr, else to stdout.</summary>
         public string Describe(TimeSpan timeout) =>
             (ExitCode is { } code ? $"exited {code}" : $"did not end within {timeout.TotalSeconds:0} s and was stopped")
-            + (Output.Length > 0 ? $": {Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault()}" : "");
+            + ((LastLine(Error) ?? LastLine(Output)) is { } why ? $": {why}" : "");
+
+        private static string? LastLine(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault();
     }
 
     /// <summary>The VM's id, name and addresses, the job and the phase, as the commands see them.</summary>
@@ -50,8 +54,8 @@ internal static class OperatorCommand
         jobs.Log(jobId, "info", $"{what} started");
         using var process = Process.Start(psi) ?? throw new JobFailedException($"The {what} could not be started.");
         process.StandardInput.Close();
-        var output = new StringBuilder();
-        var reading = Task.WhenAll(TailAsync(process.StandardOutput, output), TailAsync(process.StandardError, output));
+        var (output, error) = (new StringBuilder(), new StringBuilder());
+        var reading = Task.WhenAll(TailAsync(process.StandardOutput, output), TailAsync(process.StandardError, error));
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
         limit.CancelAfter(timeout);
         int? exit;
@@ -69,15 +73,16 @@ internal static class OperatorCommand
         }
         // A command that left a child holding its output open is not waited for beyond a moment.
         await reading.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        string text;
-        lock (output) text = output.ToString().Trim();
-        var outcome = new Outcome(exit, text);
+        string stdout, stderr;
+        lock (output) stdout = output.ToString().Trim();
+        lock (error) stderr = error.ToString().Trim();
+        var outcome = new Outcome(exit, stdout, stderr);
         jobs.Log(jobId, outcome.Succeeded ? "info" : "warning", $"{what} {outcome.Describe(timeout)}");
         logger.LogInformation("{What} ended with {Exit}", what, exit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "a timeout");
         return outcome;
     }
 
-    /// <summary>Reads a stream to its end, keeping only the last <see cref="OutputTail"/> characters of both streams together.</summary>
+    /// <summary>Reads a stream to its end, keeping only its last <see cref="OutputTail"/> characters.</summary>
     private static async Task TailAsync(StreamReader reader, StringBuilder into)
     {
         var buffer = new char[4096];
