@@ -16,11 +16,16 @@ public class BackupRoundTripTests
         var atSnapshot = SimulatedCloud.Sha256OfFile(diskFile);
 
         // 1. Snapshot: the VM passes through DISK_SNAPSHOT and a second operation is refused meanwhile.
-        var snapId = await client.VmDiskSnapshotCreateAsync(web.Id, 1, "pb-test");
-        var during = await client.VmInfoAsync(web.Id);
-        Assert.Equal(LcmState.DiskSnapshot, during.LcmState);
-        var refused = await Assert.ThrowsAsync<OneInternalException>(() => client.VmDiskSaveAsAsync(web.Id, 1, "too-early", "", snapId));
-        Assert.Contains("VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.", refused.Message, StringComparison.Ordinal);
+        // The simulator holds the transient state until the checks are done (a loaded machine can outrun a timed one).
+        int snapId;
+        using (cloud.Server.Cloud.HoldTransientStates())
+        {
+            snapId = await client.VmDiskSnapshotCreateAsync(web.Id, 1, "pb-test");
+            var during = await client.VmInfoAsync(web.Id);
+            Assert.Equal(LcmState.DiskSnapshot, during.LcmState);
+            var refused = await Assert.ThrowsAsync<OneInternalException>(() => client.VmDiskSaveAsAsync(web.Id, 1, "too-early", "", snapId));
+            Assert.Contains("VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.", refused.Message, StringComparison.Ordinal);
+        }
         var afterSnap = await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
         Assert.Contains(afterSnap.SnapshotsOf(1), s => s.Id == snapId && s.Active && s.Name == "pb-test");
 
@@ -29,10 +34,13 @@ public class BackupRoundTripTests
         Assert.NotEqual(atSnapshot, SimulatedCloud.Sha256OfFile(diskFile));
 
         // 2. Save the snapshot as an image.
-        var imageId = await client.VmDiskSaveAsAsync(web.Id, 1, $"pb-{web.Id}-d1-test", "", snapId);
-        Assert.Equal(LcmState.HotplugSaveas, (await client.VmInfoAsync(web.Id)).LcmState);
-        var locked = await client.ImageInfoAsync(imageId);
-        Assert.Equal(ImageState.Locked, locked.State);
+        int imageId;
+        using (cloud.Server.Cloud.HoldTransientStates())
+        {
+            imageId = await client.VmDiskSaveAsAsync(web.Id, 1, $"pb-{web.Id}-d1-test", "", snapId);
+            Assert.Equal(LcmState.HotplugSaveas, (await client.VmInfoAsync(web.Id)).LcmState);
+            Assert.Equal(ImageState.Locked, (await client.ImageInfoAsync(imageId)).State);
+        }
         var image = await cloud.Waiter.ImageReadyAsync(imageId, SimulatedCloud.Timeout);
         Assert.Equal(web.Disk(1)!.SizeMb, image.SizeMb);
         Assert.Equal(web.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), image.Template.Text("SAVED_VM_ID"));
@@ -40,9 +48,12 @@ public class BackupRoundTripTests
 
         // 3. Attach it to the proxy read-only with an sd prefix; find the disk by IMAGE_ID, the device by a before/after scan.
         var devicesBefore = cloud.DeviceNames();
-        var attachReply = await client.VmAttachAsync(proxy.Id, new OneTemplate().AddVector("DISK", [new("IMAGE_ID", imageId), new("DEV_PREFIX", "sd"), new("READONLY", "YES")]));
-        Assert.Equal(proxy.Id, attachReply); // attach returns the VM id, not the disk id
-        Assert.Equal(LcmState.Hotplug, (await client.VmInfoAsync(proxy.Id)).LcmState);
+        using (cloud.Server.Cloud.HoldTransientStates())
+        {
+            var attachReply = await client.VmAttachAsync(proxy.Id, new OneTemplate().AddVector("DISK", [new("IMAGE_ID", imageId), new("DEV_PREFIX", "sd"), new("READONLY", "YES")]));
+            Assert.Equal(proxy.Id, attachReply); // attach returns the VM id, not the disk id
+            Assert.Equal(LcmState.Hotplug, (await client.VmInfoAsync(proxy.Id)).LcmState);
+        }
         var proxyAfter = await cloud.Waiter.VmSettledAsync(proxy.Id, SimulatedCloud.Timeout);
         var attached = proxyAfter.Disks.Single(d => d.ImageId == imageId);
         Assert.StartsWith("sd", attached.Target, StringComparison.Ordinal);
@@ -62,8 +73,11 @@ public class BackupRoundTripTests
         await cloud.Waiter.ImageReadyAsync(imageId, SimulatedCloud.Timeout);
         await client.ImageDeleteAsync(imageId);
         await cloud.Waiter.ImageGoneAsync(imageId, SimulatedCloud.Timeout);
-        await client.VmDiskSnapshotDeleteAsync(web.Id, 1, snapId);
-        Assert.Equal(LcmState.DiskSnapshotDelete, (await client.VmInfoAsync(web.Id)).LcmState);
+        using (cloud.Server.Cloud.HoldTransientStates())
+        {
+            await client.VmDiskSnapshotDeleteAsync(web.Id, 1, snapId);
+            Assert.Equal(LcmState.DiskSnapshotDelete, (await client.VmInfoAsync(web.Id)).LcmState);
+        }
         var end = await cloud.Waiter.VmSettledAsync(web.Id, SimulatedCloud.Timeout);
         Assert.Empty(end.SnapshotsOf(1));
 
