@@ -18,7 +18,7 @@ internal static class CatalogCommands
         var rebuild = new Command("rebuild", "Rebuild the restore point list from the repository alone (after losing the catalog).");
         rebuild.SetAction(p =>
         {
-            var count = new SqliteCatalog(CatalogPath(p)).Rebuild(RepositoryCommands.Open(p));
+            var count = new SqlCatalog(CatalogPath(p)).Rebuild(RepositoryCommands.Open(p));
             Console.WriteLine($"Indexed {count} restore point(s).");
             return 0;
         });
@@ -26,7 +26,7 @@ internal static class CatalogCommands
         var points = new Command("points", "Restore points as the catalog indexes them.") { json };
         points.SetAction(p =>
         {
-            var list = new SqliteCatalog(CatalogPath(p)).ListedPoints();
+            var list = new SqlCatalog(CatalogPath(p)).ListedPoints();
             if (p.GetValue(json)) { CliFormat.PrintJson(list); return 0; }
             foreach (var x in list) Console.WriteLine($"{x.Source,-10} {x.Id}  {x.Time:yyyy-MM-dd HH:mm}Z  {x.VmName,-16} {x.Kind,-11} {x.Disks} disk(s) {CliFormat.Bytes(x.Bytes)}");
             if (list.Count == 0) Console.WriteLine("The index is empty (run 'proxybackup catalog rebuild' to fill it from the repository).");

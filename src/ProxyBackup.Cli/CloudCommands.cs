@@ -75,7 +75,7 @@ internal static class CloudCommands
         var log = new Command("log", "The log of one job.") { jobId };
         log.SetAction(p =>
         {
-            var lines = new ProxyBackup.Catalog.SqliteCatalog(p.GetValue(EngineHost.Catalog)!).LogOf(p.GetValue(jobId)!);
+            var lines = new ProxyBackup.Catalog.SqlCatalog(p.GetValue(EngineHost.Catalog)!).LogOf(p.GetValue(jobId)!);
             if (lines.Count == 0) throw new CliException($"No log for job '{p.GetValue(jobId)}'.");
             foreach (var (time, level, message) in lines) Console.WriteLine($"{time:yyyy-MM-dd HH:mm:ss}Z {level,-7} {message}");
             return 0;
@@ -86,7 +86,7 @@ internal static class CloudCommands
         {
             var path = p.GetValue(EngineHost.Catalog)!;
             if (!File.Exists(path)) throw new CliException($"No catalog at {path} (no job has run yet, or give --catalog).");
-            var catalog = new ProxyBackup.Catalog.SqliteCatalog(path);
+            var catalog = new ProxyBackup.Catalog.SqlCatalog(path);
             catalog.MarkInterrupted();
             var jobs = catalog.Recent(p.GetValue(last));
             if (p.GetValue(Json)) { CliFormat.PrintJson(jobs); return 0; }
@@ -122,7 +122,7 @@ internal static class CloudCommands
             var backedUp = repo is null ? [] : EngineHost.BackedUpVms(repo).ToDictionary(v => v.VmId);
             // Read, never created, by a listing: a proxy without a catalog yet has no policies and no jobs.
             var catalogPath = p.GetValue(EngineHost.Catalog)!;
-            var catalog = File.Exists(catalogPath) ? new ProxyBackup.Catalog.SqliteCatalog(catalogPath) : null;
+            var catalog = File.Exists(catalogPath) ? new ProxyBackup.Catalog.SqlCatalog(catalogPath) : null;
             var policies = catalog?.Policies().Where(ProtectionPolicyRules.Runs).ToList() ?? [];
             var lastBackups = catalog?.LastJobs("backup") ?? new Dictionary<int, ProxyBackup.Contracts.JobRecord>();
             string[] ProtectedBy(VirtualMachine vm) => [.. policies.Where(x => x.Selection.Matches(vm)).Select(x => x.Name)];
@@ -255,7 +255,7 @@ internal static class CloudCommands
             if (line != last) Console.Error.WriteLine(last = line);
             await Task.Delay(500, ct).ConfigureAwait(false);
         }
-        var jobs = new ProxyBackup.Catalog.SqliteCatalog(catalogPath).Recent(100).Where(j => ids.Contains(j.VmId) && j.Started >= since).ToList();
+        var jobs = new ProxyBackup.Catalog.SqlCatalog(catalogPath).Recent(100).Where(j => ids.Contains(j.VmId) && j.Started >= since).ToList();
         if (p.GetValue(Json)) CliFormat.PrintJson(jobs);
         else
             foreach (var id in ids)

@@ -15,7 +15,7 @@ namespace ProxyBackup.Cli;
 /// next run; n new, Enter edit, d delete, s save, Esc close. Changes stay in this screen until s
 /// writes them all; closing with unsaved changes asks first (docs/operations.md, "The console").
 /// </summary>
-internal sealed class ConsolePolicies(IApplication app, SqliteCatalog catalog, IReadOnlyList<VirtualMachine>? vms, int? proxyVmId)
+internal sealed class ConsolePolicies(IApplication app, SqlCatalog catalog, IReadOnlyList<VirtualMachine>? vms, int? proxyVmId)
 {
     private readonly List<ProtectionPolicy> _policies = [.. catalog.Policies().OrderBy(p => p.Name, StringComparer.Ordinal)];
     private readonly HashSet<string> _removed = new(StringComparer.Ordinal);

@@ -31,7 +31,7 @@ internal sealed class EngineHost : IDisposable
         return (config, AppSecrets.Load(config.SecretsFile!));
     }
 
-    private EngineHost(OneClient client, SqliteCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs)
+    private EngineHost(OneClient client, SqlCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs)
     {
         Client = client;
         CatalogDb = catalog;
@@ -50,7 +50,7 @@ internal sealed class EngineHost : IDisposable
     private readonly IDisposable _lease;
 
     public OneClient Client { get; }
-    public SqliteCatalog CatalogDb { get; }
+    public SqlCatalog CatalogDb { get; }
     public BackupRepository Repository { get; }
     public CloudSteps Steps { get; }
     public CloudCleaner Cleaner { get; }
@@ -109,7 +109,7 @@ internal sealed class EngineHost : IDisposable
             var proxy = await ProxyIdentity.VerifyAsync(client, proxyId, ct, proxyMustRun).ConfigureAwait(false);
             logs.CreateLogger("proxybackup").LogInformation("Reached OpenNebula {Version} at {Endpoint} as {User}; proxy VM {Proxy} ({Name}) is {State}",
                 await client.SystemVersionAsync(ct).ConfigureAwait(false), client.Endpoint, client.User, proxy.Id, proxy.Name, proxy.StateName);
-            var catalog = new SqliteCatalog(catalogPath);
+            var catalog = new SqlCatalog(catalogPath);
             // Jobs of a process that was killed would otherwise read "running" for ever.
             catalog.MarkInterrupted();
             var repository = openRepository();

@@ -108,7 +108,7 @@ internal static class StatusCommand
         if (File.Exists(config.Catalog.Path))
         try
         {
-            var catalog = new SqliteCatalog(config.Catalog.Path);
+            var catalog = new SqlCatalog(config.Catalog.Path);
             var week = DateTimeOffset.UtcNow.AddDays(-7);
             failures = [.. catalog.Recent(500).Where(j => j.State is "failed" or "interrupted" && j.Started >= week).Take(10)];
             var now = DateTimeOffset.UtcNow;

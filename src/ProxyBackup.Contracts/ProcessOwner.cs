@@ -4,13 +4,18 @@ namespace ProxyBackup.Contracts;
 
 /// <summary>
 /// A process that owns something (a lock, a cloud object, a job): its host, pid and start time
-/// (field 22 of /proc/PID/stat), so that a reused pid is not taken for the owner.
+/// (field 22 of /proc/PID/stat), so that a reused pid is not taken for the owner. <paramref name="Boot"/>
+/// is the kernel boot id its lease recorded (null: none known): proxies cloned from one image share a
+/// host name, so only the boot id says whether a pid is this machine's.
 /// </summary>
-public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
+public sealed record ProcessOwner(string Host, int Pid, long StartTicks, string? Boot = null)
 {
-    public static ProcessOwner Current { get; } = new(Environment.MachineName, Environment.ProcessId, StartTicksOf(Environment.ProcessId) ?? 0);
+    // Lazy: static initializers run in textual order, and this one needs BootId below.
+    private static readonly Lazy<ProcessOwner> CurrentOwner = new(() => new(Environment.MachineName, Environment.ProcessId, StartTicksOf(Environment.ProcessId) ?? 0, BootId));
 
-    public bool IsCurrent => this == Current;
+    public static ProcessOwner Current => CurrentOwner.Value;
+
+    public bool IsCurrent => Host == Current.Host && Pid == Current.Pid && StartTicks == Current.StartTicks && (Boot is null || Boot == Current.Boot);
 
     /// <summary>How long an owner on another host counts as alive after it last renewed its lease (it renews every <see cref="LeaseRenewal"/>).</summary>
     public static readonly TimeSpan Lease = TimeSpan.FromMinutes(2);
@@ -21,12 +26,13 @@ public sealed record ProcessOwner(string Host, int Pid, long StartTicks)
     public static bool IsRunning(int pid, long startTicks) => StartTicksOf(pid) is { } start && (startTicks == 0 || start == startTicks);
 
     /// <summary>
-    /// Whether a process that owns catalog records may still run: on this host by its pid, on
+    /// Whether a process that owns catalog records may still run: on this machine by its pid, on
     /// another (proxies sharing a catalog) by the lease it renews in the catalog
-    /// (docs/architecture.md, "Every cloud object has an owner").
+    /// (docs/architecture.md, "Every cloud object has an owner"). This machine is the one of this
+    /// boot id when the lease recorded one, else (older records) the one of this host name.
     /// </summary>
     public bool MayBeAlive(DateTimeOffset? leaseRenewed, DateTimeOffset now) =>
-        Host == Environment.MachineName ? IsRunning(Pid, StartTicks) : leaseRenewed is { } renewed && now - renewed < Lease;
+        (Boot is null ? Host == Environment.MachineName : Boot == BootId) ? IsRunning(Pid, StartTicks) : leaseRenewed is { } renewed && now - renewed < Lease;
 
     /// <summary>
     /// Whether the process <paramref name="pid"/> started at <paramref name="startTicks"/> still runs,

@@ -136,4 +136,27 @@ public interface IPolicyStore
 
     /// <summary>Adds or replaces a policy as given (ProtectionPolicyRules.Save validates it first).</summary>
     void SavePolicy(ProtectionPolicy policy);
+
+    /// <summary>
+    /// Plans a policy's run once for every proxy sharing the catalog (docs/architecture.md, "Several
+    /// proxies"): moves the policy's last slot forward to <paramref name="slot"/> and queues
+    /// <paramref name="vms"/> for it, in one transaction. True for the one caller that did; false when
+    /// the slot was planned already (by another proxy, or a run of this one).
+    /// </summary>
+    bool PlanRun(string policy, DateTimeOffset slot, DateTimeOffset? startBy, IReadOnlyList<(int Id, string Name)> vms);
+
+    /// <summary>The queued VMs of each policy's latest planned run that no live process holds: not started yet, or started by a process that is gone.</summary>
+    IReadOnlyList<QueuedRun> ClaimableRuns();
+
+    /// <summary>Takes a queued VM for this process, under the catalog's row lock; false when another process took it first.</summary>
+    bool ClaimRun(QueuedRun run);
+
+    /// <summary>
+    /// This process is done with a VM it claimed (<paramref name="outcome"/>: succeeded, failed,
+    /// cancelled, expired, gone, merged), or gives it back to the queue unfinished (null: a shutdown).
+    /// </summary>
+    void EndRun(QueuedRun run, string? outcome);
 }
+
+/// <summary>A VM queued for a policy's run in the catalog; <paramref name="Owner"/> is the process that claimed it and is gone (null: not claimed yet).</summary>
+public sealed record QueuedRun(string Policy, DateTimeOffset Slot, int VmId, string VmName, DateTimeOffset? StartBy, ProcessOwner? Owner);

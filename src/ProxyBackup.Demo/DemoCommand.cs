@@ -53,7 +53,7 @@ internal static class DemoCommand
 
             var repoPath = Path.Combine(root, "repository");
             var repo = Directory.Exists(repoPath) ? BackupRepository.Open(repoPath, null) : BackupRepository.Create(repoPath, new RepositoryCreateOptions());
-            var catalog = new SqliteCatalog(Path.Combine(root, "catalog.db"));
+            var catalog = new SqlCatalog(Path.Combine(root, "catalog.db"));
             ILogger log = NullLogger.Instance;
             var steps = new CloudSteps(client, catalog, new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = sim.Cloud.Devices.Directory }),
                 new EngineOptions { ProxyVmId = proxy.Id, MaxPoll = TimeSpan.FromMilliseconds(500), DetachRetryDelay = TimeSpan.FromMilliseconds(200) }, log);

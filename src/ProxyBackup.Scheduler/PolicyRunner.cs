@@ -137,27 +137,28 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
     {
         var now = options.Time.GetUtcNow();
         var (due, skipped) = RunPlanner.Plan(store.Policies().Where(Runnable), store.LastSlots(), options.Since, now);
+        // Planning goes through the catalog, once for all the proxies that share it: the one that
+        // planned a run tells of it (docs/architecture.md, "Several proxies").
         foreach (var (policy, slot) in skipped)
         {
+            if (!store.PlanRun(policy.Name, slot, null, [])) continue;
             logger.LogWarning("Policy {Policy}: the run of {Slot:u} was missed and its window has closed; skipped", policy.Name, slot);
-            store.SetLastSlot(policy.Name, slot);
             Notify(new Notification(NotificationEvent.WindowSkipped, $"Policy {policy.Name}: the run of {slot:yyyy-MM-dd HH:mm}Z was skipped, its window closed before it could start", policy.Name,
                 Detail: "The appliance was down or busy when the run was due. The VMs of this run were not backed up; the next run is on schedule."));
         }
+        IReadOnlyList<VirtualMachine>? vms = null;
         if (due.Count > 0)
         {
-            var vms = await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
+            vms = await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
             foreach (var run in due)
             {
                 var selected = vms.Where(v => v.Id != options.ProxyVmId && run.Policy.Selection.Matches(v)).ToList();
+                if (!store.PlanRun(run.Policy.Name, run.Slot, run.StartNoLaterThan, [.. selected.Select(v => (v.Id, v.Name))])) continue;
                 logger.LogInformation("Policy {Policy}: run of {Slot:u}, {Count} VM(s) selected", run.Policy.Name, run.Slot, selected.Count);
                 NotifyMissing(run.Policy, vms);
-                foreach (var vm in selected)
-                    if (!_queue.Enqueue(QueuedBackup.Of(vm, run)))
-                        logger.LogInformation("VM {VmId} is already queued or running; not queued again for {Policy}", vm.Id, run.Policy.Name);
-                store.SetLastSlot(run.Policy.Name, run.Slot);
             }
         }
+        await TakeQueuedRunsAsync(vms, ct).ConfigureAwait(false);
         var started = 0;
         if (RepositoryUnavailable())
         {
@@ -170,6 +171,9 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         while (true)
         {
             var (next, expired) = _queue.TryStart(options.Time.GetUtcNow());
+            // A VM another proxy took meanwhile is its to tell of.
+            expired = [.. expired.Where(Claim)];
+            foreach (var e in expired) EndRun(e, "expired");
             foreach (var e in expired) logger.LogWarning("Policy {Policy}: VM {VmId} not started, the backup window closed", e.Run.Policy.Name, e.VmId);
             // One message per policy and step, however many VMs its window left behind.
             foreach (var policy in expired.GroupBy(e => e.Run.Policy.Name))
@@ -183,6 +187,11 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                     $"Not started: {string.Join(", ", vmsLeft.Select(e => $"VM {e.VmId} ({e.VmName})"))}. The queue was full for the whole window (Limits:MaxConcurrent, MaxPerHost, MaxPerDatastore): widen the window, raise the limits, or spread the policies."));
             }
             if (next is null) break;
+            if (!Claim(next))
+            {
+                _queue.Finished(next);
+                continue;
+            }
             started++;
             lock (_running) _running.Add(RunOneAsync(next, ct));
         }
@@ -193,6 +202,68 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         NotifyLongWaits();
         SendSummaryIfDue();
         return started;
+    }
+
+    /// <summary>The catalog's queued VMs this proxy has taken into its own queue, by VM, until it starts them (<see cref="Claim"/>).</summary>
+    private readonly Dictionary<int, QueuedRun> _taken = [];
+
+    /// <summary>The claims this proxy holds in the catalog's run queue, by VM, until the VM's backup ends (retries included).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, QueuedRun> _claimed = new();
+
+    /// <summary>
+    /// Takes the catalog's queued VMs that no live proxy holds into this proxy's queue: not started
+    /// yet, or held by a proxy that is gone (its job is then interrupted, and its leftovers cleaned up
+    /// by the cleanup pass). A VM of two policies' runs at once is backed up once.
+    /// </summary>
+    private async Task TakeQueuedRunsAsync(IReadOnlyList<VirtualMachine>? vms, CancellationToken ct)
+    {
+        var (waiting, running) = _queue.Snapshot();
+        var local = waiting.Concat(running).Select(q => q.VmId).ToHashSet();
+        var fresh = store.ClaimableRuns().Where(r => !(_taken.TryGetValue(r.VmId, out var taken) && taken == r) && !_claimed.ContainsKey(r.VmId)).ToList();
+        if (fresh.Count == 0) return;
+        var policies = store.Policies().ToDictionary(p => p.Name, StringComparer.Ordinal);
+        vms ??= await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
+        foreach (var run in fresh)
+        {
+            var vm = vms.FirstOrDefault(v => v.Id == run.VmId);
+            if (!policies.TryGetValue(run.Policy, out var policy) || vm is null)
+            {
+                if (!store.ClaimRun(run)) continue;
+                store.EndRun(run, "gone");
+                logger.LogWarning("Policy {Policy}: VM {VmId} ({Name}) was queued, but {What} is gone: not backed up", run.Policy, run.VmId, run.VmName, vm is null ? "the VM" : "the policy");
+                continue;
+            }
+            if (run.Owner is { } gone) logger.LogWarning("Policy {Policy}: VM {VmId} was started by {Owner}, which is gone: taken over", run.Policy, run.VmId, gone);
+            if (local.Contains(run.VmId))
+            {
+                // The one backup already queued or running stands for this run too.
+                if (store.ClaimRun(run)) store.EndRun(run, "merged");
+                logger.LogInformation("VM {VmId} is already queued or running; not queued again for {Policy}", run.VmId, run.Policy);
+                continue;
+            }
+            if (!_queue.Enqueue(QueuedBackup.Of(vm, new DueRun(policy, run.Slot, run.StartBy)))) continue;
+            local.Add(run.VmId);
+            _taken[run.VmId] = run;
+        }
+    }
+
+    /// <summary>
+    /// Claims a queued VM in the catalog before it starts: false when another proxy took it first
+    /// (it is then dropped here). A retry holds the claim of its first attempt; an operator's backup
+    /// has none to take.
+    /// </summary>
+    private bool Claim(QueuedBackup item)
+    {
+        if (_claimed.ContainsKey(item.VmId) || !_taken.Remove(item.VmId, out var run)) return true;
+        if (!store.ClaimRun(run)) return false;
+        _claimed[item.VmId] = run with { Owner = null };
+        return true;
+    }
+
+    /// <summary>Ends this proxy's claim on the VM's run, if it has one, with the outcome (null: back to the queue).</summary>
+    private void EndRun(QueuedBackup item, string? outcome)
+    {
+        if (_claimed.TryRemove(item.VmId, out var run)) store.EndRun(run, outcome);
     }
 
     private bool _repositoryMissingTold;
@@ -330,9 +401,10 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         var policies = store.Policies().Where(p => p.Enabled && p.Drill.Schedule is not null && Runnable(p)).ToDictionary(DrillSlot, StringComparer.Ordinal);
         if (policies.Count == 0) return;
         var (due, _) = RunPlanner.Plan(policies.Select(p => p.Value with { Name = p.Key, Schedule = p.Value.Drill.Schedule!, Window = null }), store.LastSlots(), options.Since, options.Time.GetUtcNow());
-        if (due.Count == 0) return;
-        foreach (var run in due) store.SetLastSlot(run.Policy.Name, run.Slot);
-        _drills = DrillAsync([.. due.Select(run => policies[run.Policy.Name])], ct);
+        // Planned through the catalog like a backup run: one proxy of those sharing it drills.
+        var mine = due.Where(run => store.PlanRun(run.Policy.Name, run.Slot, null, [])).ToList();
+        if (mine.Count == 0) return;
+        _drills = DrillAsync([.. mine.Select(run => policies[run.Policy.Name])], ct);
         lock (_running) _running.Add(_drills);
     }
 
@@ -424,6 +496,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         var job = new RunningJob(item, cancel);
         _jobs[item.VmId] = job;
         var retry = false;
+        string? outcome = "succeeded";
         // The runner's own lines of this attempt (retry, failure, retention) carry the job's fields too.
         var jobId = JobIds.New("b");
         using var scope = logger.BeginScope(JobIds.Scope(jobId, item.VmId, policy.Name));
@@ -447,6 +520,8 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             logger.LogWarning("Backup of VM {VmId} stopped ({Why}); it cleaned up after itself", item.VmId, daemonToken.IsCancellationRequested ? "shutdown" : "cancelled by an operator");
+            // Stopped by a shutdown, the VM goes back to the run's queue for another proxy, or this one once started again.
+            outcome = daemonToken.IsCancellationRequested ? null : "cancelled";
         }
         catch (Exception e)
         {
@@ -456,6 +531,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 retry = true;
                 return;
             }
+            outcome = "failed";
             logger.LogError("Policy {Policy}: backup of VM {VmId} ({Name}) failed: {Error}", policy.Name, item.VmId, item.VmName, e.Message);
             Notify(new Notification(NotificationEvent.BackupFailed, $"Backup of VM {item.VmId} ({item.VmName}) failed", policy.Name, item.VmId, item.VmName, e.Message));
         }
@@ -465,7 +541,11 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             // so a retry (or the next backup) of it registers only after this.
             _jobs.TryRemove(item.VmId, out _);
             if (retry) _queue.Retry(item);
-            else _queue.Finished(item);
+            else
+            {
+                EndRun(item, outcome);
+                _queue.Finished(item);
+            }
             Wake();
         }
     }

@@ -151,7 +151,7 @@ public class OnedRulesCliTests
     {
         using var dir = new ProxyBackup.TestSupport.TempDirectory();
         var catalog = dir.Combine("catalog.db");
-        new ProxyBackup.Catalog.SqliteCatalog(catalog).Started("b1", "backup", 7);
+        new ProxyBackup.Catalog.SqlCatalog(catalog).Started("b1", "backup", 7);
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         // What a killed process can leave beside the catalog: empty or torn write-ahead files.
         await File.WriteAllBytesAsync(catalog + "-shm", System.Security.Cryptography.RandomNumberGenerator.GetBytes(shmBytes));

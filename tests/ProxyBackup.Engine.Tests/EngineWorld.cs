@@ -20,7 +20,7 @@ public sealed class EngineWorld : IAsyncDisposable
     public SimServer Sim { get; private set; } = null!;
     public OneClient Client { get; private set; } = null!;
     public BackupRepository Repository { get; private set; } = null!;
-    public SqliteCatalog Catalog { get; private set; } = null!;
+    public SqlCatalog Catalog { get; private set; } = null!;
     public CloudSteps Steps { get; private set; } = null!;
     public CloudCleaner Cleaner { get; private set; } = null!;
     public BackupJob Backup { get; private set; } = null!;
@@ -38,7 +38,7 @@ public sealed class EngineWorld : IAsyncDisposable
         w.Client = w.ClientOf("oneadmin", "pw");
         w.ProxyId = (await w.Client.VmPoolAsync()).Single(v => v.Name == "proxybackup").Id;
         w.Repository = BackupRepository.Create(w._dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = 256 << 10 });
-        w.Catalog = new SqliteCatalog(w._dir.Combine("catalog.db"));
+        w.Catalog = new SqlCatalog(w._dir.Combine("catalog.db"));
         w.Rewire(configure);
         return w;
     }

@@ -57,7 +57,7 @@ public class CatalogIndexTests
         Assert.Equal(["full", "incremental"], indexed.Select(p => p.Kind));
         Assert.All(indexed, p => Assert.Equal("web-01", p.VmName));
 
-        var lost = new ProxyBackup.Catalog.SqliteCatalog(Path.Combine(w.Root, "new-catalog.db"));
+        var lost = new ProxyBackup.Catalog.SqlCatalog(Path.Combine(w.Root, "new-catalog.db"));
         Assert.Empty(lost.ListedPoints());
         Assert.Equal(2, lost.Rebuild(w.Repository));
         Assert.Equal(indexed.Select(p => p.Id), lost.ListedPoints().Select(p => p.Id));
@@ -68,7 +68,7 @@ public class CatalogIndexTests
     {
         using var dir = new TempDirectory();
         var clock = new ManualClock(new DateTimeOffset(2026, 12, 1, 2, 0, 0, TimeSpan.Zero));
-        var catalog = new ProxyBackup.Catalog.SqliteCatalog(dir.Combine("catalog.db"), clock);
+        var catalog = new ProxyBackup.Catalog.SqlCatalog(dir.Combine("catalog.db"), clock);
         void Job(string id, string kind, int vm, bool ok, string? error = null)
         {
             clock.Now += TimeSpan.FromMinutes(1);

@@ -15,7 +15,7 @@ public class OwnerLeaseTests
     private const string OtherHost = "proxy-2.example";
 
     /// <summary>Writes what the other proxy's process writes: its journal entries and jobs are owned by it, its lease renewed at <paramref name="renewed"/>.</summary>
-    private static void OwnAsOtherProxy(SqliteCatalog catalog, string jobId, DateTimeOffset renewed)
+    private static void OwnAsOtherProxy(SqlCatalog catalog, string jobId, DateTimeOffset renewed)
     {
         using var c = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = catalog.Path }.ToString());
         c.Open();
@@ -58,7 +58,7 @@ public class OwnerLeaseTests
         Assert.Empty(w.Catalog.Pending());
         Assert.Empty((await w.VmAsync("web-01")).SnapshotsOf(0));
 
-        var later = new SqliteCatalog(w.Catalog.Path, clock);
+        var later = new SqlCatalog(w.Catalog.Path, clock);
         Assert.Equal(1, later.MarkInterrupted());
         var record = later.Recent(5).Single(j => j.Id == job);
         Assert.Equal("interrupted", record.State);
@@ -69,7 +69,7 @@ public class OwnerLeaseTests
     public void A_process_keeps_its_lease_while_it_runs()
     {
         using var dir = new TempDirectory("pb-lease");
-        var catalog = new SqliteCatalog(dir.Combine("catalog.db"));
+        var catalog = new SqlCatalog(dir.Combine("catalog.db"));
         using (catalog.KeepLease())
         {
             // The first renewal is immediate; wait for it rather than race it.
@@ -80,14 +80,14 @@ public class OwnerLeaseTests
         Assert.NotNull(renewed);
         Assert.True(ProcessOwner.Current.MayBeAlive(renewed, DateTimeOffset.UtcNow));
         // What another host decides from the lease alone.
-        var elsewhere = ProcessOwner.Current with { Host = OtherHost };
+        var elsewhere = ProcessOwner.Current with { Host = OtherHost, Boot = "boot-of-proxy-b" };
         Assert.True(elsewhere.MayBeAlive(renewed, renewed!.Value + TimeSpan.FromSeconds(90)));
         Assert.False(elsewhere.MayBeAlive(renewed, renewed.Value + ProcessOwner.Lease));
         Assert.False(elsewhere.MayBeAlive(null, DateTimeOffset.UtcNow));
         SqliteConnection.ClearAllPools();
     }
 
-    private static DateTimeOffset? LeaseOf(SqliteCatalog catalog)
+    private static DateTimeOffset? LeaseOf(SqlCatalog catalog)
     {
         using var c = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = catalog.Path }.ToString());
         c.Open();
@@ -102,7 +102,7 @@ public class OwnerLeaseTests
     public void A_vm_guard_left_before_a_reboot_or_by_a_reused_pid_does_not_keep_the_vm_busy()
     {
         using var dir = new TempDirectory();
-        var catalog = new SqliteCatalog(dir.Combine("catalog.db"));
+        var catalog = new SqlCatalog(dir.Combine("catalog.db"));
         void Guard(string host, long start, string? boot)
         {
             using var c = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = catalog.Path }.ToString());
