@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
+using ProxyBackup.Catalog;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Repository;
 
@@ -69,7 +70,40 @@ public sealed class AppConfig
 
     public sealed class CatalogSection
     {
+        /// <summary>The SQLite catalog; its folder also holds this proxy's own state (the daemon's lock, the hot-plug lock) when the catalog is on PostgreSQL.</summary>
         public string Path { get; set; } = "/var/lib/proxybackup/catalog.db";
+
+        /// <summary>
+        /// A catalog several proxies share (docs/operations.md, "A shared catalog"): a PostgreSQL
+        /// connection string with Host, Port, Database and Username; the password is not written here
+        /// but in <see cref="PasswordFile"/>.
+        /// </summary>
+        public string? Postgres { get; set; }
+
+        /// <summary>The PostgreSQL password, alone in a file readable by root only (mode 0600).</summary>
+        public string? PasswordFile { get; set; }
+
+        /// <summary>Whether there is a catalog to read (a listing never creates one).</summary>
+        public bool Exists => Postgres is not null || File.Exists(Path);
+
+        public SqlCatalog Open(TimeProvider? time = null) =>
+            Postgres is { } connection ? SqlCatalog.Postgres(connection, PasswordFile is { } file ? SecretFile.ReadAllText(file).TrimEnd('\n', '\r') : null, time) : new SqlCatalog(Path, time);
+
+        public IEnumerable<string> Problems()
+        {
+            if (string.IsNullOrWhiteSpace(Path) || !System.IO.Path.IsPathRooted(Path)) yield return "Catalog:Path: an absolute file path";
+            if (Postgres is { } connection)
+            {
+                Npgsql.NpgsqlConnectionStringBuilder? parsed = null;
+                try { parsed = new Npgsql.NpgsqlConnectionStringBuilder(connection); }
+                catch (ArgumentException) { }
+                if (parsed is null || string.IsNullOrWhiteSpace(parsed.Host) || string.IsNullOrWhiteSpace(parsed.Database) || string.IsNullOrWhiteSpace(parsed.Username))
+                    yield return "Catalog:Postgres: a connection string with Host, Database and Username, such as 'Host=db.example.org;Port=5432;Database=proxybackup;Username=proxybackup'";
+                else if (parsed.Password is not null)
+                    yield return "Catalog:Postgres: leave the password out of the connection string; write it alone into a file of mode 0600 named by Catalog:PasswordFile";
+            }
+            if (PasswordFile is { } passwordFile && !File.Exists(passwordFile)) yield return $"Catalog:PasswordFile: {passwordFile} does not exist";
+        }
     }
 
     public sealed class DevicesSection
@@ -161,7 +195,7 @@ public sealed class AppConfig
         if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
         if (Repository.MountPoint is { } mount && (!System.IO.Path.IsPathRooted(mount) || !MountTable.Contains(mount, Repository.Path)))
             p.Add($"Repository:MountPoint: an absolute path that holds Repository:Path {Repository.Path}, or leave it out (got '{mount}')");
-        if (string.IsNullOrWhiteSpace(Catalog.Path) || !System.IO.Path.IsPathRooted(Catalog.Path)) p.Add("Catalog:Path: an absolute file path");
+        p.AddRange(Catalog.Problems());
         if (Limits.MaxConcurrent is < 1 or > 64) p.Add("Limits:MaxConcurrent: 1 to 64");
         if (Limits.MaxPerHost is < 0 or > 64) p.Add("Limits:MaxPerHost: 0 (no limit) to 64");
         if (Limits.MaxPerDatastore is < 0 or > 64) p.Add("Limits:MaxPerDatastore: 0 (no limit) to 64");

@@ -18,7 +18,7 @@ internal static class CatalogCommands
         var rebuild = new Command("rebuild", "Rebuild the restore point list from the repository alone (after losing the catalog).");
         rebuild.SetAction(p =>
         {
-            var count = new SqlCatalog(CatalogPath(p)).Rebuild(RepositoryCommands.Open(p));
+            var count = EngineHost.CatalogOf(p).Open().Rebuild(RepositoryCommands.Open(p));
             Console.WriteLine($"Indexed {count} restore point(s).");
             return 0;
         });
@@ -26,7 +26,7 @@ internal static class CatalogCommands
         var points = new Command("points", "Restore points as the catalog indexes them.") { json };
         points.SetAction(p =>
         {
-            var list = new SqlCatalog(CatalogPath(p)).ListedPoints();
+            var list = EngineHost.CatalogOf(p).Open().ListedPoints();
             if (p.GetValue(json)) { CliFormat.PrintJson(list); return 0; }
             foreach (var x in list) Console.WriteLine($"{x.Source,-10} {x.Id}  {x.Time:yyyy-MM-dd HH:mm}Z  {x.VmName,-16} {x.Kind,-11} {x.Disks} disk(s) {CliFormat.Bytes(x.Bytes)}");
             if (list.Count == 0) Console.WriteLine("The index is empty (run 'proxybackup catalog rebuild' to fill it from the repository).");
@@ -36,10 +36,4 @@ internal static class CatalogCommands
         cmd.Subcommands.Add(points);
         return cmd;
     }
-
-    /// <summary>--catalog when given, else the appliance's configured catalog, else the default path.</summary>
-    private static string CatalogPath(ParseResult p) =>
-        p.GetResult(EngineHost.Catalog) is not { Implicit: false } && File.Exists(p.GetValue(DaemonCommand.ConfigFile)!)
-            ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Catalog.Path
-            : p.GetValue(EngineHost.Catalog)!;
 }

@@ -75,7 +75,7 @@ internal static class CloudCommands
         var log = new Command("log", "The log of one job.") { jobId };
         log.SetAction(p =>
         {
-            var lines = new ProxyBackup.Catalog.SqlCatalog(p.GetValue(EngineHost.Catalog)!).LogOf(p.GetValue(jobId)!);
+            var lines = EngineHost.CatalogOf(p).Open().LogOf(p.GetValue(jobId)!);
             if (lines.Count == 0) throw new CliException($"No log for job '{p.GetValue(jobId)}'.");
             foreach (var (time, level, message) in lines) Console.WriteLine($"{time:yyyy-MM-dd HH:mm:ss}Z {level,-7} {message}");
             return 0;
@@ -84,9 +84,9 @@ internal static class CloudCommands
         c.Options.Add(EngineHost.Catalog);
         c.SetAction(p =>
         {
-            var path = p.GetValue(EngineHost.Catalog)!;
-            if (!File.Exists(path)) throw new CliException($"No catalog at {path} (no job has run yet, or give --catalog).");
-            var catalog = new ProxyBackup.Catalog.SqlCatalog(path);
+            var section = EngineHost.CatalogOf(p);
+            if (!section.Exists) throw new CliException($"No catalog at {section.Path} (no job has run yet, or give --catalog).");
+            var catalog = section.Open();
             catalog.MarkInterrupted();
             var jobs = catalog.Recent(p.GetValue(last));
             if (p.GetValue(Json)) { CliFormat.PrintJson(jobs); return 0; }
@@ -121,8 +121,8 @@ internal static class CloudCommands
             var vms = await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
             var backedUp = repo is null ? [] : EngineHost.BackedUpVms(repo).ToDictionary(v => v.VmId);
             // Read, never created, by a listing: a proxy without a catalog yet has no policies and no jobs.
-            var catalogPath = p.GetValue(EngineHost.Catalog)!;
-            var catalog = File.Exists(catalogPath) ? new ProxyBackup.Catalog.SqlCatalog(catalogPath) : null;
+            var section = EngineHost.CatalogOf(p);
+            var catalog = section.Exists ? section.Open() : null;
             var policies = catalog?.Policies().Where(ProtectionPolicyRules.Runs).ToList() ?? [];
             var lastBackups = catalog?.LastJobs("backup") ?? new Dictionary<int, ProxyBackup.Contracts.JobRecord>();
             string[] ProtectedBy(VirtualMachine vm) => [.. policies.Where(x => x.Selection.Matches(vm)).Select(x => x.Name)];
@@ -224,16 +224,16 @@ internal static class CloudCommands
     }
 
     /// <summary>The daemon's socket and catalog, when the appliance is configured.</summary>
-    private static (string Path, string Catalog)? DaemonSocket(ParseResult p)
+    private static (string Path, AppConfig.CatalogSection Catalog)? DaemonSocket(ParseResult p)
     {
         var path = p.GetValue(DaemonCommand.ConfigFile)!;
         if (!File.Exists(path)) return null;
         var config = AppConfig.Load(path);
-        return (config.Daemon.Socket, config.Catalog.Path);
+        return (config.Daemon.Socket, config.Catalog);
     }
 
     /// <summary>Hands the backups to the running daemon, shows their progress, and reports them from the catalog.</summary>
-    private static async Task<int> ThroughDaemonAsync(ParseResult p, string socket, string catalogPath, string[] vms, bool full, CancellationToken ct)
+    private static async Task<int> ThroughDaemonAsync(ParseResult p, string socket, AppConfig.CatalogSection catalog, string[] vms, bool full, CancellationToken ct)
     {
         using var client = EngineHost.Connect(p);
         var ids = await EngineHost.ResolveVmsAsync(client, vms, ct).ConfigureAwait(false);
@@ -255,7 +255,7 @@ internal static class CloudCommands
             if (line != last) Console.Error.WriteLine(last = line);
             await Task.Delay(500, ct).ConfigureAwait(false);
         }
-        var jobs = new ProxyBackup.Catalog.SqlCatalog(catalogPath).Recent(100).Where(j => ids.Contains(j.VmId) && j.Started >= since).ToList();
+        var jobs = catalog.Open().Recent(100).Where(j => ids.Contains(j.VmId) && j.Started >= since).ToList();
         if (p.GetValue(Json)) CliFormat.PrintJson(jobs);
         else
             foreach (var id in ids)

@@ -321,7 +321,7 @@ internal static class ConsoleCommand
         private void EditPolicies(IApplication app, CancellationToken ct)
         {
             var vms = FromCloud<IReadOnlyList<ProxyBackup.OpenNebula.VirtualMachine>>((c, t) => c.VmPoolAsync(ct: t), ct);
-            var said = new ConsolePolicies(app, new ProxyBackup.Catalog.SqlCatalog(config.Catalog.Path), vms, config.OpenNebula.ProxyVmId ?? ProxyIdentity.FromContext()).Run();
+            var said = new ConsolePolicies(app, config.Catalog.Open(), vms, config.OpenNebula.ProxyVmId ?? ProxyIdentity.FromContext()).Run();
             if (said.Length > 0) _said.Text = said;
             _refreshes = FullEvery - 1;   // the next refresh reads the catalog again
         }

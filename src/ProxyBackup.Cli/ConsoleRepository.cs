@@ -85,7 +85,7 @@ internal sealed class ConsoleRepository(IApplication app, AppConfig config, AppS
             lines.Add($"dedup {stats.DedupRatio:0.00}x, compression {stats.CompressionRatio:0.00}x; {(repository.Config.Encrypted ? "encrypted" : "not encrypted")}");
             lines.Add("");
             lines.Add("Retention at each VM's next backup:");
-            var policies = File.Exists(config.Catalog.Path) ? new ProxyBackup.Catalog.SqlCatalog(config.Catalog.Path).Policies().ToDictionary(p => p.Name, StringComparer.Ordinal) : [];
+            var policies = config.Catalog.Exists ? config.Catalog.Open().Policies().ToDictionary(p => p.Name, StringComparer.Ordinal) : [];
             foreach (var vm in vms)
             {
                 var policy = vm.Policies.Select(name => policies.GetValueOrDefault(name)).FirstOrDefault(p => p is { Retention.IsEmpty: false });

@@ -109,7 +109,8 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 SummarySchedule = string.IsNullOrWhiteSpace(config.Notifications.DailySummary) ? null : CronSchedule.Parse(config.Notifications.DailySummary), Jobs = host.CatalogDb,
                 VerifySchedule = string.IsNullOrWhiteSpace(config.Daemon.VerifySchedule) ? null : CronSchedule.Parse(config.Daemon.VerifySchedule),
                 VerifyParts = config.Daemon.VerifyParts,
-                BeforeJobs = async ct => await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false), Index = host.CatalogDb, Restore = host.Restore,
+                BeforeJobs = async ct => await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false),
+                AfterTakeOver = async ct => await host.Cleaner.CleanAfterTheGoneAsync(ct).ConfigureAwait(false), Index = host.CatalogDb, Restore = host.Restore,
             });
             await using var api = new DaemonApi(config.Daemon.Socket, runner, _log);
             try

@@ -59,6 +59,12 @@ internal sealed class EngineHost : IDisposable
     public SnapshotManager Snapshots { get; }
     public ILoggerFactory Logs { get; }
 
+    /// <summary>The catalog a command works on: --catalog's file when given, else the appliance's configured catalog (a file, or a shared PostgreSQL database), else the default file.</summary>
+    public static AppConfig.CatalogSection CatalogOf(ParseResult p) =>
+        p.GetResult(Catalog) is not { Implicit: false } && File.Exists(p.GetValue(DaemonCommand.ConfigFile)!)
+            ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Catalog
+            : new AppConfig.CatalogSection { Path = p.GetValue(Catalog)! };
+
     public static OneClient Connect(ParseResult p)
     {
         if (Configured(p) is var (config, secrets)) return new OneClient(config.ClientOptions(secrets));
@@ -77,7 +83,7 @@ internal sealed class EngineHost : IDisposable
         {
             var host = Configured(p) is var (config, secrets)
                 ? await FromConfigAsync(config, secrets, logs, ct, proxyMustRun).ConfigureAwait(false)
-                : await BuildAsync(Connect(p), p.GetValue(ProxyVm), p.GetValue(Catalog)!, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir),
+                : await BuildAsync(Connect(p), p.GetValue(ProxyVm), new AppConfig.CatalogSection { Path = p.GetValue(Catalog)! }, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir),
                     new AppConfig.OpenNebulaSection { AllowedVmDrivers = [.. p.GetValue(AllowVmDriver) ?? []] }, proxyMustRun, logs, ct).ConfigureAwait(false);
             // The CLI's own logger factory ends with the host; the daemon's belongs to the daemon.
             host._ownedLogs = logs;
@@ -96,10 +102,10 @@ internal sealed class EngineHost : IDisposable
     public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct, bool proxyMustRun = true)
     {
         var client = new OneClient(config.ClientOptions(secrets));
-        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog.Path, () => config.Repository.Open(secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula, proxyMustRun, logs, ct).ConfigureAwait(false);
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog, () => config.Repository.Open(secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula, proxyMustRun, logs, ct).ConfigureAwait(false);
     }
 
-    private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, string catalogPath, Func<BackupRepository> openRepository, string? devicesDir,
+    private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, AppConfig.CatalogSection catalogSection, Func<BackupRepository> openRepository, string? devicesDir,
         AppConfig.OpenNebulaSection cloud, bool proxyMustRun, ILoggerFactory logs, CancellationToken ct)
     {
         try
@@ -109,14 +115,14 @@ internal sealed class EngineHost : IDisposable
             var proxy = await ProxyIdentity.VerifyAsync(client, proxyId, ct, proxyMustRun).ConfigureAwait(false);
             logs.CreateLogger("proxybackup").LogInformation("Reached OpenNebula {Version} at {Endpoint} as {User}; proxy VM {Proxy} ({Name}) is {State}",
                 await client.SystemVersionAsync(ct).ConfigureAwait(false), client.Endpoint, client.User, proxy.Id, proxy.Name, proxy.StateName);
-            var catalog = new SqlCatalog(catalogPath);
+            var catalog = catalogSection.Open();
             // Jobs of a process that was killed would otherwise read "running" for ever.
             catalog.MarkInterrupted();
             var repository = openRepository();
             var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devicesDir });
             var steps = new CloudSteps(client, catalog, locator, new EngineOptions
             {
-                ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogPath))!, "hotplug.lock"),
+                ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogSection.Path))!, "hotplug.lock"),
                 AllowedVmDrivers = cloud.AllowedVmDrivers.ToHashSet(StringComparer.Ordinal),
                 OperationTimeout = TimeSpan.FromMinutes(cloud.OperationTimeoutMinutes), CopyTimeout = TimeSpan.FromMinutes(cloud.CopyTimeoutMinutes),
                 MinimumCopyBytesPerSecond = (long)cloud.MinimumCopyMBps << 20,

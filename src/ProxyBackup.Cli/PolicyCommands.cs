@@ -55,7 +55,7 @@ internal static class PolicyCommands
             };
             var problems = policy.Problems();
             if (problems.Count > 0) throw new CliException($"Policy '{policy.Name}' not saved: {string.Join("; ", problems)}.");
-            ProtectionPolicyRules.Save(new SqlCatalog(p.GetValue(EngineHost.Catalog)!), policy);
+            ProtectionPolicyRules.Save(EngineHost.CatalogOf(p).Open(), policy);
             Console.WriteLine($"Policy '{policy.Name}' saved; next run {policy.CompiledSchedule().Next(DateTimeOffset.UtcNow):yyyy-MM-dd HH:mm}Z.");
             return 0;
         });
@@ -64,7 +64,7 @@ internal static class PolicyCommands
         list.Options.Add(json);
         list.SetAction(p =>
         {
-            var policies = new SqlCatalog(p.GetValue(EngineHost.Catalog)!).Policies();
+            var policies = EngineHost.CatalogOf(p).Open().Policies();
             if (p.GetValue(json)) { CliFormat.PrintJson(policies); return 0; }
             foreach (var pol in policies)
                 Console.WriteLine($"{pol.Name,-16} {(pol.Enabled ? "enabled " : "disabled")} {pol.Schedule,-16} {pol.TimeZone,-14} next {pol.CompiledSchedule().Next(DateTimeOffset.UtcNow):yyyy-MM-dd HH:mm}Z");
@@ -75,7 +75,7 @@ internal static class PolicyCommands
         var remove = new Command("remove", "Remove a policy (its restore points stay).") { removeName };
         remove.SetAction(p =>
         {
-            if (!new SqlCatalog(p.GetValue(EngineHost.Catalog)!).RemovePolicy(p.GetValue(removeName)!)) throw new CliException($"There is no policy '{p.GetValue(removeName)}'.");
+            if (!EngineHost.CatalogOf(p).Open().RemovePolicy(p.GetValue(removeName)!)) throw new CliException($"There is no policy '{p.GetValue(removeName)}'.");
             Console.WriteLine($"Policy '{p.GetValue(removeName)}' removed.");
             return 0;
         });

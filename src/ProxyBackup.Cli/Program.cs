@@ -47,6 +47,12 @@ catch (Exception e) when (e is UserFacingException or IOException or Unauthorize
     Console.Error.WriteLine($"proxybackup: {e.Message}");
     return 1;
 }
+catch (System.Data.Common.DbException e)
+{
+    // The catalog's database (the SQLite file, or the shared PostgreSQL server) refused or is unreachable.
+    Console.Error.WriteLine($"proxybackup: the catalog cannot be used: {e.Message}. Check Catalog:Path or Catalog:Postgres and that the database server runs (docs/operations.md, \"A shared catalog\").");
+    return 1;
+}
 catch (OperationCanceledException)
 {
     Console.Error.WriteLine("proxybackup: cancelled.");

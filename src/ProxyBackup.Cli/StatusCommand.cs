@@ -105,10 +105,10 @@ internal static class StatusCommand
         IReadOnlyList<JobRecord> failures = [];
         IReadOnlyList<NextRun> next = [];
         IReadOnlyList<ProtectedVm> protectedVms = [];
-        if (File.Exists(config.Catalog.Path))
+        if (config.Catalog.Exists)
         try
         {
-            var catalog = new SqlCatalog(config.Catalog.Path);
+            var catalog = config.Catalog.Open();
             var week = DateTimeOffset.UtcNow.AddDays(-7);
             failures = [.. catalog.Recent(500).Where(j => j.State is "failed" or "interrupted" && j.Started >= week).Take(10)];
             var now = DateTimeOffset.UtcNow;
@@ -131,9 +131,9 @@ internal static class StatusCommand
                 .Where(x => x.Policies.Count > 0)
                 .Select(x => new ProtectedVm(x.Vm.Id, x.Vm.Name, x.Policies, last.GetValueOrDefault(x.Vm.Id), drills.GetValueOrDefault(x.Vm.Id)))];
         }
-        catch (Microsoft.Data.Sqlite.SqliteException e)
+        catch (System.Data.Common.DbException e)
         {
-            problems.Add($"The catalog {config.Catalog.Path} cannot be read: {e.Message}");
+            problems.Add($"The catalog {config.Catalog.Postgres ?? config.Catalog.Path} cannot be read: {e.Message}");
         }
         var running = answer?["running"]?.AsArray().DeepClone().AsArray() ?? [];
         IReadOnlyList<int> waiting = answer?["waiting"]?.AsArray().Select(w => w!.GetValue<int>()).ToList() ?? [];

@@ -44,9 +44,10 @@ internal static class DemoCommand
             await using var sim = SimServer.Start(new SimOptions { DataDirectory = Path.Combine(root, "cloud"), OperationTime = TimeSpan.FromMilliseconds(100) }, IPAddress.Loopback, 0, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12)));
             sim.Cloud.SeedDemo(diskMb);
             await sim.Cloud.WaitIdleAsync(TimeSpan.FromMinutes(2)).ConfigureAwait(false);
-            Say($"  {sim.Endpoint}, proxy disks as {(sim.Cloud.Devices.UsesLoopDevices ? "loop devices" : "files")} in {sim.Cloud.Devices.Directory}");
             using var client = new OneClient(new OneClientOptions { Endpoint = sim.Endpoint, Credentials = new OneCredentials("oneadmin", sim.Cloud.Password("oneadmin")!) });
             var proxy = (await client.VmPoolAsync(ct: ct).ConfigureAwait(false)).Single(v => v.Name == "proxybackup");
+            var devices = sim.Cloud.Devices.DirectoryOf(proxy.Id);
+            Say($"  {sim.Endpoint}, proxy disks as {(sim.Cloud.Devices.UsesLoopDevices ? "loop devices" : "files")} in {devices}");
             await ProxyIdentity.VerifyAsync(client, proxy.Id, ct).ConfigureAwait(false);
             var target = (await client.VmPoolAsync(ct: ct).ConfigureAwait(false)).FirstOrDefault(v => v.Name == vmName) ?? throw new CliException($"The demo cloud has no VM '{vmName}'.");
             var vm = await client.VmInfoAsync(target.Id, ct).ConfigureAwait(false);
@@ -55,7 +56,7 @@ internal static class DemoCommand
             var repo = Directory.Exists(repoPath) ? BackupRepository.Open(repoPath, null) : BackupRepository.Create(repoPath, new RepositoryCreateOptions());
             var catalog = new SqlCatalog(Path.Combine(root, "catalog.db"));
             ILogger log = NullLogger.Instance;
-            var steps = new CloudSteps(client, catalog, new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = sim.Cloud.Devices.Directory }),
+            var steps = new CloudSteps(client, catalog, new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devices }),
                 new EngineOptions { ProxyVmId = proxy.Id, MaxPoll = TimeSpan.FromMilliseconds(500), DetachRetryDelay = TimeSpan.FromMilliseconds(200) }, log);
             var cleaner = new CloudCleaner(steps, catalog, log);
             var backup = new BackupJob(steps, cleaner, catalog, catalog, repo, log, catalog);

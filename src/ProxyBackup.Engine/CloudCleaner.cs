@@ -42,11 +42,19 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
     public Task<CleanupReport> CleanBeforeJobsAsync(CancellationToken ct) => CleanAsync(ct: ct, objectBudget: steps.Options.CleanupObjectBudget);
 
     /// <summary>
+    /// What processes that are gone left (a proxy sharing the catalog that died, whose VMs this one
+    /// takes over), beside this process's own jobs, which it leaves alone: each leftover bounded as
+    /// in <see cref="CleanBeforeJobsAsync"/>.
+    /// </summary>
+    public Task<CleanupReport> CleanAfterTheGoneAsync(CancellationToken ct) => CleanAsync(ct: ct, objectBudget: steps.Options.CleanupObjectBudget, othersOnly: true);
+
+    /// <summary>
     /// A pass over the journal (one job's entries, or all). With <paramref name="objectBudget"/>, each
     /// removal is bounded: one that runs out is reported pending and paused, so a stuck object does
     /// not hold up the jobs this pass runs before (docs/architecture.md, "Every cloud object has an owner").
     /// </summary>
-    public async Task<CleanupReport> CleanAsync(string? jobId = null, CancellationToken ct = default, TimeSpan? objectBudget = null)
+    /// <param name="othersOnly">Only entries of other processes (with their owner recorded), never this one's.</param>
+    public async Task<CleanupReport> CleanAsync(string? jobId = null, CancellationToken ct = default, TimeSpan? objectBudget = null, bool othersOnly = false)
     {
         var failures = new List<string>();
         var pending = new List<string>();
@@ -56,6 +64,7 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         var order = new[] { CloudObjectKind.SuspendedVm, CloudObjectKind.SandboxVm, CloudObjectKind.Attachment, CloudObjectKind.DetachedDisk, CloudObjectKind.Image, CloudObjectKind.DiskSnapshot, CloudObjectKind.Template };
         foreach (var entry in journal.Pending(jobId).OrderBy(e => Array.IndexOf(order, e.Kind)).ThenByDescending(e => e.Id))
         {
+            if (othersOnly && entry.Owner is not { IsCurrent: false }) continue;
             if (jobId is null && entry.Owner is { IsCurrent: false } owner && owner.MayBeAlive(entry.OwnerLeaseRenewed, steps.Options.Time.GetUtcNow()))
             {
                 pending.Add($"{entry.Kind} {entry.Name}: owned by job {entry.JobId}, still running ({owner})");
@@ -133,7 +142,8 @@ public sealed class CloudCleaner(CloudSteps steps, ICloudJournal journal, ILogge
         switch (entry.Kind)
         {
             case CloudObjectKind.Attachment when entry.ObjectId is { } imageId:
-                await steps.DetachFromProxyAsync(imageId, ct).ConfigureAwait(false);
+                // From the proxy VM that attached it: with proxies sharing the catalog, maybe not this one.
+                await steps.DetachFromProxyAsync(imageId, ct, entry.VmId).ConfigureAwait(false);
                 break;
             case CloudObjectKind.Image:
                 var id = entry.ObjectId ?? (await client.ImagePoolAsync(-3, ct: ct).ConfigureAwait(false)).FirstOrDefault(i => i.Name == entry.Name)?.Id;

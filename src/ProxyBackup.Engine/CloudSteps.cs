@@ -172,28 +172,31 @@ public sealed class CloudSteps(OneClient client, ICloudJournal journal, DeviceLo
     /// attempts: another job's attach goes on meanwhile (docs/architecture.md, "What is serialised").
     /// Returns how long it held the lock.
     /// </summary>
-    public async Task<TimeSpan> DetachFromProxyAsync(int imageId, CancellationToken ct)
+    /// <param name="proxyVmId">The proxy VM the image is attached to: this one, or (a cleanup) the VM of a proxy sharing the catalog that is gone.</param>
+    public async Task<TimeSpan> DetachFromProxyAsync(int imageId, CancellationToken ct, int? proxyVmId = null)
     {
+        var proxyId = proxyVmId ?? options.ProxyVmId;
         var held = TimeSpan.Zero;
         for (var attempt = 1; ; attempt++)
         {
             VirtualMachine proxy;
             using (var hold = await _hotplug.AcquireAsync(HotplugKind.Detach, ct).ConfigureAwait(false))
             {
-                proxy = await _hotplugWaiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct).ConfigureAwait(false);
+                proxy = await _hotplugWaiter.VmSettledAsync(proxyId, options.OperationTimeout, ct).ConfigureAwait(false);
                 var disk = proxy.Disks.FirstOrDefault(d => d.ImageId == imageId);
                 if (disk is null) return held + hold.Elapsed;
-                await client.VmDetachAsync(options.ProxyVmId, disk.DiskId, ct).ConfigureAwait(false);
-                proxy = await _hotplugWaiter.VmSettledAsync(options.ProxyVmId, options.OperationTimeout, ct, new("detach")).ConfigureAwait(false);
+                await client.VmDetachAsync(proxyId, disk.DiskId, ct).ConfigureAwait(false);
+                proxy = await _hotplugWaiter.VmSettledAsync(proxyId, options.OperationTimeout, ct, new("detach")).ConfigureAwait(false);
                 if (proxy.Disks.All(d => d.ImageId != imageId))
                 {
-                    logger.LogInformation("Image {Image} detached from the proxy", imageId);
+                    if (proxyId == options.ProxyVmId) logger.LogInformation("Image {Image} detached from the proxy", imageId);
+                    else logger.LogInformation("Image {Image} detached from proxy VM {Proxy}, whose appliance is gone", imageId, proxyId);
                     return held + hold.Elapsed;
                 }
                 held += hold.Elapsed;
             }
             if (attempt >= options.DetachAttempts)
-                throw new JobFailedException($"Image {imageId} could not be detached from the proxy VM {options.ProxyVmId} after {attempt} attempts{Why(proxy)}.");
+                throw new JobFailedException($"Image {imageId} could not be detached from the proxy VM {proxyId} after {attempt} attempts{Why(proxy)}.");
             logger.LogWarning("Detach of image {Image} refused (attempt {Attempt}){Why}; retrying", imageId, attempt, Why(proxy));
             await Task.Delay(options.DetachRetryDelay * Math.Pow(2, attempt - 1), ct).ConfigureAwait(false);
         }

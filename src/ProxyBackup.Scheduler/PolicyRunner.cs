@@ -35,6 +35,9 @@ public sealed record PolicyRunnerOptions
     /// <summary>Runs before the first job of a batch starts (the cloud cleanup pass).</summary>
     public Func<CancellationToken, Task>? BeforeJobs { get; init; }
 
+    /// <summary>Runs when this proxy takes over VMs from a proxy that is gone, before it starts them: the cleanup of what that proxy left, beside this one's running jobs.</summary>
+    public Func<CancellationToken, Task>? AfterTakeOver { get; init; }
+
     /// <summary>The catalog's restore point list, kept in step after retention.</summary>
     public IRestorePointList? Index { get; init; }
 
@@ -223,6 +226,8 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         if (fresh.Count == 0) return;
         var policies = store.Policies().ToDictionary(p => p.Name, StringComparer.Ordinal);
         vms ??= await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
+        // The gone proxy's snapshots and attached images go before its VMs are backed up again here.
+        if (fresh.Any(r => r.Owner is not null) && options.AfterTakeOver is { } cleanUp) await cleanUp(ct).ConfigureAwait(false);
         foreach (var run in fresh)
         {
             var vm = vms.FirstOrDefault(v => v.Id == run.VmId);
@@ -234,6 +239,12 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
                 continue;
             }
             if (run.Owner is { } gone) logger.LogWarning("Policy {Policy}: VM {VmId} was started by {Owner}, which is gone: taken over", run.Policy, run.VmId, gone);
+            if (_taken.TryGetValue(run.VmId, out var queuedHere) && (queuedHere.Policy, queuedHere.Slot) == (run.Policy, run.Slot))
+            {
+                // Already waiting here for this very run, which a proxy that is gone took meanwhile: claimed from that proxy when it starts.
+                _taken[run.VmId] = run;
+                continue;
+            }
             if (local.Contains(run.VmId))
             {
                 // The one backup already queued or running stands for this run too.

@@ -12,7 +12,8 @@ public interface IProxyDiskBus
     /// <summary>Whether the proxy's own disks are shown as well (a QEMU guest already has its own).</summary>
     bool ShowsOwnDisks { get; }
 
-    SimDevice Expose(string backingFile, bool readOnly);
+    /// <summary>Makes a disk attached to proxy VM <paramref name="proxyVmId"/> present to it.</summary>
+    SimDevice Expose(string backingFile, bool readOnly, int proxyVmId);
 
     /// <summary>After a restart of the simulator the attachments are made present again.</summary>
     void Reattach(SimDevice device);

@@ -16,7 +16,7 @@ public sealed class QmpDiskBus(string socketPath, TimeSpan unplugTimeout) : IPro
     public string Description => $"hot-plugged into QEMU through QMP at {socketPath}";
     public bool ShowsOwnDisks => false;
 
-    public SimDevice Expose(string backingFile, bool readOnly)
+    public SimDevice Expose(string backingFile, bool readOnly, int proxyVmId)
     {
         var device = new SimDevice { Name = "pb" + Guid.NewGuid().ToString("N")[..12], BackingFile = Path.GetFullPath(backingFile), ReadOnly = readOnly };
         using var qmp = QmpConnection.Open(socketPath);

@@ -77,7 +77,7 @@ public sealed class SimApi
             ["sim.vm.mutate"] = new("iii|ii", 0, (a, _, _) => (int)Math.Min(int.MaxValue, _cloud.MutateDisk(a.I(0), a.I(1), a.I(2), a.Count > 3 ? a.I(3) : 65536, a.Count > 4 ? a.I(4) : Environment.TickCount))),
             ["sim.vm.diskpath"] = new("ii", 0, (a, _, _) => _cloud.DiskContentPath(a.I(0), a.I(1))),
             ["sim.inventory"] = new("", 0, (_, _, _) => _cloud.Inventory()),
-            ["sim.devices"] = new("", 0, (_, _, _) => (_cloud.ProxyDisks as SimDevices)?.Directory ?? ""),
+            ["sim.devices"] = new("i", 0, (a, _, _) => (_cloud.ProxyDisks as SimDevices)?.DirectoryOf(a.I(0)) ?? ""),
             ["sim.faults.set"] = new("s", 0, (a, _, _) => { _faults.Set(FaultPlan.FromJson(a.S(0)).Rules); return true; }),
             ["sim.faults.clear"] = new("", 0, (_, _, _) => { _faults.Set([]); return true; }),
             ["sim.stuck.end"] = new("|b", 0, (a, _, _) => _cloud.EndStuckOperations(a.Count > 0 && a.B(0))),

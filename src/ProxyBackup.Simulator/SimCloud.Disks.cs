@@ -282,7 +282,7 @@ public sealed partial class SimCloud
                     if (IsProxy(vm))
                     {
                         // The hypervisor side can fail too (losetup, QEMU gone): the attach fails as a driver failure.
-                        try { vm.Devices[DiskId(disk)] = ProxyDisks.Expose(file, Yes(disk, "READONLY")); }
+                        try { vm.Devices[DiskId(disk)] = ProxyDisks.Expose(file, Yes(disk, "READONLY"), vm.Id); }
                         catch (Exception e) when (e is IOException or QmpException or TimeoutException)
                         {
                             Failed($": {e.Message}");

@@ -194,7 +194,7 @@ public sealed partial class SimCloud
     {
         foreach (var d in vm.Disks)
             if (!vm.Devices.ContainsKey(DiskId(d)))
-                vm.Devices[DiskId(d)] = ProxyDisks.Expose(DiskFile(vm, d), readOnly: false);
+                vm.Devices[DiskId(d)] = ProxyDisks.Expose(DiskFile(vm, d), readOnly: false, vm.Id);
     }
 
     public int VmDeploy(int vmId, int hostId, int systemDsId)

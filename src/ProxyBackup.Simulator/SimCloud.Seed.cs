@@ -34,12 +34,36 @@ public sealed partial class SimCloud
             var db = SeedImage("db-data", ImageType.Datablock, diskMb, persistent: true, rnd);
             var proxyOs = SeedImage("proxybackup-appliance", ImageType.Os, Math.Max(1, diskMb / 4), persistent: false, rnd);
             Save();
-            string Disk(int image) => $"DISK = [ IMAGE_ID = \"{image}\", DEV_PREFIX = \"vd\" ]\n";
-            const string Common = "CPU = \"1\"\nVCPU = \"2\"\nMEMORY = \"2048\"\nOS = [ ARCH = \"x86_64\" ]\nGRAPHICS = [ TYPE = \"vnc\", LISTEN = \"0.0.0.0\" ]\nNIC = [ NETWORK = \"lan\", NETWORK_UNAME = \"oneadmin\" ]\nCONTEXT = [ NETWORK = \"YES\", SSH_PUBLIC_KEY = \"$USER[SSH_PUBLIC_KEY]\" ]\n";
-            CreateVm(TemplateParser.Parse($"NAME = \"proxybackup\"\n{Common}{Disk(proxyOs)}PROXY = \"YES\"\n"), false, 0, null, null);
-            CreateVm(TemplateParser.Parse($"NAME = \"web-01\"\n{Common}{Disk(os)}{Disk(web)}LABELS = \"prod,web\"\nBACKUP_POLICY = \"gold\"\n"), false, 0, null, null);
-            CreateVm(TemplateParser.Parse($"NAME = \"db-01\"\n{Common}{Disk(os)}{Disk(db)}DISK = [ TYPE = \"swap\", SIZE = \"{Math.Max(1, diskMb / 4)}\" ]\nLABELS = \"prod,db\"\nBACKUP_POLICY = \"gold\"\n"), false, 0, null, null);
-            CreateVm(TemplateParser.Parse($"NAME = \"dev-01\"\n{Common}{Disk(os)}LABELS = \"dev\"\n"), false, 0, null, null);
+            CreateVm(TemplateParser.Parse($"NAME = \"proxybackup\"\n{VmCommon}{Disk(proxyOs)}PROXY = \"YES\"\n"), false, 0, null, null);
+            CreateVm(TemplateParser.Parse($"NAME = \"web-01\"\n{VmCommon}{Disk(os)}{Disk(web)}LABELS = \"prod,web\"\nBACKUP_POLICY = \"gold\"\n"), false, 0, null, null);
+            CreateVm(TemplateParser.Parse($"NAME = \"db-01\"\n{VmCommon}{Disk(os)}{Disk(db)}DISK = [ TYPE = \"swap\", SIZE = \"{Math.Max(1, diskMb / 4)}\" ]\nLABELS = \"prod,db\"\nBACKUP_POLICY = \"gold\"\n"), false, 0, null, null);
+            CreateVm(TemplateParser.Parse($"NAME = \"dev-01\"\n{VmCommon}{Disk(os)}LABELS = \"dev\"\n"), false, 0, null, null);
+        }
+    }
+
+    private static string Disk(int image) => $"DISK = [ IMAGE_ID = \"{image}\", DEV_PREFIX = \"vd\" ]\n";
+
+    private const string VmCommon = "CPU = \"1\"\nVCPU = \"2\"\nMEMORY = \"2048\"\nOS = [ ARCH = \"x86_64\" ]\nGRAPHICS = [ TYPE = \"vnc\", LISTEN = \"0.0.0.0\" ]\nNIC = [ NETWORK = \"lan\", NETWORK_UNAME = \"oneadmin\" ]\nCONTEXT = [ NETWORK = \"YES\", SSH_PUBLIC_KEY = \"$USER[SSH_PUBLIC_KEY]\" ]\n";
+
+    /// <summary>
+    /// A fleet beside the demo cloud (after <see cref="SeedDemo"/>): <paramref name="vms"/> VMs
+    /// fleet-001... (label "fleet"), each with one disk of <paramref name="diskMb"/> MiB of its own
+    /// content, and <paramref name="extraProxies"/> more proxy VMs proxybackup-2... (several proxies
+    /// sharing one catalog).
+    /// </summary>
+    public void SeedFleet(int vms, long diskMb, int extraProxies, int seed = 7)
+    {
+        lock (_gate)
+        {
+            var rnd = new Random(seed);
+            var proxyOs = _s.Images.FirstOrDefault(i => i.Name == "proxybackup-appliance")?.Id
+                ?? throw new InvalidOperationException("SeedFleet adds to the demo cloud: seed it first (SeedDemo).");
+            var images = Enumerable.Range(1, vms).Select(i => SeedImage($"fleet-{i:000}-data", ImageType.Datablock, diskMb, persistent: false, rnd)).ToList();
+            Save();
+            for (var p = 2; p < 2 + extraProxies; p++)
+                CreateVm(TemplateParser.Parse($"NAME = \"proxybackup-{p}\"\n{VmCommon}{Disk(proxyOs)}PROXY = \"YES\"\n"), false, 0, null, null);
+            for (var i = 1; i <= vms; i++)
+                CreateVm(TemplateParser.Parse($"NAME = \"fleet-{i:000}\"\n{VmCommon}{Disk(images[i - 1])}LABELS = \"fleet\"\n"), false, 0, null, null);
         }
     }
 

@@ -32,9 +32,18 @@ public sealed class SimDevices : IProxyDiskBus
     private static bool LoopDevicesWork() =>
         Environment.IsPrivilegedProcess && File.Exists("/dev/loop-control") && Run("losetup", "--find").ExitCode == 0;
 
-    public SimDevice Expose(string backingFile, bool readOnly)
+    /// <summary>
+    /// Where the disks of proxy VM <paramref name="proxyVmId"/> appear: a folder per proxy, as each
+    /// proxy VM of a real cloud sees only its own disks (two appliances on one simulated cloud must
+    /// not find each other's).
+    /// </summary>
+    public string DirectoryOf(int proxyVmId) => Path.Combine(Directory, $"vm-{proxyVmId.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+
+    public SimDevice Expose(string backingFile, bool readOnly, int proxyVmId)
     {
-        var device = new SimDevice { Name = FreeName(), BackingFile = Path.GetFullPath(backingFile), ReadOnly = readOnly };
+        var folder = DirectoryOf(proxyVmId);
+        System.IO.Directory.CreateDirectory(folder);
+        var device = new SimDevice { Name = Path.Combine(Path.GetFileName(folder), FreeName(folder)), BackingFile = Path.GetFullPath(backingFile), ReadOnly = readOnly };
         Attach(device);
         return device;
     }
@@ -122,13 +131,13 @@ public sealed class SimDevices : IProxyDiskBus
 
     private string Link(SimDevice device) => Path.Combine(Directory, device.Name);
 
-    private string FreeName()
+    private static string FreeName(string folder)
     {
         for (var i = 0; ; i++)
         {
             var letters = i < 26 ? ((char)('a' + i)).ToString() : $"{(char)('a' + i / 26 - 1)}{(char)('a' + i % 26)}";
             var name = "sd" + letters;
-            var path = Path.Combine(Directory, name);
+            var path = Path.Combine(folder, name);
             if (!File.Exists(path) && new FileInfo(path).LinkTarget is null) return name;
         }
     }

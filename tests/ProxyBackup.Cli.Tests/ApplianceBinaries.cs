@@ -13,7 +13,7 @@ public static class ApplianceBinaries
         await File.WriteAllTextAsync(auth, "oneadmin:pw");
         File.SetUnixFileMode(auth, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return ["--endpoint", w.Sim.Endpoint.ToString(), "--auth-file", auth, "--proxy-vm", w.ProxyId.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--catalog", w.Catalog.Path, "--devices-dir", w.Sim.Cloud.Devices.Directory, "--repo", w.Repository.Root];
+            "--catalog", w.Catalog.Path, "--devices-dir", w.Sim.Cloud.Devices.DirectoryOf(w.ProxyId), "--repo", w.Repository.Root];
     }
 
     /// <summary>Runs the CLI to its end: exit code, standard output and standard error.</summary>

@@ -82,7 +82,7 @@ public class ConsoleSetupTests
         Assert.Throws<WrongKeyException>(() => BackupRepository.Open(repo, null));
 
         // What only a developer sets: the simulator's devices directory. Then a backup with nothing but --config.
-        saved["Devices"] = new JsonObject { ["Directory"] = w.Sim.Cloud.Devices.Directory };
+        saved["Devices"] = new JsonObject { ["Directory"] = w.Sim.Cloud.Devices.DirectoryOf(w.ProxyId) };
         await File.WriteAllTextAsync(config, saved.ToJsonString());
         var (code, output, error) = await ProxybackupAsync("vm", "backup", "web-01", "--config", config);
         Assert.True(code == 0, error);

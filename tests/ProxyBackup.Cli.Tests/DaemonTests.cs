@@ -708,7 +708,7 @@ public class DaemonTests
             ["OpenNebula"] = new { Endpoint = w.Sim.Endpoint.ToString(), User = "oneadmin", ProxyVmId = w.ProxyId },
             ["Repository"] = new { Path = w.Repository.Root },
             ["Catalog"] = new { Path = w.Catalog.Path },
-            ["Devices"] = new { Directory = w.Sim.Cloud.Devices.Directory },
+            ["Devices"] = new { Directory = w.Sim.Cloud.Devices.DirectoryOf(w.ProxyId) },
             ["Limits"] = limits ?? new { MaxConcurrent = 2, MaxPerHost = 0, MaxPerDatastore = 0 },
             // Console: tests read the daemon's output, also when the runner inherited a journal stream.
             ["Daemon"] = new { TickSeconds = tickSeconds, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock"), Log = "console" },

@@ -66,7 +66,7 @@ public sealed class EngineWorld : IAsyncDisposable
             OperationTimeout = TimeSpan.FromSeconds(20), CopyTimeout = TimeSpan.FromSeconds(30), DeviceTimeout = TimeSpan.FromSeconds(10), DetachAttempts = 3, DetachRetryDelay = TimeSpan.FromMilliseconds(200),
         };
         options = configure?.Invoke(options) ?? options;
-        var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = Sim.Cloud.Devices.Directory, PollInterval = TimeSpan.FromMilliseconds(20) });
+        var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = Sim.Cloud.Devices.DirectoryOf(ProxyId), PollInterval = TimeSpan.FromMilliseconds(20) });
         Steps = new CloudSteps(Client, Catalog, locator, options, NullLogger.Instance);
         Cleaner = new CloudCleaner(Steps, Catalog, NullLogger.Instance);
         Backup = new BackupJob(Steps, Cleaner, Catalog, Catalog, Repository, NullLogger.Instance, Catalog);

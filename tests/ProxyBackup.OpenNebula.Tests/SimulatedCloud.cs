@@ -24,7 +24,9 @@ public sealed class SimulatedCloud : IAsyncDisposable
     public OneClient Client { get; private set; }
     public OneWaiter Waiter { get; private set; }
     public string DataDirectory => _dir.Path;
-    public string DevicesDirectory => Server.Cloud.Devices.Directory;
+    /// <summary>The seeded proxy VM ("proxybackup"), whose attached disks appear in <see cref="DevicesDirectory"/>.</summary>
+    public int ProxyId { get; private set; }
+    public string DevicesDirectory => Server.Cloud.Devices.DirectoryOf(ProxyId);
     public static TimeSpan Timeout => TimeSpan.FromSeconds(30);
 
     public static async Task<SimulatedCloud> StartAsync(int opMs = 30, long diskMb = 4, TempDirectory? reuse = null, Func<SimOptions, SimOptions>? configure = null)
@@ -34,7 +36,9 @@ public sealed class SimulatedCloud : IAsyncDisposable
         var server = SimServer.Start(configure?.Invoke(options) ?? options, IPAddress.Loopback, 0, Password);
         server.Cloud.SeedDemo(diskMb);
         await server.Cloud.WaitIdleAsync(TimeSpan.FromSeconds(30));
-        return new SimulatedCloud(dir, server, NewClient(server.Endpoint, Password));
+        var cloud = new SimulatedCloud(dir, server, NewClient(server.Endpoint, Password));
+        cloud.ProxyId = (await cloud.Client.VmPoolAsync()).Single(v => v.Name == "proxybackup").Id;
+        return cloud;
     }
 
     public static OneClient NewClient(Uri endpoint, string password, int retries = 2) => new(new OneClientOptions

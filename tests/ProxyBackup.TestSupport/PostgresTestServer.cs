@@ -166,3 +166,12 @@ internal static class ProcessStartInfoArguments
         return info;
     }
 }
+
+/// <summary>A test that needs <see cref="PostgresTestServer"/>; skipped, with the reason, where it cannot run.</summary>
+public sealed class PostgresFactAttribute : Xunit.FactAttribute
+{
+    public PostgresFactAttribute()
+    {
+        if (PostgresTestServer.Unavailable() is { } why) Skip = why;
+    }
+}
