@@ -78,9 +78,11 @@ public sealed class AppConfig
         /// connection string with Host, Port, Database and Username; the password is not written here
         /// but in <see cref="PasswordFile"/>.
         /// </summary>
+        [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
         public string? Postgres { get; set; }
 
         /// <summary>The PostgreSQL password, alone in a file readable by root only (mode 0600).</summary>
+        [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
         public string? PasswordFile { get; set; }
 
         /// <summary>Whether there is a catalog to read (a listing never creates one).</summary>
