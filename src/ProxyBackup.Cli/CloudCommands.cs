@@ -82,6 +82,7 @@ internal static class CloudCommands
         });
         c.Subcommands.Add(log);
         c.Options.Add(EngineHost.Catalog);
+        c.Options.Add(DaemonCommand.ConfigFile);
         c.SetAction(p =>
         {
             var section = EngineHost.CatalogOf(p);

@@ -13,6 +13,8 @@ internal static class PolicyCommands
     {
         var cmd = new Command("policy", "Protection policies: which VMs, when, how, how long.");
         cmd.Options.Add(EngineHost.Catalog);
+        // Without --catalog, the configured catalog (a shared one on PostgreSQL too).
+        cmd.Options.Add(DaemonCommand.ConfigFile);
         var name = new Argument<string>("name");
         var schedule = new Option<string>("--schedule") { Required = true, Description = "Cron expression, e.g. '0 2 * * *' or @daily." };
         var zone = new Option<string>("--time-zone") { DefaultValueFactory = _ => "UTC" };
