@@ -80,7 +80,7 @@ public sealed partial class BackupRepository
     public GcReport CollectGarbage(TimeSpan? grace = null, CancellationToken ct = default)
     {
         using var held = RepositoryLock.Acquire(this, exclusive: false, purpose: "gc", wait: ExclusiveLockWait, ct, scope: "gc");
-        return held.Run(ct, token => new GarbageCollector(Chunks, StoredPoints, LocksDirectory, TmpDirectory, Clock, held.FilePath).Run(grace ?? DefaultGcGrace, token));
+        return held.Run(ct, token => new GarbageCollector(Chunks, StoredPoints, Storage, Clock, held.FileName).Run(grace ?? DefaultGcGrace, token));
     }
 
     public RepositoryStats Stats() => RepositoryStats.Compute(Chunks, StoredPoints);

@@ -40,22 +40,23 @@ public sealed partial class BackupRepository
         set => field = value.Validated();
     } = PipelineTuning.Default;
 
-    private BackupRepository(string path, RepositoryConfig config, MasterKeys? keys, IChunkStore? chunks, IPointStore? points)
+    private BackupRepository(IRepositoryStorage storage, RepositoryConfig config, MasterKeys? keys, IChunkStore? chunks, IPointStore? points)
     {
-        Root = path;
+        Storage = storage;
         Config = config;
         Keys = keys;
-        Chunks = chunks ?? new LocalChunkStore(path, StoredChunks.FileCapacity(config.ChunkSize));
-        Points = points ?? new LocalPointStore(path);
+        Chunks = chunks ?? storage.Chunks(StoredChunks.FileCapacity(config.ChunkSize));
+        Points = points ?? storage.Points();
         StoredPoints = new StoredPoints(Points, config.ChunkSize, keys);
     }
 
-    public string Root { get; }
+    /// <summary>Where the repository is (a path, or an S3 location): for messages and the operator's eyes.</summary>
+    public string Root => Storage.Location;
+
+    /// <summary>Where its files and stores live.</summary>
+    public IRepositoryStorage Storage { get; }
     public RepositoryConfig Config { get; }
     internal MasterKeys? Keys { get; }
-
-    internal string TmpDirectory => Path.Combine(Root, "tmp");
-    internal string LocksDirectory => Path.Combine(Root, "locks");
 
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,127}$")]
     private static partial Regex SourceName();
@@ -63,18 +64,16 @@ public sealed partial class BackupRepository
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     private static partial Regex ItemName();
 
-    public static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks = null) => Create(path, options, chunks, null);
+    public static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks = null) => Create(new LocalRepositoryStorage(path), options, chunks, null);
 
-    /// <summary>A repository whose restore points are in <paramref name="points"/> (the tests' in-memory store).</summary>
-    internal static BackupRepository Create(string path, RepositoryCreateOptions options, IChunkStore? chunks, IPointStore? points)
+    /// <summary>A new repository in <paramref name="storage"/>, which must be empty; its chunks and points in the stores given (the tests' in-memory stores), else in the storage's own.</summary>
+    public static BackupRepository Create(IRepositoryStorage storage, RepositoryCreateOptions options, IChunkStore? chunks = null, IPointStore? points = null)
     {
-        path = Path.GetFullPath(path);
         RequireMounted(options.MountPoint);
-        if (File.Exists(Path.Combine(path, "config")))
-            throw new RepositoryException($"{path} already holds a repository; open it instead.");
-        // The root of a file system of its own holds the file system's lost+found: empty all the same.
-        if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any(e => Path.GetFileName(e) != "lost+found"))
-            throw new RepositoryException($"{path} is not empty; create the repository in an empty or new directory.");
+        if (!storage.IsEmpty())
+            throw new RepositoryException(storage.Read("config") is not null
+                ? $"{storage.Location} already holds a repository; open it instead."
+                : $"{storage.Location} is not empty; create the repository in an empty or new place.");
         var config = new RepositoryConfig
         {
             Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
@@ -83,18 +82,20 @@ public sealed partial class BackupRepository
             Encryption = options.Key is null ? null : new EncryptionConfig(),
             Created = DateTimeOffset.UtcNow,
         };
-        config.Validate(path);
-        foreach (var d in new[] { "", "chunks", "points", "locks", "tmp", "keys" }) OwnerOnly.CreateDirectory(Path.Combine(path, d));
-        if (chunks is null) LocalChunkStore.CreateLayout(path);
+        config.Validate(storage.Location);
+        storage.CreateLayout();
         MasterKeys? keys = null;
         if (options.Key is { } key)
         {
             keys = MasterKeys.Generate();
-            AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), keys.Wrap(key), Durability.Immediate);
+            storage.Write(NewKeyName(), keys.Wrap(key));
         }
-        AtomicFile.Write(Path.Combine(path, "tmp"), Path.Combine(path, "config"), JsonSerializer.SerializeToUtf8Bytes(config, RepositoryJson.Indented.RepositoryConfig), Durability.Immediate);
-        return new BackupRepository(path, config, keys, chunks, points) { MountPoint = options.MountPoint };
+        // The config last: a storage holds a repository once it has its config.
+        storage.Write("config", JsonSerializer.SerializeToUtf8Bytes(config, RepositoryJson.Indented.RepositoryConfig));
+        return new BackupRepository(storage, config, keys, chunks, points) { MountPoint = options.MountPoint };
     }
+
+    private static string NewKeyName() => $"keys/{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}";
 
     /// <summary>
     /// Opens the repository at <paramref name="path"/>; its chunks in <paramref name="chunks"/> when given, else in its chunks/ directory.
@@ -102,40 +103,43 @@ public sealed partial class BackupRepository
     /// </summary>
     public static BackupRepository Open(string path, RepositoryKey? key, IChunkStore? chunks = null, string? mountPoint = null)
     {
-        path = Path.GetFullPath(path);
         RequireMounted(mountPoint);
-        var configPath = Path.Combine(path, "config");
-        if (!File.Exists(configPath))
-            throw new RepositoryException(Directory.Exists(path)
-                ? $"{path} is not a ProxyBackup repository (no config file); create one with 'repository init'."
-                : $"Repository {path} does not exist (is the disk or NFS share mounted?).");
+        return Open(new LocalRepositoryStorage(path), key, chunks, mountPoint);
+    }
+
+    /// <summary>Opens the repository in <paramref name="storage"/>.</summary>
+    public static BackupRepository Open(IRepositoryStorage storage, RepositoryKey? key, IChunkStore? chunks = null, string? mountPoint = null)
+    {
+        RequireMounted(mountPoint);
+        var location = storage.Location;
+        var configBytes = storage.Read("config") ?? throw new RepositoryException(storage.NoRepositoryHere());
+        var configPath = $"{location}/config";
         RepositoryConfig config;
         try
         {
-            config = JsonSerializer.Deserialize(File.ReadAllBytes(configPath), RepositoryJson.Default.RepositoryConfig) ?? throw new JsonException("empty");
+            config = JsonSerializer.Deserialize(configBytes, RepositoryJson.Default.RepositoryConfig) ?? throw new JsonException("empty");
         }
         catch (JsonException e)
         {
             throw new CorruptDataException($"{configPath} is damaged: {e.Message}");
         }
-        config.Validate(path);
+        config.Validate(location);
         MasterKeys? keys = null;
-        var keysDirectory = Path.Combine(path, "keys");
-        var keyFiles = Directory.Exists(keysDirectory) ? Directory.GetFiles(keysDirectory) : [];
+        var keyFiles = storage.List("keys");
         if (config.Encrypted)
         {
-            if (key is null) throw new WrongKeyException($"Repository {path} is encrypted: give its passphrase or key file.");
-            if (keyFiles.Length == 0)
-                throw new CorruptDataException($"Repository {path} is encrypted but has no key files in keys/: put them back from your copy (docs/operations.md, \"The repository\").");
-            keys = MasterKeys.Unwrap(keyFiles.Select(f => (Path.GetFileName(f), File.ReadAllBytes(f))), key);
+            if (key is null) throw new WrongKeyException($"Repository {location} is encrypted: give its passphrase or key file.");
+            if (keyFiles.Count == 0)
+                throw new CorruptDataException($"Repository {location} is encrypted but has no key files in keys/: put them back from your copy (docs/operations.md, \"The repository\").");
+            keys = MasterKeys.Unwrap(keyFiles.Select(f => (f, storage.Read($"keys/{f}") ?? [])), key);
         }
-        else if (keyFiles.Length > 0)
+        else if (keyFiles.Count > 0)
         {
             // Read as plain, an encrypted repository would fail on every file, and a backup would add
             // plaintext to it: a config without "encryption" beside key files was edited or damaged.
             throw new CorruptDataException($"{configPath} says the repository is not encrypted, but it has key files in keys/: the config was edited or damaged. Put back its \"encryption\" entry (docs/repository-format.md, \"config\").");
         }
-        return new BackupRepository(path, config, keys, chunks, null) { ReadOnly = !PrepareForWriting(path), MountPoint = mountPoint };
+        return new BackupRepository(storage, config, keys, chunks, null) { ReadOnly = !storage.PrepareForWriting(), MountPoint = mountPoint };
     }
 
     /// <summary>
@@ -151,26 +155,6 @@ public sealed partial class BackupRepository
             throw new RepositoryUnmountedException(mountPoint);
     }
 
-    /// <summary>
-    /// Creates the working directories and checks that a file can be written: false on a read-only
-    /// copy (a read-only mount, a snapshot of the backup disk), which can still be listed, verified
-    /// and restored from, without a lock (docs/repository-format.md, "Locks").
-    /// </summary>
-    private static bool PrepareForWriting(string path)
-    {
-        try
-        {
-            foreach (var d in new[] { "chunks", "points", "locks", "tmp" }) OwnerOnly.CreateDirectory(Path.Combine(path, d));
-            var probe = Path.Combine(path, "tmp", $"probe-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
-            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose)) { }
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
-
     /// <summary>The repository cannot be written here: reads go on without a lock, writes are refused.</summary>
     public bool ReadOnly { get; private init; }
 
@@ -178,7 +162,7 @@ public sealed partial class BackupRepository
     public void AddKey(RepositoryKey key)
     {
         if (Keys is null) throw new RepositoryException("This repository is not encrypted.");
-        AtomicFile.Write(TmpDirectory, Path.Combine(Root, "keys", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))), Keys.Wrap(key), Durability.Immediate);
+        Storage.Write(NewKeyName(), Keys.Wrap(key));
     }
 
     public static void CheckSourceName(string source)

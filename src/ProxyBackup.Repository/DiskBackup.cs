@@ -13,7 +13,8 @@ namespace ProxyBackup.Repository;
 /// encoders) × chunk size whatever the disk size.
 /// </summary>
 /// <param name="abandonable">Receives each chunk this backup stored that no restore point referenced to its knowledge (not the parent's at that position, not a damaged copy replaced), with its stamp: what the writer removes again when it fails (<see cref="IChunkStore.RemoveUnchanged"/>).</param>
-internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, ChunkMemory memory, ChunkMemory.Admission? admission, ConcurrentBag<(ChunkId Id, long Stamp)> abandonable)
+/// <param name="reused">Receives each chunk this backup found stored and relies on: what it checks is still there before it commits (<see cref="IChunkStore.Missing"/>).</param>
+internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, ChunkMemory memory, ChunkMemory.Admission? admission, ConcurrentBag<(ChunkId Id, long Stamp)> abandonable, ConcurrentBag<ChunkId> reused)
 {
     /// <summary>The read-ahead buffers and the encoders, besides one chunk buffer per worker.</summary>
     private static long FixedBytes(PipelineTuning tuning, int chunkSize, bool encrypted) =>
@@ -38,7 +39,7 @@ internal sealed class DiskBackup(StoredChunks chunks, PipelineTuning tuning, Chu
         using var reader = new ChunkReader(source, chunkSize, workers + tuning.BackupReadAhead);
         using var writer = new ChunkWriter(chunks, tuning.BackupEncoders, checkStored: previous is null, abandonable);
         var hasher = new ChunkHasher(chunks.NameKey, workers, tuning);
-        var sorter = new ChunkSorter(chunks, hasher, previous, writer, meter, count);
+        var sorter = new ChunkSorter(chunks, hasher, previous, writer, meter, count, reused);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var tasks = new List<Task> { Task.Run(() => reader.ReadAllAsync(DiskRegions.Interleaved(count, tuning.BackupRegions), failed.Token), failed.Token) };
         tasks.AddRange(hasher.StartWorkers(workers, _ => sorter.SortAll(reader, failed.Token), failed.Token));
@@ -139,7 +140,7 @@ internal sealed class ChunkReader : IDisposable
 /// <see cref="ChunkWriter"/> what the store lacks (checked with a touch the first time a name
 /// occurs, so that a GC beside keeps it) and, on a full backup, what it holds, to be checked.
 /// </summary>
-internal sealed class ChunkSorter(StoredChunks chunks, ChunkHasher hasher, Manifest? previous, ChunkWriter writer, ProgressMeter meter, int count)
+internal sealed class ChunkSorter(StoredChunks chunks, ChunkHasher hasher, Manifest? previous, ChunkWriter writer, ProgressMeter meter, int count, ConcurrentBag<ChunkId> reused)
 {
     private readonly ConcurrentDictionary<ChunkId, byte> _seen = new();
     private long _zero;
@@ -186,6 +187,7 @@ internal sealed class ChunkSorter(StoredChunks chunks, ChunkHasher hasher, Manif
         // was lost): a restore point never references a chunk that is not there, and the older
         // points that reference it are whole again.
         var present = _seen.TryAdd(id, 0) ? chunks.Store.Touch(id, chunks.Now) : (bool?)null;
+        if (present == true) reused.Add(id);
         return present is { } stored ? writer.Store(id, data, stored, unchanged, ct) : 0;
     }
 }

@@ -9,14 +9,14 @@ public sealed record GcReport(int ChunksReferenced, int ChunksRemoved, long Byte
 /// every chunk they reuse, so what a running backup relies on is newer. Restore point directories
 /// without an index and tmp files go by the same cutoff, or at once when their writer is gone.
 /// </summary>
-internal sealed class GarbageCollector(IChunkStore chunks, StoredPoints points, string locksDirectory, string tmpDirectory, TimeProvider clock, string? ownLock)
+internal sealed class GarbageCollector(IChunkStore chunks, StoredPoints points, IRepositoryStorage storage, TimeProvider clock, string? ownLock)
 {
     public GcReport Run(TimeSpan grace, CancellationToken ct)
     {
         var markStart = clock.GetUtcNow();
-        var others = RepositoryLock.Holders(locksDirectory, clock).Where(h => h.Path != ownLock).ToList();
+        var others = RepositoryLock.Holders(storage, clock).Where(h => h.Name != ownLock).ToList();
         // A holder whose lock file cannot be read may have started at any time: nothing it may rely on can be told apart.
-        if (others.FirstOrDefault(h => !h.Readable) is { Path: { } unreadable })
+        if (others.FirstOrDefault(h => !h.Readable) is { Name: { } unreadable })
             throw new RepositoryException($"GC removed nothing: the lock file {unreadable} cannot be read, so GC cannot tell since when its holder writes. " +
                 "Check its permissions, or remove it if no ProxyBackup process uses the repository (it is also dropped once 30 minutes old).");
         var oldestHolder = others.Select(h => h.Info.Created).DefaultIfEmpty(markStart).Min();
@@ -64,21 +64,14 @@ internal sealed class GarbageCollector(IChunkStore chunks, StoredPoints points, 
     private (int Points, int TmpFiles) RemoveLeftovers(DateTimeOffset cutoff)
     {
         var incomplete = points.Store.Incomplete();
-        var tmpFiles = Directory.EnumerateFiles(tmpDirectory).Select(f => (Path: f, Written: new DateTimeOffset(File.GetLastWriteTimeUtc(f)))).ToList();
-        var holders = RepositoryLock.Holders(locksDirectory, clock);
+        var temporaries = storage.Temporaries();
+        var holders = RepositoryLock.Holders(storage, clock);
         // An unreadable lock file may be any writer's: then only the cutoff decides.
         var liveWriters = holders.All(h => h.Readable) ? holders.Select(h => WriterTag.Of(h.Info)).OfType<string>().ToHashSet(StringComparer.Ordinal) : null;
         bool Leftover(string? writer, DateTimeOffset written) =>
             written <= cutoff || (writer is not null && liveWriters is not null && !liveWriters.Contains(writer));
         var removedPoints = incomplete.Count(p => Leftover(p.Writer, p.LastWritten) && points.Store.RemoveIncomplete(p.Source, p.Id));
-        var removedTmp = 0;
-        // A file renamed into place meanwhile is gone (its time reads as 1601): nothing to count.
-        foreach (var (file, written) in tmpFiles)
-            if (File.Exists(file) && Leftover(WriterTag.InTmpName(Path.GetFileName(file)), written))
-            {
-                AtomicFile.TryDelete(file);
-                removedTmp++;
-            }
+        var removedTmp = temporaries.Count(t => Leftover(t.Writer, t.Written) && storage.RemoveTemporary(t.Name));
         return (removedPoints, removedTmp);
     }
 }

@@ -54,6 +54,14 @@ public interface IChunkStore
     /// chunks set aside as damaged before the cutoff go too.
     /// </summary>
     ChunkSweep Sweep(IReadOnlySet<ChunkId> keep, DateTimeOffset cutoff, CancellationToken ct);
+
+    /// <summary>
+    /// Before a writer commits: which of the chunks it found stored since <paramref name="since"/>
+    /// (<see cref="Touch"/> true) a sweep removed meanwhile. Empty where a sweep cannot remove a
+    /// chunk a writer touched (the local store sets it aside and looks at its time again); a store
+    /// whose sweep can (no atomic rename, no conditional delete: S3) looks them up when a sweep ran.
+    /// </summary>
+    IReadOnlyList<ChunkId> Missing(IReadOnlyCollection<ChunkId> reused, DateTimeOffset since);
 }
 
 public enum ChunkQuarantine { MovedAside, NotMoved, SoundNow }

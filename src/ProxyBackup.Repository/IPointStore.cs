@@ -6,7 +6,7 @@ namespace ProxyBackup.Repository;
 /// repository before they get here. A point exists once its index does. Format 1 keeps them in
 /// the repository directory (<see cref="LocalPointStore"/>).
 /// </summary>
-internal interface IPointStore
+public interface IPointStore
 {
     /// <summary>The sources that have points, complete or not.</summary>
     IEnumerable<string> Sources();
@@ -45,4 +45,4 @@ internal interface IPointStore
 }
 
 /// <param name="Writer">The tag its writer recorded, or null (written before tags, or the record was lost).</param>
-internal sealed record IncompletePoint(string Source, string Id, string? Writer, DateTimeOffset LastWritten);
+public sealed record IncompletePoint(string Source, string Id, string? Writer, DateTimeOffset LastWritten);

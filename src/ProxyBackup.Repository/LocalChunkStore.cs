@@ -143,6 +143,9 @@ public sealed class LocalChunkStore(string root, int maxFileLength) : IChunkStor
         }
     }
 
+    /// <summary>None: a sweep sets a chunk aside and looks at its time again before it deletes it (<see cref="RemoveWhileUnused"/>).</summary>
+    public IReadOnlyList<ChunkId> Missing(IReadOnlyCollection<ChunkId> reused, DateTimeOffset since) => [];
+
     public ChunkSweep Sweep(IReadOnlySet<ChunkId> keep, DateTimeOffset cutoff, CancellationToken ct)
     {
         var before = cutoff.UtcDateTime;

@@ -10,7 +10,9 @@ namespace ProxyBackup.Repository;
 /// The lock protocol of docs/repository-format.md, "Locks": shared for backups, restores and
 /// verify, retention of one source and garbage collection (scoped), exclusive for retention of all sources; files in locks/, replaced by a fresh
 /// file while held, and judged stale when not refreshed for 30 minutes or when their process on
-/// this host is gone. A lock file that cannot be read is a holder, not a free lock.
+/// this host is gone. A lock file that cannot be read is a holder, not a free lock. Taking one is
+/// write, then list (restic's way): it needs no atomic rename and no conditional write, only a
+/// storage where a listing shows what was written before it (S3 since 2020, Ceph, a file system).
 /// </summary>
 public sealed class RepositoryLock : IDisposable
 {
@@ -49,8 +51,8 @@ public sealed class RepositoryLock : IDisposable
         [property: JsonPropertyName("boot")] string? Boot = null,
         [property: JsonPropertyName("pid_ns")] string? PidNamespace = null);
 
-    /// <summary>The lock's file now (a refresh replaces it); null for no lock.</summary>
-    internal string? FilePath
+    /// <summary>The lock's file name in locks/ now (a refresh replaces it); null for no lock.</summary>
+    internal string? FileName
     {
         get { lock (_gate) return _path; }
     }
@@ -80,29 +82,31 @@ public sealed class RepositoryLock : IDisposable
             return exclusive || scope is not null ? throw new RepositoryException($"Repository {repository.Root} is read-only: {purpose} needs to write to it.") : new RepositoryLock();
         var clock = repository.Clock;
         var deadline = clock.GetUtcNow() + (wait ?? TimeSpan.Zero);
-        var dir = repository.LocksDirectory;
-        OwnerOnly.CreateDirectory(dir);
         while (true)
         {
             var now = clock.GetUtcNow();
             var me = ProcessOwner.Current;
             var info = new LockInfo(me.Host, me.Pid, me.StartTicks, purpose, now, now, scope, ProcessOwner.BootId, ProcessOwner.PidNamespace);
             var path = Write(repository, exclusive, info);
-            var conflict = Holders(dir, clock).FirstOrDefault(h => h.Path != path && (exclusive || h.Exclusive || (scope is not null && h.Info.Scope == scope)));
-            if (conflict.Path is null) return new RepositoryLock(repository, path, info);
-            File.Delete(path);
+            var conflict = Holders(repository.Storage, clock).FirstOrDefault(h => h.Name != path && (exclusive || h.Exclusive || (scope is not null && h.Info.Scope == scope)));
+            if (conflict.Name is null) return new RepositoryLock(repository, path, info);
+            repository.Storage.Delete($"{Folder}/{path}");
             if (clock.GetUtcNow() >= deadline)
                 throw new RepositoryLockedException(
                     $"The repository is locked {(conflict.Exclusive ? "exclusively " : "")}by {conflict.Info.Purpose} (host {conflict.Info.Host}, pid {conflict.Info.Pid}, since {conflict.Info.Created:u}); retry when it has finished.");
-            await Task.Delay(TimeSpan.FromMilliseconds(500), clock, ct).ConfigureAwait(false);
+            // Two takers that saw each other both step back: a random pause lets one of them win the next round.
+            await Task.Delay(TimeSpan.FromMilliseconds(250 + Random.Shared.Next(500)), clock, ct).ConfigureAwait(false);
         }
     }
 
+    /// <summary>The folder of the lock files in a repository's storage.</summary>
+    public const string Folder = "locks";
+
     private static string Write(BackupRepository repository, bool exclusive, LockInfo info)
     {
-        var path = Path.Combine(repository.LocksDirectory, $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}");
-        AtomicFile.Write(repository.TmpDirectory, path, JsonSerializer.SerializeToUtf8Bytes(info, RepositoryJson.Default.LockInfo), Durability.Immediate);
-        return path;
+        var name = $"{(exclusive ? "exclusive" : "shared")}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}";
+        repository.Storage.Write($"{Folder}/{name}", JsonSerializer.SerializeToUtf8Bytes(info, RepositoryJson.Default.LockInfo));
+        return name;
     }
 
     /// <summary>
@@ -112,36 +116,39 @@ public sealed class RepositoryLock : IDisposable
     /// or replaced by a refresh: the directory is listed again, so that a holder refreshing at that
     /// moment is never missed (GC relies on seeing every holder).
     /// </summary>
-    public static IReadOnlyList<(string Path, bool Exclusive, LockInfo Info, bool Readable)> Holders(string directory, TimeProvider clock)
+    public static IReadOnlyList<(string Name, bool Exclusive, LockInfo Info, bool Readable)> Holders(IRepositoryStorage storage, TimeProvider clock)
     {
         while (true)
         {
             var holders = new List<(string, bool, LockInfo, bool)>();
             var vanished = false;
-            foreach (var file in Directory.EnumerateFiles(directory))
+            foreach (var name in storage.List(Folder))
             {
-                var name = Path.GetFileName(file);
+                var file = $"{Folder}/{name}";
                 var exclusive = name.StartsWith("exclusive-", StringComparison.Ordinal);
                 if (!exclusive && !name.StartsWith("shared-", StringComparison.Ordinal)) continue;
                 LockInfo? info;
-                try { info = JsonSerializer.Deserialize(File.ReadAllBytes(file), RepositoryJson.Default.LockInfo); }
-                catch (FileNotFoundException) { vanished = true; continue; }
+                try
+                {
+                    if (storage.Read(file) is not { } content) { vanished = true; continue; }
+                    info = JsonSerializer.Deserialize(content, RepositoryJson.Default.LockInfo);
+                }
                 catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException) { info = null; }
                 if (info is null)
                 {
                     DateTimeOffset written;
-                    try { written = File.GetLastWriteTimeUtc(file); }
+                    try { written = storage.LastWritten(file) ?? clock.GetUtcNow(); }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException) { written = clock.GetUtcNow(); }
-                    if (clock.GetUtcNow() - written > StaleAfter) { AtomicFile.TryDelete(file); continue; }
-                    holders.Add((file, exclusive, new LockInfo("unknown", 0, 0, $"an unreadable lock file ({name})", written, written), false));
+                    if (clock.GetUtcNow() - written > StaleAfter) { storage.Delete(file); continue; }
+                    holders.Add((name, exclusive, new LockInfo("unknown", 0, 0, $"an unreadable lock file ({name})", written, written), false));
                     continue;
                 }
                 if (IsStale(info, clock.GetUtcNow()))
                 {
-                    AtomicFile.TryDelete(file);
+                    storage.Delete(file);
                     continue;
                 }
-                holders.Add((file, exclusive, info, true));
+                holders.Add((name, exclusive, info, true));
             }
             if (!vanished) return holders;
         }
@@ -167,7 +174,7 @@ public sealed class RepositoryLock : IDisposable
         {
             if (_released || _repository is null || _path is null) return;
             var now = _repository.Clock.GetUtcNow();
-            if (!File.Exists(_path))
+            if (_repository.Storage.Read($"{Folder}/{_path}") is null)
             {
                 // Someone judged this lock stale and removed it (a process frozen for 30 minutes): a
                 // GC may have run meanwhile, so what this holder wrote may be gone. It must stop.
@@ -177,8 +184,8 @@ public sealed class RepositoryLock : IDisposable
             }
             try
             {
-                var fresh = Write(_repository, Path.GetFileName(_path).StartsWith("exclusive-", StringComparison.Ordinal), _info! with { Refreshed = now });
-                AtomicFile.TryDelete(_path);
+                var fresh = Write(_repository, _path.StartsWith("exclusive-", StringComparison.Ordinal), _info! with { Refreshed = now });
+                _repository.Storage.Delete($"{Folder}/{_path}");
                 _path = fresh;
                 _lastRefreshed = now;
             }
@@ -220,7 +227,7 @@ public sealed class RepositoryLock : IDisposable
     {
         if (_repository is null) return;
         lock (_gate)
-            if (_lost.IsCancellationRequested || _path is null || !File.Exists(_path))
+            if (_lost.IsCancellationRequested || _path is null || _repository.Storage.Read($"{Folder}/{_path}") is null)
             {
                 _lost.Cancel();
                 throw new RepositoryLockedException("This operation's repository lock was lost (removed as stale, or it could not be refreshed): it is not committed, so that a GC that ran meanwhile cannot have deleted what it references. Run it again.");
@@ -235,7 +242,7 @@ public sealed class RepositoryLock : IDisposable
             _released = true;
         }
         _refresh?.Dispose();
-        if (_path is not null) AtomicFile.TryDelete(_path);
+        if (_path is not null && _repository is not null) _repository.Storage.Delete($"{Folder}/{_path}");
     }
 }
 

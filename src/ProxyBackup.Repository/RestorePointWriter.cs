@@ -19,6 +19,7 @@ public sealed class RestorePointWriter : IDisposable
     private readonly List<MetadataEntry> _metadata = [];
     private readonly Dictionary<string, string> _tags;
     private readonly System.Collections.Concurrent.ConcurrentBag<(ChunkId Id, long Stamp)> _newChunks = [];
+    private readonly System.Collections.Concurrent.ConcurrentBag<ChunkId> _reused = [];
     private bool _committed;
 
     internal RestorePointWriter(BackupRepository repository, string source, RestorePoint? parent, IReadOnlyDictionary<string, string>? tags)
@@ -62,7 +63,7 @@ public sealed class RestorePointWriter : IDisposable
         BackupRepository.CheckItemName(disk);
         if (_disks.Any(d => d.Disk == disk)) throw new ArgumentException($"Disk '{disk}' is already in this restore point.");
         var previous = _parent?.Disks.Any(d => d.Disk == disk) == true ? _repository.LoadManifest(_parent, disk) : null;
-        var (manifest, stats) = await _lock.RunAsync(ct, token => new DiskBackup(_repository.StoredChunks, _repository.Tuning, _repository.Memory, admission, _newChunks).RunAsync(sourcePath, previous, progress, token)).ConfigureAwait(false);
+        var (manifest, stats) = await _lock.RunAsync(ct, token => new DiskBackup(_repository.StoredChunks, _repository.Tuning, _repository.Memory, admission, _newChunks, _reused).RunAsync(sourcePath, previous, progress, token)).ConfigureAwait(false);
         var bytes = manifest.ToBytes();
         _repository.StoredPoints.WriteFile(Source, Id, StoredPoints.ManifestFile(disk), bytes, Durability.AtCommit);
         _disks.Add(new DiskEntry { Disk = disk, Size = manifest.DiskSize, ManifestSha256 = Convert.ToHexStringLower(SHA256.HashData(bytes)), Stats = stats });
@@ -79,6 +80,9 @@ public sealed class RestorePointWriter : IDisposable
             Source = Source, Id = Id, Time = Time, Parent = _parent?.Id, Tags = _tags,
             Disks = [.. _disks], Metadata = [.. _metadata],
         };
+        if (_repository.Chunks.Missing([.. _reused.Distinct()], Time) is { Count: > 0 } lost)
+            throw new RepositoryException($"The backup of {Source} is not committed: {lost.Count} chunk(s) it reused (such as {lost[0]}) were removed by a garbage collection that ran beside it. " +
+                "Run the backup again: it stores them anew (docs/repository-format.md, \"S3\").");
         _repository.Points.SyncBeforeIndex();
         _repository.StoredPoints.WriteFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index, RepositoryJson.Default.RestorePoint), Durability.Immediate);
         _committed = true;

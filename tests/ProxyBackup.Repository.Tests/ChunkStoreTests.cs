@@ -140,7 +140,7 @@ public class ChunkStoreTests
         using var dir = new TempDirectory();
         var chunks = new MemoryChunkStore();
         var points = new MemoryPointStore();
-        var repo = BackupRepository.Create(dir.Combine("repo"), new RepositoryCreateOptions { ChunkSize = Chunk, Key = RepositoryKey.FromPassphrase("both in memory") }, chunks, points);
+        var repo = BackupRepository.Create(new LocalRepositoryStorage(dir.Combine("repo")), new RepositoryCreateOptions { ChunkSize = Chunk, Key = RepositoryKey.FromPassphrase("both in memory") }, chunks, points);
         var disk = dir.Combine("disk.img");
         TestDisks.WriteMixed(disk, 2L << 20);
         var first = await BackupAsync(repo, disk);

@@ -24,7 +24,7 @@ public class LockTests
         return (dir, repo);
     }
 
-    private static string[] LockFiles(BackupRepository repo) => Directory.GetFiles(repo.LocksDirectory);
+    private static string[] LockFiles(BackupRepository repo) => Directory.GetFiles(Path.Combine(repo.Root, "locks"));
 
     [Fact]
     public void A_refresh_writes_a_new_lock_file_before_it_removes_the_old_one()
@@ -38,7 +38,7 @@ public class LockTests
         held.Refresh();
         var after = Assert.Single(LockFiles(repo));
         Assert.NotEqual(before, after);
-        var holder = Assert.Single(RepositoryLock.Holders(repo.LocksDirectory, clock));
+        var holder = Assert.Single(RepositoryLock.Holders(repo.Storage, clock));
         Assert.Equal(clock.Now, holder.Info.Refreshed);
         Assert.False(held.Lost.IsCancellationRequested);
     }
@@ -52,9 +52,9 @@ public class LockTests
         using var writer = repo.StartRestorePoint("vm-1");
         writer.AddMetadata("vm.xml", "<VM/>"u8.ToArray());
         // The directory new files are written in becomes a file: every refresh fails from now on.
-        foreach (var f in Directory.GetFiles(repo.TmpDirectory)) File.Delete(f);
-        Directory.Delete(repo.TmpDirectory);
-        File.WriteAllText(repo.TmpDirectory, "not a directory");
+        foreach (var f in Directory.GetFiles(Path.Combine(repo.Root, "tmp"))) File.Delete(f);
+        Directory.Delete(Path.Combine(repo.Root, "tmp"));
+        File.WriteAllText(Path.Combine(repo.Root, "tmp"), "not a directory");
         var writerLock = writer.Lock;
         clock.Now += TimeSpan.FromMinutes(5);
         writerLock.Refresh();
@@ -63,7 +63,7 @@ public class LockTests
         writerLock.Refresh();
         Assert.True(writerLock.Lost.IsCancellationRequested);
         Assert.Throws<RepositoryLockedException>(() => writer.Commit());
-        File.Delete(repo.TmpDirectory);
+        File.Delete(Path.Combine(repo.Root, "tmp"));
         Assert.Empty(repo.ListRestorePoints());
     }
 
@@ -90,7 +90,7 @@ public class LockTests
         var (dir, repo) = NewRepository();
         using var _ = dir;
         repo.SharedLockWait = TimeSpan.Zero;
-        var unreadable = Path.Combine(repo.LocksDirectory, "exclusive-0123456789abcdef");
+        var unreadable = Path.Combine(Path.Combine(repo.Root, "locks"), "exclusive-0123456789abcdef");
         File.WriteAllText(unreadable, "{ half a lo");
         var e = Assert.Throws<RepositoryLockedException>(() => repo.StartRestorePoint("vm-1"));
         Assert.Contains("an unreadable lock file (exclusive-0123456789abcdef)", e.Message, StringComparison.Ordinal);
@@ -247,7 +247,7 @@ public class LockTests
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
 
         // A holder whose lock file cannot be read may have started at any time.
-        File.WriteAllText(Path.Combine(repo.LocksDirectory, "shared-0123456789abcdef"), "{ half a lock");
+        File.WriteAllText(Path.Combine(Path.Combine(repo.Root, "locks"), "shared-0123456789abcdef"), "{ half a lock");
         var e = Assert.Throws<RepositoryException>(() => repo.CollectGarbage(TimeSpan.Zero));
         Assert.Contains("cannot be read", e.Message, StringComparison.Ordinal);
     }
@@ -266,7 +266,7 @@ public class LockTests
         {
             var info = new RepositoryLock.LockInfo(Environment.MachineName, w.Id, Contracts.ProcessOwner.StartTicksOf(w.Id)!.Value, "backup of vm-9",
                 DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, Boot: Contracts.ProcessOwner.BootId);
-            File.WriteAllBytes(Path.Combine(repo.LocksDirectory, $"shared-{w.Id:x16}"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(info));
+            File.WriteAllBytes(Path.Combine(Path.Combine(repo.Root, "locks"), $"shared-{w.Id:x16}"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(info));
             var tag = WriterTag.Of(info)!;
             var point = dir.Combine("repo", "points", "vm-9", $"20261204T12000{w.Name.Length % 10}Z-0000000a");
             Directory.CreateDirectory(point);
@@ -327,14 +327,14 @@ public class LockTests
         gone.Process.Kill();
         await gone.Process.WaitForExitAsync();
         var now = DateTimeOffset.UtcNow;
-        void WriteLock(string name, string? pidNamespace) => File.WriteAllBytes(Path.Combine(repo.LocksDirectory, name), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(
+        void WriteLock(string name, string? pidNamespace) => File.WriteAllBytes(Path.Combine(Path.Combine(repo.Root, "locks"), name), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(
             new RepositoryLock.LockInfo("elsewhere", gone.Process.Id, start, "backup of vm-9", now, now, Boot: Contracts.ProcessOwner.BootId, PidNamespace: pidNamespace)));
         WriteLock("shared-00000000000000aa", "pid:[1]");
         WriteLock("shared-00000000000000bb", Contracts.ProcessOwner.PidNamespace);
 
-        var holders = RepositoryLock.Holders(repo.LocksDirectory, repo.Clock);
+        var holders = RepositoryLock.Holders(repo.Storage, repo.Clock);
 
-        Assert.Equal(["shared-00000000000000aa"], holders.Select(h => Path.GetFileName(h.Path)));
+        Assert.Equal(["shared-00000000000000aa"], holders.Select(h => h.Name));
         Assert.Equal(["shared-00000000000000aa"], LockFiles(repo).Select(Path.GetFileName));
     }
 

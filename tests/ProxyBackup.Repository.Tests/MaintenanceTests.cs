@@ -137,7 +137,7 @@ public class MaintenanceTests
         var clone = dead with { Boot = "another-machine-boot-id", Refreshed = DateTimeOffset.UtcNow };
         File.WriteAllBytes(Path.Combine(repo.Root, "locks", "exclusive-clone"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(clone));
         Assert.Throws<RepositoryLockedException>(() => RepositoryLock.Acquire(repo, exclusive: false, "backup", TimeSpan.Zero));
-        Assert.Single(RepositoryLock.Holders(Path.Combine(repo.Root, "locks"), TimeProvider.System));
+        Assert.Single(RepositoryLock.Holders(repo.Storage, TimeProvider.System));
         File.WriteAllBytes(Path.Combine(repo.Root, "locks", "exclusive-clone"), System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(clone with { Refreshed = DateTimeOffset.UtcNow.AddHours(-1) }));
         using (RepositoryLock.Acquire(repo, exclusive: true, "gc")) { }
         Assert.Empty(Directory.EnumerateFiles(Path.Combine(repo.Root, "locks")));

@@ -78,6 +78,9 @@ internal sealed class MemoryChunkStore(TimeProvider? time = null) : IChunkStore
         }
     }
 
+    // The sweep holds the gate while it judges and removes: a touch is never lost between the two.
+    public IReadOnlyList<ChunkId> Missing(IReadOnlyCollection<ChunkId> reused, DateTimeOffset since) => [];
+
     public ChunkSweep Sweep(IReadOnlySet<ChunkId> keep, DateTimeOffset cutoff, CancellationToken ct)
     {
         lock (_gate)
