@@ -198,7 +198,9 @@ internal sealed class S3Bucket
         return true;
     });
 
-    private static DateTimeOffset ToOffset(DateTime? time) => time is { } t ? new DateTimeOffset(t.ToUniversalTime(), TimeSpan.Zero) : DateTimeOffset.MinValue;
+    /// <summary>S3 gives times to the second: an object's is taken as the end of its second, so that GC never judges it older than it is.</summary>
+    private static DateTimeOffset ToOffset(DateTime? time) =>
+        time is { } t ? new DateTimeOffset(t.ToUniversalTime(), TimeSpan.Zero).AddTicks(TimeSpan.TicksPerSecond - 1 - t.Ticks % TimeSpan.TicksPerSecond) : DateTimeOffset.MinValue;
 
     private T Run<T>(string what, string name, Func<CancellationToken, Task<T>> call)
     {

@@ -49,4 +49,87 @@ public sealed class S3RepositoryTests
         Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
         Assert.Throws<WrongKeyException>(() => BackupRepository.Open(Storage(location), RepositoryKey.FromPassphrase("not it")));
     }
+
+    private static async Task<RestorePoint> BackUpAsync(BackupRepository repo, string source, string disk)
+    {
+        using var writer = repo.StartRestorePoint(source);
+        await writer.AddDiskAsync("disk-0", disk);
+        return writer.Commit();
+    }
+
+    private static int ChunkObjects(BackupRepository repo) => repo.Storage.List("chunks").Count + Enumerable.Range(0, 256).Sum(b => repo.Storage.List($"chunks/{b:x2}").Count);
+
+    [S3Fact]
+    public async Task GC_on_S3_beside_a_backup_keeps_the_chunks_the_backup_reuses_and_then_removes_what_no_point_references()
+    {
+        using var dir = new TempDirectory();
+        var repo = BackupRepository.Create(Storage(S3TestServer.NewLocation()), new RepositoryCreateOptions { ChunkSize = Chunk });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 3L << 20);
+        var first = await BackUpAsync(repo, "vm-1", disk);
+        var stored = ChunkObjects(repo);
+        repo.Forget(first);
+
+        // A second VM with the same content: every chunk is reused, none stored again, while a GC runs beside.
+        using (var writer = repo.StartRestorePoint("vm-2"))
+        {
+            var stats = await writer.AddDiskAsync("disk-0", disk);
+            Assert.Equal(0, stats.NewChunks);
+            var beside = repo.CollectGarbage(grace: TimeSpan.Zero);
+            Assert.Equal(0, beside.ChunksRemoved);
+            Assert.Equal(stored, beside.ChunksInGrace);
+            var second = writer.Commit();
+            var restored = dir.Combine("restored.img");
+            await repo.RestoreDiskAsync(second, "disk-0", restored);
+            Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+            repo.Forget(second);
+        }
+        // S3 tells times to the second, taken as its end: what was touched in this second is not older than a GC now.
+        await Task.Delay(TimeSpan.FromSeconds(1.1));
+        var after = repo.CollectGarbage(grace: TimeSpan.Zero);
+        Assert.Equal(stored, after.ChunksRemoved);
+        Assert.Equal(0, ChunkObjects(repo));
+    }
+
+    [S3Fact]
+    public async Task A_backup_whose_reused_chunks_a_sweep_removed_meanwhile_is_not_committed_and_the_next_one_stores_them_anew()
+    {
+        using var dir = new TempDirectory();
+        var repo = BackupRepository.Create(Storage(S3TestServer.NewLocation()), new RepositoryCreateOptions { ChunkSize = Chunk });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 2L << 20);
+        repo.Forget(await BackUpAsync(repo, "vm-1", disk));
+        using (var writer = repo.StartRestorePoint("vm-2"))
+        {
+            await writer.AddDiskAsync("disk-0", disk);
+            // A sweep that judged the chunks by a listing older than the touches (its look and its delete straddled them).
+            var swept = repo.Chunks.Sweep(new HashSet<ChunkId>(), DateTimeOffset.UtcNow.AddHours(1), CancellationToken.None);
+            Assert.True(swept.Removed > 0);
+            var refused = Assert.Throws<RepositoryException>(() => writer.Commit());
+            Assert.Contains("not committed", refused.Message);
+        }
+        Assert.Empty(repo.ListRestorePoints("vm-2"));
+        var again = await BackUpAsync(repo, "vm-2", disk);
+        Assert.True((await repo.VerifyAsync(readData: true)).Ok);
+        var restored = dir.Combine("restored.img");
+        await repo.RestoreDiskAsync(again, "disk-0", restored);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+    }
+
+    [S3Fact]
+    public void Locks_on_S3_exclude_as_on_disk_and_a_lock_not_refreshed_for_an_hour_is_stale()
+    {
+        var repo = BackupRepository.Create(Storage(S3TestServer.NewLocation()), new RepositoryCreateOptions { ChunkSize = Chunk });
+        using (RepositoryLock.Acquire(repo, exclusive: true, "retention"))
+        {
+            var refused = Assert.Throws<RepositoryLockedException>(() => RepositoryLock.Acquire(repo, exclusive: false, "backup", TimeSpan.Zero));
+            Assert.Contains("exclusively by retention", refused.Message);
+        }
+        using (RepositoryLock.Acquire(repo, exclusive: false, "backup", TimeSpan.Zero)) { }
+
+        var gone = new RepositoryLock.LockInfo("another-proxy", 4242, 1, "backup", DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow.AddHours(-1));
+        repo.Storage.Write("locks/exclusive-00000000000000aa", System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(gone));
+        using (RepositoryLock.Acquire(repo, exclusive: false, "backup", TimeSpan.Zero)) { }
+        Assert.DoesNotContain("exclusive-00000000000000aa", repo.Storage.List("locks"));
+    }
 }
