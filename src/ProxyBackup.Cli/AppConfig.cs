@@ -1,3 +1,4 @@
+using ProxyBackup.ObjectStorage;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using ProxyBackup.Catalog;
@@ -53,7 +54,12 @@ public sealed class AppConfig
 
     public sealed class RepositorySection
     {
+        /// <summary>A directory, or an S3 location <c>s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]</c> (docs/operations.md, "A repository on S3").</summary>
         public string Path { get; set; } = "/srv/proxybackup";
+
+        /// <summary>The S3 access key of an S3 repository; its secret is in the secrets file (S3SecretAccessKey), never here.</summary>
+        [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+        public string? S3AccessKeyId { get; set; }
 
         /// <summary>
         /// The mount point of the repository's own disk or NFS share ('proxybackup storage setup' sets it):
@@ -61,8 +67,10 @@ public sealed class AppConfig
         /// </summary>
         public string? MountPoint { get; set; }
 
-        /// <summary>The configured repository, with its mount checked.</summary>
-        public BackupRepository Open(RepositoryKey? key) => BackupRepository.Open(Path, key, mountPoint: MountPoint);
+        /// <summary>The configured repository, with its mount checked; opened with <paramref name="key"/>, else the stored passphrase.</summary>
+        public BackupRepository Open(AppSecrets secrets, RepositoryKey? key = null) =>
+            BackupRepository.Open(RepositoryLocation.Storage(Path, S3AccessKeyId is { Length: > 0 } id && secrets.S3SecretAccessKey is { Length: > 0 } secret ? new S3Credentials(id, secret) : null),
+                key ?? secrets.PassphraseKey(), mountPoint: MountPoint);
 
         /// <summary>The mount a repository at <paramref name="path"/> needs: <see cref="MountPoint"/> when the path lies on it.</summary>
         public string? MountFor(string path) => MountPoint is { } mount && MountTable.Contains(mount, path) ? mount : null;
@@ -194,8 +202,8 @@ public sealed class AppConfig
         if (OpenNebula.MaxAnswerMiB is < 1 or > 1024) p.Add("OpenNebula:MaxAnswerMiB: 1 to 1024");
         if (OpenNebula.CallTimeoutSeconds is < 5 or > 3600) p.Add("OpenNebula:CallTimeoutSeconds: 5 to 3600");
         if (OpenNebula.MaxPollsPerSecond is < 1 or > 1000) p.Add("OpenNebula:MaxPollsPerSecond: 1 to 1000");
-        if (string.IsNullOrWhiteSpace(Repository.Path) || !System.IO.Path.IsPathRooted(Repository.Path)) p.Add("Repository:Path: an absolute directory path");
-        if (Repository.MountPoint is { } mount && (!System.IO.Path.IsPathRooted(mount) || !MountTable.Contains(mount, Repository.Path)))
+        if (RepositoryLocation.Problem(Repository.Path) is { } location) p.Add($"Repository:Path: {location}");
+        if (Repository.MountPoint is { } mount && (!System.IO.Path.IsPathRooted(mount) || S3Location.IsS3(Repository.Path) || !MountTable.Contains(mount, Repository.Path)))
             p.Add($"Repository:MountPoint: an absolute path that holds Repository:Path {Repository.Path}, or leave it out (got '{mount}')");
         p.AddRange(Catalog.Problems());
         if (Limits.MaxConcurrent is < 1 or > 64) p.Add("Limits:MaxConcurrent: 1 to 64");
@@ -301,6 +309,9 @@ public sealed class AppSecrets
 
     /// <summary>The SMTP user's password (Notifications:Mail:User).</summary>
     public string? MailPassword { get; set; }
+
+    /// <summary>The secret of Repository:S3AccessKeyId.</summary>
+    public string? S3SecretAccessKey { get; set; }
 
     public override string ToString() => "AppSecrets(hidden)";
 

@@ -24,7 +24,7 @@ internal sealed class ConsoleFiles(IApplication app, AppConfig config, AppSecret
         ProxyBackup.Repository.RestorePoint point;
         try
         {
-            var repository = config.Repository.Open(secrets.PassphraseKey());
+            var repository = config.Repository.Open(secrets);
             if (repository.Latest(BackupJob.SourceOf(vm.Id)) is not { } latest) return $"VM {vm.Id} ({vm.Name}) has no restore point yet.";
             point = latest;
             files = RestorePointFiles.OpenAsync(repository, point, null, runDirectory, ct).GetAwaiter().GetResult();

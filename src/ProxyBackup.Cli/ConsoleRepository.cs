@@ -79,7 +79,7 @@ internal sealed class ConsoleRepository(IApplication app, AppConfig config, AppS
         }
         try
         {
-            var repository = config.Repository.Open(secrets.PassphraseKey());
+            var repository = config.Repository.Open(secrets);
             var stats = repository.Stats();
             lines.Add($"{repository.Root}: {stats.RestorePoints} restore point(s) of {stats.Sources.Count} VM(s), logical {CliFormat.Bytes(stats.LogicalBytes)}, stored {CliFormat.Bytes(stats.StoredBytes)} in {stats.UniqueChunks} chunks");
             lines.Add($"dedup {stats.DedupRatio:0.00}x, compression {stats.CompressionRatio:0.00}x; {(repository.Config.Encrypted ? "encrypted" : "not encrypted")}");

@@ -172,8 +172,12 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         {
             var (waiting, running) = runner.Status();
             long? total = null, free = null;
-            try { var drive = new DriveInfo(host.Repository.Root); (total, free) = (drive.TotalSize, drive.AvailableFreeSpace); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            // Space is told for a repository on a local or NFS file system; an S3 bucket has no size to tell.
+            if (host.Repository.Storage is ProxyBackup.Repository.LocalRepositoryStorage)
+            {
+                try { var drive = new DriveInfo(host.Repository.Root); (total, free) = (drive.TotalSize, drive.AvailableFreeSpace); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            }
             BackupMetrics.Write(path, BackupMetrics.Render(host.CatalogDb, host.CatalogDb, new BackupMetrics.State(running.Count, waiting.Count, total, free)));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)

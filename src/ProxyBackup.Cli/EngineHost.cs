@@ -102,7 +102,7 @@ internal sealed class EngineHost : IDisposable
     public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct, bool proxyMustRun = true)
     {
         var client = new OneClient(config.ClientOptions(secrets));
-        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog, () => config.Repository.Open(secrets.PassphraseKey()), config.Devices.Directory, config.OpenNebula, proxyMustRun, logs, ct).ConfigureAwait(false);
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog, () => config.Repository.Open(secrets), config.Devices.Directory, config.OpenNebula, proxyMustRun, logs, ct).ConfigureAwait(false);
     }
 
     private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, AppConfig.CatalogSection catalogSection, Func<BackupRepository> openRepository, string? devicesDir,

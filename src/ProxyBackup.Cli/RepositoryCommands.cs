@@ -1,3 +1,4 @@
+using ProxyBackup.ObjectStorage;
 using System.CommandLine;
 using ProxyBackup.Repository;
 using ProxyBackup.Contracts;
@@ -9,7 +10,7 @@ internal static class RepositoryCommands
 {
     internal static readonly Option<string> Repo = new("--repo", "-r")
     {
-        Description = "Repository directory (default: $PROXYBACKUP_REPOSITORY).",
+        Description = "Repository directory, or S3 location s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX] with the key in $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (default: $PROXYBACKUP_REPOSITORY).",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("PROXYBACKUP_REPOSITORY") ?? "",
     };
     internal static readonly Option<string?> PassphraseFile = new("--passphrase-file") { Description = "File holding the repository passphrase (or set $PROXYBACKUP_PASSPHRASE)." };
@@ -31,6 +32,7 @@ internal static class RepositoryCommands
         cmd.Subcommands.Add(Forget());
         cmd.Subcommands.Add(Gc());
         cmd.Subcommands.Add(Stats());
+        cmd.Subcommands.Add(Copy());
         return cmd;
     }
 
@@ -59,15 +61,15 @@ internal static class RepositoryCommands
         {
             var config = AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!);
             var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
-            return config.Repository.Open(Key(p) ?? secrets.PassphraseKey());
+            return config.Repository.Open(secrets, Key(p));
         }
         var path = RepoPath(p);
-        return BackupRepository.Open(path, Key(p), mountPoint: ConfiguredMountFor(p, path));
+        return BackupRepository.Open(RepositoryLocation.Storage(path), Key(p), mountPoint: ConfiguredMountFor(p, path));
     }
 
     /// <summary>A repository named by path on the appliance's repository mount waits for that disk like the configured one (docs/operations.md, "Repository storage").</summary>
     private static string? ConfiguredMountFor(ParseResult p, string path) =>
-        File.Exists(p.GetValue(DaemonCommand.ConfigFile)!) ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Repository.MountFor(path) : null;
+        !S3Location.IsS3(path) && File.Exists(p.GetValue(DaemonCommand.ConfigFile)!) ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Repository.MountFor(path) : null;
 
     /// <summary>The repository named (--repo, $PROXYBACKUP_REPOSITORY) or configured, or null when there is none.</summary>
     internal static BackupRepository? OpenIfNamed(ParseResult p) =>
@@ -91,7 +93,7 @@ internal static class RepositoryCommands
             var size = CliFormat.ParseSize(p.GetValue(chunk)!);
             if (size > int.MaxValue) throw new CliException("--chunk-size is too large (64M at most).");
             var path = RepoPath(p);
-            var repo = BackupRepository.Create(path, new RepositoryCreateOptions { ChunkSize = (int)size, CompressionLevel = p.GetValue(level), Key = p.GetValue(encrypt) ? key : null, MountPoint = ConfiguredMountFor(p, path) });
+            var repo = BackupRepository.Create(RepositoryLocation.Storage(path), new RepositoryCreateOptions { ChunkSize = (int)size, CompressionLevel = p.GetValue(level), Key = p.GetValue(encrypt) ? key : null, MountPoint = ConfiguredMountFor(p, path) });
             Console.WriteLine($"Created repository {repo.Root} (id {repo.Config.Id}, chunks {CliFormat.Bytes(repo.Config.ChunkSize)}, {(repo.Config.Encrypted ? "encrypted" : "not encrypted")}).");
             return 0;
         });
@@ -220,6 +222,48 @@ internal static class RepositoryCommands
                 if (report.Ok) Console.WriteLine("No damage found.");
             }
             return report.Ok ? 0 : 3;
+        });
+        return c;
+    }
+
+    private static Command Copy()
+    {
+        var from = new Option<string?>("--from") { Description = "The repository to copy from (default: --repo, $PROXYBACKUP_REPOSITORY or the configured one), opened with --passphrase-file or --key-file." };
+        var to = new Option<string>("--to") { Description = "The repository to copy into: a directory or s3:..., made beforehand with 'repository init' and the same --chunk-size.", Required = true };
+        var toPassphrase = new Option<string?>("--to-passphrase-file") { Description = "File holding the target's passphrase (or set $PROXYBACKUP_TO_PASSPHRASE)." };
+        var source = new Option<string?>("--source") { Description = "Only this source's restore points (a VM's: vm-ID)." };
+        var since = new Option<string?>("--since") { Description = "Only restore points from this time on (ISO 8601: 2026-12-01 or 2026-12-01T02:00Z)." };
+        var c = new Command("copy", "Copy restore points into another repository (an off-site copy): only the chunks it lacks, re-encrypted with its key, checked on arrival; run again, it goes on where it stopped.")
+            { from, to, toPassphrase, source, since, Json };
+        c.SetAction(async (p, ct) =>
+        {
+            DateTimeOffset? sinceTime = null;
+            if (p.GetValue(since) is { } text)
+                sinceTime = DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var t)
+                    ? t : throw new CliException($"--since '{text}' is not a time: write 2026-12-01 or 2026-12-01T02:00Z.");
+            var origin = p.GetValue(from) is { Length: > 0 } fromPath
+                ? BackupRepository.Open(RepositoryLocation.Storage(fromPath), Key(p), mountPoint: ConfiguredMountFor(p, fromPath))
+                : Open(p);
+            var toPath = p.GetValue(to)!;
+            RepositoryKey? targetKey = null;
+            if (p.GetValue(toPassphrase) is { } file)
+            {
+                if (!File.Exists(file)) throw new CliException($"Passphrase file {file} does not exist.");
+                targetKey = RepositoryKey.FromPassphrase(SecretFile.ReadAllText(file).TrimEnd('\r', '\n'));
+            }
+            else if (Environment.GetEnvironmentVariable("PROXYBACKUP_TO_PASSPHRASE") is { Length: > 0 } env) targetKey = RepositoryKey.FromPassphrase(env);
+            BackupRepository target;
+            try { target = BackupRepository.Open(RepositoryLocation.Storage(toPath), targetKey, mountPoint: ConfiguredMountFor(p, toPath)); }
+            catch (WrongKeyException e) when (targetKey is null) { throw new CliException($"{e.Message} (for --to: --to-passphrase-file or $PROXYBACKUP_TO_PASSPHRASE)"); }
+            var report = await ProgressDisplay.RunAsync("copy", progress => RepositoryCopy.RunAsync(origin, target, new CopySelection(p.GetValue(source), sinceTime), progress, ct)).ConfigureAwait(false);
+            if (p.GetValue(Json)) CliFormat.PrintJson(report);
+            else
+            {
+                Console.WriteLine($"Copied {report.Copied} restore point(s) to {target.Root} ({report.AlreadyThere} already there): {report.ChunksWritten} chunk(s), {CliFormat.Bytes(report.BytesWritten)} written and read back.");
+                foreach (var failure in report.Failed) Console.WriteLine($"NOT COPIED {failure}");
+            }
+            // Damage in the origin is never copied: the points that have it are named, as verify names them.
+            return report.Failed.Count == 0 ? 0 : 3;
         });
         return c;
     }

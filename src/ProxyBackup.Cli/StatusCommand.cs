@@ -175,7 +175,7 @@ internal static class StatusCommand
         {
             var drive = new DriveInfo(path);
             (long total, long free) = (drive.TotalSize, drive.AvailableFreeSpace);
-            var repository = config.Repository.Open(secrets.PassphraseKey());
+            var repository = config.Repository.Open(secrets);
             // The newest verification of each restore point: when the last verify ran, and what it found.
             var states = repository.ListRestorePoints().Select(repository.LastVerification).OfType<VerifyState>().ToList();
             DateTimeOffset? lastVerify = states.Count > 0 ? states.Max(s => s.Time) : null;

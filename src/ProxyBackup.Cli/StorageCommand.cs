@@ -171,7 +171,7 @@ internal static class StorageCommand
         try
         {
             var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
-            var repository = config.Repository.Open(secrets.PassphraseKey());
+            var repository = config.Repository.Open(secrets);
             // A re-created proxy starts with an empty catalog: list what the disk kept (docs/operations.md, "Disaster recovery").
             var count = config.Catalog.Open().Rebuild(repository);
             return $"The disk holds a repository with {count} restore point(s); the catalog lists them again.";

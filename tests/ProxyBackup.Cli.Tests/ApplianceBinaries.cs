@@ -19,4 +19,8 @@ public static class ApplianceBinaries
     /// <summary>Runs the CLI to its end: exit code, standard output and standard error.</summary>
     public static Task<(int Code, string Output, string Error)> ProxybackupAsync(params string[] args) =>
         ProxyBackup.TestSupport.ChildProcess.RunAsync("dotnet", [ProxybackupDll, .. args]);
+
+    /// <summary>Runs the CLI to its end with these variables in its environment.</summary>
+    public static Task<(int Code, string Output, string Error)> ProxybackupAsync(IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        ProxyBackup.TestSupport.ChildProcess.RunAsync(environment, "dotnet", [ProxybackupDll, .. args]);
 }

@@ -1,3 +1,5 @@
+using ProxyBackup.Repository;
+using ProxyBackup.TestSupport;
 using ProxyBackup.OpenNebula;
 using ProxyBackup.Simulator;
 using ProxyBackup.Contracts;
@@ -135,7 +137,7 @@ public class FailureTests
         var web = await w.VmAsync("web-01");
         var before = w.Inventory();
         using var cts = new CancellationTokenSource();
-        var progress = new SyncProgress(_ => cts.Cancel());
+        var progress = new SynchronousProgress<TransferProgress>(_ => cts.Cancel());
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => w.Backup.RunAsync(web.Id, new BackupOptions(), progress, cts.Token));
         Assert.Empty(w.Catalog.Pending());
         AssertClean(before, w.Inventory());
@@ -179,10 +181,6 @@ public class FailureTests
         AssertClean(before, w.Inventory());
     }
 
-    private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
-    {
-        public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
-    }
 
     [Theory]
     [InlineData("drop-before")]

@@ -1,3 +1,5 @@
+using ProxyBackup.Repository;
+using ProxyBackup.TestSupport;
 using ProxyBackup.OpenNebula;
 
 namespace ProxyBackup.Engine.Tests;
@@ -103,7 +105,7 @@ public class OnedRulesTests
         foreach (var h in hosts) w.Sim.Cloud.HostStatus(h.Id, 1);
         var shown = new List<string>();
         var e = await Assert.ThrowsAsync<JobFailedException>(() => w.Restore.RestoreVmAsync(point,
-            new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back", DeployTimeout = TimeSpan.FromSeconds(10) }, new SyncProgress(p => shown.Add(p.What))));
+            new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back", DeployTimeout = TimeSpan.FromSeconds(10) }, new SynchronousProgress<TransferProgress>(p => shown.Add(p.What))));
         Assert.Contains("the scheduler says:", e.Message, StringComparison.Ordinal);
         Assert.Contains("Cannot dispatch VM to any Host", e.Message, StringComparison.Ordinal);
         Assert.Contains(shown, x => x.Contains("PENDING: ", StringComparison.Ordinal) && x.Contains("Cannot dispatch", StringComparison.Ordinal));
@@ -126,7 +128,7 @@ public class OnedRulesTests
         foreach (var h in await w.Client.HostPoolAsync()) w.Sim.Cloud.HostStatus(h.Id, 1);
         using var cts = new CancellationTokenSource();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => w.Restore.RestoreVmAsync(point,
-            new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }, new SyncProgress(p => { if (p.What.Contains("PENDING", StringComparison.Ordinal)) cts.Cancel(); }), cts.Token));
+            new RestoreVmOptions { ImageDatastoreId = 1, Name = "web-back" }, new SynchronousProgress<TransferProgress>(p => { if (p.What.Contains("PENDING", StringComparison.Ordinal)) cts.Cancel(); }), cts.Token));
         var job = w.Catalog.Recent(10).First(j => j.Kind == "restore");
         Assert.Contains(w.Catalog.LogOf(job.Id), l => l.Level == "warning" && l.Message.Contains("is left PENDING with the restored disks", StringComparison.Ordinal));
         Assert.Equal(VmState.Pending, (await w.Client.VmPoolAsync()).Single(v => v.Name == "web-back").State);
@@ -187,8 +189,4 @@ public class OnedRulesTests
         Assert.DoesNotContain((await w.Backup.RunAsync(web.Id, new BackupOptions { Full = true })).Warnings, x => x.StartsWith("full backup", StringComparison.Ordinal));
     }
 
-    private sealed class SyncProgress(Action<ProxyBackup.Repository.TransferProgress> action) : IProgress<ProxyBackup.Repository.TransferProgress>
-    {
-        public void Report(ProxyBackup.Repository.TransferProgress value) => action(value);
-    }
 }

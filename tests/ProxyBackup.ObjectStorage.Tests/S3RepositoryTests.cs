@@ -43,7 +43,10 @@ public sealed class S3RepositoryTests
 
         var reopened = BackupRepository.Open(Storage(location), key);
         Assert.Equal([first.Id, second.Id], reopened.ListRestorePoints("vm-7").Select(p => p.Id));
-        Assert.True((await reopened.VerifyAsync(readData: true)).Ok);
+        var verified = await reopened.VerifyAsync(readData: true);
+        Assert.True(verified.Ok);
+        Assert.Equal(2, verified.RestorePointsChecked);
+        Assert.Equal(["vm-7"], reopened.ListRestorePoints().Select(p => p.Source).Distinct());
         var restored = dir.Combine("restored.img");
         await reopened.RestoreDiskAsync(second, "disk-0", restored);
         Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));

@@ -104,7 +104,7 @@ public sealed class ChunkMemoryTests
         long held = 0;
         using (var w = repo.StartRestorePoint("vm-1"))
         {
-            await w.AddDiskAsync("0", disk, new Progress(_ => held = Math.Max(held, repo.Memory.Reserved)));
+            await w.AddDiskAsync("0", disk, new SynchronousProgress<TransferProgress>(_ => held = Math.Max(held, repo.Memory.Reserved)));
             w.Commit();
         }
         Assert.Equal(repo.BackupMemoryAtFewest, held);
@@ -134,7 +134,7 @@ public sealed class ChunkMemoryTests
             return path;
         }).ToList();
         var waited = new System.Collections.Concurrent.ConcurrentBag<string>();
-        var progress = new Progress(p => { if (p.What.Contains("waiting for memory", StringComparison.Ordinal)) waited.Add(p.What); });
+        var progress = new SynchronousProgress<TransferProgress>(p => { if (p.What.Contains("waiting for memory", StringComparison.Ordinal)) waited.Add(p.What); });
 
         var points = await Task.WhenAll(disks.Select((disk, i) => Task.Run(async () =>
         {
@@ -152,8 +152,4 @@ public sealed class ChunkMemoryTests
         Assert.Equal(0, repo.Memory.Reserved);
     }
 
-    private sealed class Progress(Action<TransferProgress> action) : IProgress<TransferProgress>
-    {
-        public void Report(TransferProgress value) => action(value);
-    }
 }

@@ -16,6 +16,9 @@ internal sealed class MemoryChunkStore(TimeProvider? time = null) : IChunkStore
     private readonly Dictionary<ChunkId, (byte[] File, DateTimeOffset Time)> _setAside = [];
 
     public int Count { get { lock (_gate) return _chunks.Count; } }
+
+    /// <summary>Called after each write, outside the lock: a test stops an operation at a chosen chunk.</summary>
+    public Action<int>? AfterWrite { get; set; }
     public int SetAsideCount { get { lock (_gate) return _setAside.Count; } }
 
     public long? Length(ChunkId id)
@@ -37,11 +40,16 @@ internal sealed class MemoryChunkStore(TimeProvider? time = null) : IChunkStore
     public long Write(ChunkId id, ReadOnlySpan<byte> file)
     {
         var copy = file.ToArray();
+        long stamp;
+        int count;
         lock (_gate)
         {
             _chunks[id] = (copy, _time.GetUtcNow());
-            return _stamps[id] = ++_lastStamp;
+            stamp = _stamps[id] = ++_lastStamp;
+            count = _chunks.Count;
         }
+        AfterWrite?.Invoke(count);
+        return stamp;
     }
 
     public bool RemoveUnchanged(ChunkId id, long stamp)

@@ -208,7 +208,7 @@ public class RoundTripTests
         RestorePoint point;
         using (var w = repo.StartRestorePoint("vm-1"))
         {
-            await w.AddDiskAsync("0", disk, new SynchronousProgress(reports.Add));
+            await w.AddDiskAsync("0", disk, new SynchronousProgress<TransferProgress>(reports.Add));
             point = w.Commit();
         }
         Assert.NotEmpty(reports);
@@ -218,14 +218,10 @@ public class RoundTripTests
         Assert.Contains(", new ", reports[^1].ToString(), StringComparison.Ordinal);
 
         var restoring = new List<TransferProgress>();
-        await repo.RestoreDiskAsync(point, "0", dir.Combine("restored.img"), progress: new SynchronousProgress(restoring.Add));
+        await repo.RestoreDiskAsync(point, "0", dir.Combine("restored.img"), progress: new SynchronousProgress<TransferProgress>(restoring.Add));
         Assert.Equal(2L << 20, restoring[^1].DoneBytes);
         Assert.Null(restoring[^1].NewBytes);
         Assert.DoesNotContain("new", restoring[^1].ToString(), StringComparison.Ordinal);
     }
 
-    private sealed class SynchronousProgress(Action<TransferProgress> action) : IProgress<TransferProgress>
-    {
-        public void Report(TransferProgress value) { lock (this) action(value); }
-    }
 }

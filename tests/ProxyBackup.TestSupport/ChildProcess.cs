@@ -27,9 +27,12 @@ public sealed class ChildProcess : IDisposable
     }
 
     /// <summary>Runs a command to its end; returns its exit code and what it wrote.</summary>
-    public static async Task<(int Code, string Output, string Error)> RunAsync(string file, params string[] args)
+    public static Task<(int Code, string Output, string Error)> RunAsync(string file, params string[] args) => RunAsync(new Dictionary<string, string>(), file, args);
+
+    /// <summary>Runs a command to its end with these variables in its environment; returns its exit code and what it wrote.</summary>
+    public static async Task<(int Code, string Output, string Error)> RunAsync(IReadOnlyDictionary<string, string> environment, string file, params string[] args)
     {
-        using var p = Start(file, args);
+        using var p = Start(environment, file, args);
         var output = p.Process.StandardOutput.ReadToEndAsync();
         var error = p.Process.StandardError.ReadToEndAsync();
         await p.Process.WaitForExitAsync();
