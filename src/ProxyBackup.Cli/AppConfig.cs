@@ -23,6 +23,9 @@ public sealed class AppConfig
     public DaemonSection Daemon { get; set; } = new();
     public NotificationsSection Notifications { get; set; } = new();
 
+    /// <summary>Off-site copies of the repository the daemon makes (docs/operations.md, "Off-site copies").</summary>
+    public List<CopySection> Copies { get; set; } = [];
+
     /// <summary>Where secrets.json is: beside the config file unless set.</summary>
     public string? SecretsFile { get; set; }
 
@@ -74,6 +77,30 @@ public sealed class AppConfig
 
         /// <summary>The mount a repository at <paramref name="path"/> needs: <see cref="MountPoint"/> when the path lies on it.</summary>
         public string? MountFor(string path) => MountPoint is { } mount && MountTable.Contains(mount, path) ? mount : null;
+    }
+
+    /// <summary>One off-site copy: its target, when it runs, and the target's own retention.</summary>
+    public sealed class CopySection
+    {
+        /// <summary>Names the copy in the log, notifications and the secrets file (CopyPassphrases, CopyS3Secrets).</summary>
+        public string Name { get; set; } = "";
+
+        /// <summary>The target repository: a directory, or an S3 location; made beforehand with 'repository init' and the same chunk size.</summary>
+        public string Repository { get; set; } = "";
+
+        /// <summary>The S3 access key of an S3 target; its secret is CopyS3Secrets[Name] in the secrets file.</summary>
+        public string? S3AccessKeyId { get; set; }
+
+        /// <summary>A cron expression; empty: after the backups, once the queue has drained.</summary>
+        public string? Schedule { get; set; }
+
+        /// <summary>The retention applied to the target after each copy (KeepLast, KeepDaily, ...); none: the target keeps everything.</summary>
+        public ProxyBackup.Contracts.RetentionPolicy? Keep { get; set; }
+
+        /// <summary>The target, opened with its passphrase and S3 secret from <paramref name="secrets"/>.</summary>
+        public BackupRepository Open(AppSecrets secrets) =>
+            BackupRepository.Open(RepositoryLocation.Storage(Repository, S3AccessKeyId is { Length: > 0 } id && secrets.CopyS3Secrets.GetValueOrDefault(Name) is { Length: > 0 } secret ? new S3Credentials(id, secret) : null),
+                secrets.CopyPassphrases.GetValueOrDefault(Name) is { Length: > 0 } passphrase ? RepositoryKey.FromPassphrase(passphrase) : null);
     }
 
     public sealed class CatalogSection
@@ -238,6 +265,21 @@ public sealed class AppConfig
         }
         if (Notifications.MetricsFile is { } metrics && !System.IO.Path.IsPathRooted(metrics)) p.Add("Notifications:MetricsFile: an absolute path ending in .prom, or leave it out");
         if (Daemon.WebhookUrl is { } hook && (!Uri.TryCreate(hook, UriKind.Absolute, out var h) || h.Scheme is not ("http" or "https"))) p.Add("Daemon:WebhookUrl: an http(s) URL, or leave it out");
+        for (var i = 0; i < Copies.Count; i++)
+        {
+            var copy = Copies[i];
+            if (string.IsNullOrWhiteSpace(copy.Name) || !copy.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') || Copies.Count(c => c.Name == copy.Name) > 1)
+                p.Add($"Copies:{i}:Name: a name of letters, digits, '-' and '_', one per copy");
+            if (RepositoryLocation.Problem(copy.Repository) is { } where) p.Add($"Copies:{i}:Repository: {where}");
+            else if (copy.Repository.TrimEnd('/') == Repository.Path.TrimEnd('/')) p.Add($"Copies:{i}:Repository: another repository than Repository:Path");
+            if (!string.IsNullOrWhiteSpace(copy.Schedule))
+            {
+                try { ProxyBackup.Scheduler.CronSchedule.Parse(copy.Schedule); }
+                catch (FormatException e) { p.Add($"Copies:{i}:Schedule: a cron expression such as '0 6 * * *', or empty for after the backups ({e.Message})"); }
+            }
+            try { copy.Keep?.Validate(); }
+            catch (ArgumentException e) { p.Add($"Copies:{i}:Keep: {e.Message}"); }
+        }
         return p;
     }
 
@@ -312,6 +354,12 @@ public sealed class AppSecrets
 
     /// <summary>The secret of Repository:S3AccessKeyId.</summary>
     public string? S3SecretAccessKey { get; set; }
+
+    /// <summary>The passphrase of each encrypted copy target, by the copy's name (Copies:N:Name).</summary>
+    public Dictionary<string, string> CopyPassphrases { get; set; } = [];
+
+    /// <summary>The secret of each S3 copy target's access key, by the copy's name.</summary>
+    public Dictionary<string, string> CopyS3Secrets { get; set; } = [];
 
     public override string ToString() => "AppSecrets(hidden)";
 

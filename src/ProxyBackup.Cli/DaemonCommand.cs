@@ -111,6 +111,8 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
                 VerifyParts = config.Daemon.VerifyParts,
                 BeforeJobs = async ct => await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false),
                 AfterTakeOver = async ct => await host.Cleaner.CleanAfterTheGoneAsync(ct).ConfigureAwait(false), Index = host.CatalogDb, Restore = host.Restore,
+                Copies = [.. config.Copies.Select(c => new CopyTarget(c.Name, c.Repository, () => c.Open(secrets),
+                    string.IsNullOrWhiteSpace(c.Schedule) ? null : CronSchedule.Parse(c.Schedule), c.Keep))],
             });
             await using var api = new DaemonApi(config.Daemon.Socket, runner, _log);
             try

@@ -11,16 +11,17 @@ public sealed record S3Location(Uri Endpoint, string Bucket, string Prefix, stri
 
     public static bool IsS3(string location) => location.StartsWith(Scheme, StringComparison.Ordinal);
 
+    /// <summary>A location from the operator; a malformed one is told without repeating it (it might hold a credential typed by mistake).</summary>
     public static S3Location Parse(string location, string region = "us-east-1")
     {
         const string form = "s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]";
         if (!IsS3(location) || !Uri.TryCreate(location[Scheme.Length..], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
-            throw new FormatException($"'{location}' is not an S3 location: write {form}.");
+            throw new FormatException($"Not an S3 location: write {form}.");
         if (!string.IsNullOrEmpty(uri.UserInfo))
             throw new FormatException($"An S3 location carries no credentials (give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the configuration): write {form}.");
         var parts = uri.AbsolutePath.Trim('/').Split('/', 2);
         if (parts[0].Length is < 3 or > 63 || !parts[0].All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.'))
-            throw new FormatException($"'{location}' names no valid bucket (3 to 63 of a-z, 0-9, '-' and '.'): write {form}.");
+            throw new FormatException($"'{parts[0]}' is not a valid bucket name (3 to 63 of a-z, 0-9, '-' and '.'): write {form}.");
         var prefix = parts.Length > 1 && parts[1].Trim('/').Length > 0 ? parts[1].Trim('/') + "/" : "";
         return new S3Location(new Uri(uri.GetLeftPart(UriPartial.Authority)), parts[0], prefix, region);
     }

@@ -49,6 +49,9 @@ public sealed record PolicyRunnerOptions
 
     /// <summary>Runs the policies' restore drills (null: drills are not run).</summary>
     public RestoreJob? Restore { get; init; }
+
+    /// <summary>The off-site copies of the repository (docs/operations.md, "Off-site copies"): each after the backups or on its schedule.</summary>
+    public IReadOnlyList<CopyTarget> Copies { get; init; } = [];
 }
 
 /// <summary>
@@ -56,7 +59,7 @@ public sealed record PolicyRunnerOptions
 /// limits, retries failures, applies the policy's retention after each success and garbage
 /// collection once a run has drained.
 /// </summary>
-public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob backup, BackupRepository repository, ILogger logger, PolicyRunnerOptions options)
+public sealed partial class PolicyRunner(IPolicyStore store, OneClient client, BackupJob backup, BackupRepository repository, ILogger logger, PolicyRunnerOptions options)
 {
     private readonly JobQueue _queue = new(options.Limits);
     private readonly List<Task> _running = [];
@@ -200,6 +203,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
         }
         lock (_running) _running.RemoveAll(t => t.IsCompleted);
         CollectGarbageIfDrained();
+        StartCopiesIfDue(ct);
         StartVerifyIfDue(ct);
         StartDrillsIfDue(ct);
         NotifyLongWaits();
@@ -527,6 +531,7 @@ public sealed class PolicyRunner(IPolicyStore store, OneClient client, BackupJob
             }, job, ct).ConfigureAwait(false);
             logger.LogInformation("Policy {Policy}: VM {VmId} backed up as {Point} ({Kind})", policy.Name, item.VmId, result.RestorePoint.Id, full ? "full" : "incremental");
             await ApplyRetentionAsync(item).ConfigureAwait(false);
+            _backedUpSinceCopy = true;
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {

@@ -1,3 +1,4 @@
+using ProxyBackup.ObjectStorage;
 using System.Diagnostics;
 using System.Text.Json;
 using ProxyBackup.Repository;
@@ -660,6 +661,37 @@ public class DaemonTests
         StopDaemon(daemon);
     }
 
+    [S3Fact]
+    public async Task Copies_the_backups_to_S3_once_they_are_done_and_applies_the_copys_own_retention_there()
+    {
+        await using var w = await EngineWorld.StartAsync(diskMb: 8);
+        var offsite = S3TestServer.NewLocation("offsite");
+        var target = BackupRepository.Create(new S3RepositoryStorage(S3Location.Parse(offsite), new S3Credentials(S3TestServer.AccessKeyId, S3TestServer.SecretAccessKey)),
+            new RepositoryCreateOptions { ChunkSize = w.Repository.Config.ChunkSize, Key = RepositoryKey.FromPassphrase("offsite passphrase") });
+        var config = await WriteConfigAsync(w, copies: [new { Name = "offsite", Repository = offsite, S3AccessKeyId = S3TestServer.AccessKeyId, Keep = new { KeepLast = 1 } }],
+            extraSecrets: new() { ["CopyPassphrases"] = new Dictionary<string, string> { ["offsite"] = "offsite passphrase" }, ["CopyS3Secrets"] = new Dictionary<string, string> { ["offsite"] = S3TestServer.SecretAccessKey } });
+        var web = (await w.Client.VmPoolExtendedAsync()).First(v => v.UserTemplate.Element("BACKUP_POLICY")?.Value == "gold");
+        // An older point of one VM: the repository keeps it (the policy keeps everything), the copy's retention (keep last 1) does not.
+        var older = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        w.Catalog.SavePolicy(new ProtectionPolicy
+        {
+            Name = "every-minute", Schedule = "* * * * *", Selection = new VmSelection { AttributeName = "BACKUP_POLICY", AttributeValue = "gold" },
+        });
+        var gold = (await w.Client.VmPoolExtendedAsync()).Count(v => v.UserTemplate.Element("BACKUP_POLICY")?.Value == "gold");
+        using (var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config))
+        {
+            await WaitFor(() => w.Catalog.Recent(20).Count(j => j.State == "succeeded") >= gold, TimeSpan.FromSeconds(100), daemon);
+            await WaitFor(() => target.ListRestorePoints().Count == gold && !target.ListRestorePoints().Any(p => p.Id == older.Id), TimeSpan.FromSeconds(60), daemon);
+            StopDaemon(daemon);
+        }
+        Assert.Contains(w.Repository.ListRestorePoints(), p => p.Id == older.Id);
+        // The copy holds each VM's latest point, whole and restorable.
+        Assert.Equal(w.Repository.ListRestorePoints().GroupBy(p => p.Source).Select(g => g.Last().Id).Order(), target.ListRestorePoints().Select(p => p.Id).Order());
+        var verified = await target.VerifyAsync(readData: true);
+        Assert.True(verified.Ok);
+        Assert.Equal(gold, verified.RestorePointsChecked);
+    }
+
     [Fact]
     public async Task Warns_at_start_when_the_memory_budget_cannot_hold_the_concurrent_jobs()
     {
@@ -681,13 +713,18 @@ public class DaemonTests
     {
         using var dir = new TempDirectory();
         var config = dir.Combine("config.json");
-        await File.WriteAllTextAsync(config, "{\"OpenNebula\":{\"Endpoint\":\"ftp://x\"},\"Limits\":{\"MaxConcurrent\":0,\"MemoryMiB\":10},\"Repository\":{\"Path\":\"relative\"}}");
+        await File.WriteAllTextAsync(config, "{\"OpenNebula\":{\"Endpoint\":\"ftp://x\"},\"Limits\":{\"MaxConcurrent\":0,\"MemoryMiB\":10},\"Repository\":{\"Path\":\"relative\"}," +
+            "\"Copies\":[{\"Name\":\"off site\",\"Repository\":\"s3:http://u:p@host/b\",\"Schedule\":\"every day\"}]}");
         var (code, _, error) = await ChildProcess.RunAsync("dotnet", ProxybackupDll, "daemon", "--config", config);
         Assert.Equal(1, code);
         Assert.Contains("OpenNebula:Endpoint: an http(s) URL", error, StringComparison.Ordinal);
         Assert.Contains("Limits:MaxConcurrent: 1 to 64", error, StringComparison.Ordinal);
         Assert.Contains("Limits:MemoryMiB: 64 to 65536", error, StringComparison.Ordinal);
         Assert.Contains("Repository:Path: an absolute directory path", error, StringComparison.Ordinal);
+        Assert.Contains("Copies:0:Name: a name of letters", error, StringComparison.Ordinal);
+        Assert.Contains("Copies:0:Repository: An S3 location carries no credentials", error, StringComparison.Ordinal);
+        Assert.Contains("Copies:0:Schedule: a cron expression", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("u:p", error, StringComparison.Ordinal);
 
         await File.WriteAllTextAsync(config, "{}");
         await File.WriteAllTextAsync(dir.Combine("secrets.json"), "{\"OpenNebulaPassword\":\"s3cret\"}");
@@ -699,7 +736,8 @@ public class DaemonTests
     }
 
     /// <summary>The appliance's configuration and 0600 secrets for the world's simulator, repository and catalog.</summary>
-    private static async Task<string> WriteConfigAsync(EngineWorld w, object? limits = null, int tickSeconds = 1, object? notifications = null, string? mailPassword = null)
+    private static async Task<string> WriteConfigAsync(EngineWorld w, object? limits = null, int tickSeconds = 1, object? notifications = null, string? mailPassword = null,
+        object[]? copies = null, Dictionary<string, object>? extraSecrets = null)
     {
         var config = Path.Combine(w.Root, "etc", "config.json");
         Directory.CreateDirectory(Path.GetDirectoryName(config)!);
@@ -714,9 +752,12 @@ public class DaemonTests
             ["Daemon"] = new { TickSeconds = tickSeconds, GcGraceHours = 0, Socket = Path.Combine(w.Root, "run", "daemon.sock"), Log = "console" },
         };
         if (notifications is not null) sections["Notifications"] = notifications;
+        if (copies is not null) sections["Copies"] = copies;
         await File.WriteAllTextAsync(config, JsonSerializer.Serialize(sections));
         var secrets = Path.Combine(w.Root, "etc", "secrets.json");
-        await File.WriteAllTextAsync(secrets, JsonSerializer.Serialize(new { OpenNebulaPassword = "pw", MailPassword = mailPassword }));
+        var secretValues = new Dictionary<string, object?> { ["OpenNebulaPassword"] = "pw", ["MailPassword"] = mailPassword };
+        foreach (var (name, value) in extraSecrets ?? []) secretValues[name] = value;
+        await File.WriteAllTextAsync(secrets, JsonSerializer.Serialize(secretValues));
         File.SetUnixFileMode(secrets, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return config;
     }
