@@ -32,6 +32,17 @@ public sealed class AppConfig
     public sealed class OpenNebulaSection
     {
         public string Endpoint { get; set; } = "http://localhost:2633/RPC2";
+
+        /// <summary>
+        /// This cloud's name in the repository (docs/operations.md, "Clouds sharing a repository"): its VMs'
+        /// restore points are CLOUD.vm-ID; none, vm-ID (a repository only this cloud uses).
+        /// </summary>
+        [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+        public string? Cloud { get; set; }
+
+        /// <summary>How this cloud's restore points are named.</summary>
+        [System.Text.Json.Serialization.JsonIgnore]
+        public ProxyBackup.Engine.VmSources Sources => new(string.IsNullOrEmpty(Cloud) ? null : Cloud);
         public string User { get; set; } = "oneadmin";
         public int? ProxyVmId { get; set; }
         public string? CaCertificateFile { get; set; }
@@ -219,6 +230,7 @@ public sealed class AppConfig
         if (!Uri.TryCreate(OpenNebula.Endpoint, UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https"))
             p.Add($"OpenNebula:Endpoint: an http(s) URL such as http://front-end:2633/RPC2 (got '{OpenNebula.Endpoint}')");
         if (string.IsNullOrWhiteSpace(OpenNebula.User) || OpenNebula.User.Contains(':', StringComparison.Ordinal)) p.Add("OpenNebula:User: a user name without ':'");
+        if (!string.IsNullOrEmpty(OpenNebula.Cloud) && !ProxyBackup.Engine.VmSources.IsCloudName(OpenNebula.Cloud)) p.Add("OpenNebula:Cloud: 1 to 63 of a-z, 0-9 and '-' (this cloud's name in a repository other clouds share), or leave it out");
         if (OpenNebula.ProxyVmId is < 0) p.Add("OpenNebula:ProxyVmId: a VM ID (0 or more), or leave it out to read VMID from the context");
         if (OpenNebula.CaCertificateFile is { } ca && !File.Exists(ca)) p.Add($"OpenNebula:CaCertificateFile: {ca} does not exist");
         if (OpenNebula.PinnedCertificateSha256 is { } pin && pin.Replace(":", "", StringComparison.Ordinal).Length != 64) p.Add("OpenNebula:PinnedCertificateSha256: 64 hex digits (colons allowed)");

@@ -29,8 +29,8 @@ internal static class CloudCommands
         {
             var repo = RepositoryCommands.Open(p);
             using var host = await EngineHost.CreateAsync(p, ct).ConfigureAwait(false);
-            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
-            var source = BackupJob.SourceOf(id);
+            var id = await EngineHost.ResolveVmAsync(host.Client, p.GetValue(Vm)!, ct, (repo, host.Backup.Sources)).ConfigureAwait(false);
+            var source = host.Backup.Sources.Of(id);
             var pt = p.GetValue(point) == "latest" ? repo.Latest(source) ?? throw new CliException($"VM {id} has no restore point to drill.") : repo.LoadIndex(source, p.GetValue(point)!);
             await host.Cleaner.CleanBeforeJobsAsync(ct).ConfigureAwait(false);
             var result = await ProgressDisplay.RunAsync("drill", progress => host.Restore.DrillAsync(pt, new DrillOptions
@@ -120,7 +120,7 @@ internal static class CloudCommands
             using var client = EngineHost.Connect(p);
             var repo = RepositoryCommands.OpenIfNamed(p);
             var vms = await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
-            var backedUp = repo is null ? [] : EngineHost.BackedUpVms(repo).ToDictionary(v => v.VmId);
+            var backedUp = repo is null ? [] : EngineHost.BackedUpVms(repo, EngineHost.SourcesOf(p)).ToDictionary(v => v.VmId);
             // Read, never created, by a listing: a proxy without a catalog yet has no policies and no jobs.
             var section = EngineHost.CatalogOf(p);
             var catalog = section.Exists ? section.Open() : null;
@@ -279,8 +279,9 @@ internal static class CloudCommands
         {
             using var client = EngineHost.Connect(p);
             var repo = RepositoryCommands.Open(p);
-            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
-            var points = RepositoryCommands.ReadablePoints(repo, BackupJob.SourceOf(id));
+            var sources = EngineHost.SourcesOf(p);
+            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, (repo, sources)).ConfigureAwait(false);
+            var points = RepositoryCommands.ReadablePoints(repo, sources.Of(id));
             if (p.GetValue(Json)) { CliFormat.PrintJson(points); return 0; }
             foreach (var pt in points)
             {
@@ -323,8 +324,9 @@ internal static class CloudCommands
         {
             var repo = RepositoryCommands.Open(p);
             using var client = EngineHost.Connect(p);
-            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, repo).ConfigureAwait(false);
-            var source = BackupJob.SourceOf(id);
+            var sources = EngineHost.SourcesOf(p);
+            var id = await EngineHost.ResolveVmAsync(client, p.GetValue(Vm)!, ct, (repo, sources)).ConfigureAwait(false);
+            var source = sources.Of(id);
             var pt = p.GetValue(point) == "latest" ? repo.Latest(source) ?? throw new CliException($"VM {id} has no restore point.") : repo.LoadIndex(source, p.GetValue(point)!);
             if (p.GetValue(to) is { } file)
             {

@@ -337,7 +337,7 @@ internal static class ConsoleCommand
             if (Busy()) return;
             if (SelectedVm() is not { } vm) return;
             IReadOnlyList<ProxyBackup.Repository.RestorePoint> points;
-            try { points = [.. config.Repository.Open(secrets).ListRestorePoints(BackupJob.SourceOf(vm.Id)).OrderByDescending(pt => pt.Time)]; }
+            try { points = [.. config.Repository.Open(secrets).ListRestorePoints(config.OpenNebula.Sources.Of(vm.Id)).OrderByDescending(pt => pt.Time)]; }
             catch (Exception e) when (e is ProxyBackup.Contracts.UserFacingException or IOException or UnauthorizedAccessException) { _said.Text = $"The repository cannot be read: {e.Message}"; return; }
             if (points.Count == 0) { _said.Text = $"VM {vm.Id} ({vm.Name}) has no restore point yet."; return; }
 

@@ -25,7 +25,7 @@ internal sealed class ConsoleFiles(IApplication app, AppConfig config, AppSecret
         try
         {
             var repository = config.Repository.Open(secrets);
-            if (repository.Latest(BackupJob.SourceOf(vm.Id)) is not { } latest) return $"VM {vm.Id} ({vm.Name}) has no restore point yet.";
+            if (repository.Latest(config.OpenNebula.Sources.Of(vm.Id)) is not { } latest) return $"VM {vm.Id} ({vm.Name}) has no restore point yet.";
             point = latest;
             files = RestorePointFiles.OpenAsync(repository, point, null, runDirectory, ct).GetAwaiter().GetResult();
         }

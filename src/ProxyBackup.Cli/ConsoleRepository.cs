@@ -90,7 +90,7 @@ internal sealed class ConsoleRepository(IApplication app, AppConfig config, AppS
             {
                 var policy = vm.Policies.Select(name => policies.GetValueOrDefault(name)).FirstOrDefault(p => p is { Retention.IsEmpty: false });
                 if (policy is null) { lines.Add($"  VM {vm.Id} ({vm.Name}): no retention, every restore point is kept"); continue; }
-                var plan = repository.ApplyRetention(policy.Retention, BackupJob.SourceOf(vm.Id), dryRun: true);
+                var plan = repository.ApplyRetention(policy.Retention, config.OpenNebula.Sources.Of(vm.Id), dryRun: true);
                 lines.Add($"  VM {vm.Id} ({vm.Name}), policy {policy.Name}: keeps {plan.Count(d => d.Keep)}, would forget {plan.Count(d => !d.Keep)}");
             }
         }

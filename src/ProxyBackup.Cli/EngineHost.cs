@@ -65,6 +65,15 @@ internal sealed class EngineHost : IDisposable
             ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).Catalog
             : new AppConfig.CatalogSection { Path = p.GetValue(Catalog)! };
 
+    /// <summary>How this cloud's restore points are named: the configuration's OpenNebula:Cloud, else $PROXYBACKUP_CLOUD, else no name (docs/operations.md, "Clouds sharing a repository").</summary>
+    public static VmSources SourcesOf(ParseResult p)
+    {
+        var cloud = File.Exists(p.GetValue(DaemonCommand.ConfigFile)!) ? AppConfig.Load(p.GetValue(DaemonCommand.ConfigFile)!).OpenNebula.Cloud
+            : Environment.GetEnvironmentVariable("PROXYBACKUP_CLOUD");
+        if (string.IsNullOrEmpty(cloud)) return new VmSources(null);
+        return VmSources.IsCloudName(cloud) ? new VmSources(cloud) : throw new CliException($"'{cloud}' is not a cloud name (OpenNebula:Cloud or $PROXYBACKUP_CLOUD): 1 to 63 of a-z, 0-9 and '-'.");
+    }
+
     public static OneClient Connect(ParseResult p)
     {
         if (Configured(p) is var (config, secrets)) return new OneClient(config.ClientOptions(secrets));
@@ -84,7 +93,7 @@ internal sealed class EngineHost : IDisposable
             var host = Configured(p) is var (config, secrets)
                 ? await FromConfigAsync(config, secrets, logs, ct, proxyMustRun).ConfigureAwait(false)
                 : await BuildAsync(Connect(p), p.GetValue(ProxyVm), new AppConfig.CatalogSection { Path = p.GetValue(Catalog)! }, () => RepositoryCommands.Open(p), p.GetValue(DevicesDir),
-                    new AppConfig.OpenNebulaSection { AllowedVmDrivers = [.. p.GetValue(AllowVmDriver) ?? []] }, proxyMustRun, logs, ct).ConfigureAwait(false);
+                    new AppConfig.OpenNebulaSection { AllowedVmDrivers = [.. p.GetValue(AllowVmDriver) ?? []], Cloud = SourcesOf(p).Cloud }, proxyMustRun, logs, ct).ConfigureAwait(false);
             // The CLI's own logger factory ends with the host; the daemon's belongs to the daemon.
             host._ownedLogs = logs;
             return host;
@@ -122,6 +131,7 @@ internal sealed class EngineHost : IDisposable
             var locator = new DeviceLocator(new DeviceLocatorOptions { DevicesDirectory = devicesDir });
             var steps = new CloudSteps(client, catalog, locator, new EngineOptions
             {
+                Sources = cloud.Sources,
                 ProxyVmId = proxyId, HotplugLockFile = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(catalogSection.Path))!, "hotplug.lock"),
                 AllowedVmDrivers = cloud.AllowedVmDrivers.ToHashSet(StringComparer.Ordinal),
                 OperationTimeout = TimeSpan.FromMinutes(cloud.OperationTimeoutMinutes), CopyTimeout = TimeSpan.FromMinutes(cloud.CopyTimeoutMinutes),
@@ -141,11 +151,11 @@ internal sealed class EngineHost : IDisposable
     /// A VM by ID or by name: unique among the VMs the user sees, else, when a repository is given,
     /// among the VMs its restore points were taken of (a VM deleted since keeps its restore points).
     /// </summary>
-    public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct, BackupRepository? repository = null) =>
-        (await ResolveVmsAsync(client, [idOrName], ct, repository).ConfigureAwait(false))[0];
+    public static async Task<int> ResolveVmAsync(OneClient client, string idOrName, CancellationToken ct, (BackupRepository Repository, VmSources Sources)? points = null) =>
+        (await ResolveVmsAsync(client, [idOrName], ct, points).ConfigureAwait(false))[0];
 
     /// <summary>Several VMs as <see cref="ResolveVmAsync"/> finds one, each once (a VM named twice, by name and ID, is one job), with one read of the VM pool for all the names (a cloud's pool can hold thousands of VMs).</summary>
-    public static async Task<List<int>> ResolveVmsAsync(OneClient client, IEnumerable<string> idsOrNames, CancellationToken ct, BackupRepository? repository = null)
+    public static async Task<List<int>> ResolveVmsAsync(OneClient client, IEnumerable<string> idsOrNames, CancellationToken ct, (BackupRepository Repository, VmSources Sources)? points = null)
     {
         IReadOnlyList<VirtualMachine>? pool = null;
         var ids = new List<int>();
@@ -155,12 +165,12 @@ internal sealed class EngineHost : IDisposable
             if (int.TryParse(idOrName, out var id)) { AddOnce(id); continue; }
             pool ??= await client.VmPoolAsync(ct: ct).ConfigureAwait(false);
             var matches = pool.Where(v => v.Name == idOrName).Select(v => v.Id).ToList();
-            if (matches.Count == 0 && repository is not null)
-                matches = [.. BackedUpVms(repository).Where(v => v.Names.Contains(idOrName)).Select(v => v.VmId)];
+            if (matches.Count == 0 && points is var (repository, sources))
+                matches = [.. BackedUpVms(repository, sources).Where(v => v.Names.Contains(idOrName)).Select(v => v.VmId)];
             AddOnce(matches.Count switch
             {
                 1 => matches[0],
-                0 => throw new CliException(repository is null
+                0 => throw new CliException(points is null
                     ? $"No VM is named '{idOrName}'."
                     : $"No VM is named '{idOrName}', in OpenNebula or in the repository's restore points; 'proxybackup vm list' shows both."),
                 _ => throw new CliException($"Several VMs are named '{idOrName}' ({string.Join(", ", matches)}); give the ID."),
@@ -170,10 +180,11 @@ internal sealed class EngineHost : IDisposable
     }
 
     /// <summary>The VMs the repository holds restore points of: ID, the names they had, the latest point.</summary>
-    public static IEnumerable<(int VmId, IReadOnlySet<string> Names, RestorePoint Latest)> BackedUpVms(BackupRepository repository) =>
+    public static IEnumerable<(int VmId, IReadOnlySet<string> Names, RestorePoint Latest)> BackedUpVms(BackupRepository repository, VmSources sources) =>
         repository.ListRestorePoints()
-            .Where(pt => pt.Source.StartsWith("vm-", StringComparison.Ordinal) && int.TryParse(pt.Source.AsSpan(3), out _))
-            .GroupBy(pt => int.Parse(pt.Source.AsSpan(3), System.Globalization.CultureInfo.InvariantCulture))
+            .Select(pt => (Point: pt, Vm: sources.TryVmId(pt.Source, out var vm) ? vm : -1))
+            .Where(x => x.Vm >= 0)
+            .GroupBy(x => x.Vm, x => x.Point)
             .Select(g => (g.Key, (IReadOnlySet<string>)g.Select(pt => pt.Tags.GetValueOrDefault("vm_name")).OfType<string>().ToHashSet(StringComparer.Ordinal), g.OrderBy(pt => pt.Time).Last()));
 
     public void Dispose()

@@ -71,8 +71,9 @@ internal static class FilesCommand
     {
         var repo = RepositoryCommands.Open(p);
         using var client = EngineHost.Connect(p);
-        var id = await EngineHost.ResolveVmAsync(client, p.GetValue(CloudCommands.Vm)!, ct, repo).ConfigureAwait(false);
-        var source = BackupJob.SourceOf(id);
+        var sources = EngineHost.SourcesOf(p);
+        var id = await EngineHost.ResolveVmAsync(client, p.GetValue(CloudCommands.Vm)!, ct, (repo, sources)).ConfigureAwait(false);
+        var source = sources.Of(id);
         var pt = p.GetValue(point) == "latest" ? repo.Latest(source) ?? throw new CliException($"VM {id} has no restore point.") : repo.LoadIndex(source, p.GetValue(point)!);
         return await RestorePointFiles.OpenAsync(repo, pt, p.GetValue(disk), p.GetValue(RunDirectory)!, ct).ConfigureAwait(false);
     }

@@ -1,6 +1,7 @@
 using ProxyBackup.ObjectStorage;
 using System.CommandLine;
 using ProxyBackup.Repository;
+using ProxyBackup.Engine;
 using ProxyBackup.Contracts;
 
 namespace ProxyBackup.Cli;
@@ -33,6 +34,7 @@ internal static class RepositoryCommands
         cmd.Subcommands.Add(Gc());
         cmd.Subcommands.Add(Stats());
         cmd.Subcommands.Add(Copy());
+        cmd.Subcommands.Add(NameCloud());
         return cmd;
     }
 
@@ -264,6 +266,35 @@ internal static class RepositoryCommands
             }
             // Damage in the origin is never copied: the points that have it are named, as verify names them.
             return report.Failed.Count == 0 ? 0 : 3;
+        });
+        return c;
+    }
+
+    private static Command NameCloud()
+    {
+        var cloud = new Argument<string>("cloud") { Description = "The cloud's name, as OpenNebula:Cloud will give it (a-z, 0-9, '-')." };
+        var dry = new Option<bool>("--dry-run") { Description = "Only list the sources that would be renamed." };
+        var c = new Command("name-cloud", "Give a cloud's name to the restore points made before it had one: every source vm-ID becomes CLOUD.vm-ID (small files only; no chunk is touched). " +
+            "Run it once, before setting OpenNebula:Cloud, when a second cloud is to share the repository; then 'proxybackup catalog rebuild'.") { cloud, dry };
+        c.SetAction(p =>
+        {
+            var name = p.GetValue(cloud)!;
+            if (!VmSources.IsCloudName(name)) throw new CliException($"'{name}' is not a cloud name: 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit.");
+            var repo = Open(p);
+            var unnamed = new VmSources(null);
+            var sources = repo.ListRestorePoints().Select(pt => pt.Source).Distinct().Where(src => unnamed.TryVmId(src, out _)).Order(StringComparer.Ordinal).ToList();
+            var named = new VmSources(name);
+            var moved = 0;
+            foreach (var source in sources)
+            {
+                var target = named.Of(unnamed.TryVmId(source, out var vm) ? vm : -1);
+                if (p.GetValue(dry)) { Console.WriteLine($"{source} -> {target}"); continue; }
+                moved += repo.RenameSource(source, target);
+            }
+            Console.WriteLine(p.GetValue(dry)
+                ? $"{sources.Count} source(s) would be renamed."
+                : $"Renamed {sources.Count} source(s), {moved} restore point(s). Set OpenNebula:Cloud to {name}, then run 'proxybackup catalog rebuild'.");
+            return 0;
         });
         return c;
     }

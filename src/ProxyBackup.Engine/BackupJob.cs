@@ -49,7 +49,8 @@ public sealed record BackupResult(string JobId, int VmId, string VmName, Restore
 public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard guard, IJobRecorder jobs, BackupRepository repository, ILogger logger,
     IRestorePointList? index = null)
 {
-    public static string SourceOf(int vmId) => $"vm-{vmId}";
+    /// <summary>How this cloud's restore points are named.</summary>
+    public VmSources Sources => steps.Options.Sources;
 
     public async Task<BackupResult> RunAsync(int vmId, BackupOptions options, IProgress<TransferProgress>? progress = null, CancellationToken ct = default)
     {
@@ -68,7 +69,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
                 jobs.Log(jobId, "info", $"disk {d.DiskId}: read {d.Stats.Read} bytes ({d.Stats.Zero} zero), changed {d.Stats.Changed}, stored {d.Stats.NewStored} new in {d.Stats.NewChunks} chunks, {d.Stats.Seconds:0.0} s");
             jobs.Log(jobId, "info", $"restore point {result.RestorePoint.Id} committed");
             jobs.Log(jobId, "info", cloud.HotplugSummary);
-            index?.SyncSource(repository, SourceOf(vmId));
+            index?.SyncSource(repository, Sources.Of(vmId));
             jobs.Finished(jobId, true, result.Disks.Sum(d => d.Stats.Read), result.Disks.Sum(d => d.Stats.NewStored), result.RestorePoint.Id, null);
             return result;
         }
@@ -101,7 +102,7 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
         foreach (var w in warnings) logger.LogWarning("VM {VmId}: {Warning}", vmId, w);
         if (disks.Count == 0) throw new JobFailedException($"VM {vmId} ({vm.Name}) has no disk that can be backed up.");
 
-        var source = SourceOf(vmId);
+        var source = Sources.Of(vmId);
         var parent = options.Full ? null : repository.Latest(source);
         if (!options.Full && parent is null)
             warnings.Add($"full backup: the repository has no earlier restore point of VM {vmId} to compare with (its first backup, or forget/retention removed them all)");
@@ -113,6 +114,9 @@ public sealed class BackupJob(CloudSteps steps, CloudCleaner cleaner, IVmGuard g
             ["job"] = jobId,
             ["disks_excluded"] = string.Join(',', options.ExcludeDisks.Order()),
             ["consistency"] = options.Consistency.Mode.ToString().ToLowerInvariant(),
+            // Which cloud, also where the source does not say it (a cloud without a name).
+            ["cloud"] = Sources.Cloud ?? "",
+            ["cloud_endpoint"] = $"{steps.Client.Endpoint.Scheme}://{steps.Client.Endpoint.Authority}{steps.Client.Endpoint.AbsolutePath}",
         });
         writer.AddMetadata("vm.xml", Encoding.UTF8.GetBytes(vm.Xml.ToString()));
         foreach (var imageId in vm.Disks.Select(d => d.ImageId).OfType<int>().Distinct())

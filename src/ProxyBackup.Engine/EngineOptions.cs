@@ -5,6 +5,9 @@ public sealed record EngineOptions
     /// <summary>The proxy VM: where disks are attached and read.</summary>
     public required int ProxyVmId { get; init; }
 
+    /// <summary>How this cloud's restore points are named (OpenNebula:Cloud).</summary>
+    public VmSources Sources { get; init; } = new(null);
+
     /// <summary>How long a disk snapshot, detach, deletion may take.</summary>
     public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromMinutes(10);
 

@@ -53,6 +53,36 @@ public sealed partial class BackupRepository
         return plan;
     }
 
+    /// <summary>
+    /// Moves every restore point of <paramref name="from"/> to the source <paramref name="to"/>
+    /// (docs/repository-format.md, "Renaming a source"): its files re-sealed for their new name, the
+    /// index last, then the old point removed; no chunk is read or written. Under the exclusive
+    /// lock, so that no backup adds a point to either meanwhile; stopped midway, run again it
+    /// finishes. Returns how many points moved.
+    /// </summary>
+    public int RenameSource(string from, string to)
+    {
+        CheckSourceName(from);
+        CheckSourceName(to);
+        using var held = RepositoryLock.Acquire(this, exclusive: true, purpose: $"rename of {from} to {to}", wait: ExclusiveLockWait);
+        var moved = 0;
+        foreach (var point in ListRestorePoints(from))
+        {
+            held.EnsureHeld();
+            if (!Points.Exists(to, point.Id))
+            {
+                Points.Begin(to, point.Id);
+                foreach (var file in Points.Files(from, point.Id).Where(f => f is not ("index" or LocalPointStore.WriterFile)).ToList())
+                    StoredPoints.WriteFile(to, point.Id, file, StoredPoints.ReadFile(from, point.Id, file), Durability.AtCommit);
+                Points.SyncBeforeIndex();
+                StoredPoints.WriteFile(to, point.Id, "index", JsonSerializer.SerializeToUtf8Bytes(point with { Source = to }, RepositoryJson.Default.RestorePoint), Durability.Immediate);
+            }
+            Points.Remove(from, point.Id);
+            moved++;
+        }
+        return moved;
+    }
+
     /// <summary>Removes one restore point: its index first, so that it vanishes at once; its chunks go at the next gc.</summary>
     public void Forget(RestorePoint point) => ForgetPoint(point.Source, point.Id);
 

@@ -433,7 +433,7 @@ public sealed partial class PolicyRunner(IPolicyStore store, OneClient client, B
             foreach (var policy in policies)
                 foreach (var vm in vms.Where(v => v.Id != options.ProxyVmId && policy.Selection.Matches(v)))
                 {
-                    if (repository.Latest(BackupJob.SourceOf(vm.Id)) is not { } point)
+                    if (repository.Latest(backup.Sources.Of(vm.Id)) is not { } point)
                     {
                         logger.LogWarning("Policy {Policy}: VM {VmId} has no restore point to drill yet", policy.Name, vm.Id);
                         continue;
@@ -518,7 +518,7 @@ public sealed partial class PolicyRunner(IPolicyStore store, OneClient client, B
         try
         {
             await Task.Yield();
-            var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(BackupJob.SourceOf(item.VmId)), options.Time.GetUtcNow());
+            var full = RunPlanner.NeedsFull(policy, repository.ListRestorePoints(backup.Sources.Of(item.VmId)), options.Time.GetUtcNow());
             // The job's memory is taken before its first cloud call: a job that has to wait for it
             // waits here, before it has a snapshot on the cloud or a disk attached to the proxy.
             using var admission = await repository.Memory.AdmitAsync(repository.BackupMemoryAtFewest,
@@ -574,7 +574,7 @@ public sealed partial class PolicyRunner(IPolicyStore store, OneClient client, B
     {
         var policy = item.Run.Policy;
         if (policy.Retention.IsEmpty) return;
-        var source = BackupJob.SourceOf(item.VmId);
+        var source = backup.Sources.Of(item.VmId);
         try
         {
             var removed = repository.ApplyRetention(policy.Retention, source, dryRun: false).Count(d => !d.Keep);

@@ -261,7 +261,7 @@ public class DaemonTests
             await tui.WaitForAsync("Jobs: 0 running, 0 waiting", TimeSpan.FromSeconds(120));
             // The table follows at its next full refresh (the cloud and the catalog, every 10 s).
             await WaitFor(() => System.Text.RegularExpressions.Regex.IsMatch(tui.Screen(), $@"│{web.Id}\s*│web-01\s*│nightly\s*│\d{{4}}-\d\d-\d\d \d\d:\d\dZ│succeeded"), TimeSpan.FromSeconds(60), daemon);
-            Assert.Single(w.Repository.ListRestorePoints(ProxyBackup.Engine.BackupJob.SourceOf(web.Id)));
+            Assert.Single(w.Repository.ListRestorePoints(w.Backup.Sources.Of(web.Id)));
             SaveScreen("console-backup-done", tui.Screen());
 
             // r: a restore from the dialog (the latest point, the default name and NICs), after a summary.

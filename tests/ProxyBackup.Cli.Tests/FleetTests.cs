@@ -53,7 +53,7 @@ public sealed class FleetTests
         var jobs = catalog.Recent(1000).Where(j => j.Kind == "backup").ToList();
         Assert.All(fleet, vm => Assert.Single(jobs, j => j.VmId == vm && j.State == "succeeded"));
         Assert.All(heldByKilled, vm => Assert.Single(jobs, j => j.VmId == vm && j.State == "interrupted"));
-        Assert.All(fleet, vm => Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(vm))));
+        Assert.All(fleet, vm => Assert.Single(w.Repository.ListRestorePoints(w.Backup.Sources.Of(vm))));
         Assert.DoesNotContain(jobs, j => j.State == "running");
         // What the killed proxy left on the cloud (its snapshot, its proxy VM's attached image) was cleaned by the other.
         Assert.Empty(catalog.Pending());

@@ -120,7 +120,7 @@ public class KilledApplianceTests
         var error = await other.Process.StandardError.ReadToEndAsync();
         await other.Process.WaitForExitAsync();
         Assert.True(other.Process.ExitCode == 0, output + error);   // the other job was not harmed
-        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id)));
+        Assert.Single(w.Repository.ListRestorePoints(w.Backup.Sources.Of(web.Id)));
         Assert.Empty(w.Catalog.Pending());
         Assert.Equal(0, w.Inventory()["disk_snapshots"]);
     }

@@ -20,7 +20,7 @@ public class BackupRestoreTests
     {
         await using var w = await EngineWorld.StartAsync();
         var web = await w.VmAsync("web-01");
-        var source = BackupJob.SourceOf(web.Id);
+        var source = w.Backup.Sources.Of(web.Id);
         using var hold = w.Sim.Cloud.HoldTransientStates(SimOperation.ImageDelete);
         var calls = 0;
         var seen = new TaskCompletionSource<(object? ProxyDisks, int Points)>(TaskCreationOptions.RunContinuationsAsynchronously);

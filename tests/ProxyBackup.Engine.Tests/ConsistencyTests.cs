@@ -48,7 +48,7 @@ public class ConsistencyTests
         Assert.Equal("The pre-snapshot command exited 3: cannot flush the database; no snapshot was taken.", e.Message);
         Assert.Empty(w.Sim.Cloud.SnapshotMoments(web.Id));
         Assert.Equal("RUNNING", (await w.Client.VmInfoAsync(web.Id)).StateName);
-        Assert.Empty(w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id)));
+        Assert.Empty(w.Repository.ListRestorePoints(w.Backup.Sources.Of(web.Id)));
     }
 
     [Fact]

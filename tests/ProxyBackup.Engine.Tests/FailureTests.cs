@@ -196,7 +196,7 @@ public class FailureTests
         var result = await w.Backup.RunAsync(web.Id, new BackupOptions());
         w.Sim.Faults.Set([]);
         Assert.Contains(result.Warnings, x => x.StartsWith("snapshot 0 of disk 1 is left on the cloud for the next cleanup pass", StringComparison.Ordinal));
-        Assert.Equal(result.RestorePoint.Id, w.Repository.Latest(BackupJob.SourceOf(web.Id))?.Id);
+        Assert.Equal(result.RestorePoint.Id, w.Repository.Latest(w.Backup.Sources.Of(web.Id))?.Id);
         Assert.Equal(1, w.Inventory()["disk_snapshots"]);
         var left = Assert.Single(w.Catalog.Pending());
         Assert.Equal((CloudObjectKind.DiskSnapshot, 1), (left.Kind, left.DiskId));

@@ -52,7 +52,7 @@ public class CatalogIndexTests
         var web = await w.VmAsync("web-01");
         await w.Backup.RunAsync(web.Id, new BackupOptions());
         await w.Backup.RunAsync(web.Id, new BackupOptions());
-        var indexed = w.Catalog.ListedPoints(BackupJob.SourceOf(web.Id));
+        var indexed = w.Catalog.ListedPoints(w.Backup.Sources.Of(web.Id));
         Assert.Equal(2, indexed.Count);
         Assert.Equal(["full", "incremental"], indexed.Select(p => p.Kind));
         Assert.All(indexed, p => Assert.Equal("web-01", p.VmName));

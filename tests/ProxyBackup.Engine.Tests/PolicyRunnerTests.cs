@@ -64,8 +64,8 @@ public class PolicyRunnerTests
         clock.Now = T0.AddMinutes(68);
         await runner.TickAsync(CancellationToken.None);
         await DrainAll(runner);
-        foreach (var vm in gold) Assert.Equal(2, w.Repository.ListRestorePoints(BackupJob.SourceOf(vm)).Count);
-        var kept = w.Repository.ListRestorePoints(BackupJob.SourceOf(gold[0]));
+        foreach (var vm in gold) Assert.Equal(2, w.Repository.ListRestorePoints(w.Backup.Sources.Of(vm)).Count);
+        var kept = w.Repository.ListRestorePoints(w.Backup.Sources.Of(gold[0]));
         Assert.All(kept, p => Assert.Equal("incremental", p.Tags["kind"])); // runs 2 and 3; the first full was retired
         Assert.True(RunPlanner.NeedsFull(w.Catalog.Policies()[0], kept, clock.Now)); // so the next one is full
         Assert.True((await w.Repository.VerifyAsync(readData: true)).Ok);
@@ -145,7 +145,7 @@ public class PolicyRunnerTests
         await runner.TickAsync(CancellationToken.None);
         await DrainAll(runner);
 
-        var points = w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id));
+        var points = w.Repository.ListRestorePoints(w.Backup.Sources.Of(web.Id));
         Assert.Equal(2, points.Count);
         Assert.All(points, p => Assert.Equal("suspend", p.Tags["consistency"]));
         var moments = w.Sim.Cloud.SnapshotMoments(web.Id);
@@ -170,13 +170,13 @@ public class PolicyRunnerTests
             new PolicyRunnerOptions { ProxyVmId = w.ProxyId, Time = new ManualClock(T0.AddMinutes(3)), Since = T0, Notifier = notifier });
         // Another retention of the same source holds its lock for the whole run, so this one cannot get it.
         w.Repository.ExclusiveLockWait = TimeSpan.Zero;
-        using (RepositoryLock.Acquire(w.Repository, exclusive: false, purpose: "retention elsewhere", scope: $"retention:{BackupJob.SourceOf(web.Id)}"))
+        using (RepositoryLock.Acquire(w.Repository, exclusive: false, purpose: "retention elsewhere", scope: $"retention:{w.Backup.Sources.Of(web.Id)}"))
         {
             Assert.Equal(1, await runner.TickAsync(CancellationToken.None));
             await DrainAll(runner);
         }
 
-        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(web.Id)));   // backed up once, not retried
+        Assert.Single(w.Repository.ListRestorePoints(w.Backup.Sources.Of(web.Id)));   // backed up once, not retried
         var sent = Assert.Single(notifier.Sent);
         Assert.StartsWith($"retention_failed:gold:{web.Id}:", sent, StringComparison.Ordinal);
         Assert.Contains("locked", sent, StringComparison.Ordinal);
@@ -249,8 +249,8 @@ public class PolicyRunnerTests
         var summary = Assert.Single(Told(NotificationEvent.DailySummary));
         Assert.Equal("Daily summary: 2 backup(s) succeeded, 0 failed", summary.Summary);
         Assert.Contains("Backups in the last 24 hours: 2 succeeded, 0 failed, 0 running", summary.Detail, StringComparison.Ordinal);
-        Assert.Equal(2, w.Repository.ListRestorePoints(BackupJob.SourceOf(held.VmId)).Count);
-        Assert.Single(w.Repository.ListRestorePoints(BackupJob.SourceOf(queued.VmId)));
+        Assert.Equal(2, w.Repository.ListRestorePoints(w.Backup.Sources.Of(held.VmId)).Count);
+        Assert.Single(w.Repository.ListRestorePoints(w.Backup.Sources.Of(queued.VmId)));
     }
 
     [RootFact]
