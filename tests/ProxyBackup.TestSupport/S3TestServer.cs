@@ -6,68 +6,97 @@ using System.Net.Sockets;
 namespace ProxyBackup.TestSupport;
 
 /// <summary>
-/// A real S3 server for the tests, listening on 127.0.0.1 on a private port, its data in a temporary
-/// folder, stopped by its PID when the test process exits; one per test process, a bucket per test
-/// (<see cref="NewLocation"/>). The server is s3rver (npm; scripts/test installs it into
-/// <c>.tools/s3rver</c>): a Node.js implementation of the S3 REST API that checks SigV4 signatures
-/// and keeps objects as files (docs/operations.md, "A repository on S3", says why not radosgw here).
+/// A real S3 server for the tests, on 127.0.0.1 and a private port, its data in a temporary folder,
+/// stopped by its PIDs when the test process exits; one per test process, a bucket per test
+/// (<see cref="NewLocation"/>). Ceph's radosgw on a one-node cluster (scripts/s3-radosgw; Debian's
+/// Ceph packages, which scripts/test installs) where it is installed; else s3rver (npm,
+/// scripts/install-s3rver), a Node.js implementation of the S3 API. $PROXYBACKUP_TEST_S3 (radosgw or
+/// s3rver) chooses one.
 /// </summary>
 public sealed class S3TestServer
 {
-    /// <summary>s3rver's one account.</summary>
-    public const string AccessKeyId = "S3RVER";
-    public const string SecretAccessKey = "S3RVER";
-
-    private const string Prefix = "pb-s3rver-";
+    private const string Prefix = "pb-s3-";
     private static readonly Lazy<S3TestServer> Shared = new(Start);
     private static int _buckets;
 
-    private readonly Process _process;
+    private readonly Process? _s3rver;
     private readonly string _directory;
 
-    private S3TestServer(Process process, string directory, int port)
+    private S3TestServer(string kind, Process? s3rver, string directory, Uri endpoint, string accessKey, string secret)
     {
-        _process = process;
+        Kind = kind;
+        _s3rver = s3rver;
         _directory = directory;
-        Endpoint = new Uri($"http://127.0.0.1:{port}");
+        Endpoint = endpoint;
+        (Key, Secret) = (accessKey, secret);
     }
 
+    /// <summary>Which server runs: radosgw or s3rver.</summary>
+    public string Kind { get; }
     public Uri Endpoint { get; }
+    private string Key { get; }
+    private string Secret { get; }
 
-    /// <summary>Where the objects are: one folder per bucket, a file (and a metadata file) per object, for tests that damage one.</summary>
-    public static string DataDirectory => Path.Combine(Shared.Value._directory, "data");
+    /// <summary>The access key the server knows (s3rver has one fixed account).</summary>
+    public static string AccessKeyId => Shared.Value.Key;
+    public static string SecretAccessKey => Shared.Value.Secret;
 
     /// <summary>Why the S3 tests cannot run here, or null.</summary>
     public static string? Unavailable() =>
-        Executable() is null ? "s3rver is not installed (scripts/test installs it with npm into .tools/s3rver)"
-        : !File.Exists("/usr/bin/node") && !File.Exists("/usr/local/bin/node") ? "Node.js is missing: s3rver cannot run"
-        : null;
+        Choice() is null ? "no S3 server is installed: neither Ceph's radosgw (scripts/s3-radosgw install) nor s3rver (scripts/install-s3rver); scripts/test installs both" : null;
 
     /// <summary>A location in a bucket of its own (created by the repository's init): <c>s3:http://127.0.0.1:PORT/BUCKET/PREFIX</c>.</summary>
     public static string NewLocation(string prefix = "repo") =>
         $"s3:{Shared.Value.Endpoint.ToString().TrimEnd('/')}/pb-{Environment.ProcessId}-{Interlocked.Increment(ref _buckets)}/{prefix}";
 
-    private static string? Executable()
+    private static string? SourceRoot()
     {
-        if (Environment.GetEnvironmentVariable("PROXYBACKUP_S3RVER") is { Length: > 0 } configured) return File.Exists(configured) ? configured : null;
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ProxyBackup.sln")))
-            {
-                var bin = Path.Combine(dir.FullName, ".tools", "s3rver", "node_modules", ".bin", "s3rver");
-                return File.Exists(bin) ? bin : null;
-            }
+            if (File.Exists(Path.Combine(dir.FullName, "ProxyBackup.sln"))) return dir.FullName;
         return null;
     }
 
+    private static string? RadosgwScript() =>
+        SourceRoot() is { } root && File.Exists("/usr/bin/radosgw") && File.Exists("/usr/bin/ceph-osd") && File.Exists(Path.Combine(root, "scripts", "s3-radosgw"))
+            ? Path.Combine(root, "scripts", "s3-radosgw") : null;
+
+    private static string? S3rver() =>
+        SourceRoot() is { } root && File.Exists(Path.Combine(root, ".tools", "s3rver", "node_modules", ".bin", "s3rver"))
+            ? Path.Combine(root, ".tools", "s3rver", "node_modules", ".bin", "s3rver") : null;
+
+    /// <summary>The server to start: the one asked for, else radosgw, else s3rver; null when none is there.</summary>
+    private static string? Choice() => Environment.GetEnvironmentVariable("PROXYBACKUP_TEST_S3") switch
+    {
+        "s3rver" => S3rver() is null ? null : "s3rver",
+        "radosgw" => RadosgwScript() is null ? null : "radosgw",
+        _ => RadosgwScript() is not null ? "radosgw" : S3rver() is not null ? "s3rver" : null,
+    };
+
     private static S3TestServer Start()
     {
-        if (Unavailable() is { } why) throw new InvalidOperationException(why);
+        var kind = Choice() ?? throw new InvalidOperationException(Unavailable());
         StopLeftovers();
         var directory = Directory.CreateTempSubdirectory(Prefix).FullName;
         File.WriteAllText(Path.Combine(directory, "test-process"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        File.WriteAllText(Path.Combine(directory, "kind"), kind);
+        var server = kind == "radosgw" ? StartRadosgw(directory) : StartS3rver(directory);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => server.Stop();
+        return server;
+    }
+
+    private static S3TestServer StartRadosgw(string directory)
+    {
+        var data = Path.Combine(directory, "cluster");
+        var (code, output, error) = ChildProcess.Run(RadosgwScript()!, "start", data, "0", "pbtestaccess", "pbtestsecret");
+        if (code != 0) throw new InvalidOperationException($"radosgw did not start ({code}): {error}");
+        return new S3TestServer("radosgw", null, directory, new Uri(output.Trim()), "pbtestaccess", "pbtestsecret");
+    }
+
+    private static S3TestServer StartS3rver(string directory)
+    {
         Directory.CreateDirectory(Path.Combine(directory, "data"));
         var port = FreePort();
-        var process = Process.Start(new ProcessStartInfo(Executable()!) { RedirectStandardOutput = true, RedirectStandardError = true }
+        var process = Process.Start(new ProcessStartInfo(S3rver()!) { RedirectStandardOutput = true, RedirectStandardError = true }
             .WithArguments(["-d", Path.Combine(directory, "data"), "-a", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "--silent", "--no-vhost-buckets"]))!;
         File.WriteAllText(Path.Combine(directory, "server-pid"), process.Id.ToString(CultureInfo.InvariantCulture));
         var log = new System.Text.StringBuilder();
@@ -75,8 +104,8 @@ public sealed class S3TestServer
         process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
         process.BeginErrorReadLine();
         process.BeginOutputReadLine();
-        var server = new S3TestServer(process, directory, port);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => server.Stop();
+        // s3rver's one account.
+        var server = new S3TestServer("s3rver", process, directory, new Uri($"http://127.0.0.1:{port}"), "S3RVER", "S3RVER");
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (true)
@@ -101,27 +130,37 @@ public sealed class S3TestServer
 
     private void Stop()
     {
-        try
+        if (_s3rver is null) StopRadosgw(_directory);
+        else
         {
-            if (!_process.HasExited)
+            try
             {
-                _process.Kill();
-                _process.WaitForExit(10_000);
+                if (!_s3rver.HasExited)
+                {
+                    _s3rver.Kill();
+                    _s3rver.WaitForExit(10_000);
+                }
             }
+            catch (InvalidOperationException) { }
         }
-        catch (InvalidOperationException) { }
         try { Directory.Delete(_directory, recursive: true); }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
 
-    /// <summary>Servers of test processes that were killed (their folder names a process that is gone): stopped by the PID recorded beside.</summary>
+    private static void StopRadosgw(string directory)
+    {
+        if (RadosgwScript() is { } script && Directory.Exists(Path.Combine(directory, "cluster"))) ChildProcess.Run(script, "stop", Path.Combine(directory, "cluster"));
+    }
+
+    /// <summary>Servers of test processes that were killed (their folder names a process that is gone): stopped by their recorded PIDs.</summary>
     private static void StopLeftovers()
     {
         foreach (var directory in Directory.GetDirectories(Path.GetTempPath(), Prefix + "*"))
         {
             var owner = Path.Combine(directory, "test-process");
             if (File.Exists(owner) && int.TryParse(File.ReadAllText(owner), out var pid) && Directory.Exists($"/proc/{pid}")) continue;
+            StopRadosgw(directory);
             var server = Path.Combine(directory, "server-pid");
             if (File.Exists(server) && int.TryParse(File.ReadAllText(server), out var serverPid) && Directory.Exists($"/proc/{serverPid}"))
             {
