@@ -20,7 +20,7 @@ internal static class RepositoryCommands
 
     public static Command Build()
     {
-        var cmd = new Command("repository", "Work on a backup repository directly: init, backup files or devices, list, restore, export, verify, forget, gc, stats.");
+        var cmd = new Command("repository", "Work on a backup repository directly: init, backup files or devices, list, restore, export, verify, forget, gc, stats, copy, name-cloud.");
         cmd.Aliases.Add("repo");
         foreach (var o in new Option[] { Repo, PassphraseFile, KeyFile }) { o.Recursive = true; cmd.Options.Add(o); }
         cmd.Options.Add(DaemonCommand.ConfigFile);
