@@ -75,6 +75,10 @@ public sealed class SqlCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPolicyS
             policy TEXT NOT NULL, slot TEXT NOT NULL, vm_id INTEGER NOT NULL, vm_name TEXT NOT NULL, start_by TEXT, state TEXT NOT NULL,
             owner_host TEXT, owner_pid INTEGER, owner_start BIGINT, outcome TEXT, updated TEXT NOT NULL, PRIMARY KEY (policy, slot, vm_id));
         """,
+        // A lease names the cluster its proxy VM runs in: a VM whose disks no live proxy's cluster reaches is told, not left waiting.
+        """
+        ALTER TABLE owner_leases ADD COLUMN cluster INTEGER;
+        """,
     ];
 
     private readonly TimeProvider _time;
@@ -265,23 +269,34 @@ public sealed class SqlCatalog : ICloudJournal, IVmGuard, IJobRecorder, IPolicyS
     private static DateTimeOffset? LeaseAt(DbDataReader r, int ownerColumn) =>
         r.IsDBNull(ownerColumn + 3) ? null : Moment(r.GetString(ownerColumn + 3));
 
-    /// <summary>Records that this process is alive now, on this boot of this machine: what it owns is not another proxy's to clean up or take over.</summary>
-    public void RenewLease()
+    /// <summary>
+    /// Records that this process is alive now, on this boot of this machine: what it owns is not
+    /// another proxy's to clean up or take over. <paramref name="cluster"/>: the cluster its proxy
+    /// VM runs in, whose datastores it can attach images from (null: not a proxy's daemon).
+    /// </summary>
+    public void RenewLease(int? cluster = null)
     {
         using var c = Open();
         var owner = ProcessOwner.Current;
-        Execute(c, "INSERT INTO owner_leases (host, pid, start, renewed, boot) VALUES (@h, @p, @s, @t, @b) ON CONFLICT (host, pid, start) DO UPDATE SET renewed = excluded.renewed, boot = excluded.boot;", null,
-            ("@h", owner.Host), ("@p", owner.Pid), ("@s", owner.StartTicks), ("@t", Stamp(_time.GetUtcNow())), ("@b", owner.Boot));
+        Execute(c, """
+            INSERT INTO owner_leases (host, pid, start, renewed, boot, cluster) VALUES (@h, @p, @s, @t, @b, @c)
+            ON CONFLICT (host, pid, start) DO UPDATE SET renewed = excluded.renewed, boot = excluded.boot, cluster = excluded.cluster;
+            """, null,
+            ("@h", owner.Host), ("@p", owner.Pid), ("@s", owner.StartTicks), ("@t", Stamp(_time.GetUtcNow())), ("@b", owner.Boot), ("@c", cluster));
     }
+
+    public IReadOnlySet<int> ServedClusters() =>
+        Query("SELECT DISTINCT cluster FROM owner_leases WHERE cluster IS NOT NULL AND renewed >= @since;", r => r.GetInt32(0),
+            ("@since", Stamp(_time.GetUtcNow() - ProcessOwner.Lease))).ToHashSet();
 
     /// <summary>
     /// Renews this process's lease now and every <see cref="ProcessOwner.LeaseRenewal"/> until
     /// disposed. A renewal the catalog refuses (busy, a server restarting) is tried again at the
     /// next one: the lease outlasts several renewals.
     /// </summary>
-    public IDisposable KeepLease() => new Timer(_ =>
+    public IDisposable KeepLease(int? cluster = null) => new Timer(_ =>
     {
-        try { RenewLease(); }
+        try { RenewLease(cluster); }
         catch (DbException) { }
     }, null, TimeSpan.Zero, ProcessOwner.LeaseRenewal);
 

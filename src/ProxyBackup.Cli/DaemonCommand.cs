@@ -102,7 +102,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
             var notifier = Notifiers(config, secrets);
             var runner = new PolicyRunner(host.CatalogDb, host.Client, host.Backup, host.Repository, _log, new PolicyRunnerOptions
             {
-                ProxyVmId = host.Steps.Options.ProxyVmId,
+                ProxyVmId = host.Steps.Options.ProxyVmId, ProxyCluster = host.ProxyCluster,
                 Limits = new QueueLimits(config.Limits.MaxConcurrent, config.Limits.MaxPerHost, config.Limits.MaxPerDatastore),
                 Since = DateTimeOffset.UtcNow, Notifier = notifier.IsEmpty ? null : notifier, GcGrace = TimeSpan.FromHours(config.Daemon.GcGraceHours),
                 LongWait = config.Notifications.LongWaitMinutes > 0 ? TimeSpan.FromMinutes(config.Notifications.LongWaitMinutes) : null,

@@ -31,9 +31,10 @@ internal sealed class EngineHost : IDisposable
         return (config, AppSecrets.Load(config.SecretsFile!));
     }
 
-    private EngineHost(OneClient client, SqlCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs)
+    private EngineHost(OneClient client, SqlCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs, int? proxyCluster)
     {
         Client = client;
+        ProxyCluster = proxyCluster;
         CatalogDb = catalog;
         Repository = repository;
         Steps = steps;
@@ -44,8 +45,11 @@ internal sealed class EngineHost : IDisposable
         Restore = new RestoreJob(steps, Cleaner, catalog, repository, logger, catalog);
         Snapshots = new SnapshotManager(steps, catalog);
         // While this process lives, what it journals is its own, also to a proxy sharing the catalog.
-        _lease = catalog.KeepLease();
+        _lease = catalog.KeepLease(proxyCluster);
     }
+
+    /// <summary>The cluster the proxy VM runs in (its last history record): which datastores it can attach images from.</summary>
+    public int? ProxyCluster { get; }
 
     private readonly IDisposable _lease;
 
@@ -137,7 +141,7 @@ internal sealed class EngineHost : IDisposable
                 OperationTimeout = TimeSpan.FromMinutes(cloud.OperationTimeoutMinutes), CopyTimeout = TimeSpan.FromMinutes(cloud.CopyTimeoutMinutes),
                 MinimumCopyBytesPerSecond = (long)cloud.MinimumCopyMBps << 20,
             }, logs.CreateLogger("proxybackup"));
-            return new EngineHost(client, catalog, repository, steps, logs);
+            return new EngineHost(client, catalog, repository, steps, logs, proxy.CurrentHistory?.ClusterId);
         }
         catch
         {

@@ -156,6 +156,9 @@ public interface IPolicyStore
     /// cancelled, expired, gone, merged), or gives it back to the queue unfinished (null: a shutdown).
     /// </summary>
     void EndRun(QueuedRun run, string? outcome);
+
+    /// <summary>The clusters of the proxies that hold a live lease (docs/architecture.md, "Several proxies"): a VM none of them reaches is served by no proxy.</summary>
+    IReadOnlySet<int> ServedClusters();
 }
 
 /// <summary>A VM queued for a policy's run in the catalog; <paramref name="Owner"/> is the process that claimed it and is gone (null: not claimed yet).</summary>

@@ -125,10 +125,11 @@ public sealed record VmNic(int NicId, string? Network, int? NetworkId, string? I
         new(n.Int("NIC_ID"), n.Text("NETWORK"), n.OptInt("NETWORK_ID"), n.Text("IP"), n.Text("MAC"), n);
 }
 
-public sealed record VmHistory(int Sequence, string HostName, int HostId, int SystemDatastoreId, string? VmMad, string? TmMad)
+/// <param name="ClusterId">The cluster of the host (CID): which datastores the VM's disks may be attached from.</param>
+public sealed record VmHistory(int Sequence, string HostName, int HostId, int SystemDatastoreId, string? VmMad, string? TmMad, int ClusterId = 0)
 {
     public static VmHistory Parse(XElement h) =>
-        new(h.Int("SEQ"), h.Str("HOSTNAME"), h.Int("HID"), h.Int("DS_ID"), h.Text("VM_MAD"), h.Text("TM_MAD"));
+        new(h.Int("SEQ"), h.Str("HOSTNAME"), h.Int("HID"), h.Int("DS_ID"), h.Text("VM_MAD"), h.Text("TM_MAD"), h.OptInt("CID") ?? 0);
 }
 
 public sealed record DiskSnapshot(int Id, string? Name, long Date, int Parent, IReadOnlyList<int> Children, bool Active, long SizeMb)

@@ -25,6 +25,9 @@ public enum NotificationEvent
     /// <summary>A scheduled restore drill failed (the point did not restore, its disks read back differently, the VM did not run, the check failed).</summary>
     DrillFailed,
 
+    /// <summary>A VM's disks are in datastores no live proxy's cluster reaches: nobody backs it up.</summary>
+    VmUnreachable,
+
     /// <summary>An off-site copy failed, or left out restore points damaged in the repository.</summary>
     CopyFailed,
     DailySummary,

@@ -11,6 +11,9 @@ public sealed record PolicyRunnerOptions
 {
     /// <summary>The proxy VM, never selected by a policy.</summary>
     public required int ProxyVmId { get; init; }
+
+    /// <summary>The cluster the proxy VM runs in: it backs up only VMs whose disks' datastores that cluster reaches (null: every VM).</summary>
+    public int? ProxyCluster { get; init; }
     public QueueLimits Limits { get; init; } = new();
 
     /// <summary>All time comes from here, so that tests drive it.</summary>
@@ -232,9 +235,21 @@ public sealed partial class PolicyRunner(IPolicyStore store, OneClient client, B
         vms ??= await client.VmPoolExtendedAsync(ct: ct).ConfigureAwait(false);
         // The gone proxy's snapshots and attached images go before its VMs are backed up again here.
         if (fresh.Any(r => r.Owner is not null) && options.AfterTakeOver is { } cleanUp) await cleanUp(ct).ConfigureAwait(false);
+        var reach = new Reach(options.ProxyCluster, client, store);
         foreach (var run in fresh)
         {
             var vm = vms.FirstOrDefault(v => v.Id == run.VmId);
+            if (vm is not null && options.ProxyCluster is not null && !await reach.ServedHereAsync(vm, ct).ConfigureAwait(false))
+            {
+                if (!await reach.ServedByAnyAsync(vm, ct).ConfigureAwait(false) && store.ClaimRun(run))
+                {
+                    store.EndRun(run, "unreachable");
+                    NotUnreachable(run, vm, await reach.DatastoresAsync(vm, ct).ConfigureAwait(false));
+                }
+                // Else another proxy's cluster reaches it: left in the queue for that proxy.
+                continue;
+            }
+            if (vm is not null) _unreachableTold.Remove(vm.Id);
             if (!policies.TryGetValue(run.Policy, out var policy) || vm is null)
             {
                 if (!store.ClaimRun(run)) continue;

@@ -17,6 +17,7 @@ var seed = new Option<string>("--seed") { Description = "demo: create the demo c
 var diskMb = new Option<long>("--seed-disk-mb") { Description = "Size of the demo VMs' main disks, MiB.", DefaultValueFactory = _ => 256 };
 var fleet = new Option<int>("--seed-fleet") { Description = "demo: also this many VMs fleet-001... with one disk of their own (label fleet).", DefaultValueFactory = _ => 0 };
 var fleetDiskMb = new Option<long>("--seed-fleet-disk-mb") { Description = "Size of each fleet VM's disk, MiB.", DefaultValueFactory = _ => 1 };
+var clusters = new Option<int>("--seed-clusters") { Description = "demo: spread the fleet's disks and the proxies over this many clusters, each with a host and an image datastore of its own.", DefaultValueFactory = _ => 1 };
 var proxies = new Option<int>("--seed-proxies") { Description = "demo: this many proxy VMs (proxybackup, proxybackup-2...), for proxies sharing a catalog.", DefaultValueFactory = _ => 1 };
 var opMs = new Option<int>("--op-ms") { Description = "How long each asynchronous operation stays in its transient state, ms.", DefaultValueFactory = _ => 300 };
 var onedTimes = new Option<bool>("--oned-times") { Description = "Snapshots, save-as, hot-plugs and image operations take what a real oned 6.10.5 took (0.1 to 1.1 s); the rest --op-ms." };
@@ -24,7 +25,7 @@ var devices = new Option<SimDeviceMode>("--devices") { Description = "How the pr
 var proxyQmp = new Option<string?>("--proxy-qmp") { Description = "The proxy VM is the QEMU process with this QMP socket: attached disks are hot-plugged into it as virtio-blk devices (instead of --devices)." };
 var fault = new Option<string[]>("--fault") { Description = "Fault rule, repeatable: METHOD[,nth=N][,rate=R][,times=N][,action=error|drop-before|drop-after|stuck|fail-async|delay][,code=N][,message=TEXT][,latency=MS]", AllowMultipleArgumentsPerToken = false };
 var faultsFile = new Option<string?>("--faults") { Description = "JSON file of fault rules: {\"rules\": [{\"method\": ..., \"nth\": ..., \"action\": ...}]}." };
-var serve = new Command("serve", "Run the simulator (the default command).") { listen, data, password, passwordFile, seed, diskMb, fleet, fleetDiskMb, proxies, opMs, onedTimes, devices, proxyQmp, fault, faultsFile };
+var serve = new Command("serve", "Run the simulator (the default command).") { listen, data, password, passwordFile, seed, diskMb, fleet, fleetDiskMb, proxies, clusters, opMs, onedTimes, devices, proxyQmp, fault, faultsFile };
 foreach (var o in serve.Options) root.Options.Add(o);
 
 async Task<int> Serve(ParseResult p, CancellationToken ct)
@@ -70,7 +71,7 @@ async Task<int> Serve(ParseResult p, CancellationToken ct)
     {
         Console.Error.WriteLine($"Seeding the demo cloud ({p.GetValue(diskMb)} MiB disks) ...");
         server.Cloud.SeedDemo(p.GetValue(diskMb));
-        if (p.GetValue(fleet) > 0 || p.GetValue(proxies) > 1) server.Cloud.SeedFleet(p.GetValue(fleet), p.GetValue(fleetDiskMb), Math.Max(0, p.GetValue(proxies) - 1));
+        if (p.GetValue(fleet) > 0 || p.GetValue(proxies) > 1) server.Cloud.SeedFleet(p.GetValue(fleet), p.GetValue(fleetDiskMb), Math.Max(0, p.GetValue(proxies) - 1), clusters: Math.Max(1, p.GetValue(clusters)));
     }
     Console.WriteLine($"one-sim {SimCloud.Version} listening on {server.Endpoint}");
     Console.WriteLine($"data: {options.DataDirectory}; proxy disks: {server.Cloud.ProxyDisks.Description}");

@@ -262,6 +262,13 @@ public sealed partial class SimCloud
                 ?? throw new SimFailure(OneErrorCode.Action, "Wrong number of DISK attributes in the template.", vmId);
             var nextId = vm.Disks.Select(DiskId).Append(ContextDiskId(vm)).DefaultIfEmpty(-1).Max() + 1;
             var disk = BuildDisk(vm, spec, nextId, attaching: true, vmId);
+            // oned's acquire_image: the image's datastore must be in the cluster of the VM's host.
+            var hostCluster = vm.History[^1].ClusterId;
+            if (ImageOf(disk) is { } attached && Datastore(attached.DatastoreId) is { } store && !store.Clusters.Contains(hostCluster))
+            {
+                ReleaseImage(vm, disk);
+                throw new SimFailure(OneErrorCode.Action, $"Image [{attached.Id}] is not part of cluster [{hostCluster}]", vmId);
+            }
             disk.SetElementValue("ATTACH", "YES");
             vm.Template.Add(disk);
             Enter(vm, transient);

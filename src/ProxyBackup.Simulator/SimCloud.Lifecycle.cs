@@ -82,7 +82,8 @@ public sealed partial class SimCloud
         }
         vm.Template.SetElementValue("VMID", id);
         vm.Template.SetElementValue("TM_MAD_SYSTEM", "qcow2");
-        vm.Template.SetElementValue("AUTOMATIC_REQUIREMENTS", "(CLUSTER_ID = 0) & !(PUBLIC_CLOUD = YES)");
+        var reaching = ClustersReaching(vm) ?? [.. _s.Hosts.Select(h => h.ClusterId).Distinct().Order()];
+        vm.Template.SetElementValue("AUTOMATIC_REQUIREMENTS", $"({string.Join(" | ", reaching.Select(c => $"CLUSTER_ID = {c}"))}) & !(PUBLIC_CLOUD = YES)");
         if (templateId is { } tid)
         {
             vm.Template.SetElementValue("TEMPLATE_ID", tid);
@@ -118,8 +119,10 @@ public sealed partial class SimCloud
                         if (vm.Disks.Any(d => ImageOf(d)?.State is ImageState.LockedUsed or ImageState.LockedUsedPers)) continue;
                         var requested = systemDsId ?? RequestedSystemDatastore(vm);
                         var ds = requested is { } r ? Datastore(r) : _s.Datastores.FirstOrDefault(d => d.Type == DatastoreType.System);
+                        // The scheduler's automatic requirement: a host of a cluster every image datastore of the VM is in.
+                        var clusters = ClustersReaching(vm);
                         var candidate = hostId is { } h ? _s.Hosts.FirstOrDefault(x => x.Id == h)
-                            : _s.Hosts.Where(x => x.State == (int)HostState.Monitored).OrderBy(x => VmsOnHost(x.Id).Count()).FirstOrDefault();
+                            : _s.Hosts.Where(x => x.State == (int)HostState.Monitored && (clusters is null || clusters.Contains(x.ClusterId))).OrderBy(x => VmsOnHost(x.Id).Count()).FirstOrDefault();
                         var why = ds is not { Type: DatastoreType.System } ? $"No system datastore meets capacity and SCHED_DS_REQUIREMENTS: ID={requested}"
                             : candidate is null ? "Cannot dispatch VM to any Host. Possible reasons: Not enough capacity in Host or System DS, dispatch limit reached, or limit of free leases reached."
                             : null;
@@ -131,7 +134,7 @@ public sealed partial class SimCloud
                         }
                         (host, dsId) = (candidate!, ds!.Id);
                         vm.UserTemplate.Element("SCHED_MESSAGE")?.Remove();
-                        vm.History.Add(new SimHistory { Seq = vm.History.Count, HostId = host.Id, HostName = host.Name, SystemDatastoreId = dsId, VmMad = host.VmMad, STime = Now });
+                        vm.History.Add(new SimHistory { Seq = vm.History.Count, HostId = host.Id, HostName = host.Name, ClusterId = host.ClusterId, SystemDatastoreId = dsId, VmMad = host.VmMad, STime = Now });
                         (vm.State, vm.Lcm) = (VmState.Active, LcmState.Prolog);
                         Save();
                         break;

@@ -51,25 +51,55 @@ public sealed partial class SimCloud
     /// content, and <paramref name="extraProxies"/> more proxy VMs proxybackup-2... (several proxies
     /// sharing one catalog).
     /// </summary>
-    public void SeedFleet(int vms, long diskMb, int extraProxies, int seed = 7)
+    /// <param name="clusters">With more than one, clusters 1... are added, each with a host (kvm-cN) and an image datastore
+    /// (images-cN) only its hosts reach; fleet VM i has its disk in cluster (i - 1) mod <paramref name="clusters"/>, and proxy
+    /// VM p runs in cluster (p - 1) mod <paramref name="clusters"/> (the demo's datastores and the first proxy stay in cluster 0,
+    /// the system datastore and the images' "default" datastore reach every cluster).</param>
+    public void SeedFleet(int vms, long diskMb, int extraProxies, int seed = 7, int clusters = 1)
     {
         lock (_gate)
         {
             var rnd = new Random(seed);
             var proxyOs = _s.Images.FirstOrDefault(i => i.Name == "proxybackup-appliance")?.Id
                 ?? throw new InvalidOperationException("SeedFleet adds to the demo cloud: seed it first (SeedDemo).");
-            var images = Enumerable.Range(1, vms).Select(i => SeedImage($"fleet-{i:000}-data", ImageType.Datablock, diskMb, persistent: false, rnd)).ToList();
+            var datastores = new Dictionary<int, int> { [0] = _s.Datastores.First(d => d.Name == "default").Id };
+            var hosts = new Dictionary<int, int> { [0] = _s.Hosts.First(h => h.ClusterId == 0).Id };
+            for (var c = 1; c < clusters; c++)
+            {
+                hosts[c] = _s.NextHostId;
+                _s.Hosts.Add(new SimHost { Id = _s.NextHostId++, Name = $"kvm-c{c}", ClusterId = c });
+                datastores[c] = _s.NextDatastoreId;
+                _s.Datastores.Add(new SimDatastore { Id = _s.NextDatastoreId++, Name = $"images-c{c}", Type = DatastoreType.Image, TmMad = "qcow2", TotalMb = 1_000_000, AllowOrphans = "FORMAT", Clusters = [c] });
+            }
+            foreach (var shared in _s.Datastores.Where(d => d.Type == DatastoreType.System || d.Name == "default")) shared.Clusters = [.. Enumerable.Range(0, Math.Max(1, clusters))];
+            var images = Enumerable.Range(1, vms).Select(i => SeedImage($"fleet-{i:000}-data", ImageType.Datablock, diskMb, persistent: false, rnd, datastores[(i - 1) % Math.Max(1, clusters)])).ToList();
             Save();
             for (var p = 2; p < 2 + extraProxies; p++)
-                CreateVm(TemplateParser.Parse($"NAME = \"proxybackup-{p}\"\n{VmCommon}{Disk(proxyOs)}PROXY = \"YES\"\n"), false, 0, null, null);
+            {
+                var proxy = CreateVm(TemplateParser.Parse($"NAME = \"proxybackup-{p}\"\n{VmCommon}{Disk(proxyOs)}PROXY = \"YES\"\n"), clusters > 1, 0, null, null);
+                if (clusters > 1) VmDeploy(proxy, hosts[(p - 1) % clusters], -1);
+            }
             for (var i = 1; i <= vms; i++)
                 CreateVm(TemplateParser.Parse($"NAME = \"fleet-{i:000}\"\n{VmCommon}{Disk(images[i - 1])}LABELS = \"fleet\"\n"), false, 0, null, null);
         }
     }
 
-    private int SeedImage(string name, ImageType type, long sizeMb, bool persistent, Random rnd)
+    /// <summary>The name a cluster has in documents: "default" for cluster 0, as in a new OpenNebula.</summary>
+    public static string ClusterName(int id) => id == 0 ? "default" : $"cluster-{id}";
+
+    /// <summary>The clusters whose hosts reach every image datastore of the VM's disks; null when it has no image disk (any host).</summary>
+    private List<int>? ClustersReaching(SimVm vm)
     {
-        var image = NewImage(name, type, sizeMb, 1, "raw", persistent);
+        List<int>? reaching = null;
+        foreach (var disk in vm.Disks)
+            if (ImageOf(disk) is { } image && Datastore(image.DatastoreId) is { } store)
+                reaching = reaching is null ? [.. store.Clusters] : [.. reaching.Intersect(store.Clusters)];
+        return reaching;
+    }
+
+    private int SeedImage(string name, ImageType type, long sizeMb, bool persistent, Random rnd, int datastoreId = 1)
+    {
+        var image = NewImage(name, type, sizeMb, datastoreId, "raw", persistent);
         image.Template["DEV_PREFIX"] = "vd";
         image.State = ImageState.Ready;
         WriteMixedContent(ImageFile(image.Id), sizeMb * MiB, rnd);

@@ -42,6 +42,9 @@ public sealed class SimHost
 
     /// <summary>The VM driver (VM_MAD) as the site registered it: a KVM driver may have any name.</summary>
     public string VmMad { get; set; } = "kvm";
+
+    /// <summary>The cluster the host is in (0: "default").</summary>
+    public int ClusterId { get; set; }
 }
 
 public sealed class SimDatastore
@@ -54,6 +57,9 @@ public sealed class SimDatastore
 
     /// <summary>Snapshot delete rules (docs/opennebula.md, "Snapshot delete rules"): NO, YES, MIXED or FORMAT.</summary>
     public string AllowOrphans { get; set; } = "NO";
+
+    /// <summary>The clusters whose hosts reach it (CLUSTERS/ID): an image in it is attached only to a VM on one of their hosts.</summary>
+    public List<int> Clusters { get; set; } = [0];
 }
 
 public sealed class SimImage
@@ -104,6 +110,9 @@ public sealed class SimHistory
     public int Seq { get; set; }
     public int HostId { get; set; }
     public required string HostName { get; set; }
+
+    /// <summary>The host's cluster when the VM was placed there (HISTORY/CID).</summary>
+    public int ClusterId { get; set; }
     public int SystemDatastoreId { get; set; }
     public string VmMad { get; set; } = "kvm";
     public long STime { get; set; }

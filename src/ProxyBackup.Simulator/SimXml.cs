@@ -79,7 +79,7 @@ internal static class SimXml
     private static XElement History(SimVm vm, SimHistory h, bool full)
     {
         var x = new XElement("HISTORY", P("OID", vm.Id), P("SEQ", h.Seq), full ? P("HOSTNAME", h.HostName) : C("HOSTNAME", h.HostName),
-            P("HID", h.HostId), P("CID", 0));
+            P("HID", h.HostId), P("CID", h.ClusterId));
         if (full) x.Add(P("STIME", h.STime), P("ETIME", h.ETime));
         x.Add(P("DS_ID", h.SystemDatastoreId), C("VM_MAD", h.VmMad), C("TM_MAD", "qcow2"));
         x.Add(full ? P("ACTION", h.Action) : C("ACTION", S(h.Action)));
@@ -122,7 +122,7 @@ internal static class SimXml
         var used = cloud.UsedMb(d);
         return new XElement("DATASTORE", P("ID", d.Id), P("UID", 0), P("GID", 0), P("UNAME", "oneadmin"), P("GNAME", "oneadmin"), P("NAME", d.Name),
             Permissions(), C("DS_MAD", d.Type == DatastoreType.System ? "-" : "fs"), C("TM_MAD", d.TmMad), C("BASE_PATH", $"/var/lib/one/datastores/{d.Id}"),
-            P("TYPE", (int)d.Type), P("DISK_TYPE", 0), P("STATE", 0), new XElement("CLUSTERS", P("ID", 0)),
+            P("TYPE", (int)d.Type), P("DISK_TYPE", 0), P("STATE", 0), new XElement("CLUSTERS", d.Clusters.Select(c => P("ID", c))),
             P("TOTAL_MB", d.TotalMb), P("FREE_MB", Math.Max(0, d.TotalMb - used)), P("USED_MB", used),
             new XElement("IMAGES", cloud.ImagesIn(d.Id).Select(i => P("ID", i))),
             Template(new XElement("TEMPLATE", new XElement("ALLOW_ORPHANS", d.AllowOrphans), new XElement("TM_MAD", d.TmMad),
@@ -133,7 +133,7 @@ internal static class SimXml
     {
         var vms = cloud.VmsOnHost(h.Id).ToList();
         return new XElement("HOST", P("ID", h.Id), P("NAME", h.Name), P("STATE", h.State), P("PREV_STATE", h.State), C("IM_MAD", h.ImMad), C("VM_MAD", h.VmMad),
-            P("CLUSTER_ID", 0), P("CLUSTER", "default"),
+            P("CLUSTER_ID", h.ClusterId), P("CLUSTER", SimCloud.ClusterName(h.ClusterId)),
             new XElement("HOST_SHARE", P("MEM_USAGE", 0), P("CPU_USAGE", 0), P("TOTAL_MEM", 16777216), P("TOTAL_CPU", 800), P("MAX_MEM", 16777216),
                 P("MAX_CPU", 800), P("RUNNING_VMS", vms.Count), P("VMS_THREAD", 1), new XElement("DATASTORES"), new XElement("PCI_DEVICES"), new XElement("NUMA_NODES")),
             new XElement("VMS", vms.Select(v => P("ID", v))),

@@ -22,6 +22,25 @@ public sealed class CatalogTests
     }
 
     [CatalogTheory]
+    public void The_clusters_served_are_those_of_the_leases_renewed_within_the_lease(string engine)
+    {
+        using var db = new TestCatalog(engine);
+        var clock = new ManualClock(T0);
+        var catalog = db.Open(clock);
+        Assert.Empty(catalog.ServedClusters());
+        catalog.RenewLease(cluster: 3);
+        Assert.Equal([3], catalog.ServedClusters());
+        // A lease without a cluster (a CLI process) serves none; a renewal moves the proxy's cluster.
+        catalog.RenewLease();
+        Assert.Empty(catalog.ServedClusters());
+        catalog.RenewLease(cluster: 5);
+        clock.Now = T0 + ProcessOwner.Lease - TimeSpan.FromSeconds(1);
+        Assert.Equal([5], catalog.ServedClusters());
+        clock.Now = T0 + ProcessOwner.Lease + TimeSpan.FromSeconds(1);
+        Assert.Empty(catalog.ServedClusters());
+    }
+
+    [CatalogTheory]
     public void Journal_entries_keep_their_owner_until_removed(string engine)
     {
         using var db = new TestCatalog(engine);

@@ -345,6 +345,56 @@ public class PolicyRunnerTests
         Assert.Equal(0, w.Repository.Memory.Reserved);
     }
 
+    [Fact]
+    public async Task A_proxy_backs_up_only_the_VMs_its_cluster_reaches_and_tells_once_of_those_no_proxy_reaches()
+    {
+        await using var w = await EngineWorld.StartAsync();
+        // Fleet VMs 1 and 3 have their disks in cluster 0's reach, 2 and 4 in images-c1, which only cluster 1's host reaches.
+        w.Sim.Cloud.SeedFleet(vms: 4, diskMb: 1, extraProxies: 0, clusters: 2);
+        await w.Sim.Cloud.WaitIdleAsync(TimeSpan.FromSeconds(30));
+        var proxy = await w.Client.VmInfoAsync(w.ProxyId);
+        Assert.Equal(0, proxy.CurrentHistory!.ClusterId);
+        // What the proxy must not try: OpenNebula refuses to attach an image of another cluster's datastore.
+        var farImage = (await w.Client.ImagePoolAsync()).First(i => i.Name == "fleet-002-data");
+        var refused = await Assert.ThrowsAsync<OneActionException>(() => w.Client.VmAttachAsync(w.ProxyId, new OneTemplate().AddVector("DISK", [new("IMAGE_ID", farImage.Id), new("READONLY", "YES")])));
+        Assert.Contains($"Image [{farImage.Id}] is not part of cluster [0]", refused.Message);
+        w.Catalog.RenewLease(cluster: 0);
+        w.Catalog.SavePolicy(new ProtectionPolicy { Name = "fleet", Schedule = "*/5 * * * *", Selection = new VmSelection { Label = "fleet" } });
+        var clock = new ManualClock(T0);
+        var notifier = new RecordingNotifier();
+        var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
+            new PolicyRunnerOptions { ProxyVmId = w.ProxyId, ProxyCluster = 0, Limits = new QueueLimits(2, 0, 0), Time = clock, Since = T0, Notifier = notifier });
+        var fleet = (await w.Client.VmPoolExtendedAsync()).Where(v => v.Name.StartsWith("fleet-", StringComparison.Ordinal)).OrderBy(v => v.Name).ToList();
+
+        clock.Now = T0.AddMinutes(3);
+        await runner.TickAsync(CancellationToken.None);
+        await DrainAll(runner);
+        Assert.Equal([fleet[0].Id, fleet[2].Id], w.Repository.ListRestorePoints().Select(p => int.Parse(p.Tags["vm_id"], System.Globalization.CultureInfo.InvariantCulture)).Order());
+        // No job was even tried for the others (the attach would be refused: "Image [N] is not part of cluster [0]").
+        Assert.DoesNotContain(w.Catalog.Recent(50), j => j.VmId == fleet[1].Id || j.VmId == fleet[3].Id);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
+        var told = notifier.Received.Where(n => n.Event == NotificationEvent.VmUnreachable).ToList();
+        Assert.Equal([fleet[1].Id, fleet[3].Id], told.Select(n => n.VmId!.Value).Order());
+        Assert.All(told, n => Assert.Contains("images-c1", n.Detail));
+
+        // A proxy of cluster 1 appears (its lease, as another machine's daemon writes it): the next run leaves those VMs to it, and tells nothing more.
+        using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={w.Catalog.Path}"))
+        {
+            c.Open();
+            using var insert = c.CreateCommand();
+            insert.CommandText = "INSERT INTO owner_leases (host, pid, start, renewed, boot, cluster) VALUES ('proxy-c1', 4242, 1, $t, 'boot-of-proxy-c1', 1);";
+            insert.Parameters.AddWithValue("$t", DateTimeOffset.UtcNow.ToString("o", System.Globalization.CultureInfo.InvariantCulture));
+            insert.ExecuteNonQuery();
+        }
+        clock.Now = T0.AddMinutes(8);
+        await runner.TickAsync(CancellationToken.None);
+        await DrainAll(runner);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(2, notifier.Received.Count(n => n.Event == NotificationEvent.VmUnreachable));
+        Assert.Equal(4, w.Repository.ListRestorePoints().Count);
+        Assert.Contains(w.Catalog.ClaimableRuns(), r => r.VmId == fleet[1].Id);
+    }
+
     private static async Task DrainAll(PolicyRunner runner)
     {
         for (var i = 0; i < 200 && (runner.Queue.Waiting > 0 || runner.Queue.Running.Count > 0); i++)
