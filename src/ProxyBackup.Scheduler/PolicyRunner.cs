@@ -257,7 +257,17 @@ public sealed partial class PolicyRunner(IPolicyStore store, OneClient client, B
                 logger.LogWarning("Policy {Policy}: VM {VmId} ({Name}) was queued, but {What} is gone: not backed up", run.Policy, run.VmId, run.VmName, vm is null ? "the VM" : "the policy");
                 continue;
             }
-            if (run.Owner is { } gone) logger.LogWarning("Policy {Policy}: VM {VmId} was started by {Owner}, which is gone: taken over", run.Policy, run.VmId, gone);
+            if (run.Owner is { } gone)
+            {
+                // The gone proxy may have committed the VM's restore point and died before it said so: not backed up twice.
+                if (repository.Latest(backup.Sources.Of(run.VmId)) is { } latest && latest.Time >= run.Slot)
+                {
+                    if (store.ClaimRun(run)) store.EndRun(run, "succeeded");
+                    logger.LogInformation("Policy {Policy}: VM {VmId} was backed up by {Owner} ({Point}) before it was gone: not backed up again", run.Policy, run.VmId, gone, latest.Id);
+                    continue;
+                }
+                logger.LogWarning("Policy {Policy}: VM {VmId} was started by {Owner}, which is gone: taken over", run.Policy, run.VmId, gone);
+            }
             if (_taken.TryGetValue(run.VmId, out var queuedHere) && (queuedHere.Policy, queuedHere.Slot) == (run.Policy, run.Slot))
             {
                 // Already waiting here for this very run, which a proxy that is gone took meanwhile: claimed from that proxy when it starts.
