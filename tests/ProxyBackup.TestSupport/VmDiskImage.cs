@@ -18,7 +18,7 @@ public static class VmDiskImage
         if (!Environment.IsPrivilegedProcess) return "needs root (loop devices and mounts)";
         if (!File.Exists("/dev/fuse")) return "the kernel offers no FUSE (/dev/fuse)";
         foreach (var tool in new[] { "sfdisk", "partx", "mkfs.ext4", "mkfs.xfs", "pvcreate", "vgcfgrestore", "losetup", "blkid" })
-            if (!new[] { "/usr/sbin", "/sbin", "/usr/bin", "/bin" }.Any(d => File.Exists(Path.Combine(d, tool)))) return $"{tool} is not installed (scripts/test installs xfsprogs and lvm2)";
+            if (!new[] { "/usr/sbin", "/sbin", "/usr/bin", "/bin" }.Any(d => File.Exists(Path.Combine(d, tool)))) return $"{tool} is not installed (scripts/test installs fdisk, xfsprogs and lvm2)";
         return null;
     }
 
