@@ -83,8 +83,18 @@ public sealed class AppConfig
 
         /// <summary>The configured repository, with its mount checked; opened with <paramref name="key"/>, else the stored passphrase.</summary>
         public BackupRepository Open(AppSecrets secrets, RepositoryKey? key = null) =>
-            BackupRepository.Open(RepositoryLocation.Storage(Path, S3AccessKeyId is { Length: > 0 } id && secrets.S3SecretAccessKey is { Length: > 0 } secret ? new S3Credentials(id, secret) : null),
-                key ?? secrets.PassphraseKey(), mountPoint: MountPoint);
+            BackupRepository.Open(Storage(secrets), key ?? secrets.PassphraseKey(), mountPoint: MountPoint);
+
+        private IRepositoryStorage Storage(AppSecrets secrets) =>
+            RepositoryLocation.Storage(Path, S3AccessKeyId is { Length: > 0 } id && secrets.S3SecretAccessKey is { Length: > 0 } secret ? new S3Credentials(id, secret) : null);
+
+        /// <summary>Whether a repository is there (its config): a file in the directory, an object in the bucket; false when the bucket cannot be asked.</summary>
+        public bool Holds(AppSecrets secrets)
+        {
+            if (!S3Location.IsS3(Path)) return File.Exists(System.IO.Path.Combine(Path, "config"));
+            try { return Storage(secrets).Read("config") is not null; }
+            catch (Exception e) when (e is ProxyBackup.Contracts.UserFacingException or IOException) { return false; }
+        }
 
         /// <summary>The mount a repository at <paramref name="path"/> needs: <see cref="MountPoint"/> when the path lies on it.</summary>
         public string? MountFor(string path) => MountPoint is { } mount && MountTable.Contains(mount, path) ? mount : null;

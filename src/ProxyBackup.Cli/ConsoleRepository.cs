@@ -72,7 +72,7 @@ internal sealed class ConsoleRepository(IApplication app, AppConfig config, AppS
     private List<string> Describe(IReadOnlyList<StatusCommand.ProtectedVm> vms)
     {
         var lines = new List<string>();
-        if (!File.Exists(Path.Combine(config.Repository.Path, "config")))
+        if (!config.Repository.Holds(secrets))
         {
             lines.Add($"No repository in {config.Repository.Path} yet: type where it goes (its own disk: s, storage) and Save creates it.");
             return lines;

@@ -57,7 +57,7 @@ internal sealed class DaemonService(AppConfig config, AppSecrets secrets, ILogge
         {
             try
             {
-                host = await EngineHost.FromConfigAsync(config, secrets, logs, stoppingToken).ConfigureAwait(false);
+                host = await EngineHost.FromConfigAsync(config, secrets, logs, stoppingToken, servesCluster: true).ConfigureAwait(false);
             }
             catch (ProxyBackup.Repository.RepositoryException e)
             {

@@ -31,7 +31,7 @@ internal sealed class EngineHost : IDisposable
         return (config, AppSecrets.Load(config.SecretsFile!));
     }
 
-    private EngineHost(OneClient client, SqlCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs, int? proxyCluster)
+    private EngineHost(OneClient client, SqlCatalog catalog, BackupRepository repository, CloudSteps steps, ILoggerFactory logs, int? proxyCluster, bool servesCluster)
     {
         Client = client;
         ProxyCluster = proxyCluster;
@@ -45,7 +45,7 @@ internal sealed class EngineHost : IDisposable
         Restore = new RestoreJob(steps, Cleaner, catalog, repository, logger, catalog);
         Snapshots = new SnapshotManager(steps, catalog);
         // While this process lives, what it journals is its own, also to a proxy sharing the catalog.
-        _lease = catalog.KeepLease(proxyCluster);
+        _lease = catalog.KeepLease(servesCluster ? proxyCluster : null);
     }
 
     /// <summary>The cluster the proxy VM runs in (its last history record): which datastores it can attach images from.</summary>
@@ -112,14 +112,15 @@ internal sealed class EngineHost : IDisposable
     private IDisposable? _ownedLogs;
 
     /// <summary>The daemon's engine, from the configuration file and the secrets file.</summary>
-    public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct, bool proxyMustRun = true)
+    /// <param name="servesCluster">The daemon's engine: its lease tells the proxies sharing the catalog which cluster it serves (a CLI process serves none).</param>
+    public static async Task<EngineHost> FromConfigAsync(AppConfig config, AppSecrets secrets, ILoggerFactory logs, CancellationToken ct, bool proxyMustRun = true, bool servesCluster = false)
     {
         var client = new OneClient(config.ClientOptions(secrets));
-        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog, () => config.Repository.Open(secrets), config.Devices.Directory, config.OpenNebula, proxyMustRun, logs, ct).ConfigureAwait(false);
+        return await BuildAsync(client, config.OpenNebula.ProxyVmId, config.Catalog, () => config.Repository.Open(secrets), config.Devices.Directory, config.OpenNebula, proxyMustRun, logs, ct, servesCluster).ConfigureAwait(false);
     }
 
     private static async Task<EngineHost> BuildAsync(OneClient client, int? proxyVm, AppConfig.CatalogSection catalogSection, Func<BackupRepository> openRepository, string? devicesDir,
-        AppConfig.OpenNebulaSection cloud, bool proxyMustRun, ILoggerFactory logs, CancellationToken ct)
+        AppConfig.OpenNebulaSection cloud, bool proxyMustRun, ILoggerFactory logs, CancellationToken ct, bool servesCluster = false)
     {
         try
         {
@@ -141,7 +142,7 @@ internal sealed class EngineHost : IDisposable
                 OperationTimeout = TimeSpan.FromMinutes(cloud.OperationTimeoutMinutes), CopyTimeout = TimeSpan.FromMinutes(cloud.CopyTimeoutMinutes),
                 MinimumCopyBytesPerSecond = (long)cloud.MinimumCopyMBps << 20,
             }, logs.CreateLogger("proxybackup"));
-            return new EngineHost(client, catalog, repository, steps, logs, proxy.CurrentHistory?.ClusterId);
+            return new EngineHost(client, catalog, repository, steps, logs, proxy.CurrentHistory?.ClusterId, servesCluster);
         }
         catch
         {

@@ -170,11 +170,16 @@ internal static class StatusCommand
     {
         var path = config.Repository.Path;
         if (config.Repository.MountPoint is { } mount && MountTable.At(mount) is null) return new RepositoryStatus(path, false, null, null, null, null);
-        if (!File.Exists(Path.Combine(path, "config"))) return new RepositoryStatus(path, false, null, null, null, null);
+        if (!config.Repository.Holds(secrets)) return new RepositoryStatus(path, false, null, null, null, null);
         try
         {
-            var drive = new DriveInfo(path);
-            (long total, long free) = (drive.TotalSize, drive.AvailableFreeSpace);
+            // An S3 bucket has no size to tell.
+            long? total = null, free = null;
+            if (!ProxyBackup.ObjectStorage.S3Location.IsS3(path))
+            {
+                var drive = new DriveInfo(path);
+                (total, free) = (drive.TotalSize, drive.AvailableFreeSpace);
+            }
             var repository = config.Repository.Open(secrets);
             // The newest verification of each restore point: when the last verify ran, and what it found.
             var states = repository.ListRestorePoints().Select(repository.LastVerification).OfType<VerifyState>().ToList();

@@ -13,7 +13,7 @@ public static class RepositoryLocation
         try { parsed = S3Location.Parse(location); }
         catch (FormatException e) { throw new RepositoryException(e.Message); }
         return new S3RepositoryStorage(parsed, credentials ?? S3Credentials.FromEnvironment()
-            ?? throw new RepositoryException($"{parsed} needs an S3 access key: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or Repository:S3AccessKeyId in the configuration with its secret stored by 'proxybackup configure' (docs/operations.md, \"A repository on S3\")."));
+            ?? throw new RepositoryException($"{parsed} needs an S3 access key: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or Repository:S3AccessKeyId in the configuration and its secret as S3SecretAccessKey in the secrets file (docs/operations.md, \"A repository on S3\")."));
     }
 
     /// <summary>What is wrong with a configured location, or null: an absolute directory path or a well-formed S3 location.</summary>

@@ -126,11 +126,12 @@ internal sealed class S3Bucket
 
     private const string TouchedHeader = "x-amz-meta-touched";
 
-    /// <summary>Writes an object whole (S3 never shows a part of one).</summary>
-    public void Put(string name, byte[] content, int length) => Run("write", name, async ct =>
+    /// <summary>Writes an object whole (S3 never shows a part of one); with <paramref name="touched"/>, that time in its metadata (<see cref="Head"/>).</summary>
+    public void Put(string name, byte[] content, int length, DateTimeOffset? touched = null) => Run("write", name, async ct =>
     {
         using var body = new MemoryStream(content, 0, length, writable: false);
         var request = new PutObjectRequest { BucketName = Location.Bucket, Key = Key(name), InputStream = body, AutoCloseStream = false, UseChunkEncoding = false, DisablePayloadSigning = false };
+        if (touched is { } time) request.Metadata[TouchedHeader] = time.ToUnixTimeMilliseconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
         await _client.PutObjectAsync(request, ct).ConfigureAwait(false);
         return true;
     });
@@ -212,6 +213,10 @@ internal sealed class S3Bucket
         {
             throw new BucketMissingException($"The bucket '{Location.Bucket}' does not exist at {Location.Endpoint}: create it, or create the repository with 'repository init' (it creates the bucket).");
         }
+        catch (AmazonS3Exception e) when (e.ErrorCode == "RequestTimeTooSkewed")
+        {
+            throw new RepositoryException($"{Location} refused the request: this machine's clock differs from the S3 server's by more than 15 minutes. Set the time (NTP, chrony) on both.");
+        }
         catch (AmazonS3Exception e) when (e.StatusCode is HttpStatusCode.Forbidden or HttpStatusCode.Unauthorized || e.ErrorCode is "InvalidAccessKeyId" or "SignatureDoesNotMatch" or "AccessDenied")
         {
             throw new RepositoryException($"{Location} refused to {what} {Key(name)} ({e.ErrorCode}): check the access key and secret (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the configuration's S3 section) and the bucket's policy.");
@@ -220,9 +225,14 @@ internal sealed class S3Bucket
         {
             throw new RepositoryFullException(Location.ToString(), e);
         }
-        catch (Exception e) when (IsTransient(e) || e is AmazonServiceException)
+        catch (Exception e) when (IsTransient(e))
         {
             throw new IOException($"S3 could not {what} {Key(name)} at {Location.Endpoint} after retries: {e.Message}", e);
+        }
+        catch (AmazonClientException e)
+        {
+            // A refusal that is not retried (a malformed request, a region the bucket is not in), or the client's own check.
+            throw new IOException($"S3 could not {what} {Key(name)} at {Location.Endpoint}: {e.Message}", e);
         }
     }
 }

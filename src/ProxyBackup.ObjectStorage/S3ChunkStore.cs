@@ -21,8 +21,9 @@ internal sealed class S3ChunkStore(S3Bucket bucket, int maxFileLength) : IChunkS
     /// <summary>Clocks of proxies and of the S3 server differ: a sweep that ended this long before a writer started still counts as beside it.</summary>
     private static readonly TimeSpan ClockMargin = TimeSpan.FromMinutes(10);
 
-    /// <summary>A sweep record not finished after this long is a GC that died (its lock went stale long before).</summary>
-    private static readonly TimeSpan SweepGivenUpAfter = RepositoryLock.StaleAfter;
+    /// <summary>A running sweep rewrites its record at least this often; one not rewritten for <see cref="SweepGivenUpAfter"/> is a GC that died.</summary>
+    private static readonly TimeSpan SweepBeat = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan SweepGivenUpAfter = TimeSpan.FromMinutes(10);
 
     private static string Key(ChunkId id)
     {
@@ -40,7 +41,8 @@ internal sealed class S3ChunkStore(S3Bucket bucket, int maxFileLength) : IChunkS
         try
         {
             file.CopyTo(copy);
-            bucket.Put(Key(id), copy, file.Length);
+            // The writer's time beside the server's: a sweep compares it with a cutoff on the writers' clocks.
+            bucket.Put(Key(id), copy, file.Length, DateTimeOffset.UtcNow);
             return 0;
         }
         finally
@@ -75,30 +77,49 @@ internal sealed class S3ChunkStore(S3Bucket bucket, int maxFileLength) : IChunkS
     /// <summary>Nothing: a GET starts when the worker asks (the restore runs several workers at once).</summary>
     public void ReadAhead(ChunkId id) { }
 
+    /// <summary>
+    /// Copied to <c>NAME.bad</c> first and judged there: a copy found sound (a backup rewrote the chunk
+    /// since the caller read it) is dropped and the chunk never leaves its name; only a damaged one is
+    /// removed from under its name.
+    /// </summary>
     public ChunkQuarantine SetAside(ChunkId id, DateTimeOffset now, Func<ReadOnlySpan<byte>, bool> soundNow)
     {
         var key = Key(id);
         if (!bucket.Copy(key, key + BadSuffix, now)) return ChunkQuarantine.NotMoved;
-        bucket.Delete(key);
-        // A backup that rewrote it between the caller's read and the copy made it sound: back it goes.
         if (bucket.Get(key + BadSuffix) is { } aside && aside.Length <= maxFileLength && soundNow(aside))
         {
-            bucket.Copy(key + BadSuffix, key, now);
             bucket.Delete(key + BadSuffix);
             return ChunkQuarantine.SoundNow;
         }
+        bucket.Delete(key);
         return ChunkQuarantine.MovedAside;
     }
 
     public ChunkSweep Sweep(IReadOnlySet<ChunkId> keep, DateTimeOffset cutoff, CancellationToken ct)
     {
         var started = DateTimeOffset.UtcNow;
-        WriteSweepRecord(new SweepTimes(started, null));
+        var beat = started;
+        WriteSweepRecord(new SweepTimes(started, null, beat));
         int removed = 0, inGrace = 0;
         long freed = 0;
-        foreach (var (name, length, modified) in bucket.List("chunks/"))
+        try
         {
-            ct.ThrowIfCancellationRequested();
+            foreach (var (name, length, modified) in bucket.List("chunks/"))
+            {
+                ct.ThrowIfCancellationRequested();
+                if (DateTimeOffset.UtcNow - beat > SweepBeat) WriteSweepRecord(new SweepTimes(started, null, beat = DateTimeOffset.UtcNow));
+                Judge(name, length, modified);
+            }
+        }
+        finally
+        {
+            // Also when the sweep fails or is stopped: the writers waiting for its end go on at once.
+            WriteSweepRecord(new SweepTimes(started, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow));
+        }
+        return new ChunkSweep(removed, freed, inGrace);
+
+        void Judge(string name, long length, DateTimeOffset modified)
+        {
             var file = name[(name.LastIndexOf('/') + 1)..];
             if (file.EndsWith(BadSuffix, StringComparison.Ordinal))
             {
@@ -107,24 +128,22 @@ internal sealed class S3ChunkStore(S3Bucket bucket, int maxFileLength) : IChunkS
                     bucket.Delete(name);
                     freed += length;
                 }
-                continue;
+                return;
             }
             ChunkId id;
             try { id = ChunkId.Parse(file); }
-            catch (FormatException) { continue; }
-            if (keep.Contains(id)) continue;
+            catch (FormatException) { return; }
+            if (keep.Contains(id)) return;
             // The listing may be older than a writer's touch: the time is looked at again just before the delete.
             if (modified > cutoff || bucket.Head(name) is not { } now || now.Time > cutoff)
             {
                 inGrace++;
-                continue;
+                return;
             }
             bucket.Delete(name);
             freed += length;
             removed++;
         }
-        WriteSweepRecord(new SweepTimes(started, DateTimeOffset.UtcNow));
-        return new ChunkSweep(removed, freed, inGrace);
     }
 
     /// <summary>
@@ -136,8 +155,8 @@ internal sealed class S3ChunkStore(S3Bucket bucket, int maxFileLength) : IChunkS
     {
         if (reused.Count == 0) return [];
         var sweep = ReadSweepRecord();
-        var waitUntil = DateTimeOffset.UtcNow + SweepGivenUpAfter;
-        while (sweep is { Ended: null } && DateTimeOffset.UtcNow - sweep.Started < SweepGivenUpAfter && DateTimeOffset.UtcNow < waitUntil)
+        // A sweep under way is waited for while it lives (it rewrites its record every minute).
+        while (sweep is { Ended: null } && DateTimeOffset.UtcNow - (sweep.Beat ?? sweep.Started) < SweepGivenUpAfter)
         {
             Thread.Sleep(TimeSpan.FromSeconds(1));
             sweep = ReadSweepRecord();
@@ -151,7 +170,8 @@ internal sealed class S3ChunkStore(S3Bucket bucket, int maxFileLength) : IChunkS
         return [.. missing];
     }
 
-    internal sealed record SweepTimes(DateTimeOffset Started, DateTimeOffset? Ended);
+    /// <param name="Beat">When a running sweep last rewrote its record.</param>
+    internal sealed record SweepTimes(DateTimeOffset Started, DateTimeOffset? Ended, DateTimeOffset? Beat = null);
 
     private void WriteSweepRecord(SweepTimes times)
     {

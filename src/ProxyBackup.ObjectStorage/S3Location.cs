@@ -23,10 +23,17 @@ public sealed record S3Location(Uri Endpoint, string Bucket, string Prefix, stri
         if (parts[0].Length is < 3 or > 63 || !parts[0].All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.'))
             throw new FormatException($"'{parts[0]}' is not a valid bucket name (3 to 63 of a-z, 0-9, '-' and '.'): write {form}.");
         var prefix = parts.Length > 1 && parts[1].Trim('/').Length > 0 ? parts[1].Trim('/') + "/" : "";
+        // ?region=NAME: the region requests are signed for (AWS buckets outside us-east-1); other servers ignore it.
+        var query = System.Web.HttpUtility.ParseQueryString(uri.Query);
+        if (query["region"] is { Length: > 0 } named)
+        {
+            if (!named.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-')) throw new FormatException($"'{named}' is not a region name: write {form}?region=eu-west-1.");
+            region = named;
+        }
         return new S3Location(new Uri(uri.GetLeftPart(UriPartial.Authority)), parts[0], prefix, region);
     }
 
-    public override string ToString() => $"{Scheme}{Endpoint.GetLeftPart(UriPartial.Authority)}/{Bucket}{(Prefix.Length > 0 ? "/" + Prefix.TrimEnd('/') : "")}";
+    public override string ToString() => $"{Scheme}{Endpoint.GetLeftPart(UriPartial.Authority)}/{Bucket}{(Prefix.Length > 0 ? "/" + Prefix.TrimEnd('/') : "")}{(Region == "us-east-1" ? "" : $"?region={Region}")}";
 }
 
 /// <summary>An S3 access key and its secret; the secret is never printed (<see cref="ToString"/>).</summary>

@@ -42,8 +42,25 @@ public sealed class S3RepositoryStorage : IRepositoryStorage
     /// <summary>The bucket, when it does not exist yet (restic does the same); S3 has no folders to make.</summary>
     public void CreateLayout() => _bucket.EnsureBucket();
 
-    /// <summary>Always: a key allowed to read but not write is told by the first write's refusal (403), which names what to fix.</summary>
-    public bool PrepareForWriting() => true;
+    /// <summary>
+    /// Writes and removes a probe object: false for a key that may only read (403), with which the
+    /// repository is listed, verified and restored from without locks, as a read-only mount is
+    /// (docs/repository-format.md, "Read-only repositories"): off-site copies are often read with such keys.
+    /// </summary>
+    public bool PrepareForWriting()
+    {
+        var probe = $"probe-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8))}";
+        try
+        {
+            _bucket.Put(probe, [], 0);
+        }
+        catch (RepositoryException e) when (e is not BucketMissingException and not RepositoryFullException)
+        {
+            return false;
+        }
+        _bucket.Delete(probe);
+        return true;
+    }
 
     public IChunkStore Chunks(int maxFileLength) => new S3ChunkStore(_bucket, maxFileLength);
 

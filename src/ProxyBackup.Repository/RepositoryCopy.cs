@@ -4,8 +4,12 @@ using System.Text.Json;
 
 namespace ProxyBackup.Repository;
 
-/// <summary>Which restore points a copy takes: all, one source's, those from a time on.</summary>
-public sealed record CopySelection(string? Source = null, DateTimeOffset? Since = null);
+/// <summary>
+/// Which restore points a copy takes: all, one source's, those from a time on; with <paramref name="Keep"/>,
+/// only those the target's retention would keep among its points and these (a point the target's
+/// retention removed is not sent again).
+/// </summary>
+public sealed record CopySelection(string? Source = null, DateTimeOffset? Since = null, ProxyBackup.Contracts.RetentionPolicy? Keep = null);
 
 /// <summary>What a copy did. <paramref name="Failed"/>: points not copied (damaged in the first repository), with why.</summary>
 public sealed record CopyReport(int Copied, int AlreadyThere, int ChunksWritten, long BytesWritten, IReadOnlyList<string> Failed);
@@ -15,9 +19,10 @@ public sealed record CopyReport(int Copied, int AlreadyThere, int ChunksWritten,
 /// oldest first, each under its own source and id, with only the chunks the target lacks. Every
 /// chunk is read and checked against its name in the source, so damage is never carried over; it
 /// is named anew with the target's key and sealed with it (the two repositories' keys differ
-/// unless both are unencrypted). A point's index is written last, after the chunks it references
-/// were read back from the target and checked: a copy killed midway leaves no point, and run again
-/// it skips the points and chunks already there.
+/// unless both are unencrypted). A point's index is written last, after the chunks this copy wrote
+/// were read back from the target and checked (chunks the target held already are trusted by their
+/// name, as an incremental backup trusts them; the target's own verify checks them): a copy killed
+/// midway leaves no point, and run again it skips the points and chunks already there.
 /// </summary>
 public static class RepositoryCopy
 {
@@ -34,12 +39,26 @@ public static class RepositoryCopy
         if (to.ReadOnly) throw new RepositoryException($"Repository {to.Root} is read-only: a copy needs to write to it.");
         using var reading = await RepositoryLock.AcquireAsync(from, exclusive: false, $"copy to {to.Root}", from.SharedLockWait, ct).ConfigureAwait(false);
         using var writing = await RepositoryLock.AcquireAsync(to, exclusive: false, $"copy from {from.Root}", to.SharedLockWait, ct).ConfigureAwait(false);
-        var points = from.ListRestorePoints(selection.Source).Where(p => selection.Since is not { } since || p.Time >= since).OrderBy(p => p.Time).ToList();
+        var scan = from.ScanRestorePoints(selection.Source);
+        var points = scan.Points.Where(p => selection.Since is not { } since || p.Time >= since).OrderBy(p => p.Time).ToList();
+        if (selection.Keep is { IsEmpty: false } keep)
+        {
+            // Decided per source over what the target holds and what would be sent, as the target's retention will decide after.
+            var now = to.Clock.GetUtcNow();
+            var kept = new HashSet<(string, string)>();
+            foreach (var source in points.Select(p => p.Source).Distinct())
+            {
+                var candidates = to.ListRestorePoints(source).Concat(points.Where(p => p.Source == source && !to.Points.Exists(p.Source, p.Id))).OrderBy(p => p.Time).ToList();
+                foreach (var decision in Retention.Plan(candidates, keep, now).Where(d => d.Keep)) kept.Add((decision.Point.Source, decision.Point.Id));
+            }
+            points = [.. points.Where(p => kept.Contains((p.Source, p.Id)))];
+        }
         var totalBytes = points.Where(p => !to.Points.Exists(p.Source, p.Id)).Sum(p => p.Disks.Sum(d => d.Size));
         var meter = new ProgressMeter($"copy to {to.Root}", totalBytes, progress, storesData: true);
         var run = new CopyRun(from, to, meter);
         int copied = 0, there = 0;
-        var failed = new List<string>();
+        // A point whose index cannot be read is not copied, and said so.
+        var failed = scan.Unreadable.Where(u => selection.Source is null || u.Source == selection.Source).Select(u => $"{u.Source}/{u.Id}: {u.Problem}").ToList();
         foreach (var point in points)
         {
             ct.ThrowIfCancellationRequested();
@@ -53,6 +72,10 @@ public static class RepositoryCopy
                 using var guarded = CancellationTokenSource.CreateLinkedTokenSource(ct, reading.Lost, writing.Lost);
                 await run.CopyPointAsync(point, writing, guarded.Token).ConfigureAwait(false);
                 copied++;
+            }
+            catch (CorruptDataException) when (!from.Points.Exists(point.Source, point.Id))
+            {
+                // Forgotten in the source while it was copied (retention runs beside): nothing to copy, nothing damaged.
             }
             catch (CorruptDataException e)
             {
@@ -94,7 +117,6 @@ public static class RepositoryCopy
                 }
                 foreach (var metadata in point.Metadata)
                     to.StoredPoints.WriteFile(point.Source, point.Id, StoredPoints.MetadataFile(metadata.Name), from.LoadMetadata(point, metadata.Name), Durability.AtCommit);
-                writing.EnsureHeld();
                 if (to.Chunks.Missing([.. reused.Distinct()], started) is { Count: > 0 } lost)
                     throw new RepositoryException($"The copy of {point.Source}/{point.Id} is not committed: {lost.Count} chunk(s) it reused in {to.Root} were removed by a garbage collection beside it. Run the copy again.");
                 var index = point with
@@ -104,6 +126,7 @@ public static class RepositoryCopy
                     Disks = disks,
                 };
                 to.Points.SyncBeforeIndex();
+                writing.EnsureHeld();
                 to.StoredPoints.WriteFile(point.Source, point.Id, "index", JsonSerializer.SerializeToUtf8Bytes(index, RepositoryJson.Default.RestorePoint), Durability.Immediate);
                 committed = true;
             }

@@ -90,7 +90,7 @@ public sealed class RepositoryLock : IDisposable
             var path = Write(repository, exclusive, info);
             var conflict = Holders(repository.Storage, clock).FirstOrDefault(h => h.Name != path && (exclusive || h.Exclusive || (scope is not null && h.Info.Scope == scope)));
             if (conflict.Name is null) return new RepositoryLock(repository, path, info);
-            repository.Storage.Delete($"{Folder}/{path}");
+            TryDelete(repository, path);
             if (clock.GetUtcNow() >= deadline)
                 throw new RepositoryLockedException(
                     $"The repository is locked {(conflict.Exclusive ? "exclusively " : "")}by {conflict.Info.Purpose} (host {conflict.Info.Host}, pid {conflict.Info.Pid}, since {conflict.Info.Created:u}); retry when it has finished.");
@@ -118,6 +118,7 @@ public sealed class RepositoryLock : IDisposable
     /// </summary>
     public static IReadOnlyList<(string Name, bool Exclusive, LockInfo Info, bool Readable)> Holders(IRepositoryStorage storage, TimeProvider clock)
     {
+        var relisted = 0;
         while (true)
         {
             var holders = new List<(string, bool, LockInfo, bool)>();
@@ -150,7 +151,9 @@ public sealed class RepositoryLock : IDisposable
                 }
                 holders.Add((name, exclusive, info, true));
             }
-            if (!vanished) return holders;
+            // A listing that lags behind a delete (some S3 servers) must not spin: after a few looks the gone file is gone.
+            if (!vanished || ++relisted >= 20) return holders;
+            Thread.Sleep(50);
         }
     }
 
@@ -174,22 +177,24 @@ public sealed class RepositoryLock : IDisposable
         {
             if (_released || _repository is null || _path is null) return;
             var now = _repository.Clock.GetUtcNow();
-            if (_repository.Storage.Read($"{Folder}/{_path}") is null)
-            {
-                // Someone judged this lock stale and removed it (a process frozen for 30 minutes): a
-                // GC may have run meanwhile, so what this holder wrote may be gone. It must stop.
-                Trace.TraceWarning($"Repository lock {_path} was removed by another process; the operation under it stops.");
-                _lost.Cancel();
-                return;
-            }
+            // A timer calls this: nothing may escape (it would end the process); a storage that cannot
+            // be reached counts as a refresh that failed.
             try
             {
+                if (_repository.Storage.Read($"{Folder}/{_path}") is null)
+                {
+                    // Someone judged this lock stale and removed it (a process frozen for 30 minutes): a
+                    // GC may have run meanwhile, so what this holder wrote may be gone. It must stop.
+                    Trace.TraceWarning($"Repository lock {_path} was removed by another process; the operation under it stops.");
+                    _lost.Cancel();
+                    return;
+                }
                 var fresh = Write(_repository, _path.StartsWith("exclusive-", StringComparison.Ordinal), _info! with { Refreshed = now });
-                _repository.Storage.Delete($"{Folder}/{_path}");
+                TryDelete(_repository, _path);
                 _path = fresh;
                 _lastRefreshed = now;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or RepositoryException)
             {
                 Trace.TraceWarning($"Could not refresh repository lock {_path}: {e.Message}");
                 if (now - _lastRefreshed >= StaleAfter - RefreshInterval) _lost.Cancel();
@@ -242,7 +247,17 @@ public sealed class RepositoryLock : IDisposable
             _released = true;
         }
         _refresh?.Dispose();
-        if (_path is not null && _repository is not null) _repository.Storage.Delete($"{Folder}/{_path}");
+        if (_path is not null && _repository is not null) TryDelete(_repository, _path);
+    }
+
+    /// <summary>Removes a lock file this process wrote; one that cannot be removed now goes stale on its own (30 minutes), and the operation's outcome stands.</summary>
+    private static void TryDelete(BackupRepository repository, string name)
+    {
+        try { repository.Storage.Delete($"{Folder}/{name}"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or RepositoryException)
+        {
+            Trace.TraceWarning($"Repository lock {name} could not be removed ({e.Message}); it goes stale on its own.");
+        }
     }
 }
 

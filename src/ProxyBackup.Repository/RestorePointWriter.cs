@@ -73,7 +73,6 @@ public sealed class RestorePointWriter : IDisposable
     /// <summary>Syncs the file system, then writes the index durably: from here on the restore point exists.</summary>
     public RestorePoint Commit()
     {
-        _lock.EnsureHeld();
         if (_committed) throw new InvalidOperationException("Already committed.");
         var index = new RestorePoint
         {
@@ -84,6 +83,8 @@ public sealed class RestorePointWriter : IDisposable
             throw new RepositoryException($"The backup of {Source} is not committed: {lost.Count} chunk(s) it reused (such as {lost[0]}) were removed by a garbage collection that ran beside it. " +
                 "Run the backup again: it stores them anew (docs/repository-format.md, \"S3\").");
         _repository.Points.SyncBeforeIndex();
+        // Last, just before the index: the look-up above may have waited for a sweep.
+        _lock.EnsureHeld();
         _repository.StoredPoints.WriteFile(Source, Id, "index", JsonSerializer.SerializeToUtf8Bytes(index, RepositoryJson.Default.RestorePoint), Durability.Immediate);
         _committed = true;
         _lock.Dispose();

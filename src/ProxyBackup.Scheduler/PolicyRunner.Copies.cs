@@ -58,14 +58,16 @@ public sealed partial class PolicyRunner
             {
                 var into = target.Open();
                 var progress = new LoggedProgress(logger, $"Copy {target.Name}");
-                var report = await RepositoryCopy.RunAsync(repository, into, new CopySelection(), progress, ct).ConfigureAwait(false);
+                var report = await RepositoryCopy.RunAsync(repository, into, new CopySelection(Keep: target.Keep), progress, ct).ConfigureAwait(false);
                 logger.LogInformation("Copy {Name} to {Location}: {Copied} restore point(s) copied, {There} already there, {Chunks} chunk(s) and {Bytes} bytes sent",
                     target.Name, target.Location, report.Copied, report.AlreadyThere, report.ChunksWritten, report.BytesWritten);
                 if (report.Failed.Count > 0)
                     CopyFailed(target, $"{report.Failed.Count} restore point(s) are damaged here and were not copied (run 'proxybackup repository verify --read-data'): {string.Join("; ", report.Failed.Take(5))}");
                 if (target.Keep is { IsEmpty: false } keep)
                 {
-                    var removed = into.ApplyRetention(keep, dryRun: false).Count(d => !d.Keep);
+                    // Only the sources this repository has: others sharing the target (another cloud's copies) are not this copy's to thin out.
+                    var removed = repository.ListRestorePoints().Select(p => p.Source).Distinct()
+                        .Sum(source => into.ApplyRetention(keep, source, dryRun: false).Count(d => !d.Keep));
                     if (removed > 0)
                     {
                         var gc = into.CollectGarbage(options.GcGrace);

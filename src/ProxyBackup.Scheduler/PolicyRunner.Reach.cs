@@ -44,7 +44,7 @@ public sealed partial class PolicyRunner
     private readonly HashSet<int> _unreachableTold = [];
 
     /// <summary>A VM no proxy can back up: logged and notified once (docs/operations.md, "A shared catalog").</summary>
-    private void NotUnreachable(QueuedRun run, VirtualMachine vm, IReadOnlyList<OneDatastore> datastores)
+    private void NotifyUnreachable(QueuedRun run, VirtualMachine vm, IReadOnlyList<OneDatastore> datastores)
     {
         var where = string.Join(", ", datastores.Select(d => $"datastore {d.Id} ({d.Name}) in cluster(s) {string.Join(",", d.Clusters)}"));
         logger.LogError("Policy {Policy}: VM {VmId} ({Name}) is not backed up: no proxy runs in a cluster that reaches its disks ({Where})", run.Policy, vm.Id, vm.Name, where);

@@ -244,7 +244,7 @@ public sealed partial class PolicyRunner(IPolicyStore store, OneClient client, B
                 if (!await reach.ServedByAnyAsync(vm, ct).ConfigureAwait(false) && store.ClaimRun(run))
                 {
                     store.EndRun(run, "unreachable");
-                    NotUnreachable(run, vm, await reach.DatastoresAsync(vm, ct).ConfigureAwait(false));
+                    NotifyUnreachable(run, vm, await reach.DatastoresAsync(vm, ct).ConfigureAwait(false));
                 }
                 // Else another proxy's cluster reaches it: left in the queue for that proxy.
                 continue;

@@ -673,14 +673,17 @@ public class DaemonTests
         var web = (await w.Client.VmPoolExtendedAsync()).First(v => v.UserTemplate.Element("BACKUP_POLICY")?.Value == "gold");
         // An older point of one VM: the repository keeps it (the policy keeps everything), the copy's retention (keep last 1) does not.
         var older = (await w.Backup.RunAsync(web.Id, new BackupOptions())).RestorePoint;
+        // One run only (the next whole minute, local time as the schedules are): nothing is backed up after the copy.
+        var slot = DateTime.Now.AddSeconds(15);
+        slot = slot.AddSeconds(60 - slot.Second);
         w.Catalog.SavePolicy(new ProtectionPolicy
         {
-            Name = "every-minute", Schedule = "* * * * *", Selection = new VmSelection { AttributeName = "BACKUP_POLICY", AttributeValue = "gold" },
+            Name = "once", Schedule = $"{slot.Minute} {slot.Hour} * * *", Selection = new VmSelection { AttributeName = "BACKUP_POLICY", AttributeValue = "gold" },
         });
         var gold = (await w.Client.VmPoolExtendedAsync()).Count(v => v.UserTemplate.Element("BACKUP_POLICY")?.Value == "gold");
         using (var daemon = ChildProcess.Start("dotnet", ProxybackupDll, "daemon", "--config", config))
         {
-            await WaitFor(() => w.Catalog.Recent(20).Count(j => j.State == "succeeded") >= gold, TimeSpan.FromSeconds(100), daemon);
+            await WaitFor(() => w.Catalog.Recent(20).Count(j => j.State == "succeeded") >= gold + 1, TimeSpan.FromSeconds(130), daemon);
             await WaitFor(() => target.ListRestorePoints().Count == gold && !target.ListRestorePoints().Any(p => p.Id == older.Id), TimeSpan.FromSeconds(60), daemon);
             StopDaemon(daemon);
         }
@@ -690,6 +693,9 @@ public class DaemonTests
         var verified = await target.VerifyAsync(readData: true);
         Assert.True(verified.Ok);
         Assert.Equal(gold, verified.RestorePointsChecked);
+        // The point the copy's retention removed there is not sent again.
+        var again = await RepositoryCopy.RunAsync(w.Repository, target, new CopySelection(Keep: new RetentionPolicy { KeepLast = 1 }));
+        Assert.Equal((0, 0), (again.Copied, again.ChunksWritten));
     }
 
     [Fact]

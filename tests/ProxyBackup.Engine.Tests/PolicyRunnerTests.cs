@@ -377,6 +377,14 @@ public class PolicyRunnerTests
         Assert.Equal([fleet[1].Id, fleet[3].Id], told.Select(n => n.VmId!.Value).Order());
         Assert.All(told, n => Assert.Contains("images-c1", n.Detail));
 
+        // The next run finds them unreachable again: told once, not at every run.
+        clock.Now = T0.AddMinutes(8);
+        await runner.TickAsync(CancellationToken.None);
+        await DrainAll(runner);
+        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(2, notifier.Received.Count(n => n.Event == NotificationEvent.VmUnreachable));
+        Assert.Equal(4, w.Repository.ListRestorePoints().Count);
+
         // A proxy of cluster 1 appears (its lease, as another machine's daemon writes it): the next run leaves those VMs to it, and tells nothing more.
         using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={w.Catalog.Path}"))
         {
@@ -386,12 +394,12 @@ public class PolicyRunnerTests
             insert.Parameters.AddWithValue("$t", DateTimeOffset.UtcNow.ToString("o", System.Globalization.CultureInfo.InvariantCulture));
             insert.ExecuteNonQuery();
         }
-        clock.Now = T0.AddMinutes(8);
+        clock.Now = T0.AddMinutes(13);
         await runner.TickAsync(CancellationToken.None);
         await DrainAll(runner);
         await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(2, notifier.Received.Count(n => n.Event == NotificationEvent.VmUnreachable));
-        Assert.Equal(4, w.Repository.ListRestorePoints().Count);
+        Assert.Equal(6, w.Repository.ListRestorePoints().Count);
         Assert.Contains(w.Catalog.ClaimableRuns(), r => r.VmId == fleet[1].Id);
     }
 
