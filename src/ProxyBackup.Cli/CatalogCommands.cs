@@ -18,7 +18,7 @@ internal static class CatalogCommands
         var rebuild = new Command("rebuild", "Rebuild the restore point list from the repository alone (after losing the catalog).");
         rebuild.SetAction(p =>
         {
-            var count = EngineHost.CatalogOf(p).Open().Rebuild(RepositoryCommands.Open(p));
+            var count = EngineHost.CatalogOf(p).Open().Rebuild(RepositoryCommands.Open(p), EngineHost.SourcesOf(p));
             Console.WriteLine($"Indexed {count} restore point(s).");
             return 0;
         });

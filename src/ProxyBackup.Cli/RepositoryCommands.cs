@@ -294,6 +294,9 @@ internal static class RepositoryCommands
             Console.WriteLine(p.GetValue(dry)
                 ? $"{sources.Count} source(s) would be renamed."
                 : $"Renamed {sources.Count} source(s), {moved} restore point(s). Set OpenNebula:Cloud to {name}, then run 'proxybackup catalog rebuild'.");
+            // A point whose index cannot be read cannot be moved: named, so that it is repaired or forgotten.
+            foreach (var unreadable in repo.ScanRestorePoints().Unreadable.Where(u => unnamed.TryVmId(u.Source, out _)))
+                Console.Error.WriteLine($"warning: {unreadable.Source}/{unreadable.Id} stays under its old name: {unreadable.Problem}");
             return 0;
         });
         return c;

@@ -173,7 +173,7 @@ internal static class StorageCommand
             var secrets = File.Exists(config.SecretsFile) ? AppSecrets.Load(config.SecretsFile!) : new AppSecrets();
             var repository = config.Repository.Open(secrets);
             // A re-created proxy starts with an empty catalog: list what the disk kept (docs/operations.md, "Disaster recovery").
-            var count = config.Catalog.Open().Rebuild(repository);
+            var count = config.Catalog.Open().Rebuild(repository, config.OpenNebula.Sources);
             return $"The disk holds a repository with {count} restore point(s); the catalog lists them again.";
         }
         catch (RepositoryException e)

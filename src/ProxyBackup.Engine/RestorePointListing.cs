@@ -20,11 +20,15 @@ public static class RestorePointListing
     public static void SyncSource(this IRestorePointList index, BackupRepository repository, string source) =>
         index.Sync(source, [.. repository.ListRestorePoints(source).Select(ToListed)]);
 
-    /// <summary>Refills the whole index from the repository alone: losing the catalog loses no backup.</summary>
-    public static int Rebuild(this IRestorePointList index, BackupRepository repository)
+    /// <summary>
+    /// Refills the whole index from the repository alone: losing the catalog loses no backup. Points
+    /// another cloud made (their <c>cloud</c> tag names another, docs/operations.md, "Clouds sharing a
+    /// repository") are left out: their VM IDs are not this cloud's.
+    /// </summary>
+    public static int Rebuild(this IRestorePointList index, BackupRepository repository, VmSources sources)
     {
-        var all = repository.ListRestorePoints();
-        index.ReplaceAll([.. all.Select(ToListed)]);
-        return all.Count;
+        var mine = repository.ListRestorePoints().Where(p => !p.Tags.TryGetValue("cloud", out var cloud) || cloud == (sources.Cloud ?? "")).ToList();
+        index.ReplaceAll([.. mine.Select(ToListed)]);
+        return mine.Count;
     }
 }

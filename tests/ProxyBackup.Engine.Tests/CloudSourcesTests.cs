@@ -31,6 +31,9 @@ public sealed class CloudSourcesTests
         Assert.Equal([firstA.Id, secondA.Id], shared.ListRestorePoints(a.Backup.Sources.Of(web.Id)).Select(p => p.Id));
         Assert.Equal([firstB.Id], shared.ListRestorePoints(backupB.Sources.Of(web.Id)).Select(p => p.Id));
         Assert.False(a.Backup.Sources.TryVmId(firstB.Source, out _));
+        // B's catalog rebuilt from the shared repository lists B's point only.
+        Assert.Equal(1, b.Catalog.Rebuild(shared, backupB.Sources));
+        Assert.Equal([firstB.Id], b.Catalog.ListedPoints().Select(p => p.Id));
     }
 
     [Fact]

@@ -59,7 +59,7 @@ public class CatalogIndexTests
 
         var lost = new ProxyBackup.Catalog.SqlCatalog(Path.Combine(w.Root, "new-catalog.db"));
         Assert.Empty(lost.ListedPoints());
-        Assert.Equal(2, lost.Rebuild(w.Repository));
+        Assert.Equal(2, lost.Rebuild(w.Repository, w.Backup.Sources));
         Assert.Equal(indexed.Select(p => p.Id), lost.ListedPoints().Select(p => p.Id));
     }
 
