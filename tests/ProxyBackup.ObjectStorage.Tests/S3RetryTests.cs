@@ -7,12 +7,11 @@ namespace ProxyBackup.ObjectStorage.Tests;
 /// <summary>A busy S3 answers 503 SlowDown: the repository's calls are retried with backoff (Polly), and what still fails says so in one line.</summary>
 public sealed class S3RetryTests
 {
-    private static (S3RepositoryStorage Storage, string Location) Through(ThrottlingFront front, string location, int retries)
+    /// <summary>The repository at <paramref name="location"/>, reached through the front.</summary>
+    private static S3RepositoryStorage Through(ThrottlingFront front, string location, int retries)
     {
-        var real = S3Location.Parse(location);
-        var fronted = real with { Endpoint = new Uri($"http://127.0.0.1:{front.Port}") };
-        var bucket = new S3Bucket(fronted, new S3Credentials(S3TestServer.AccessKeyId, S3TestServer.SecretAccessKey), retries, TimeSpan.FromMilliseconds(20));
-        return (new S3RepositoryStorage(bucket), fronted.ToString());
+        var fronted = S3Location.Parse(location) with { Endpoint = new Uri($"http://127.0.0.1:{front.Port}") };
+        return new S3RepositoryStorage(new S3Bucket(fronted, new S3Credentials(S3TestServer.AccessKeyId, S3TestServer.SecretAccessKey), retries, TimeSpan.FromMilliseconds(20)));
     }
 
     [S3Fact]
@@ -21,7 +20,7 @@ public sealed class S3RetryTests
         using var dir = new TempDirectory();
         var location = S3TestServer.NewLocation();
         using var front = new ThrottlingFront(S3Location.Parse(location).Endpoint, times => times == 1);
-        var (storage, _) = Through(front, location, retries: 6);
+        var storage = Through(front, location, retries: 6);
         var repo = BackupRepository.Create(storage, new RepositoryCreateOptions { ChunkSize = 256 << 10, Key = RepositoryKey.FromPassphrase("throttled") });
         var disk = dir.Combine("disk.img");
         TestDisks.WriteMixed(disk, 3L << 20);
@@ -43,7 +42,7 @@ public sealed class S3RetryTests
         var location = S3TestServer.NewLocation();
         BackupRepository.Create(S3RepositoryTests.Storage(location), new RepositoryCreateOptions());
         using var front = new ThrottlingFront(S3Location.Parse(location).Endpoint, _ => true);
-        var (storage, _) = Through(front, location, retries: 2);
+        var storage = Through(front, location, retries: 2);
         var failed = Assert.Throws<IOException>(() => BackupRepository.Open(storage, null));
         Assert.Contains("config", failed.Message);
         Assert.Contains("after retries", failed.Message);
