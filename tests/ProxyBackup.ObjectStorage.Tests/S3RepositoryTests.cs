@@ -157,6 +157,37 @@ public sealed class S3RepositoryTests
         Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
     }
 
+    [S3TwoAccountsFact]
+    public async Task A_key_that_may_only_read_opens_the_repository_read_only_and_restores_from_it_without_writing()
+    {
+        var (readerKey, readerSecret) = S3TestServer.ReaderCredentials()!.Value;
+        using var dir = new TempDirectory();
+        var location = S3TestServer.NewLocation();
+        var repo = BackupRepository.Create(Storage(location), new RepositoryCreateOptions { ChunkSize = Chunk, Key = RepositoryKey.FromPassphrase("dr site") });
+        var disk = dir.Combine("disk.img");
+        TestDisks.WriteMixed(disk, 2L << 20, seed: 9);
+        var point = await BackUpAsync(repo, "vm-6", disk);
+        var bucket = S3Location.Parse(location).Bucket;
+        var policy = $$"""
+            {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/reader"]},
+             "Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{{bucket}}","arn:aws:s3:::{{bucket}}/*"]}]}
+            """;
+        using (var owner = new Amazon.S3.AmazonS3Client(S3TestServer.AccessKeyId, S3TestServer.SecretAccessKey,
+                   new Amazon.S3.AmazonS3Config { ServiceURL = S3Location.Parse(location).Endpoint.ToString(), ForcePathStyle = true, AuthenticationRegion = "us-east-1" }))
+            await owner.PutBucketPolicyAsync(new Amazon.S3.Model.PutBucketPolicyRequest { BucketName = bucket, Policy = policy });
+
+        var readOnly = BackupRepository.Open(new S3RepositoryStorage(S3Location.Parse(location), new S3Credentials(readerKey, readerSecret)), RepositoryKey.FromPassphrase("dr site"));
+        Assert.True(readOnly.ReadOnly);
+        Assert.Equal([point.Id], readOnly.ListRestorePoints("vm-6").Select(p => p.Id));
+        Assert.True((await readOnly.VerifyAsync(readData: true)).Ok);
+        var restored = dir.Combine("restored.img");
+        await readOnly.RestoreDiskAsync(point, "disk-0", restored);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+        var refused = Assert.Throws<RepositoryException>(() => readOnly.StartRestorePoint("vm-6"));
+        Assert.Contains("read-only", refused.Message);
+        Assert.Empty(repo.Storage.List("locks"));
+    }
+
     [S3Fact]
     public void Locks_on_S3_exclude_as_on_disk_and_a_lock_not_refreshed_for_an_hour_is_stale()
     {

@@ -41,6 +41,20 @@ public sealed class S3TestServer
     public static string AccessKeyId => Shared.Value.Key;
     public static string SecretAccessKey => Shared.Value.Secret;
 
+    private static readonly Lazy<(string Key, string Secret)?> Reader = new(() =>
+    {
+        var server = Shared.Value;
+        if (server.Kind != "radosgw") return null;
+        var (code, _, error) = ChildProcess.Run(RadosgwScript()!, "user", Path.Combine(server._directory, "cluster"), "reader", "pbtestreader", "pbtestreadersecret");
+        return code == 0 ? ("pbtestreader", "pbtestreadersecret") : throw new InvalidOperationException($"radosgw-admin could not make a second user: {error}");
+    });
+
+    /// <summary>A second account (user "reader"), which a bucket policy can allow to read only; null where the server has one account (s3rver).</summary>
+    public static (string Key, string Secret)? ReaderCredentials() => Reader.Value;
+
+    /// <summary>Whether the server chosen here has accounts of its own (radosgw), without starting it.</summary>
+    public static bool HasAccounts => Choice() == "radosgw";
+
     /// <summary>Why the S3 tests cannot run here, or null.</summary>
     public static string? Unavailable() =>
         Choice() is null ? "no S3 server is installed: neither Ceph's radosgw (scripts/s3-radosgw install) nor s3rver (scripts/install-s3rver); scripts/test installs both" : null;
@@ -177,6 +191,16 @@ public sealed class S3TestServer
         using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
         listener.Start();
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+/// <summary>A test that needs a second account on the S3 server (<see cref="S3TestServer.ReaderCredentials"/>): skipped where the server has one (s3rver).</summary>
+public sealed class S3TwoAccountsFactAttribute : Xunit.FactAttribute
+{
+    public S3TwoAccountsFactAttribute()
+    {
+        if (S3TestServer.Unavailable() is { } why) Skip = why;
+        else if (!S3TestServer.HasAccounts) Skip = "the S3 test server here is s3rver, which has one account: a read-only key needs radosgw (scripts/s3-radosgw install)";
     }
 }
 
