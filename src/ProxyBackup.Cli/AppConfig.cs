@@ -86,7 +86,7 @@ public sealed class AppConfig
             BackupRepository.Open(Storage(secrets), key ?? secrets.PassphraseKey(), mountPoint: MountPoint);
 
         private IRepositoryStorage Storage(AppSecrets secrets) =>
-            RepositoryLocation.Storage(Path, S3AccessKeyId is { Length: > 0 } id && secrets.S3SecretAccessKey is { Length: > 0 } secret ? new S3Credentials(id, secret) : null);
+            RepositoryLocation.Storage(Path, S3Credentials.Of(S3AccessKeyId, secrets.S3SecretAccessKey));
 
         /// <summary>Whether a repository is there (its config): a file in the directory, an object in the bucket; false when the bucket cannot be asked.</summary>
         public bool Holds(AppSecrets secrets)
@@ -120,7 +120,7 @@ public sealed class AppConfig
 
         /// <summary>The target, opened with its passphrase and S3 secret from <paramref name="secrets"/>.</summary>
         public BackupRepository Open(AppSecrets secrets) =>
-            BackupRepository.Open(RepositoryLocation.Storage(Repository, S3AccessKeyId is { Length: > 0 } id && secrets.CopyS3Secrets.GetValueOrDefault(Name) is { Length: > 0 } secret ? new S3Credentials(id, secret) : null),
+            BackupRepository.Open(RepositoryLocation.Storage(Repository, S3Credentials.Of(S3AccessKeyId, secrets.CopyS3Secrets.GetValueOrDefault(Name))),
                 secrets.CopyPassphrases.GetValueOrDefault(Name) is { Length: > 0 } passphrase ? RepositoryKey.FromPassphrase(passphrase) : null);
     }
 

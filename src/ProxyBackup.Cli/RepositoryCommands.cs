@@ -48,13 +48,13 @@ internal static class RepositoryCommands
             if (File.Exists(kf)) SecretFile.CheckPrivate(kf);
             return RepositoryKey.FromKeyFile(kf);
         }
-        if (p.GetValue(PassphraseFile) is { } pf)
-        {
-            if (!File.Exists(pf)) throw new CliException($"Passphrase file {pf} does not exist.");
-            return RepositoryKey.FromPassphrase(SecretFile.ReadAllText(pf).TrimEnd('\r', '\n'));
-        }
+        if (p.GetValue(PassphraseFile) is { } pf) return PassphraseIn(pf);
         return Environment.GetEnvironmentVariable("PROXYBACKUP_PASSPHRASE") is { Length: > 0 } env ? RepositoryKey.FromPassphrase(env) : null;
     }
+
+    /// <summary>The key of the passphrase in a file (its owner's only), the line end trimmed.</summary>
+    private static RepositoryKey PassphraseIn(string file) =>
+        File.Exists(file) ? RepositoryKey.FromPassphrase(SecretFile.ReadAllText(file).TrimEnd('\r', '\n')) : throw new CliException($"Passphrase file {file} does not exist.");
 
     internal static BackupRepository Open(ParseResult p)
     {
@@ -247,13 +247,8 @@ internal static class RepositoryCommands
                 ? BackupRepository.Open(RepositoryLocation.Storage(fromPath), Key(p), mountPoint: ConfiguredMountFor(p, fromPath))
                 : Open(p);
             var toPath = p.GetValue(to)!;
-            RepositoryKey? targetKey = null;
-            if (p.GetValue(toPassphrase) is { } file)
-            {
-                if (!File.Exists(file)) throw new CliException($"Passphrase file {file} does not exist.");
-                targetKey = RepositoryKey.FromPassphrase(SecretFile.ReadAllText(file).TrimEnd('\r', '\n'));
-            }
-            else if (Environment.GetEnvironmentVariable("PROXYBACKUP_TO_PASSPHRASE") is { Length: > 0 } env) targetKey = RepositoryKey.FromPassphrase(env);
+            var targetKey = p.GetValue(toPassphrase) is { } file ? PassphraseIn(file)
+                : Environment.GetEnvironmentVariable("PROXYBACKUP_TO_PASSPHRASE") is { Length: > 0 } env ? RepositoryKey.FromPassphrase(env) : null;
             BackupRepository target;
             try { target = BackupRepository.Open(RepositoryLocation.Storage(toPath), targetKey, mountPoint: ConfiguredMountFor(p, toPath)); }
             catch (WrongKeyException e) when (targetKey is null) { throw new CliException($"{e.Message} (for --to: --to-passphrase-file or $PROXYBACKUP_TO_PASSPHRASE)"); }

@@ -41,9 +41,11 @@ public sealed record S3Credentials(string AccessKeyId, string SecretAccessKey)
 {
     public override string ToString() => $"S3 access key {AccessKeyId}";
 
+    /// <summary>A key and its secret, or null when either is missing (the other source is then asked).</summary>
+    public static S3Credentials? Of(string? accessKeyId, string? secret) =>
+        accessKeyId is { Length: > 0 } && secret is { Length: > 0 } ? new S3Credentials(accessKeyId, secret) : null;
+
     /// <summary>From AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the names every S3 tool reads), or null when either is unset.</summary>
     public static S3Credentials? FromEnvironment() =>
-        Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID") is { Length: > 0 } id && Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY") is { Length: > 0 } secret
-            ? new S3Credentials(id, secret)
-            : null;
+        Of(Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID"), Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
 }

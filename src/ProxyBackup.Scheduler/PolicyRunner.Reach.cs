@@ -14,13 +14,15 @@ public sealed partial class PolicyRunner
     private sealed class Reach(int? proxyCluster, OneClient client, IPolicyStore store)
     {
         private IReadOnlyDictionary<int, OneDatastore>? _datastores;
+        private readonly Dictionary<int, IReadOnlyList<OneDatastore>> _ofVm = [];
         private IReadOnlySet<int>? _served;
 
         /// <summary>The datastores of the disks a backup reads (image disks; volatile disks and CD-ROMs are not read).</summary>
         public async Task<IReadOnlyList<OneDatastore>> DatastoresAsync(VirtualMachine vm, CancellationToken ct)
         {
+            if (_ofVm.TryGetValue(vm.Id, out var known)) return known;
             _datastores ??= (await client.DatastorePoolAsync(ct).ConfigureAwait(false)).ToDictionary(d => d.Id);
-            return [.. vm.Disks.Where(d => !d.IsVolatile && !d.IsCdrom && d.DatastoreId is not null)
+            return _ofVm[vm.Id] = [.. vm.Disks.Where(d => !d.IsVolatile && !d.IsCdrom && d.DatastoreId is not null)
                 .Select(d => d.DatastoreId!.Value).Distinct().Select(id => _datastores.GetValueOrDefault(id)).OfType<OneDatastore>()];
         }
 

@@ -365,24 +365,26 @@ public class PolicyRunnerTests
         var runner = new PolicyRunner(w.Catalog, w.Client, w.Backup, w.Repository, NullLogger.Instance,
             new PolicyRunnerOptions { ProxyVmId = w.ProxyId, ProxyCluster = 0, Limits = new QueueLimits(2, 0, 0), Time = clock, Since = T0, Notifier = notifier });
         var fleet = (await w.Client.VmPoolExtendedAsync()).Where(v => v.Name.StartsWith("fleet-", StringComparison.Ordinal)).OrderBy(v => v.Name).ToList();
+        // One run at T0 + minutes, drained and its notifications sent: how many VMs were told unreachable so far.
+        async Task<int> RunAtAsync(int minutes)
+        {
+            clock.Now = T0.AddMinutes(minutes);
+            await runner.TickAsync(CancellationToken.None);
+            await DrainAll(runner);
+            await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
+            return notifier.Received.Count(n => n.Event == NotificationEvent.VmUnreachable);
+        }
 
-        clock.Now = T0.AddMinutes(3);
-        await runner.TickAsync(CancellationToken.None);
-        await DrainAll(runner);
+        await RunAtAsync(3);
         Assert.Equal([fleet[0].Id, fleet[2].Id], w.Repository.ListRestorePoints().Select(p => int.Parse(p.Tags["vm_id"], System.Globalization.CultureInfo.InvariantCulture)).Order());
         // No job was even tried for the others (the attach would be refused: "Image [N] is not part of cluster [0]").
         Assert.DoesNotContain(w.Catalog.Recent(50), j => j.VmId == fleet[1].Id || j.VmId == fleet[3].Id);
-        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
         var told = notifier.Received.Where(n => n.Event == NotificationEvent.VmUnreachable).ToList();
         Assert.Equal([fleet[1].Id, fleet[3].Id], told.Select(n => n.VmId!.Value).Order());
         Assert.All(told, n => Assert.Contains("images-c1", n.Detail));
 
         // The next run finds them unreachable again: told once, not at every run.
-        clock.Now = T0.AddMinutes(8);
-        await runner.TickAsync(CancellationToken.None);
-        await DrainAll(runner);
-        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(2, notifier.Received.Count(n => n.Event == NotificationEvent.VmUnreachable));
+        Assert.Equal(2, await RunAtAsync(8));
         Assert.Equal(4, w.Repository.ListRestorePoints().Count);
 
         // A proxy of cluster 1 appears (its lease, as another machine's daemon writes it): the next run leaves those VMs to it, and tells nothing more.
@@ -394,11 +396,7 @@ public class PolicyRunnerTests
             insert.Parameters.AddWithValue("$t", DateTimeOffset.UtcNow.ToString("o", System.Globalization.CultureInfo.InvariantCulture));
             insert.ExecuteNonQuery();
         }
-        clock.Now = T0.AddMinutes(13);
-        await runner.TickAsync(CancellationToken.None);
-        await DrainAll(runner);
-        await runner.FlushNotificationsAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(2, notifier.Received.Count(n => n.Event == NotificationEvent.VmUnreachable));
+        Assert.Equal(2, await RunAtAsync(13));
         Assert.Equal(6, w.Repository.ListRestorePoints().Count);
         Assert.Contains(w.Catalog.ClaimableRuns(), r => r.VmId == fleet[1].Id);
     }

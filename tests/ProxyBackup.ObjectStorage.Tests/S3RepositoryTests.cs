@@ -47,9 +47,7 @@ public sealed class S3RepositoryTests
         Assert.True(verified.Ok);
         Assert.Equal(2, verified.RestorePointsChecked);
         Assert.Equal(["vm-7"], reopened.ListRestorePoints().Select(p => p.Source).Distinct());
-        var restored = dir.Combine("restored.img");
-        await reopened.RestoreDiskAsync(second, "disk-0", restored);
-        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+        await RestoresAsync(reopened, second, disk, dir);
         Assert.Throws<WrongKeyException>(() => BackupRepository.Open(Storage(location), RepositoryKey.FromPassphrase("not it")));
     }
 
@@ -60,9 +58,19 @@ public sealed class S3RepositoryTests
         return writer.Commit();
     }
 
+    /// <summary>The location's bucket, as the repository reaches it: a test looks at or damages its objects.</summary>
+    private static S3Bucket Bucket(string location) => new(S3Location.Parse(location), new S3Credentials(S3TestServer.AccessKeyId, S3TestServer.SecretAccessKey));
+
     /// <summary>The chunk objects under the location, in one listing of the prefix.</summary>
-    private static int ChunkObjects(string location) =>
-        new S3Bucket(S3Location.Parse(location), new S3Credentials(S3TestServer.AccessKeyId, S3TestServer.SecretAccessKey)).List("chunks/").Count();
+    private static int ChunkObjects(string location) => Bucket(location).List("chunks/").Count();
+
+    /// <summary>Restores the point's disk and checks it is the disk as it was backed up.</summary>
+    private static async Task RestoresAsync(BackupRepository repo, RestorePoint point, string disk, TempDirectory dir)
+    {
+        var restored = dir.Combine($"restored-{point.Id}.img");
+        await repo.RestoreDiskAsync(point, "disk-0", restored);
+        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+    }
 
     [S3Fact]
     public async Task GC_on_S3_beside_a_backup_keeps_the_chunks_the_backup_reuses_and_then_removes_what_no_point_references()
@@ -86,9 +94,7 @@ public sealed class S3RepositoryTests
             Assert.Equal(0, beside.ChunksRemoved);
             Assert.Equal(stored, beside.ChunksInGrace);
             var second = writer.Commit();
-            var restored = dir.Combine("restored.img");
-            await repo.RestoreDiskAsync(second, "disk-0", restored);
-            Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+            await RestoresAsync(repo, second, disk, dir);
             repo.Forget(second);
         }
         // S3 tells times to the second, taken as its end: what was touched in this second is not older than a GC now.
@@ -118,9 +124,7 @@ public sealed class S3RepositoryTests
         Assert.Empty(repo.ListRestorePoints("vm-2"));
         var again = await BackUpAsync(repo, "vm-2", disk);
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
-        var restored = dir.Combine("restored.img");
-        await repo.RestoreDiskAsync(again, "disk-0", restored);
-        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+        await RestoresAsync(repo, again, disk, dir);
     }
 
     [S3Fact]
@@ -133,7 +137,7 @@ public sealed class S3RepositoryTests
         TestDisks.WriteMixed(disk, 2L << 20, seed: 8);
         var first = await BackUpAsync(repo, "vm-5", disk);
         var victim = repo.LoadManifest(first, "disk-0").Chunks.First(c => !c.IsZero).ToString();
-        var bucket = new S3Bucket(S3Location.Parse(location), new S3Credentials(S3TestServer.AccessKeyId, S3TestServer.SecretAccessKey));
+        var bucket = Bucket(location);
         var key = $"chunks/{victim[..2]}/{victim}";
         var damaged = bucket.Get(key)!;
         damaged[^1] ^= 0xff;
@@ -152,9 +156,7 @@ public sealed class S3RepositoryTests
         }
         Assert.NotNull(bucket.Head(key));
         Assert.True((await repo.VerifyAsync(readData: true)).Ok);
-        var restored = dir.Combine("restored.img");
-        await repo.RestoreDiskAsync(first, "disk-0", restored);
-        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+        await RestoresAsync(repo, first, disk, dir);
     }
 
     [S3TwoAccountsFact]
@@ -180,9 +182,7 @@ public sealed class S3RepositoryTests
         Assert.True(readOnly.ReadOnly);
         Assert.Equal([point.Id], readOnly.ListRestorePoints("vm-6").Select(p => p.Id));
         Assert.True((await readOnly.VerifyAsync(readData: true)).Ok);
-        var restored = dir.Combine("restored.img");
-        await readOnly.RestoreDiskAsync(point, "disk-0", restored);
-        Assert.Equal(TestDisks.Sha256(disk), TestDisks.Sha256(restored));
+        await RestoresAsync(readOnly, point, disk, dir);
         var refused = Assert.Throws<RepositoryException>(() => readOnly.StartRestorePoint("vm-6"));
         Assert.Contains("read-only", refused.Message);
         Assert.Empty(repo.Storage.List("locks"));

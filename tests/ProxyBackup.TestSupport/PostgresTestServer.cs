@@ -65,20 +65,14 @@ public sealed class PostgresTestServer
         if (Unavailable() is { } why) throw new InvalidOperationException(why);
         StopLeftovers();
         var bin = BinDirectory()!;
-        var directory = Directory.CreateTempSubdirectory(Prefix).FullName;
-        File.WriteAllText(Path.Combine(directory, "test-process"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        var directory = TestServers.NewFolder(Prefix);
         var data = Path.Combine(directory, "data");
         if (Environment.IsPrivilegedProcess) Run("chown", "postgres:postgres", directory);
         Run(AsServerUser(Path.Combine(bin, "initdb"), "-D", data, "-U", "pb", "-A", "trust", "-E", "UTF8", "--no-sync"));
-        var port = FreePort();
+        var port = TestServers.FreePort();
         var command = AsServerUser(Path.Combine(bin, "postgres"), "-D", data, "-p", port.ToString(CultureInfo.InvariantCulture),
             "-k", directory, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300");
-        var process = Process.Start(new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true }.WithArguments(command[1..]))!;
-        var log = new System.Text.StringBuilder();
-        process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
+        var (process, log) = TestServers.StartLogged(command[0], command[1..]);
         var server = new PostgresTestServer(process, directory, port);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => server.Stop();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
@@ -114,26 +108,21 @@ public sealed class PostgresTestServer
             }
         }
         catch (InvalidOperationException) { }
-        try { Directory.Delete(_directory, recursive: true); }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
+        TestServers.RemoveFolder(_directory);
     }
 
     /// <summary>Servers of test processes that were killed (their folder names a process that is gone): stopped by the PID in postmaster.pid.</summary>
     private static void StopLeftovers()
     {
-        foreach (var directory in Directory.GetDirectories(Path.GetTempPath(), Prefix + "*"))
+        foreach (var directory in TestServers.Orphaned(Prefix))
         {
-            var owner = Path.Combine(directory, "test-process");
-            if (File.Exists(owner) && int.TryParse(File.ReadAllText(owner), out var pid) && Directory.Exists($"/proc/{pid}")) continue;
             var postmaster = Path.Combine(directory, "data", "postmaster.pid");
             if (File.Exists(postmaster) && int.TryParse(File.ReadLines(postmaster).First(), out var serverPid) && Directory.Exists($"/proc/{serverPid}"))
             {
                 Process.Start("kill", ["-INT", serverPid.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
                 for (var i = 0; i < 300 && Directory.Exists($"/proc/{serverPid}"); i++) Thread.Sleep(100);
             }
-            try { Directory.Delete(directory, recursive: true); }
-            catch (IOException) { }
+            TestServers.RemoveFolder(directory);
         }
     }
 
@@ -148,13 +137,6 @@ public sealed class PostgresTestServer
         var error = p.StandardError.ReadToEnd();
         p.WaitForExit();
         if (p.ExitCode != 0) throw new InvalidOperationException($"{string.Join(' ', command)} failed ({p.ExitCode}): {error}{output.Result}");
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
 

@@ -90,8 +90,7 @@ public sealed class S3TestServer
     {
         var kind = Choice() ?? throw new InvalidOperationException(Unavailable());
         StopLeftovers();
-        var directory = Directory.CreateTempSubdirectory(Prefix).FullName;
-        File.WriteAllText(Path.Combine(directory, "test-process"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        var directory = TestServers.NewFolder(Prefix);
         File.WriteAllText(Path.Combine(directory, "kind"), kind);
         var server = kind == "radosgw" ? StartRadosgw(directory) : StartS3rver(directory);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => server.Stop();
@@ -109,15 +108,9 @@ public sealed class S3TestServer
     private static S3TestServer StartS3rver(string directory)
     {
         Directory.CreateDirectory(Path.Combine(directory, "data"));
-        var port = FreePort();
-        var process = Process.Start(new ProcessStartInfo(S3rver()!) { RedirectStandardOutput = true, RedirectStandardError = true }
-            .WithArguments(["-d", Path.Combine(directory, "data"), "-a", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "--silent", "--no-vhost-buckets"]))!;
+        var port = TestServers.FreePort();
+        var (process, log) = TestServers.StartLogged(S3rver()!, ["-d", Path.Combine(directory, "data"), "-a", "127.0.0.1", "-p", port.ToString(CultureInfo.InvariantCulture), "--silent", "--no-vhost-buckets"]);
         File.WriteAllText(Path.Combine(directory, "server-pid"), process.Id.ToString(CultureInfo.InvariantCulture));
-        var log = new System.Text.StringBuilder();
-        process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
         // s3rver's one account.
         var server = new S3TestServer("s3rver", process, directory, new Uri($"http://127.0.0.1:{port}"), "S3RVER", "S3RVER");
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
@@ -157,9 +150,7 @@ public sealed class S3TestServer
             }
             catch (InvalidOperationException) { }
         }
-        try { Directory.Delete(_directory, recursive: true); }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
+        TestServers.RemoveFolder(_directory);
     }
 
     private static void StopRadosgw(string directory)
@@ -170,10 +161,8 @@ public sealed class S3TestServer
     /// <summary>Servers of test processes that were killed (their folder names a process that is gone): stopped by their recorded PIDs.</summary>
     private static void StopLeftovers()
     {
-        foreach (var directory in Directory.GetDirectories(Path.GetTempPath(), Prefix + "*"))
+        foreach (var directory in TestServers.Orphaned(Prefix))
         {
-            var owner = Path.Combine(directory, "test-process");
-            if (File.Exists(owner) && int.TryParse(File.ReadAllText(owner), out var pid) && Directory.Exists($"/proc/{pid}")) continue;
             StopRadosgw(directory);
             var server = Path.Combine(directory, "server-pid");
             if (File.Exists(server) && int.TryParse(File.ReadAllText(server), out var serverPid) && Directory.Exists($"/proc/{serverPid}"))
@@ -181,16 +170,8 @@ public sealed class S3TestServer
                 try { Process.GetProcessById(serverPid).Kill(); }
                 catch (Exception e) when (e is ArgumentException or InvalidOperationException) { }
             }
-            try { Directory.Delete(directory, recursive: true); }
-            catch (IOException) { }
+            TestServers.RemoveFolder(directory);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
 
